@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv/ inside the checkout and install what they need into it.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lienwatch-installed
+PYX    := $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
+
+.PHONY: demo test lint typecheck pytest install system-deps wheel bench clean
+
+demo: install system-deps
+	$(VENV)/bin/lienwatch demo
+
+test: install system-deps lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install system-deps
+	$(VENV)/bin/pytest
+
+install: $(STAMP)
+
+# Reinstalls (and so recompiles the Cython extensions) whenever the build inputs change.
+$(STAMP): pyproject.toml setup.py $(PYX)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# mosquitto is a real broker the tests and the demo start on their own port.
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	  else \
+	    echo "mosquitto is missing: run 'sudo apt-get install mosquitto', then make again." >&2; exit 1; \
+	  fi; }
+
+wheel: install
+	$(PY) -m pip wheel --no-deps -w dist .
+
+bench: install system-deps
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build dist *.egg-info cython_ext/*.c cython_ext/*.so

@@ -1,0 +1,1 @@
+"""The cloud side: receiver (MQTT → validation → store) and the query API."""

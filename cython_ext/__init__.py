@@ -1,0 +1,1 @@
+"""The agent's hot path, compiled: ring buffers and streaming feature extractors."""

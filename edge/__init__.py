@@ -1,0 +1,1 @@
+"""The on-vehicle agent: sources → ring buffers/features → detectors → events → uplink."""

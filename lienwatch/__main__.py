@@ -1,0 +1,5 @@
+import sys
+
+from lienwatch.cli import main
+
+sys.exit(main())

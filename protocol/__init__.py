@@ -1,0 +1,1 @@
+"""The lienwatch wire format shared by edge and cloud (see docs/protocol.md)."""
