@@ -1,0 +1,1 @@
+"""The uplink: the outbox on flash (`queue`) and the MQTT 5 link that empties it (`mqtt`)."""

@@ -1,0 +1,260 @@
+"""The outbox on flash: durability, torn tails, the size bound and transactional take/commit."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge.uplink.queue import (
+    RECORD_OVERHEAD,
+    Channel,
+    FlashQueue,
+    Priority,
+    QueueConfig,
+    QueueError,
+    QueueFullError,
+)
+from lienwatch.clock import ManualClock
+
+TEL, EVT = Channel.TELEMETRY, Channel.EVENT
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("seg-*.log"))
+
+
+def test_records_leave_only_when_committed(tmp_path: Path) -> None:
+    with FlashQueue(tmp_path, clock=ManualClock()) as queue:
+        ids = [queue.append(f"m{i}".encode(), priority=Priority.TELEMETRY, channel=TEL) for i in range(5)]
+        taken = queue.begin(3)
+        assert [r.payload for r in taken] == [b"m0", b"m1", b"m2"]
+        assert queue.depth == 5 and queue.in_flight == 3
+        queue.end(accepted=[ids[0]], released=[ids[1]], rejected=[ids[2]])
+        assert queue.depth == 3 and queue.in_flight == 0
+        assert [r.payload for r in queue.begin(10)] == [b"m1", b"m3", b"m4"]
+        assert queue.stats.rejected == 1 and queue.stats.committed == 1
+
+
+def test_events_are_taken_before_older_telemetry(tmp_path: Path) -> None:
+    with FlashQueue(tmp_path, clock=ManualClock()) as queue:
+        queue.append(b"t1", priority=Priority.TELEMETRY, channel=TEL)
+        queue.append(b"w", priority=Priority.WARNING, channel=EVT)
+        queue.append(b"e", priority=Priority.EMERGENCY, channel=EVT)
+        queue.append(b"t2", priority=Priority.TELEMETRY, channel=TEL)
+        assert [r.payload for r in queue.begin(10)] == [b"e", b"w", b"t1", b"t2"]
+
+
+def test_state_survives_reopen_including_in_flight(tmp_path: Path) -> None:
+    clock = ManualClock()
+    queue = FlashQueue(tmp_path, clock=clock)
+    ids = [queue.append(bytes([i]) * 50, priority=Priority.TELEMETRY, channel=TEL) for i in range(10)]
+    queue.begin(6)
+    queue.end(accepted=ids[:4])
+    queue.close()
+    reopened = FlashQueue(tmp_path, clock=clock)
+    # 4 delivered; 2 were in flight (not acknowledged): they come back, nothing is lost.
+    assert reopened.depth == 6
+    assert [r.record_id for r in reopened.begin(10)] == ids[4:]
+    assert reopened.append(b"x", priority=Priority.TELEMETRY, channel=TEL) == ids[-1] + 1
+    reopened.close()
+
+
+def test_commits_not_yet_written_come_back_as_duplicates_not_losses(tmp_path: Path) -> None:
+    """A crash before the batched commit marker is written re-delivers, never drops."""
+    config = QueueConfig(sync_interval_s=3600, sync_bytes=1 << 30)
+    queue = FlashQueue(tmp_path, config, clock=ManualClock())
+    ids = [queue.append(b"x" * 10, priority=Priority.TELEMETRY, channel=TEL) for _ in range(3)]
+    queue.begin(3)
+    queue.end(accepted=ids)
+    # Simulate kill -9: no close(), the commit marker is still only in memory.
+    os.close(queue._fd)
+    again = FlashQueue(tmp_path, config, clock=ManualClock())
+    assert again.depth == 3
+    again.close()
+
+
+def test_delivered_segments_are_deleted(tmp_path: Path) -> None:
+    config = QueueConfig(max_bytes=100_000, segment_bytes=2_000)
+    with FlashQueue(tmp_path, config, clock=ManualClock()) as queue:
+        for _ in range(100):
+            queue.append(b"y" * 100, priority=Priority.TELEMETRY, channel=TEL)
+        assert len(_segments(tmp_path)) > 5
+        while batch := queue.begin(16):
+            queue.end(accepted=[r.record_id for r in batch])
+        queue.flush()
+        assert queue.depth == 0
+        assert len(_segments(tmp_path)) == 1  # only the active one
+
+
+@pytest.mark.parametrize("cut", [1, 5, 17, RECORD_OVERHEAD - 1, RECORD_OVERHEAD + 3])
+def test_torn_tail_is_truncated_and_counted(tmp_path: Path, cut: int) -> None:
+    queue = FlashQueue(tmp_path, clock=ManualClock())
+    for i in range(5):
+        queue.append(bytes([i]) * 40, priority=Priority.TELEMETRY, channel=TEL)
+    queue.close()
+    (segment,) = _segments(tmp_path)
+    size = segment.stat().st_size
+    with open(segment, "r+b") as handle:  # power lost while the 5th record was being written
+        handle.truncate(size - cut)
+    reopened = FlashQueue(tmp_path, clock=ManualClock())
+    assert reopened.depth == 4
+    assert reopened.stats.torn_tails == 1
+    assert reopened.stats.recovered_loss_bytes == 40 + RECORD_OVERHEAD - cut
+    assert segment.stat().st_size == 4 * (40 + RECORD_OVERHEAD)
+    reopened.append(b"after", priority=Priority.TELEMETRY, channel=TEL)
+    reopened.close()
+    assert FlashQueue(tmp_path, clock=ManualClock()).depth == 5
+
+
+def test_corrupt_record_in_the_middle_is_skipped_and_counted(tmp_path: Path) -> None:
+    queue = FlashQueue(tmp_path, clock=ManualClock())
+    for i in range(5):
+        queue.append(bytes([65 + i]) * 40, priority=Priority.TELEMETRY, channel=TEL)
+    queue.close()
+    (segment,) = _segments(tmp_path)
+    raw = bytearray(segment.read_bytes())
+    raw[2 * (40 + RECORD_OVERHEAD) + 20] ^= 0xFF  # bit rot inside the third record
+    segment.write_bytes(bytes(raw))
+    reopened = FlashQueue(tmp_path, clock=ManualClock())
+    assert [r.payload[0] for r in reopened.begin(10)] == [65, 66, 68, 69]
+    assert reopened.stats.torn_tails == 1
+    reopened.close()
+
+
+def test_garbage_file_never_crashes_open(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    for trial in range(20):
+        directory = tmp_path / str(trial)
+        directory.mkdir()
+        (directory / "seg-0000000001.log").write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+        with FlashQueue(directory, clock=ManualClock()) as queue:
+            assert queue.depth == 0
+            queue.append(b"ok", priority=Priority.ALERT, channel=EVT)
+
+
+def test_bad_input_is_refused(tmp_path: Path) -> None:
+    with FlashQueue(tmp_path, clock=ManualClock()) as queue:
+        with pytest.raises(QueueError):
+            queue.append("text", priority=Priority.TELEMETRY, channel=TEL)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            queue.append(b"x", priority=9, channel=TEL)  # type: ignore[arg-type]
+        with pytest.raises(QueueError):
+            queue.append(b"x" * (2 << 20), priority=Priority.TELEMETRY, channel=TEL)
+    with pytest.raises(QueueError):
+        FlashQueue(tmp_path / "q2", QueueConfig(max_bytes=1000, segment_bytes=2000))
+
+
+def test_bound_evicts_old_telemetry_first_and_never_alerts(tmp_path: Path) -> None:
+    config = QueueConfig(max_bytes=20_000, segment_bytes=2_000)
+    record = 200 + RECORD_OVERHEAD
+    with FlashQueue(tmp_path, config, clock=ManualClock()) as queue:
+        alerts = [queue.append(b"A" * 200, priority=Priority.ALERT, channel=EVT) for _ in range(10)]
+        warnings = [queue.append(b"W" * 200, priority=Priority.WARNING, channel=EVT) for _ in range(10)]
+        telemetry = [queue.append(b"T" * 200, priority=Priority.TELEMETRY, channel=TEL) for _ in range(200)]
+        assert queue.disk_bytes <= config.max_bytes
+        left = {r.record_id for r in queue.begin(1000)}
+        assert set(alerts) <= left and set(warnings) <= left
+        kept_telemetry = [i for i in telemetry if i in left]
+        assert kept_telemetry == telemetry[-len(kept_telemetry):]  # the newest survived
+        assert queue.stats.evicted == 200 - len(kept_telemetry)
+        assert queue.stats.evicted_by_priority == {"TELEMETRY": queue.stats.evicted}
+        assert len(left) * record <= config.max_bytes
+
+
+def test_full_of_alerts_refuses_telemetry_but_takes_emergencies(tmp_path: Path) -> None:
+    config = QueueConfig(max_bytes=10_000, segment_bytes=2_000)
+    with FlashQueue(tmp_path, config, clock=ManualClock()) as queue:
+        for _ in range(60):
+            queue.append(b"A" * 200, priority=Priority.ALERT, channel=EVT)
+        with pytest.raises(QueueFullError, match="max_bytes"):
+            queue.append(b"T" * 200, priority=Priority.TELEMETRY, channel=TEL)
+        queue.append(b"E" * 200, priority=Priority.EMERGENCY, channel=EVT)
+        assert queue.depth == 61 and queue.stats.refused_full == 1
+        assert queue.stats.evicted == 0
+
+
+def test_compaction_frees_segments_pinned_by_one_alert(tmp_path: Path) -> None:
+    config = QueueConfig(max_bytes=12_000, segment_bytes=2_000)
+    with FlashQueue(tmp_path, config, clock=ManualClock()) as queue:
+        alert = queue.append(b"A" * 100, priority=Priority.ALERT, channel=EVT)
+        for _ in range(400):
+            queue.append(b"T" * 100, priority=Priority.TELEMETRY, channel=TEL)
+            for r in queue.begin(5, channels=[TEL]):
+                queue.end(accepted=[r.record_id])
+        assert queue.disk_bytes <= config.max_bytes
+        assert queue.stats.compactions >= 1
+        assert [r.record_id for r in queue.begin(10)] == [alert]
+    reopened = FlashQueue(tmp_path, config, clock=ManualClock())
+    assert reopened.depth == 1
+    reopened.close()
+
+
+def test_batched_syncs_and_bytes_per_day(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = QueueConfig(sync_interval_s=30, sync_bytes=1 << 20)
+    with FlashQueue(tmp_path, config, clock=clock) as queue:
+        syncs = queue.stats.syncs
+        for _ in range(50):
+            queue.append(b"t" * 100, priority=Priority.TELEMETRY, channel=TEL)
+        assert queue.stats.syncs == syncs  # telemetry waits for the batch
+        clock.advance(31)
+        queue.tick()
+        assert queue.stats.syncs == syncs + 1
+        queue.append(b"alert", priority=Priority.ALERT, channel=EVT)
+        assert queue.stats.syncs == syncs + 2  # events are synced at once
+        assert queue.stats.bytes_written_today == 50 * (100 + RECORD_OVERHEAD) + 5 + RECORD_OVERHEAD
+        clock.advance(86_400)
+        assert queue.snapshot()["bytes_written_today"] == 0
+
+
+_CHILD = textwrap.dedent("""
+    import subprocess, sys
+    from pathlib import Path
+    from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig, QueueDiskFullError
+    from edge.uplink.queue import QueueFullError
+    from lienwatch.clock import ManualClock
+    mount_point = Path(sys.argv[1])
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True)
+    queue = FlashQueue(mount_point, QueueConfig(max_bytes=1 << 20, segment_bytes=8192,
+                                                reserve_bytes=8192), clock=ManualClock())
+    emergencies = refused = 0
+    message = ""
+    for i in range(2000):
+        priority = Priority.EMERGENCY if i % 20 == 0 else Priority.TELEMETRY
+        try:
+            queue.append(b"z" * 200, priority=priority, channel=Channel.EVENT)
+            emergencies += priority == Priority.EMERGENCY
+        except (QueueDiskFullError, QueueFullError) as error:
+            refused += 1
+            message = str(error)
+    counts = queue.depth_by_priority()
+    queue.close()
+    again = FlashQueue(mount_point, clock=ManualClock())
+    print(emergencies, counts["EMERGENCY"], again.depth_by_priority()["EMERGENCY"],
+          counts["TELEMETRY"], queue.stats.evicted, refused)
+    print(message)
+""")
+
+
+def test_disk_full_sheds_telemetry_and_keeps_emergencies(tmp_path: Path) -> None:
+    """A real ENOSPC: the queue lives on a 64 KiB tmpfs (mounted in a private user+mount namespace,
+    so no root is needed) while its own bound is 1 MiB, so only the file system says "full"."""
+    mount_point = tmp_path / "flash"
+    mount_point.mkdir()
+    command = ["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", _CHILD,
+               str(mount_point)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    first, message = result.stdout.splitlines()
+    accepted, kept, kept_after_reopen, telemetry_kept, evicted, refused = map(int, first.split())
+    assert accepted == kept == kept_after_reopen == 100  # every emergency accepted and kept
+    assert evicted > 1000  # old telemetry was shed to make room ...
+    assert telemetry_kept > 20  # ... while the newest telemetry still fits
+    assert refused == 0 or "full" in message
