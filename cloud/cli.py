@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lienwatch.cli import add_group, not_yet
+from lienwatch.cli import add_group, lazy, not_yet
 
-_INGEST = "issue: cloud storage and ingest"
 _API = "issue: cloud query API"
 
 
@@ -15,17 +14,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     migrate = cloud.add_parser("migrate", help="Apply the database schema migrations.")
     migrate.add_argument("--dsn", required=True, help="PostgreSQL connection string")
-    migrate.set_defaults(handler=not_yet(_INGEST))
+    migrate.add_argument("--storage", choices=["auto", "plain", "timescaledb"], default="auto",
+                         help="storage mode for a new database (default: timescaledb when available)")
+    migrate.set_defaults(handler=lazy("cloud.store.commands:run_migrate"))
 
     ingest = cloud.add_parser("ingest", help="Receive device messages from MQTT into the store.")
     ingest.add_argument("--config", required=True, help="receiver TOML config")
-    ingest.set_defaults(handler=not_yet(_INGEST))
+    ingest.set_defaults(handler=not_yet("issue: cloud storage and ingest"))
 
     api = cloud.add_parser("api", help="Serve the HTTP API (tracks, alerts, summaries, commands).")
     api.add_argument("--config", required=True, help="API TOML config")
     api.set_defaults(handler=not_yet(_API))
 
     devices = cloud.add_parser("devices", help="Register, list and remove devices.")
-    devices.add_argument("action", choices=["add", "list", "remove"])
-    devices.add_argument("--dsn", required=True, help="PostgreSQL connection string")
-    devices.set_defaults(handler=not_yet(_INGEST))
+    actions = devices.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    handler = lazy("cloud.store.commands:run_devices")
+    add = actions.add_parser("add", help="Register a device (its certificate common name).")
+    add.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    add.add_argument("--id", required=True, help="device id = certificate common name")
+    add.add_argument("--vin", help="vehicle identification number (17 characters)")
+    add.add_argument("--cert-fingerprint", help="SHA-256 fingerprint of the device certificate")
+    add.add_argument("--time-zone", default="UTC", help="IANA time zone of the vehicle's home")
+    add.add_argument("--region", default="", help="contract region")
+    add.add_argument("--poi", action="append", default=[], metavar="NAME:LAT,LON[,RADIUS_M[,KIND]]",
+                     help="a point of interest (repeatable)")
+    add.set_defaults(handler=handler)
+    listing = actions.add_parser("list", help="List registered devices.")
+    listing.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=handler)
+    remove = actions.add_parser("remove", help="Unregister a device (its data is kept).")
+    remove.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    remove.add_argument("--id", required=True, help="device id")
+    remove.set_defaults(handler=handler)

@@ -1,0 +1,189 @@
+"""The receiver's TOML configuration: typed, with defaults, and strict about what it accepts.
+
+Every key is listed in the dataclasses below with its default; an unknown key, a wrong type or
+an out-of-range value is a `ConfigError` naming the key (`ConfigError: ingest.batch_max_rows must
+be an integer >= 1`). deploy/receiver/receiver.toml is the annotated example, and a test loads it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cloud.store.layout import RETENTION_CLASSES
+from cloud.store.retention import DEFAULT_DAYS, RetentionPolicy
+from lienwatch.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the broker: the CA that signed the broker's certificate and the receiver's own pair."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""  # stable per receiver: the persistent session is keyed by it
+    share_group: str = "lienwatch-ingest"
+    topics: tuple[str, ...] = ()  # default: protocol.topics' uplink filter
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 1000  # unacknowledged messages the broker may send us at once
+    username: str = ""
+    password: str = ""
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    batch_max_rows: int = 200_000
+    batch_max_messages: int = 2000
+    batch_max_delay_ms: int = 100
+    max_future_s: int = 24 * 3600  # rows stamped further ahead than this are rejected
+    rejected_payload_max_bytes: int = 64 * 1024
+    device_refresh_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9464  # 0 disables the HTTP endpoint
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    partitions_ahead_days: int = 7
+    retention_interval_s: float = 3600.0
+    summaries_interval_s: float = 60.0
+    summaries_batch: int = 5000
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    dsn: str
+    mqtt: MqttConfig
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    receiver_id: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.receiver_id or self.mqtt.client_id
+
+
+_POSITIVE = {
+    "port", "keepalive_s", "receive_maximum", "batch_max_rows", "batch_max_messages",
+    "batch_max_delay_ms", "rejected_payload_max_bytes", "device_refresh_s", "retention_interval_s",
+    "summaries_interval_s", "summaries_batch", "session_expiry_s", "max_future_s",
+}
+
+
+def _section(cls: type[Any], data: object, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    defaults = cls() if cls is not MqttConfig else MqttConfig()
+    for name, value in data.items():
+        key = f"{where}.{name}"
+        default = getattr(defaults, name)
+        if name == "tls":
+            values[name] = _section(TlsConfig, value, key)
+            continue
+        if isinstance(default, bool) or default is None:
+            raise ConfigError(f"{key} cannot be set here")
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{key} must be a list of non-empty strings")
+            values[name] = tuple(value)
+        elif isinstance(default, int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{key} must be an integer (got {value!r})")
+            values[name] = value
+        elif isinstance(default, float):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{key} must be a number (got {value!r})")
+            values[name] = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{key} must be a string (got {value!r})")
+            values[name] = value
+        if name in _POSITIVE and values[name] <= 0:
+            raise ConfigError(f"{key} must be > 0 (got {value!r})")
+        if name == "receive_maximum" and values[name] > 65535:
+            raise ConfigError(f"{key} must be 1..65535 (got {value!r})")
+        if name == "port" and not 0 < values[name] < 65536:
+            raise ConfigError(f"{key} must be a TCP port 1..65535 (got {value!r})")
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any]) -> ReceiverConfig:
+    """Build a `ReceiverConfig` from parsed TOML, refusing anything unknown or out of range."""
+    allowed = {"database", "mqtt", "ingest", "metrics", "maintenance", "retention", "receiver_id"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+    database = data.get("database")
+    if not isinstance(database, dict) or not isinstance(database.get("dsn"), str) or not database["dsn"]:
+        raise ConfigError("database.dsn is required (a PostgreSQL connection string)")
+    if set(database) - {"dsn"}:
+        raise ConfigError(f"database: unknown key {sorted(set(database) - {'dsn'})[0]!r} (known: dsn)")
+    mqtt: MqttConfig = _section(MqttConfig, data.get("mqtt", {}), "mqtt")
+    if not mqtt.client_id:
+        raise ConfigError("mqtt.client_id is required: a stable id per receiver keeps its persistent session")
+    if any(c in mqtt.share_group for c in "/+#") or not mqtt.share_group:
+        raise ConfigError("mqtt.share_group must be a non-empty name without '/', '+' or '#'")
+    metrics: MetricsConfig = _section(MetricsConfig, data.get("metrics", {}), "metrics")
+    if metrics.port < 0 or metrics.port > 65535:
+        raise ConfigError("metrics.port must be 0 (off) or a TCP port")
+    receiver_id = data.get("receiver_id", "")
+    if not isinstance(receiver_id, str):
+        raise ConfigError("receiver_id must be a string")
+    return ReceiverConfig(
+        dsn=database["dsn"],
+        mqtt=mqtt,
+        ingest=_section(IngestConfig, data.get("ingest", {}), "ingest"),
+        metrics=metrics,
+        maintenance=_section(MaintenanceConfig, data.get("maintenance", {}), "maintenance"),
+        retention=_retention(data.get("retention", {})),
+        receiver_id=receiver_id,
+    )
+
+
+def _retention(data: object) -> RetentionPolicy:
+    if not isinstance(data, dict):
+        raise ConfigError("retention must be a table")
+    known = {f"{name}_days" for name in RETENTION_CLASSES} | {"action"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"retention: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    days = dict(DEFAULT_DAYS)
+    for name in RETENTION_CLASSES:
+        if f"{name}_days" in data:
+            days[name] = data[f"{name}_days"]
+    return RetentionPolicy(days=days, action=data.get("action", "drop"))
+
+
+def load_config(path: str | Path) -> ReceiverConfig:
+    """Read and check a receiver TOML file."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read receiver config {path}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(data)

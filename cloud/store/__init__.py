@@ -1,0 +1,1 @@
+"""The cloud store: schema migrations, device registry, partitions, retention, daily summaries."""

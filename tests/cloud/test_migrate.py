@@ -1,0 +1,122 @@
+"""Schema migrations: applied once, recorded, idempotent, and never run against a newer schema."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import psycopg
+import pytest
+
+from cloud.store.db import connect
+from cloud.store.errors import SchemaError, StoreError
+from cloud.store.migrate import available_migrations, check_schema, latest_version, migrate
+from lienwatch.cli import main
+
+TABLES = {"devices", "points_of_interest", "positions", "signal_samples", "events", "event_lifecycle",
+          "device_status", "commands", "command_acks", "rejected_messages", "daily_summaries",
+          "schema_migrations", "lienwatch_storage", "device_latest", "summary_dirty"}
+
+
+def test_migrate_creates_every_table_and_records_plain_mode(fresh_db: str) -> None:
+    result = migrate(fresh_db)
+    assert result.mode == "plain"  # no TimescaleDB on this server
+    assert result.applied == tuple(range(1, latest_version() + 1))
+    with connect(fresh_db) as conn:
+        names = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        names |= {r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'p'")}  # partitioned parents
+        assert names >= TABLES
+        mode, version = conn.execute("SELECT mode, server_version FROM lienwatch_storage").fetchone() or ()
+        assert mode == "plain" and version
+        assert check_schema(conn) == "plain"
+        kinds: dict[str, str] = dict(conn.execute(
+            "SELECT relname, relkind FROM pg_class WHERE relname IN ('positions', 'signal_samples')"))
+        assert kinds == {"positions": "p", "signal_samples": "p"}
+
+
+def test_migrate_twice_applies_nothing_the_second_time(fresh_db: str) -> None:
+    migrate(fresh_db)
+    again = migrate(fresh_db)
+    assert again.applied == ()
+    with connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (latest_version(),)
+
+
+def test_migrate_refuses_a_newer_schema(fresh_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    migrate(fresh_db)
+    with connect(fresh_db) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')")
+    with pytest.raises(SchemaError, match="newer"):
+        migrate(fresh_db)
+    assert main(["cloud", "migrate", "--dsn", fresh_db]) == 2
+    err = capsys.readouterr().err
+    assert "SchemaError" in err and "newer" in err and err.count("\n") == 1
+    with connect(fresh_db) as conn, pytest.raises(SchemaError, match="newer"):
+        check_schema(conn)
+
+
+def test_migrate_refuses_a_migration_changed_after_it_was_applied(fresh_db: str) -> None:
+    migrate(fresh_db)
+    with connect(fresh_db) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    with pytest.raises(SchemaError, match="changed after it was applied"):
+        migrate(fresh_db)
+
+
+def test_check_schema_says_to_migrate_an_empty_database(fresh_db: str) -> None:
+    with connect(fresh_db) as conn, pytest.raises(SchemaError, match="cloud migrate"):
+        check_schema(conn)
+
+
+def test_forcing_timescaledb_where_it_is_missing_is_a_clear_error(fresh_db: str) -> None:
+    with pytest.raises(StoreError, match="timescaledb"):
+        migrate(fresh_db, mode="timescaledb")
+
+
+def test_unreachable_database_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["cloud", "migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"])
+    assert code == 2
+    assert "cannot connect to the database" in capsys.readouterr().err
+
+
+def test_garbage_dsn_is_a_typed_error() -> None:
+    with pytest.raises(StoreError):
+        migrate("this is = not a dsn ===")
+
+
+def _columns(sql: str) -> dict[str, list[str]]:
+    tables: dict[str, list[str]] = {}
+    for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\)", sql, flags=re.S):
+        tables[name] = [line.split()[0] for line in body.strip().splitlines()
+                        if line.strip() and not line.strip().startswith(("PRIMARY", "CHECK", "--"))
+                        and not line.startswith(" " * 8)]
+    return tables
+
+
+def test_both_storage_modes_define_the_same_tables_and_columns() -> None:
+    plain = "\n".join(m.sql for m in available_migrations("plain"))
+    timescale = "\n".join(m.sql for m in available_migrations("timescaledb"))
+    assert _columns(plain) == _columns(timescale)
+    assert len(_columns(plain)) >= 12
+    # The TimescaleDB path uses the documented 2.x API for every time-series table.
+    for call in ("create_hypertable", "add_compression_policy",
+                 "timescaledb.compress_segmentby = 'device_id'", "timescaledb.continuous",
+                 "add_continuous_aggregate_policy"):
+        assert call in timescale
+    assert "PARTITION BY RANGE" in plain and "PARTITION BY" not in timescale
+
+
+def test_shipped_migration_files_are_package_data() -> None:
+    names = [e.name for e in resources.files("cloud.store").joinpath("migrations").iterdir()]
+    assert "0001_core.sql" in names
+
+
+def test_a_failing_migration_leaves_no_trace(fresh_db: str) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE positions (x int)")  # collides with migration 0002
+    with pytest.raises(StoreError, match="0002"):
+        migrate(fresh_db)
+    with connect(fresh_db) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT to_regclass('signal_samples')").fetchone() == (None,)
