@@ -1,0 +1,305 @@
+"""The MQTT 5 link: mutual TLS, persistent session, QoS 1, reconnect with backoff and jitter.
+
+`MqttLink` owns one paho-mqtt client and one network thread. That thread is the only one that
+calls into paho (connect, loop, publish, subscribe), so no paho call ever races another. paho's
+callbacks run on it too and only put `LinkEvent`s on `events` — the agent's own thread does all
+the work (flash reads, commits, command checks). Requests go the other way through `publish` and
+`subscribe`, which only enqueue.
+
+Reconnects use exponential backoff with full jitter (`backoff_s`), so a fleet that lost the same
+cell tower does not return in lock step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from lienwatch.clock import Clock, SystemClock
+from lienwatch.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """Where and how to connect (see deploy/agent.example.toml, [uplink.mqtt])."""
+
+    host: str
+    port: int
+    client_id: str  # the device id; must equal the certificate's CN (the broker's username)
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    keepalive_s: int = 240
+    session_expiry_s: int = 7 * 86_400
+    inflight_window: int = 16
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 300.0
+    connect_timeout_s: float = 30.0
+    will_topic: str | None = None
+    will_payload: bytes = b""
+    will_retain: bool = False
+    will_delay_s: int = 60
+    subscribe_topics: tuple[str, ...] = ()
+    loop_interval_s: float = 0.05
+
+    def check_files(self) -> None:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path: Path = getattr(self, name)
+            if not path.is_file():
+                raise ConfigError(f"uplink.mqtt.{name}: {path} does not exist or is not a file")
+
+
+# --- events the link reports (put on `MqttLink.events`, read by the agent's thread) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    session_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRefused:
+    """The broker or the TLS layer refused us; `reason` says which and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The broker acknowledged (PUBACK) the publish tagged `token`; `ok` False = failure code."""
+
+    token: int
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    topic: str
+    payload: bytes
+
+
+LinkEvent = Connected | ConnectRefused | Disconnected | Published | MessageReceived
+
+
+def backoff_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt `attempt` (1, 2, …): uniform in [min, min(max, min·2^(a-1))]."""
+    ceiling = min(max_s, min_s * (2 ** min(max(attempt - 1, 0), 30)))
+    return rng.uniform(min_s, max(ceiling, min_s))
+
+
+class MqttLink:
+    """A paho client on a network thread of its own; all results arrive as `events`."""
+
+    def __init__(self, settings: MqttSettings, clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.events: queue.SimpleQueue[LinkEvent] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[int, str, bytes] | tuple[str]] = queue.SimpleQueue()
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mid_to_token: dict[int, int] = {}
+        self._connected = False
+        self._socket_open = False
+        self._awaiting_connack_since_ns: int | None = None
+        self._needs_subscribe = False
+        self.state = "disconnected"
+        self.last_error = ""
+        self.connects = 0
+        self.attempts = 0
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ the agent's side
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect cleanly (the broker then discards the will) and end the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def publish(self, token: int, topic: str, payload: bytes) -> None:
+        """Ask for a QoS 1 publish; a `Published(token)` event follows the PUBACK."""
+        self._requests.put((token, topic, payload))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # ------------------------------------------------------------------ paho set-up
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(s.ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(s.cert_file), str(s.key_file))
+        client.tls_set_context(context)  # the pinned CA only; hostname checked against the SAN
+        client.connect_timeout = s.connect_timeout_s
+        client.max_inflight_messages_set(s.inflight_window)
+        client.max_queued_messages_set(0)
+        if s.will_topic is not None:
+            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_props.WillDelayInterval = s.will_delay_s
+            client.will_set(s.will_topic, s.will_payload, qos=1, retain=s.will_retain,
+                            properties=will_props)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    # paho callbacks: only record and enqueue.
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        self._awaiting_connack_since_ns = None
+        if reason.is_failure:
+            self.last_error = f"CONNACK refused: {reason}"
+            self.events.put(ConnectRefused(self.last_error))
+            return
+        self._connected = True
+        self._needs_subscribe = True
+        self.events.put(Connected(bool(flags.session_present)))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        was_connected, self._connected = self._connected, False
+        was_open, self._socket_open = self._socket_open, False
+        self._awaiting_connack_since_ns = None
+        self.state = "disconnected"
+        if was_connected:
+            self.last_error = f"disconnected: {reason}"
+            self.events.put(Disconnected(str(reason)))
+        elif was_open:
+            # A TLS refusal after the handshake (TLS 1.3 checks the client certificate late) lands
+            # here: the broker closed the socket before any CONNACK.
+            self.last_error = f"connection closed before CONNACK: {reason}"
+            self.events.put(ConnectRefused(self.last_error))
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        token = self._mid_to_token.pop(mid, None)
+        if token is not None:
+            self.events.put(Published(token, not reason.is_failure, str(reason)))
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.events.put(MessageReceived(message.topic, bytes(message.payload)))
+
+    # ------------------------------------------------------------------ the network thread
+
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                if not self._socket_open:
+                    if attempt > 0:
+                        delay = backoff_s(attempt, self.settings.reconnect_min_s,
+                                          self.settings.reconnect_max_s, self._rng)
+                        if self._stop.wait(delay):
+                            break
+                    attempt += 1
+                    self._connect()
+                    continue
+                if self._connected:
+                    attempt = 0
+                    if self._needs_subscribe:
+                        self._needs_subscribe = False
+                        for topic in self.settings.subscribe_topics:
+                            self._client.subscribe(topic, qos=1)
+                    self._drain_requests()
+                elif self._connack_overdue():
+                    self._drop_socket("no CONNACK within connect_timeout_s")
+                    continue
+                rc = self._client.loop(timeout=self.settings.loop_interval_s)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._socket_open:
+                    self._drop_socket(f"connection lost ({mqtt.error_string(rc)})")
+        finally:
+            with contextlib.suppress(Exception):
+                if self._connected:
+                    self._client.disconnect()
+                    self._client.loop(timeout=0.2)
+            self._connected = False
+            self._socket_open = False
+            self.state = "stopped"
+            with contextlib.suppress(Exception):
+                self._client._sock_close()
+
+    def _connect(self) -> None:
+        s = self.settings
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.session_expiry_s
+        self.state = "connecting"
+        self.attempts += 1
+        try:
+            self._client.connect(s.host, s.port, keepalive=s.keepalive_s, clean_start=False,
+                                 properties=props)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.state = "disconnected"
+            self.events.put(ConnectRefused(self.last_error))
+            return
+        self._socket_open = True
+        self._awaiting_connack_since_ns = self.clock.monotonic_ns()
+        self.connects += 1
+
+    def _connack_overdue(self) -> bool:
+        since = self._awaiting_connack_since_ns
+        return since is not None and (
+            self.clock.monotonic_ns() - since > self.settings.connect_timeout_s * 1e9)
+
+    def _drop_socket(self, reason: str) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._socket_open = False
+        self._awaiting_connack_since_ns = None
+        self.state = "disconnected"
+        self.last_error = reason
+        with contextlib.suppress(Exception):
+            self._client._sock_close()
+        if was_connected:
+            self.events.put(Disconnected(reason))
+        else:
+            self.events.put(ConnectRefused(reason))
+
+    def _drain_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if len(request) == 3:
+                token, topic, payload = request
+                info = self._client.publish(topic, payload, qos=1)
+                self._mid_to_token[info.mid] = token
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    self._mid_to_token.pop(info.mid, None)
+                    self.events.put(Published(token, False, mqtt.error_string(info.rc)))
+
+    @property
+    def state_name(self) -> str:
+        return "connected" if self._connected else self.state

@@ -1,0 +1,199 @@
+"""The uplink against a real mosquitto started from deploy/mosquitto/lienwatch.conf (mutual TLS)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.uplink.mqtt import Connected, ConnectRefused, MqttLink, backoff_s
+from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig
+from edge.uplink.sender import DataBudget, Uplink
+from lienwatch.clock import ManualClock
+from lienwatch.services import MosquittoBroker
+from tests.edge_agent.conftest import (
+    DEVICE_A,
+    DEVICE_B,
+    Pki,
+    Receiver,
+    device_settings,
+    wait_until,
+)
+
+pytestmark = pytest.mark.services
+
+
+def topics(device: str) -> dict[Channel, str]:
+    return {c: f"lienwatch/v1/{device}/up/{c.name.lower()}" for c in Channel}
+
+
+def _first_connect_outcome(link: MqttLink, timeout_s: float = 10) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return link.events.get(timeout=0.1)
+        except Exception:
+            continue
+    return None
+
+
+def test_backoff_grows_with_jitter_and_stays_bounded() -> None:
+    rng = random.Random(1)
+    delays = [[backoff_s(a, 1.0, 300.0, rng) for _ in range(200)] for a in (1, 3, 6, 20)]
+    assert all(d == 1.0 for d in delays[0])
+    assert all(1.0 <= d <= 4.0 for d in delays[1]) and len(set(delays[1])) > 150
+    assert max(delays[2]) > 20 and all(d <= 32 for d in delays[2])
+    assert all(d <= 300 for d in delays[3]) and max(delays[3]) > 250
+
+
+def test_broker_down_then_back_delivers_every_queued_message(
+        tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    outbox = FlashQueue(tmp_path / "q", QueueConfig(sync_interval_s=0.2))
+    link = MqttLink(device_settings(pki, tls_broker))
+    uplink = Uplink(outbox, link, topics(DEVICE_A), DataBudget(10**9))
+    link.start()
+    try:
+        assert wait_until(lambda: (uplink.pump(), link.connected)[1], 10), link.last_error
+        sent: list[bytes] = []
+
+        def put(n: int, tag: str) -> None:
+            for i in range(n):
+                payload = f"{tag}-{i}".encode()
+                priority = Priority.ALERT if i % 25 == 0 else Priority.TELEMETRY
+                outbox.append(payload, priority=priority,
+                              channel=Channel.EVENT if priority else Channel.TELEMETRY)
+                sent.append(payload)
+
+        put(100, "before")
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 0)[1], 15)
+        tls_broker.stop(remove=False)
+        assert wait_until(lambda: (uplink.pump(), not link.connected)[1], 10)
+        put(300, "during")  # the car is in a tunnel
+        for _ in range(20):
+            uplink.pump()
+            time.sleep(0.02)
+        assert outbox.depth == 300
+        tls_broker.restart()
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 0)[1], 30), uplink.snapshot()
+        assert wait_until(lambda: len(set(receiver.payloads())) == 400, 10)
+        assert set(receiver.payloads()) == set(sent)
+        assert outbox.stats.committed == 400 and uplink.acknowledged == 400
+        assert uplink.rejected == 0 and outbox.stats.evicted == 0
+    finally:
+        link.stop()
+        outbox.close()
+        receiver.close()
+
+
+@pytest.mark.parametrize("case", ["wrong_ca", "expired", "foreign"])
+def test_bad_certificates_are_refused(case: str, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    if case == "wrong_ca":  # the device does not trust the server: it pins another CA
+        settings = device_settings(pki, tls_broker, ca=pki.etc / "pki/foreign/ca.crt")
+    else:  # the server does not accept the device's certificate
+        settings = device_settings(pki, tls_broker, kind=case)
+    link = MqttLink(settings)
+    link.start()
+    try:
+        outcome = _first_connect_outcome(link)
+        assert isinstance(outcome, ConnectRefused), outcome
+        time.sleep(0.5)  # and it keeps being refused on retries
+        assert not link.connected
+        while not link.events.empty():
+            assert not isinstance(link.events.get(), Connected)
+        assert link.attempts >= 2
+    finally:
+        link.stop()
+    if case == "wrong_ca":
+        assert "CERTIFICATE_VERIFY_FAILED" in outcome.reason
+    # The good certificate connects to the same broker (the refusal was about the certificate).
+    good = MqttLink(device_settings(pki, tls_broker))
+    good.start()
+    try:
+        assert isinstance(_first_connect_outcome(good), Connected)
+    finally:
+        good.stop()
+
+
+def _raw_client(pki: Pki, broker: MosquittoBroker, device: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-raw", protocol=mqtt.MQTTv5)
+    cert, key = pki.cert(device)
+    client.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(key))
+    connected: list[bool] = []
+    client.on_connect = lambda c, u, f, rc, p: connected.append(not rc.is_failure)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert wait_until(lambda: bool(connected), 10) and connected[0]
+    return client
+
+
+def test_device_cannot_publish_on_another_devices_topic(pki: Pki, tls_broker: MosquittoBroker) -> None:
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    device_a = _raw_client(pki, tls_broker, DEVICE_A)
+    try:
+        # mosquitto 2.0 may PUBACK a denied QoS 1 publish: only the subscriber can tell.
+        device_a.publish(f"lienwatch/v1/{DEVICE_B}/up/event", b"forged by A", qos=1).wait_for_publish(5)
+        device_a.publish(f"lienwatch/v1/{DEVICE_A}/up/event", b"honest A", qos=1).wait_for_publish(5)
+        assert wait_until(lambda: b"honest A" in receiver.payloads(), 10)
+        time.sleep(0.3)
+        assert b"forged by A" not in receiver.payloads()
+    finally:
+        device_a.loop_stop()
+        device_a.disconnect()
+        receiver.close()
+
+
+def test_device_cannot_read_another_devices_commands(pki: Pki, tls_broker: MosquittoBroker) -> None:
+    got: list[str] = []
+    device_a = _raw_client(pki, tls_broker, DEVICE_A)
+    device_a.on_message = lambda c, u, m: got.append(m.topic)
+    device_a.subscribe(f"lienwatch/v1/{DEVICE_B}/down/#", qos=1)
+    device_a.subscribe(f"lienwatch/v1/{DEVICE_A}/down/#", qos=1)
+    ingest = Receiver(pki, tls_broker, "lienwatch/v1/+/up/none")
+    try:
+        time.sleep(0.3)
+        ingest.client.publish(f"lienwatch/v1/{DEVICE_B}/down/command", b"for B", qos=1).wait_for_publish(5)
+        ingest.client.publish(f"lienwatch/v1/{DEVICE_A}/down/command", b"for A", qos=1).wait_for_publish(5)
+        assert wait_until(lambda: f"lienwatch/v1/{DEVICE_A}/down/command" in got, 10)
+        time.sleep(0.3)
+        assert got == [f"lienwatch/v1/{DEVICE_A}/down/command"]
+    finally:
+        device_a.loop_stop()
+        device_a.disconnect()
+        ingest.close()
+
+
+def test_daily_cap_defers_telemetry_but_sends_events(
+        tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    clock = ManualClock()
+    outbox = FlashQueue(tmp_path / "q", clock=clock)
+    link = MqttLink(device_settings(pki, tls_broker))
+    budget = DataBudget(daily_cap_bytes=5_000, event_reserve_fraction=0.2, clock=clock)
+    uplink = Uplink(outbox, link, topics(DEVICE_A), budget, clock=clock)
+    link.start()
+    try:
+        for i in range(40):
+            outbox.append(b"t" * 200 + str(i).encode(), priority=Priority.TELEMETRY,
+                          channel=Channel.TELEMETRY)
+        assert wait_until(lambda: (uplink.pump(), outbox.depth < 40 and uplink.in_flight == 0)[1], 10)
+        time.sleep(0.3)
+        uplink.pump()
+        sent_telemetry = 40 - outbox.depth
+        assert 10 <= sent_telemetry <= 20  # ≈ 4000 B of telemetry allowance / ~260 B each
+        outbox.append(b"tow!", priority=Priority.EMERGENCY, channel=Channel.EVENT)
+        assert wait_until(lambda: (uplink.pump(), b"tow!" in receiver.payloads())[1], 10)
+        assert outbox.depth == 40 - sent_telemetry  # telemetry deferred, not dropped
+        left = outbox.depth
+        clock.advance(86_400)  # next UTC day: the deferred telemetry flows, again within the cap
+        assert wait_until(lambda: (uplink.pump(), outbox.depth <= left - 10 and uplink.in_flight == 0)[1], 10)
+        assert uplink.acknowledged == 41 - outbox.depth
+        assert budget.over_cap_bytes == 0
+    finally:
+        link.stop()
+        outbox.close()
+        receiver.close()
