@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from edge.uplink.mqtt import Connected, ConnectRefused, MqttLink, backoff_s
 from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig
 from edge.uplink.sender import DataBudget, Uplink
 from lienwatch.clock import ManualClock
-from lienwatch.services import MosquittoBroker
+from lienwatch.services import REPO_ROOT, MosquittoBroker
 from tests.edge_agent.conftest import (
     DEVICE_A,
     DEVICE_B,
@@ -196,4 +200,41 @@ def test_daily_cap_defers_telemetry_but_sends_events(
     finally:
         link.stop()
         outbox.close()
+        receiver.close()
+
+
+def _child(tmp_path: Path, pki: Pki, broker: MosquittoBroker, count: int,
+           start: int) -> subprocess.Popen[str]:
+    cert, key = pki.cert(DEVICE_A)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.edge_agent.uplink_child", str(tmp_path / "q"), str(broker.port),
+         str(pki.ca), str(cert), str(key), DEVICE_A, str(count), str(start)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+
+
+def test_sigkill_mid_publish_loses_nothing(tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    """kill -9 while messages are in flight; the restarted process delivers every accepted one."""
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    try:
+        first = _child(tmp_path, pki, tls_broker, count=3000, start=0)
+        accepted: list[int] = []
+        assert first.stdout is not None
+        for line in first.stdout:
+            accepted.append(int(line.split()[1]))
+            if len(receiver.messages) >= 150:
+                break
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        # Lines printed after our last read were accepted too: read what is left in the pipe.
+        accepted.extend(int(line.split()[1]) for line in first.stdout.read().splitlines())
+        assert 150 <= len(accepted) < 3000  # it really died mid-stream
+        second = _child(tmp_path, pki, tls_broker, count=0, start=0)
+        out, _ = second.communicate(timeout=60)
+        assert out.strip().endswith("drained")
+        expected = {f"msg-{n}".encode() for n in accepted}
+        assert wait_until(lambda: expected <= set(receiver.payloads()), 15), \
+            sorted(expected - set(receiver.payloads()))[:10]
+        duplicates = len(receiver.payloads()) - len(set(receiver.payloads()))
+        print(f"accepted {len(accepted)}, received {len(receiver.payloads())}, duplicates {duplicates}")
+    finally:
         receiver.close()
