@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from lienwatch.cli import add_group, not_yet
+from lienwatch.cli import add_group, lazy, not_yet
 
 _AGENT = "issue: edge agent runtime and uplink"
-_SOURCES = "issue: edge sources"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,14 +23,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     probe = edge.add_parser("probe", help="Discover ECUs, supported OBD-II PIDs and the VIN.")
     probe.add_argument("--channel", required=True, help="CAN channel (e.g. can0, or ff11::1:2:3)")
     probe.add_argument("--interface", default="socketcan", help="python-can interface name")
-    probe.set_defaults(handler=not_yet(_SOURCES))
+    probe.add_argument("--bitrate", type=int, default=500_000, help="bus bitrate in bit/s (socketcan)")
+    probe.add_argument("--timeout", type=float, default=0.2, help="seconds to wait for ECU replies")
+    probe.add_argument("--29bit", dest="extended_29bit", action="store_true",
+                       help="29-bit OBD addressing (0x18DB33F1 / 0x18DAF1xx)")
+    probe.set_defaults(handler=lazy("edge.sources.cli_handlers:edge_probe"))
 
     obd = add_group(commands, "obd", "Decode OBD-II (SAE J1979) responses.")
     decode = obd.add_parser("decode", help="Decode one OBD-II response, e.g. `41 0C 1A F8`.")
     decode.add_argument("hex", nargs="+", help="response bytes in hex")
-    decode.set_defaults(handler=not_yet(_SOURCES))
+    decode.set_defaults(handler=lazy("edge.sources.cli_handlers:obd_decode"))
 
     gnss = add_group(commands, "gnss", "Read NMEA 0183 logs.")
     parse = gnss.add_parser("parse", help="Print one JSON object per GNSS epoch of an NMEA log.")
     parse.add_argument("file", help="NMEA log file, or - for stdin")
-    parse.set_defaults(handler=not_yet(_SOURCES))
+    parse.set_defaults(handler=lazy("edge.sources.cli_handlers:gnss_parse"))

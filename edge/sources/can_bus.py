@@ -1,0 +1,142 @@
+"""Opening a python-can bus safely, and watching it for bus-off, error frames and silence.
+
+On a board the interface is `socketcan` (including FPGA CAN cores the kernel exposes as
+SocketCAN). Tests use `virtual` inside one process and `udp_multicast` across processes — and
+then only on an interface-local IPv6 group (`ff11::/16`), which the kernel never transmits on a
+real interface; python-can's default IPv4 group would leave the machine, so it is refused here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import can
+
+from edge.sources.base import HealthState, SourceError
+from lienwatch.clock import Clock
+from lienwatch.errors import ConfigError
+
+# SocketCAN error-frame classes (linux/can/error.h), carried in the error frame's arbitration id.
+CAN_ERR_TX_TIMEOUT = 0x001
+CAN_ERR_LOSTARB = 0x002
+CAN_ERR_CRTL = 0x004
+CAN_ERR_PROT = 0x008
+CAN_ERR_TRX = 0x010
+CAN_ERR_ACK = 0x020
+CAN_ERR_BUSOFF = 0x040
+CAN_ERR_BUSERROR = 0x080
+CAN_ERR_RESTARTED = 0x100
+
+
+def check_channel(interface: str, channel: str) -> None:
+    """Refuse a udp_multicast channel that is not an interface-local IPv6 group (ff11::/16)."""
+    if interface != "udp_multicast":
+        return
+    try:
+        address = ipaddress.ip_address(channel.split("%")[0])
+    except ValueError:
+        raise ConfigError(
+            f"udp_multicast channel {channel!r} is not an IP address; use e.g. ff11::1:2:3"
+        ) from None
+    if not (
+        isinstance(address, ipaddress.IPv6Address)
+        and (address.packed[0], address.packed[1] & 0x0F) == (0xFF, 0x01)
+    ):
+        raise ConfigError(
+            f"udp_multicast channel {channel} would leave this machine; only interface-local IPv6 "
+            "groups (ff11::/16, e.g. ff11::1:2:3) are allowed"
+        )
+
+
+def open_bus(
+    interface: str,
+    channel: str,
+    *,
+    bitrate: int | None = None,
+    fd: bool = False,
+    **kwargs: Any,
+) -> can.BusABC:
+    """A python-can bus; `SourceError` (with the reason) if the interface cannot be opened."""
+    check_channel(interface, channel)
+    options: dict[str, Any] = dict(kwargs)
+    if bitrate is not None and interface not in ("virtual", "udp_multicast"):
+        options["bitrate"] = bitrate
+    if fd:
+        options["fd"] = True
+    if interface == "udp_multicast":
+        options.setdefault("hop_limit", 0)
+    try:
+        return can.Bus(interface=interface, channel=channel, **options)
+    except (can.CanError, OSError, ValueError, ImportError, NotImplementedError) as error:
+        raise SourceError(f"cannot open CAN {interface}:{channel}: {error}") from None
+
+
+@dataclass(slots=True)
+class BusStatus:
+    """What the monitor concluded: a health state and the reason in words."""
+
+    state: HealthState
+    detail: str
+
+
+class BusMonitor:
+    """Counts frames and error frames; detects bus-off, error storms and a silent bus.
+
+    Bus-off is reported from a SocketCAN error frame with CAN_ERR_BUSOFF (cleared by a
+    CAN_ERR_RESTARTED frame or by ordinary traffic afterwards) or from the interface's `state`.
+    A bus is silent when no frame at all arrived for `silent_after_s` — an ignition-off car, an
+    unplugged harness or a wrong bitrate look alike here, so it is reported as degraded, not failed.
+    """
+
+    def __init__(self, clock: Clock, *, silent_after_s: float = 5.0, error_window: int = 100) -> None:
+        self.clock = clock
+        self.silent_after_ns = round(silent_after_s * 1e9)
+        self.frames = 0
+        self.error_frames = 0
+        self.bus_off_events = 0
+        self.bus_off = False
+        self.send_errors = 0
+        self._opened_ns = clock.monotonic_ns()
+        self._last_frame_ns: int | None = None
+        self._recent: list[bool] = []
+        self._window = error_window
+
+    def observe(self, msg: can.Message) -> bool:
+        """Account one received message; True if it is an ordinary data frame to process."""
+        self._last_frame_ns = self.clock.monotonic_ns()
+        if msg.is_error_frame:
+            self.error_frames += 1
+            self._remember(True)
+            if msg.arbitration_id & CAN_ERR_BUSOFF:
+                if not self.bus_off:
+                    self.bus_off_events += 1
+                self.bus_off = True
+            if msg.arbitration_id & CAN_ERR_RESTARTED:
+                self.bus_off = False
+            return False
+        self.frames += 1
+        self._remember(False)
+        self.bus_off = False
+        return not msg.is_remote_frame
+
+    def send_failed(self) -> None:
+        self.send_errors += 1
+
+    def _remember(self, is_error: bool) -> None:
+        self._recent.append(is_error)
+        if len(self._recent) > self._window:
+            del self._recent[0]
+
+    def status(self, bus: can.BusABC | None = None) -> BusStatus:
+        if bus is not None and getattr(bus, "state", None) == can.BusState.ERROR:
+            return BusStatus(HealthState.DEGRADED, "bus-off (controller in error state)")
+        if self.bus_off:
+            return BusStatus(HealthState.DEGRADED, "bus-off")
+        since = self._last_frame_ns if self._last_frame_ns is not None else self._opened_ns
+        if self.clock.monotonic_ns() - since >= self.silent_after_ns:
+            return BusStatus(HealthState.DEGRADED, "bus silent")
+        if len(self._recent) >= 10 and sum(self._recent) * 2 > len(self._recent):
+            return BusStatus(HealthState.DEGRADED, "error frames on the bus")
+        return BusStatus(HealthState.OK, "")

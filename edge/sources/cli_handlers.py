@@ -1,0 +1,179 @@
+"""Handlers of the integrator tools: `edge probe`, `obd decode`, `gnss parse`.
+
+Loaded lazily by edge/cli.py. Bad input raises a `LienwatchError` subclass, which the CLI turns
+into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from lienwatch.errors import LienwatchError
+
+NRC_NAMES = {
+    0x10: "generalReject",
+    0x11: "serviceNotSupported",
+    0x12: "subFunctionNotSupported",
+    0x13: "incorrectMessageLengthOrInvalidFormat",
+    0x14: "responseTooLong",
+    0x21: "busyRepeatRequest",
+    0x22: "conditionsNotCorrect",
+    0x31: "requestOutOfRange",
+    0x78: "responsePending",
+}
+
+
+class NmeaInputError(LienwatchError):
+    """A file given to `gnss parse` that cannot be read or holds no NMEA at all."""
+
+
+def obd_decode(args: argparse.Namespace) -> int:
+    """`lienwatch obd decode 41 0C 1A F8` → one JSON object per decoded value."""
+    from edge.sources.obd.pids import (
+        ObdDecodeError,
+        decode_dtcs,
+        decode_response,
+        decode_vin,
+        parse_hex,
+    )
+
+    payload = parse_hex(list(args.hex))
+    first = payload[0]
+    if first == 0x7F:
+        if len(payload) < 3:
+            raise ObdDecodeError("negative response needs 3 bytes: 7F service NRC")
+        print(
+            json.dumps(
+                {
+                    "service": f"0x{payload[1]:02X}",
+                    "nrc": f"0x{payload[2]:02X}",
+                    "meaning": NRC_NAMES.get(payload[2], "unknown"),
+                }
+            )
+        )
+        return 0
+    if first in (0x43, 0x47, 0x4A):
+        print(json.dumps({"service": f"0x{first - 0x40:02X}", "dtcs": decode_dtcs(payload)}))
+        return 0
+    if first == 0x49:
+        print(json.dumps({"service": "0x09", "vin": decode_vin(payload)}))
+        return 0
+    if first != 0x41:
+        raise ObdDecodeError(
+            f"cannot decode a response starting with 0x{first:02X}: expected 41 (mode 01), "
+            "43/47/4A (DTCs), 49 (VIN) or 7F (negative response)"
+        )
+    values = decode_response(payload)
+    if not values:
+        raise ObdDecodeError("the response carries only supported-PID bitmasks, no value to decode")
+    for value in values:
+        print(
+            json.dumps(
+                {
+                    "pid": f"0x{value.pid:02X}",
+                    "name": value.name,
+                    "vss": value.vss,
+                    "value": round(value.value, 6),
+                    "unit": value.unit,
+                }
+            )
+        )
+    return 0
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    while True:
+        line = stream.readline(4096)
+        if not line:
+            return
+        yield line
+
+
+def gnss_parse(args: argparse.Namespace) -> int:
+    """`lienwatch gnss parse FILE` → one JSON object per epoch; summary on stderr."""
+    from edge.sources.gnss.source import NmeaLog
+
+    log = NmeaLog()
+    printed = 0
+    try:
+        stream: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise NmeaInputError(f"cannot read {args.file}: {error.strerror}") from None
+    try:
+        for fix in log.fixes(_lines(stream)):
+            print(json.dumps(fix.as_json()))
+            printed += 1
+    except BrokenPipeError:  # `lienwatch gnss parse FILE | head`: the reader has seen enough
+        _silence_stdout()
+        return 0
+    except OSError as error:
+        raise NmeaInputError(f"cannot read {args.file}: {error.strerror}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    stats = log.parser.stats
+    print(f"gnss parse: {printed} epochs; {stats.summary()}", file=sys.stderr)
+    if stats.accepted == 0:
+        raise NmeaInputError(f"{args.file} holds no valid NMEA 0183 sentence ({stats.lines} lines read)")
+    return 0
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def edge_probe(args: argparse.Namespace) -> int:
+    """`lienwatch edge probe`: discover ECUs, their supported PIDs and the VIN; print a table."""
+    from edge.sources.can_bus import open_bus
+    from edge.sources.obd.client import ObdClient
+    from edge.sources.obd.pids import PIDS, decode_pid
+    from lienwatch.clock import SystemClock
+
+    bus = open_bus(args.interface, args.channel, bitrate=args.bitrate)
+    try:
+        client = ObdClient(bus, SystemClock(), extended_29bit=args.extended_29bit, timeout_s=args.timeout)
+        ecus = client.discover()
+        if not ecus:
+            print(
+                f"no ECU answered on {args.interface}:{args.channel} within {args.timeout} s "
+                "(ignition off? wrong bitrate or addressing?)",
+                file=sys.stderr,
+            )
+            return 1
+        vins = client.read_vin()
+        values = client.read_pids(sorted(p for p in PIDS if any(p in s.supported for s in ecus.values())))
+    finally:
+        bus.shutdown()
+    rows = [("ECU", "multi-PID", "supported PIDs", "VIN")]
+    for ecu_id, state in sorted(ecus.items()):
+        pids = " ".join(f"{p:02X}" for p in sorted(state.supported) if p % 0x20)
+        rows.append(
+            (
+                client.addressing.ecu_label(ecu_id),
+                "yes" if state.multi_pid_ok else "no (NRC 0x12)",
+                pids or "-",
+                vins.get(ecu_id, "-"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)))
+    if values:
+        print()
+        print("current values:")
+        for ecu_id, data in sorted(values.items()):
+            for pid, raw in sorted(data.items()):
+                if pid in PIDS:
+                    value = decode_pid(pid, raw)
+                    print(
+                        f"  {client.addressing.ecu_label(ecu_id)}  {pid:02X} {value.name:<26} "
+                        f"{value.value:g} {value.unit}"
+                    )
+    return 0

@@ -1,0 +1,344 @@
+"""GNSS fixes: one `GnssFix` per epoch, assembled from the sentences a receiver sends for it.
+
+An epoch is the set of sentences with the same UTC time of day (GGA, RMC, GST, ZDA carry it; GSA,
+GSV and VTG, which do not, belong to the epoch being assembled). A new time closes the previous
+epoch. Per constellation the fix keeps satellites in view, satellites used and their C/N0, so a
+jamming detector can see all carriers drop at once while the position still holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.sources.gnss.nmea import Sentence
+
+KNOTS_TO_KMH = 1.852
+
+
+class FixType(enum.IntEnum):
+    """Fix type; the integer is the value of `Vehicle.CurrentLocation.GNSSReceiver.FixType`."""
+
+    NONE = 0
+    FIX_2D = 1
+    FIX_3D = 2
+    DGPS = 3
+    RTK_FIXED = 4
+    RTK_FLOAT = 5
+    DEAD_RECKONING = 6
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+    @property
+    def has_position(self) -> bool:
+        return self is not FixType.NONE
+
+
+_LABELS = {
+    FixType.NONE: "none",
+    FixType.FIX_2D: "2d",
+    FixType.FIX_3D: "3d",
+    FixType.DGPS: "dgps",
+    FixType.RTK_FIXED: "rtk_fixed",
+    FixType.RTK_FLOAT: "rtk_float",
+    FixType.DEAD_RECKONING: "dead_reckoning",
+}
+
+# GGA quality indicator → fix type (1 is refined by GSA's 2D/3D mode).
+_GGA_QUALITY = {
+    0: FixType.NONE,
+    1: FixType.FIX_3D,
+    2: FixType.DGPS,
+    3: FixType.FIX_3D,
+    4: FixType.RTK_FIXED,
+    5: FixType.RTK_FLOAT,
+    6: FixType.DEAD_RECKONING,
+    7: FixType.NONE,
+    8: FixType.NONE,
+}
+# RMC/VTG/GNS mode indicator (NMEA 2.3+).
+_MODE = {
+    "A": FixType.FIX_3D,
+    "D": FixType.DGPS,
+    "R": FixType.RTK_FIXED,
+    "F": FixType.RTK_FLOAT,
+    "E": FixType.DEAD_RECKONING,
+    "N": FixType.NONE,
+    "M": FixType.NONE,
+    "S": FixType.NONE,
+}
+
+# Talker → constellation; GSA's NMEA 4.10 system id → constellation.
+TALKER_CONSTELLATION = {
+    "GP": "gps",
+    "GL": "glonass",
+    "GA": "galileo",
+    "GB": "beidou",
+    "BD": "beidou",
+    "GQ": "qzss",
+    "GI": "navic",
+}
+_SYSTEM_ID = {1: "gps", 2: "glonass", 3: "galileo", 4: "beidou", 5: "qzss", 6: "navic"}
+
+
+def constellation_of_svid(svid: int) -> str:
+    """Constellation from NMEA 4.0 satellite numbering (for GNGSA without a system id)."""
+    if 1 <= svid <= 32:
+        return "gps"
+    if 33 <= svid <= 64 or 120 <= svid <= 158:
+        return "sbas"
+    if 65 <= svid <= 96:
+        return "glonass"
+    if 193 <= svid <= 200:
+        return "qzss"
+    if 201 <= svid <= 263 or 401 <= svid <= 437:
+        return "beidou"
+    if 301 <= svid <= 336:
+        return "galileo"
+    return "unknown"
+
+
+@dataclass
+class Constellation:
+    """Satellites of one constellation in this epoch: in view, used, and C/N0 (dB-Hz) of each."""
+
+    in_view: int = 0
+    used: int = 0
+    cn0_dbhz: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cn0_mean(self) -> float | None:
+        values = [v for v in self.cn0_dbhz.values() if v > 0]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def cn0_max(self) -> float | None:
+        values = [v for v in self.cn0_dbhz.values() if v > 0]
+        return max(values) if values else None
+
+
+@dataclass
+class GnssFix:
+    """One epoch's solution. `mono_ns` is when the epoch was complete (the injected clock);
+    `time_utc_ns` is the receiver's UTC time when its date is known; None fields were not sent."""
+
+    mono_ns: int
+    time_utc_ns: int | None = None
+    time_of_day: dt.time | None = None
+    lat: float | None = None
+    lon: float | None = None
+    alt_m: float | None = None
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    fix: FixType = FixType.NONE
+    sats: int | None = None
+    hdop: float | None = None
+    pdop: float | None = None
+    h_acc_m: float | None = None
+    constellations: dict[str, Constellation] = field(default_factory=dict)
+
+    @property
+    def mean_cn0(self) -> float | None:
+        values = [v for c in self.constellations.values() for v in c.cn0_dbhz.values() if v > 0]
+        return sum(values) / len(values) if values else None
+
+    def iso_time(self) -> str | None:
+        if self.time_utc_ns is None:
+            return None
+        seconds, ns = divmod(self.time_utc_ns, 1_000_000_000)
+        stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+        text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{text}.{ns // 1_000_000:03d}Z" if ns else f"{text}Z"
+
+    def as_json(self) -> dict[str, Any]:
+        """The `lienwatch gnss parse` record: time, position, speed, course, fix, sats, hdop."""
+        return {
+            "time": self.iso_time(),
+            "lat": _round(self.lat, 7),
+            "lon": _round(self.lon, 7),
+            "alt_m": _round(self.alt_m, 2),
+            "speed_kmh": _round(self.speed_kmh, 3),
+            "course_deg": _round(self.course_deg, 2),
+            "fix": self.fix.label,
+            "sats": self.sats,
+            "hdop": self.hdop,
+        }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+class EpochAssembler:
+    """Turns a stream of `Sentence`s into `GnssFix`es; `feed` returns the fixes it completed."""
+
+    def __init__(self) -> None:
+        self._fix: GnssFix | None = None
+        self._date: dt.date | None = None
+        self._gsv: dict[str, dict[int, float]] = {}
+        self._gsa_mode: int | None = None
+        self._rmc_mode: FixType | None = None
+        self._gga_quality: FixType | None = None
+        self._kinds: set[str] = set()
+        self.epochs = 0
+
+    def feed(self, sentence: Sentence, mono_ns: int) -> list[GnssFix]:
+        done: list[GnssFix] = []
+        time_of_day = sentence.get("time") if sentence.kind in ("GGA", "RMC", "GST", "ZDA") else None
+        current = self._fix
+        if current is not None and (
+            (isinstance(time_of_day, dt.time) and current.time_of_day not in (None, time_of_day))
+            or (sentence.kind in ("GGA", "RMC") and sentence.kind in self._kinds)
+        ):
+            done.append(self._close())
+        self._kinds.add(sentence.kind)
+        if isinstance(time_of_day, dt.time):
+            if self._fix is None:
+                self._fix = GnssFix(mono_ns=mono_ns, time_of_day=time_of_day)
+            elif self._fix.time_of_day is None:
+                self._fix.time_of_day = time_of_day
+        elif self._fix is None:
+            self._fix = GnssFix(mono_ns=mono_ns)
+        fix = self._fix
+        assert fix is not None
+        fix.mono_ns = mono_ns
+        getattr(self, f"_on_{sentence.kind.lower()}")(fix, sentence)
+        return done
+
+    def flush(self) -> list[GnssFix]:
+        """Close the epoch in progress (end of a log, or the receiver went quiet)."""
+        if self._fix is None or (self._fix.time_of_day is None and not self._kinds & {"GGA", "RMC"}):
+            return []
+        return [self._close()]
+
+    def _close(self) -> GnssFix:
+        fix = self._fix
+        assert fix is not None
+        self._fix = None
+        if self._gga_quality is not None:
+            kind = self._gga_quality
+            if kind is FixType.FIX_3D and self._gsa_mode == 2:
+                kind = FixType.FIX_2D
+            fix.fix = kind
+        elif self._rmc_mode is not None:
+            kind = self._rmc_mode
+            if kind is FixType.FIX_3D and self._gsa_mode == 2:
+                kind = FixType.FIX_2D
+            fix.fix = kind
+        if not fix.fix.has_position:
+            fix.lat = fix.lon = fix.alt_m = None
+        for name, cn0 in self._gsv.items():
+            entry = fix.constellations.setdefault(name, Constellation())
+            entry.cn0_dbhz = cn0
+            entry.in_view = max(entry.in_view, len(cn0))
+        if self._date is not None and fix.time_of_day is not None:
+            t = fix.time_of_day
+            stamp = dt.datetime.combine(self._date, t.replace(tzinfo=None), dt.UTC)
+            fix.time_utc_ns = int(stamp.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+        self._gsv = {}
+        self._kinds = set()
+        self._gsa_mode = self._rmc_mode = self._gga_quality = None
+        self.epochs += 1
+        return fix
+
+    # --- per sentence ---------------------------------------------------------------------------
+
+    def _on_gga(self, fix: GnssFix, s: Sentence) -> None:
+        quality = s.get("quality")
+        self._gga_quality = (
+            _GGA_QUALITY.get(int(quality), FixType.NONE) if quality is not None else FixType.NONE
+        )
+        fix.lat, fix.lon = _float(s.get("lat")), _float(s.get("lon"))
+        fix.alt_m = _float(s.get("alt"))
+        sats = s.get("numSV")
+        fix.sats = int(sats) if sats is not None else None
+        fix.hdop = _float(s.get("HDOP"))
+
+    def _on_rmc(self, fix: GnssFix, s: Sentence) -> None:
+        date = s.get("date")
+        if isinstance(date, dt.date):
+            self._date = date
+        if s.get("status") == "V":
+            self._rmc_mode = FixType.NONE
+        else:
+            self._rmc_mode = _MODE.get(str(s.get("posMode") or "A"), FixType.FIX_3D)
+        if fix.lat is None:
+            fix.lat, fix.lon = _float(s.get("lat")), _float(s.get("lon"))
+        speed = _float(s.get("spd"))
+        if speed is not None:
+            fix.speed_kmh = speed * KNOTS_TO_KMH
+        course = _float(s.get("cog"))
+        if course is not None:
+            fix.course_deg = course
+
+    def _on_vtg(self, fix: GnssFix, s: Sentence) -> None:
+        speed = _float(s.get("sogk"))
+        if speed is None:
+            knots = _float(s.get("sogn"))
+            speed = None if knots is None else knots * KNOTS_TO_KMH
+        if speed is not None and fix.speed_kmh is None:
+            fix.speed_kmh = speed
+        course = _float(s.get("cogt"))
+        if course is not None and fix.course_deg is None:
+            fix.course_deg = course
+
+    def _on_gsa(self, fix: GnssFix, s: Sentence) -> None:
+        mode = s.get("navMode")
+        if mode is not None:
+            self._gsa_mode = int(mode)
+        svids = [int(v) for i in range(1, 13) if (v := s.get(f"svid_{i:02d}")) is not None]
+        system = s.get("systemId")
+        for svid in svids:
+            if system is not None and int(system) in _SYSTEM_ID:
+                name = _SYSTEM_ID[int(system)]
+            elif s.talker != "GN":
+                name = TALKER_CONSTELLATION.get(s.talker, "unknown")
+            else:
+                name = constellation_of_svid(svid)
+            fix.constellations.setdefault(name, Constellation()).used += 1
+        fix.pdop = _float(s.get("PDOP")) if fix.pdop is None else fix.pdop
+        if fix.hdop is None:
+            fix.hdop = _float(s.get("HDOP"))
+
+    def _on_gsv(self, fix: GnssFix, s: Sentence) -> None:
+        name = TALKER_CONSTELLATION.get(s.talker, "unknown")
+        sats = self._gsv.setdefault(name, {})
+        for i in range(1, 5):
+            svid = s.get(f"svid_{i:02d}")
+            if svid is None:
+                continue
+            cn0 = _float(s.get(f"cno_{i:02d}"))
+            key = int(svid)
+            sats[key] = max(sats.get(key, 0.0), cn0 or 0.0)  # several signals (L1/L5) per satellite
+        total = s.get("numSV")
+        if total is not None:
+            entry = fix.constellations.setdefault(name, Constellation())
+            entry.in_view = max(entry.in_view, int(total))
+
+    def _on_gst(self, fix: GnssFix, s: Sentence) -> None:
+        lat_err, lon_err = _float(s.get("stdLat")), _float(s.get("stdLong"))
+        if lat_err is not None and lon_err is not None:
+            fix.h_acc_m = math.hypot(lat_err, lon_err)
+
+    def _on_zda(self, fix: GnssFix, s: Sentence) -> None:
+        day, month, year = s.get("day"), s.get("month"), s.get("year")
+        try:
+            if day is not None and month is not None and year is not None:
+                self._date = dt.date(int(year), int(month), int(day))
+        except ValueError:
+            pass

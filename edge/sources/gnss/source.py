@@ -1,0 +1,294 @@
+"""The `gnss` source: NMEA 0183 from a serial device, a pty or a file (replay).
+
+Bytes are read without blocking, split into lines (a line longer than 4 KiB without an end is
+dropped and counted), parsed by `NmeaParser` and assembled into `GnssFix`es. Each fix becomes
+catalog samples (position, altitude, heading, accuracy, fix type, speed, satellites, HDOP, mean
+C/N0), is handed whole to `on_fix` (the agent batches fixes into telemetry) and disciplines the
+wall clock through `discipline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import stat
+import termios
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from edge.sources.base import HealthState, SampleSink, Source, SourceError
+from edge.sources.gnss.clock import ClockDiscipline, ClockQuality
+from edge.sources.gnss.fix import EpochAssembler, GnssFix
+from edge.sources.gnss.nmea import NmeaParser
+from edge.sources.registry import Option, SourceContext, SourceSpec
+from lienwatch.clock import Clock
+from lienwatch.errors import ConfigError
+from protocol.catalog import Catalog, default_catalog
+
+MAX_PENDING = 4096
+_BAUD = {
+    4800: termios.B4800,
+    9600: termios.B9600,
+    19200: termios.B19200,
+    38400: termios.B38400,
+    57600: termios.B57600,
+    115200: termios.B115200,
+    230400: termios.B230400,
+    460800: termios.B460800,
+}
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; an over-long unterminated line is dropped and counted."""
+
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self._buffer = bytearray()
+        self.overflows = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        *lines, rest = self._buffer.split(b"\n")
+        self._buffer = bytearray(rest)
+        if len(self._buffer) > self.max_pending:
+            self._buffer.clear()
+            self.overflows += 1
+        return [bytes(line) for line in lines]
+
+    def flush(self) -> list[bytes]:
+        rest, self._buffer = bytes(self._buffer), bytearray()
+        return [rest] if rest else []
+
+
+class NmeaLog:
+    """A parser and an epoch assembler for a finite log, with its stats afterwards."""
+
+    def __init__(self) -> None:
+        self.parser = NmeaParser()
+        self.assembler = EpochAssembler()
+
+    def fixes(self, lines: Iterable[bytes], mono_ns: Callable[[], int] | None = None) -> Iterator[GnssFix]:
+        for counter, line in enumerate(lines, 1):
+            sentence = self.parser.parse_line(line)
+            if sentence is not None:
+                yield from self.assembler.feed(sentence, mono_ns() if mono_ns else counter)
+        yield from self.assembler.flush()
+
+
+class GnssSource(Source):
+    """Reads a GNSS receiver's NMEA stream and emits samples and fixes."""
+
+    kind = "gnss"
+
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        device: str,
+        baudrate: int = 9600,
+        loop_file: bool = False,
+        silent_after_s: float = 5.0,
+        no_fix_after_s: float = 10.0,
+        fallback_quality: ClockQuality = ClockQuality.UNKNOWN,
+        on_fix: Callable[[GnssFix], None] | None = None,
+        catalog: Catalog | None = None,
+        chunk_bytes: int = 4096,
+    ) -> None:
+        super().__init__(name, clock)
+        if baudrate not in _BAUD:
+            raise ConfigError(f"sources.{name}.baudrate {baudrate} is not one of {sorted(_BAUD)}")
+        self.device = device
+        self.baudrate = baudrate
+        self.loop_file = loop_file
+        self.silent_after_ns = round(silent_after_s * 1e9)
+        self.no_fix_after_ns = round(no_fix_after_s * 1e9)
+        self.on_fix = on_fix
+        self.catalog = catalog or default_catalog()
+        self.chunk_bytes = chunk_bytes
+        self.discipline = ClockDiscipline(clock, fallback=fallback_quality)
+        self.parser = NmeaParser()
+        self.assembler = EpochAssembler()
+        self.splitter = LineSplitter()
+        self.latest_fix: GnssFix | None = None
+        self._fd: int | None = None
+        self._is_file = False
+        self._at_eof = False
+        self._last_bytes_ns = clock.monotonic_ns()
+        self._last_position_ns: int | None = None
+        ids = self.catalog.id_of
+        self._ids = {
+            "lat": ids("Vehicle.CurrentLocation.Latitude"),
+            "lon": ids("Vehicle.CurrentLocation.Longitude"),
+            "alt": ids("Vehicle.CurrentLocation.Altitude"),
+            "heading": ids("Vehicle.CurrentLocation.Heading"),
+            "hacc": ids("Vehicle.CurrentLocation.HorizontalAccuracy"),
+            "fix": ids("Vehicle.CurrentLocation.GNSSReceiver.FixType"),
+            "speed": ids("Vehicle.CurrentLocation.GNSSReceiver.SpeedOverGround"),
+            "sats": ids("Vehicle.CurrentLocation.GNSSReceiver.SatellitesUsed"),
+            "hdop": ids("Vehicle.CurrentLocation.GNSSReceiver.HDOP"),
+            "cn0": ids("Vehicle.CurrentLocation.GNSSReceiver.MeanCN0"),
+        }
+
+    def open(self) -> None:
+        try:
+            fd = os.open(self.device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError as error:
+            raise SourceError(f"cannot open GNSS device {self.device}: {error.strerror}") from None
+        self._is_file = stat.S_ISREG(os.fstat(fd).st_mode)
+        if os.isatty(fd):
+            with contextlib.suppress(termios.error):
+                _configure_tty(fd, self.baudrate)
+        self._fd = fd
+        self._at_eof = False
+        self._last_bytes_ns = self.clock.monotonic_ns()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def poll(self, sink: SampleSink) -> float:
+        assert self._fd is not None
+        data = self._read()
+        now = self.clock.monotonic_ns()
+        if data:
+            self._last_bytes_ns = now
+            self.feed(data, sink)
+        self._update_health(now)
+        if self._is_file:
+            return 0.0 if data else 0.5
+        return 0.05
+
+    def _read(self) -> bytes:
+        assert self._fd is not None
+        if not self._is_file:
+            ready, _, _ = select.select([self._fd], [], [], 0)
+            if not ready:
+                return b""
+        try:
+            data = os.read(self._fd, self.chunk_bytes)
+        except BlockingIOError:
+            return b""
+        except OSError as error:  # EIO: the pty's other side went away; a USB receiver unplugged
+            raise SourceError(f"GNSS device {self.device} read failed: {error.strerror}") from None
+        if not data:
+            if self._is_file and self.loop_file:
+                os.lseek(self._fd, 0, os.SEEK_SET)
+            elif self._is_file:
+                if not self._at_eof:
+                    self._at_eof = True
+                    self._deliver(self.assembler.flush(), None)
+            else:
+                raise SourceError(f"GNSS device {self.device} closed")
+        return data
+
+    def feed(self, data: bytes, sink: SampleSink | None) -> list[GnssFix]:
+        """Parse raw bytes (any chunking) and deliver the fixes they complete."""
+        fixes: list[GnssFix] = []
+        for line in self.splitter.feed(data):
+            self.health.frames += 1
+            sentence = self.parser.parse_line(line)
+            if sentence is None:
+                continue
+            fixes.extend(self.assembler.feed(sentence, self.clock.monotonic_ns()))
+        self.health.errors = self.parser.stats.skipped + self.splitter.overflows
+        self._deliver(fixes, sink)
+        return fixes
+
+    def _deliver(self, fixes: list[GnssFix], sink: SampleSink | None) -> None:
+        for fix in fixes:
+            self.latest_fix = fix
+            self.discipline.observe(fix)
+            if fix.fix.has_position:
+                self._last_position_ns = fix.mono_ns
+            if sink is not None:
+                self._emit_fix(fix, sink)
+            if self.on_fix is not None:
+                self.on_fix(fix)
+
+    def _emit_fix(self, fix: GnssFix, sink: SampleSink) -> None:
+        t, ids = fix.mono_ns, self._ids
+        self.emit(sink, ids["fix"], float(fix.fix), t)
+        values = {
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "alt": fix.alt_m,
+            "heading": fix.course_deg,
+            "hacc": fix.h_acc_m,
+            "speed": fix.speed_kmh,
+            "sats": fix.sats,
+            "hdop": fix.hdop,
+            "cn0": fix.mean_cn0,
+        }
+        if not fix.fix.has_position:
+            for key in ("lat", "lon", "alt", "heading", "hacc", "speed"):
+                values[key] = None
+        for key, value in values.items():
+            if value is not None:
+                self.emit(sink, ids[key], float(value), t)
+
+    def _update_health(self, now: int) -> None:
+        health = self.health
+        for reason, n in self.parser.stats.rejected.items():
+            health.counters[f"nmea_{reason}"] = n
+        health.counters["line_overflows"] = self.splitter.overflows
+        health.counters["epochs"] = self.assembler.epochs
+        if self._is_file and self._at_eof:
+            health.set(HealthState.DEGRADED, "end of replay file")
+        elif now - self._last_bytes_ns >= self.silent_after_ns:
+            health.set(HealthState.DEGRADED, "receiver silent")
+        elif self._last_position_ns is None or now - self._last_position_ns >= self.no_fix_after_ns:
+            health.set(HealthState.DEGRADED, "no position fix")
+        else:
+            health.set(HealthState.OK, "")
+
+
+def _configure_tty(fd: int, baudrate: int) -> None:
+    """Raw 8N1 at `baudrate`, no echo, no line discipline."""
+    attrs = termios.tcgetattr(fd)
+    attrs[0] = 0  # iflag
+    attrs[1] = 0  # oflag
+    attrs[2] = termios.CS8 | termios.CREAD | termios.CLOCAL  # cflag
+    attrs[3] = 0  # lflag
+    attrs[4] = attrs[5] = _BAUD[baudrate]
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
+    try:
+        quality = ClockQuality[options["fallback_clock_quality"].upper()]
+    except KeyError:
+        raise ConfigError(
+            f"sources.{name}.fallback_clock_quality must be one of {[q.name.lower() for q in ClockQuality]}"
+        ) from None
+    return GnssSource(
+        name,
+        context.clock,
+        device=options["device"],
+        baudrate=options["baudrate"],
+        loop_file=options["loop_file"],
+        silent_after_s=options["silent_after_s"],
+        no_fix_after_s=options["no_fix_after_s"],
+        fallback_quality=quality,
+        catalog=context.catalog,
+    )
+
+
+SPEC = SourceSpec(
+    kind="gnss",
+    description="GNSS receiver speaking NMEA 0183 (serial device, pty, or a file replayed)",
+    options=(
+        Option("device", str, "/dev/ttyACM0", "serial device, pty or NMEA log file"),
+        Option("baudrate", int, 9600, "serial speed (ignored for files and ptys)"),
+        Option("loop_file", bool, False, "replay a log file again from the start at its end"),
+        Option("silent_after_s", float, 5.0, "no byte for this long = receiver silent"),
+        Option("no_fix_after_s", float, 10.0, "no position for this long = degraded"),
+        Option(
+            "fallback_clock_quality", str, "unknown", "clock quality without GNSS time: ntp, rtc, unknown"
+        ),
+    ),
+    factory=_factory,
+)

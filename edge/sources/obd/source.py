@@ -1,0 +1,278 @@
+"""The `obd` source: discovers ECUs, polls PIDs on schedule, reads DTCs and the VIN.
+
+Health: ok while ECUs answer; degraded when the bus is silent or off, when no ECU answers
+(ignition off — then it only probes every `asleep_probe_s`) or some ECUs time out; failed when
+the bus cannot be opened (the runner reopens it with backoff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from edge.sources.base import HealthState, SampleSink, Source
+from edge.sources.can_bus import BusMonitor, open_bus
+from edge.sources.obd.client import MAX_PIDS_PER_REQUEST, ObdClient
+from edge.sources.obd.pids import PIDS, decode_pid
+from edge.sources.obd.scheduler import PollScheduler, PollSpec, TokenBucket
+from edge.sources.registry import Option, SourceContext, SourceSpec
+from lienwatch.clock import Clock
+from lienwatch.errors import ConfigError
+from protocol.catalog import Catalog, default_catalog
+
+# Default polling plan: (pid, period_s, priority). Speed and RPM drive the tow/ignition logic.
+DEFAULT_PLAN: tuple[tuple[int, float, int], ...] = (
+    (0x0D, 1.0, 0),
+    (0x0C, 1.0, 0),
+    (0x42, 5.0, 1),
+    (0xA6, 10.0, 1),
+    (0x05, 10.0, 2),
+    (0x04, 5.0, 3),
+    (0x10, 5.0, 3),
+    (0x0F, 30.0, 4),
+    (0x46, 60.0, 4),
+    (0x5C, 30.0, 4),
+    (0x2F, 60.0, 2),
+    (0x1F, 30.0, 5),
+    (0x21, 300.0, 3),
+    (0x31, 300.0, 3),
+    (0x01, 300.0, 3),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ObdDiagnostics:
+    """The latest DTCs and VIN (strings, so they travel beside samples, not as samples)."""
+
+    mono_ns: int
+    vin: str | None
+    stored_dtcs: tuple[str, ...]
+    pending_dtcs: tuple[str, ...]
+
+
+@dataclass
+class ObdConfig:
+    interface: str = "socketcan"
+    channel: str = "can0"
+    bitrate: int = 500_000
+    extended_29bit: bool = False
+    timeout_s: float = 0.1
+    max_bus_load: float = 0.05
+    dtc_period_s: float = 300.0
+    read_vin: bool = True
+    asleep_probe_s: float = 10.0
+    silent_after_s: float = 5.0
+    plan: list[PollSpec] = field(default_factory=lambda: [PollSpec(*row) for row in DEFAULT_PLAN])
+
+
+class ObdSource(Source):
+    """Polls J1979 PIDs from every ECU that supports them and emits catalog samples."""
+
+    kind = "obd"
+
+    def __init__(self, name: str, clock: Clock, config: ObdConfig, catalog: Catalog | None = None) -> None:
+        super().__init__(name, clock)
+        self.config = config
+        self.catalog = catalog or default_catalog()
+        for spec in config.plan:
+            if spec.pid not in PIDS:
+                raise ConfigError(f"sources.{name}.pids: no decoder for PID 0x{spec.pid:02X}")
+        self.bus: can.BusABC | None = None
+        self.client: ObdClient | None = None
+        self.monitor: BusMonitor | None = None
+        self.scheduler: PollScheduler | None = None
+        self.bucket: TokenBucket | None = None
+        self.diagnostics: ObdDiagnostics | None = None
+        self._discovered = False
+        self._next_discovery_ns = 0
+        self._next_dtc_ns = 0
+
+    def open(self) -> None:
+        cfg = self.config
+        self.bus = open_bus(cfg.interface, cfg.channel, bitrate=cfg.bitrate)
+        self.monitor = BusMonitor(self.clock, silent_after_s=cfg.silent_after_s)
+        self.client = ObdClient(
+            self.bus,
+            self.clock,
+            extended_29bit=cfg.extended_29bit,
+            timeout_s=cfg.timeout_s,
+            monitor=self.monitor,
+        )
+        self.scheduler = PollScheduler(cfg.plan, self.clock)
+        self.bucket = TokenBucket.for_bus_load(self.clock, cfg.bitrate, cfg.max_bus_load)
+        self._discovered = False
+        self._next_discovery_ns = self.clock.monotonic_ns()
+
+    def close(self) -> None:
+        if self.bus is not None:
+            bus, self.bus = self.bus, None
+            bus.shutdown()
+        self.client = None
+
+    def poll(self, sink: SampleSink) -> float:
+        assert self.client is not None and self.scheduler is not None and self.bucket is not None
+        client = self.client
+        now = self.clock.monotonic_ns()
+        if not self._discovered or self._all_asleep():
+            if now < self._next_discovery_ns:
+                client.pump(0)
+                self._update_health()
+                return min(0.5, (self._next_discovery_ns - now) / 1e9)
+            self._discover()
+            self._update_health()
+            return 0.0 if self._discovered and not self._all_asleep() else self.config.asleep_probe_s
+        due = self.scheduler.due()
+        ecus = max(1, sum(1 for s in client.ecus.values() if not s.silent))
+        polled: list[int] = []
+        single = not all(s.multi_pid_ok for s in client.ecus.values())
+        step = 1 if single else MAX_PIDS_PER_REQUEST
+        for i in range(0, len(due), step):
+            group = due[i : i + step]
+            if not self.bucket.try_take(1 + ecus * (1 + len(group) // 2)):
+                break
+            values = client.read_pids(group)
+            for data in values.values():
+                for pid, raw in data.items():
+                    if pid in PIDS:
+                        self.emit(sink, self.catalog.id_of(PIDS[pid].vss), decode_pid(pid, raw).value)
+            polled.extend(group)
+        self.scheduler.done(polled)
+        if self.clock.monotonic_ns() >= self._next_dtc_ns:
+            self._read_dtcs(sink)
+        self._update_health()
+        return min(self.scheduler.next_due_s(), 0.5) if not due or polled else self.bucket.wait_s(2)
+
+    def _all_asleep(self) -> bool:
+        assert self.client is not None
+        return bool(self.client.ecus) and all(s.silent for s in self.client.ecus.values())
+
+    def _discover(self) -> None:
+        assert self.client is not None and self.scheduler is not None
+        client = self.client
+        client.ecus.clear()
+        client.discover()
+        self._next_discovery_ns = self.clock.monotonic_ns() + round(self.config.asleep_probe_s * 1e9)
+        self._discovered = bool(client.ecus)
+        if not client.ecus:
+            self.health.count("discovery_timeouts")
+            return
+        supported = set().union(*(s.supported for s in client.ecus.values()))
+        self.scheduler = PollScheduler(self.config.plan, self.clock)
+        for pid in self.scheduler.restrict(supported):
+            self.health.count(f"pid_0x{pid:02X}_unsupported")
+        if self.config.read_vin:
+            client.read_vin()
+        self._next_dtc_ns = self.clock.monotonic_ns()
+
+    def _read_dtcs(self, sink: SampleSink) -> None:
+        assert self.client is not None
+        client = self.client
+        stored = client.read_dtcs(0x03)
+        pending = client.read_dtcs(0x07)
+        codes = tuple(sorted({c for cs in stored.values() for c in cs}))
+        vins = [s.vin for s in client.ecus.values() if s.vin]
+        self.diagnostics = ObdDiagnostics(
+            self.clock.monotonic_ns(),
+            vins[0] if vins else None,
+            codes,
+            tuple(sorted({c for cs in pending.values() for c in cs})),
+        )
+        if stored:
+            self.emit(sink, self.catalog.id_of("Vehicle.Diagnostics.DTCCount"), float(len(codes)))
+        self._next_dtc_ns = self.clock.monotonic_ns() + round(self.config.dtc_period_s * 1e9)
+
+    def _update_health(self) -> None:
+        assert self.client is not None and self.monitor is not None
+        client, health = self.client, self.health
+        health.timeouts = sum(s.timeouts for s in client.ecus.values()) + health.counters.get(
+            "discovery_timeouts", 0
+        )
+        health.counters["stale_replies"] = client.stale_replies
+        health.counters["malformed_replies"] = client.malformed_replies
+        health.counters["error_frames"] = self.monitor.error_frames
+        health.counters["bus_off_events"] = self.monitor.bus_off_events
+        health.frames = self.monitor.frames
+        for ecu, state in client.ecus.items():
+            for nrc, n in state.negative.items():
+                health.counters[f"ecu_{client.addressing.ecu_label(ecu)}_nrc_0x{nrc:02X}"] = n
+        bus = self.monitor.status(self.bus)
+        if bus.state is not HealthState.OK and not (client.ecus and not self._all_asleep()):
+            health.set(bus.state, bus.detail)
+        elif not self._discovered or not client.ecus:
+            health.set(HealthState.DEGRADED, "no ECU answered (ignition off?)")
+        elif self._all_asleep():
+            health.set(HealthState.DEGRADED, "all ECUs silent (ignition off?)")
+        elif any(s.silent for s in client.ecus.values()):
+            silent = ", ".join(client.addressing.ecu_label(e) for e, s in client.ecus.items() if s.silent)
+            health.set(HealthState.DEGRADED, f"ECU {silent} not answering")
+        elif bus.state is not HealthState.OK:
+            health.set(bus.state, bus.detail)
+        else:
+            health.set(HealthState.OK, "")
+
+
+def _plan_from_config(name: str, rows: list[Any]) -> list[PollSpec]:
+    plan = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or "pid" not in row:
+            raise ConfigError(
+                f"sources.{name}.pids[{i}] must be a table like {{ pid = 0x0C, period_s = 1.0 }}"
+            )
+        unknown = set(row) - {"pid", "period_s", "priority"}
+        if unknown:
+            raise ConfigError(f"sources.{name}.pids[{i}]: unknown key(s) {sorted(unknown)}")
+        try:
+            plan.append(
+                PollSpec(int(row["pid"]), float(row.get("period_s", 1.0)), int(row.get("priority", 5)))
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"sources.{name}.pids[{i}]: pid, period_s and priority must be numbers"
+            ) from None
+    return plan
+
+
+def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
+    plan = _plan_from_config(name, options["pids"]) if options["pids"] else ObdConfig().plan
+    config = ObdConfig(
+        interface=options["interface"],
+        channel=options["channel"],
+        bitrate=options["bitrate"],
+        extended_29bit=options["extended_29bit"],
+        timeout_s=options["timeout_s"],
+        max_bus_load=options["max_bus_load"],
+        dtc_period_s=options["dtc_period_s"],
+        read_vin=options["read_vin"],
+        asleep_probe_s=options["asleep_probe_s"],
+        silent_after_s=options["silent_after_s"],
+        plan=plan,
+    )
+    return ObdSource(name, context.clock, config, context.catalog)
+
+
+SPEC = SourceSpec(
+    kind="obd",
+    description="OBD-II (SAE J1979) PIDs, DTCs and VIN over ISO-TP on a CAN bus",
+    options=(
+        Option("interface", str, "socketcan", "python-can interface (socketcan, virtual, udp_multicast)"),
+        Option("channel", str, "can0", "CAN channel; for udp_multicast an ff11:: group"),
+        Option("bitrate", int, 500_000, "bus bitrate in bit/s (also sizes the bus-load cap)"),
+        Option("extended_29bit", bool, False, "29-bit addressing (0x18DB33F1 / 0x18DAF1xx)"),
+        Option("timeout_s", float, 0.1, "wait for ECU replies per request"),
+        Option("max_bus_load", float, 0.05, "share of the bus the poller may use (0..1)"),
+        Option("dtc_period_s", float, 300.0, "read stored/pending DTCs this often"),
+        Option("read_vin", bool, True, "read the VIN (mode 09) after discovery"),
+        Option("asleep_probe_s", float, 10.0, "when no ECU answers, probe this often"),
+        Option("silent_after_s", float, 5.0, "no CAN frame for this long = bus silent"),
+        Option(
+            "pids",
+            list,
+            [],
+            "polling plan: [{ pid = 0x0C, period_s = 1.0, priority = 0 }, ...]; empty = built-in plan",
+        ),
+    ),
+    factory=_factory,
+)

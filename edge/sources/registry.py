@@ -1,0 +1,164 @@
+"""Sources by name, each with its config schema beside its code (Telegraf-style).
+
+Every source module defines `SPEC = SourceSpec(...)`: its name, its options (name, type, default,
+help) and a factory. The registry maps names to `"module:SPEC"` strings and imports a module only
+when its source is asked for, so a gateway without cantools can still run GNSS and power.
+
+The agent builds its sources from TOML like
+
+    [[sources]]
+    kind = "obd"
+    name = "obd0"          # optional, defaults to kind
+    channel = "can0"
+    interface = "socketcan"
+
+with `build_source(table, SourceContext(clock=...))`: unknown keys, wrong types and missing
+required options raise `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.sources.base import Source
+from lienwatch.clock import Clock, SystemClock
+from lienwatch.errors import ConfigError
+from protocol.catalog import Catalog, default_catalog
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One config key of a source: its type (`str`, `int`, `float`, `bool`, `list`, `dict`)."""
+
+    name: str
+    type: type
+    default: Any = _REQUIRED
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What the agent hands every source factory."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    catalog: Catalog = field(default_factory=default_catalog)
+
+
+Factory = Callable[[str, Mapping[str, Any], SourceContext], Source]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A kind of source: its name, description, options and factory(name, options, context)."""
+
+    kind: str
+    description: str
+    options: tuple[Option, ...]
+    factory: Factory
+
+    def validate(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """Options from a config table with defaults filled in; `ConfigError` on any bad key."""
+        known = {o.name: o for o in self.options}
+        for key in table:
+            if key not in known and key not in ("kind", "name"):
+                raise ConfigError(
+                    f"sources.{self.kind}: unknown option {key!r} (known: {', '.join(sorted(known))})"
+                )
+        values: dict[str, Any] = {}
+        for option in self.options:
+            if option.name in table:
+                value = table[option.name]
+                if option.type is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                ok = isinstance(value, option.type) and not (
+                    option.type in (int, float) and isinstance(value, bool)
+                )
+                if not ok:
+                    raise ConfigError(
+                        f"sources.{self.kind}.{option.name} must be {option.type.__name__}, "
+                        f"got {type(value).__name__}"
+                    )
+                values[option.name] = value
+            elif option.required:
+                raise ConfigError(f"sources.{self.kind}.{option.name} is required")
+            else:
+                values[option.name] = option.default
+        return values
+
+    def sample_config(self) -> str:
+        """A commented TOML example of this source with every option at its default."""
+        lines = [f"# {self.description}", "[[sources]]", f'kind = "{self.kind}"']
+        for option in self.options:
+            help_text = f"  # {option.help}" if option.help else ""
+            if option.required:
+                lines.append(f"# {option.name} = ...  (required){help_text}")
+            else:
+                lines.append(f"{option.name} = {_toml_value(option.default)}{help_text}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+# name -> "module:attribute" holding a SourceSpec; imported lazily.
+_BUILTIN: dict[str, str] = {
+    "obd": "edge.sources.obd.source:SPEC",
+    "dbc": "edge.sources.dbc:SPEC",
+    "gnss": "edge.sources.gnss.source:SPEC",
+    "power": "edge.sources.power:POWER_SPEC",
+    "motion": "edge.sources.power:MOTION_SPEC",
+}
+_REGISTERED: dict[str, SourceSpec] = {}
+
+
+def register_source(spec: SourceSpec) -> None:
+    """Add (or replace) a kind of source, e.g. a board-specific one."""
+    _REGISTERED[spec.kind] = spec
+
+
+def source_kinds() -> list[str]:
+    return sorted({*_BUILTIN, *_REGISTERED})
+
+
+def get_spec(kind: str) -> SourceSpec:
+    if kind in _REGISTERED:
+        return _REGISTERED[kind]
+    target = _BUILTIN.get(kind)
+    if target is None:
+        raise ConfigError(f"unknown source kind {kind!r} (known: {', '.join(source_kinds())})")
+    module_name, _, attribute = target.partition(":")
+    spec = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(spec, SourceSpec):  # pragma: no cover - a packaging mistake
+        raise ConfigError(f"{target} is not a SourceSpec")
+    _REGISTERED[kind] = spec
+    return spec
+
+
+def build_source(table: Mapping[str, Any], context: SourceContext | None = None) -> Source:
+    """A source from one `[[sources]]` table of the agent config."""
+    kind = table.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError('sources: every [[sources]] table needs kind = "obd" | "dbc" | "gnss" | ...')
+    spec = get_spec(kind)
+    name = table.get("name", kind)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"sources.{kind}.name must be a non-empty string")
+    return spec.factory(name, spec.validate(table), context or SourceContext())

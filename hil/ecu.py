@@ -1,0 +1,250 @@
+"""An OBD-II ECU emulator that answers J1979 requests over ISO-TP on a python-can bus.
+
+Shared by the sources' tests and the HIL runner. Each `EmulatedEcu` answers functional requests
+(0x7DF / 0x18DB33F1) and physical ones on its own id with the vehicle state in `values`
+(physical values, encoded with the same J1979 table the agent decodes with), its DTCs and VIN.
+Misbehaviour found in real cars is configurable per ECU:
+
+- `delay_s`: answers late (a slow ECU); `pending_first`: sends NRC 0x78 (response pending) first;
+- `reject_multi_pid`: refuses requests for several PIDs with NRC 0x12, as older ECUs do;
+- `silent`: never answers (ignition off, ECU asleep) — can be toggled while running;
+- `refuse_services`: services answered with NRC 0x11 (service not supported).
+
+Run it in-process (`EcuEmulator(bus, ecus).start()`) on a `virtual` bus, or as its own process on
+`udp_multicast` with `python -m hil.ecu --channel ff11::1:2:3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import can
+
+from edge.sources.obd.isotp_link import IsoTpEndpoint, parse_single_frame
+from edge.sources.obd.pids import PIDS, SUPPORTED_PID_RANGES, encode_dtc, encode_supported
+from lienwatch.clock import Clock, SystemClock
+
+NRC_SERVICE_NOT_SUPPORTED = 0x11
+NRC_SUB_FUNCTION_NOT_SUPPORTED = 0x12
+NRC_RESPONSE_PENDING = 0x78
+
+
+@dataclass
+class EmulatedEcu:
+    """One ECU: its address index (0 → 0x7E0/0x7E8), state and misbehaviour."""
+
+    index: int = 0
+    values: dict[int, float] = field(default_factory=dict)
+    vin: str | None = None
+    dtcs: list[str] = field(default_factory=list)
+    pending_dtcs: list[str] = field(default_factory=list)
+    delay_s: float = 0.0
+    pending_first: bool = False
+    reject_multi_pid: bool = False
+    silent: bool = False
+    refuse_services: set[int] = field(default_factory=set)
+    requests_seen: int = 0
+
+    @property
+    def supported(self) -> set[int]:
+        pids = set(self.values)
+        bases = {b for b in SUPPORTED_PID_RANGES if any(p > b + 32 for p in pids)}
+        return pids | {b + 0x20 for b in bases if b + 0x20 in SUPPORTED_PID_RANGES}
+
+    def answer(self, request: bytes) -> list[bytes]:
+        """The replies (in order) this ECU gives to `request`; empty for no answer."""
+        self.requests_seen += 1
+        if self.silent or not request:
+            return []
+        service = request[0]
+        if service in self.refuse_services:
+            return [bytes([0x7F, service, NRC_SERVICE_NOT_SUPPORTED])]
+        replies = [bytes([0x7F, service, NRC_RESPONSE_PENDING])] if self.pending_first else []
+        if service == 0x01:
+            pids = list(request[1:])
+            if not pids:
+                return []
+            if len(pids) > 1 and self.reject_multi_pid:
+                return [bytes([0x7F, 0x01, NRC_SUB_FUNCTION_NOT_SUPPORTED])]
+            body = bytearray([0x41])
+            supported = self.supported
+            for pid in pids:
+                if pid in SUPPORTED_PID_RANGES:
+                    if pid == 0 or pid in supported:
+                        body += bytes([pid]) + encode_supported(pid, supported)
+                elif pid in self.values and pid in PIDS:
+                    body += bytes([pid]) + PIDS[pid].encode(self.values[pid])
+            return [*replies, bytes(body)] if len(body) > 1 else []  # J1979: no answer if nothing supported
+        if service in (0x03, 0x07):
+            codes = self.dtcs if service == 0x03 else self.pending_dtcs
+            return [*replies, bytes([service + 0x40, len(codes)]) + b"".join(encode_dtc(c) for c in codes)]
+        if service == 0x09 and request[1:2] == b"\x02" and self.vin:
+            return [*replies, b"\x49\x02\x01" + self.vin.encode("ascii")]
+        if service == 0x09 and request[1:2] == b"\x00":
+            return [*replies, b"\x49\x00" + encode_supported(0, {0x02} if self.vin else set())]
+        return []
+
+
+class EcuEmulator:
+    """Serves a set of `EmulatedEcu`s on one bus from a background thread (or `serve_once`)."""
+
+    def __init__(
+        self,
+        bus: can.BusABC,
+        ecus: Sequence[EmulatedEcu],
+        *,
+        extended_29bit: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.bus = bus
+        self.ecus = list(ecus)
+        self.extended = extended_29bit
+        self.clock = clock or SystemClock()
+        self._endpoints = {
+            ecu.index: IsoTpEndpoint(
+                bus, rxid=self._request_id(ecu), txid=self._response_id(ecu), extended=extended_29bit
+            )
+            for ecu in self.ecus
+        }
+        self._due: list[tuple[int, int, int, bytes]] = []  # (due_ns, seq, ecu index, payload)
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.frames_seen = 0
+
+    def _functional_id(self) -> int:
+        return 0x18DB33F1 if self.extended else 0x7DF
+
+    def _request_id(self, ecu: EmulatedEcu) -> int:
+        return (0x18DA00F1 | ((0x10 + ecu.index) << 8)) if self.extended else 0x7E0 + ecu.index
+
+    def _response_id(self, ecu: EmulatedEcu) -> int:
+        return (0x18DAF100 | (0x10 + ecu.index)) if self.extended else 0x7E8 + ecu.index
+
+    def _schedule(self, ecu: EmulatedEcu, request: bytes) -> None:
+        now = self.clock.monotonic_ns()
+        for i, reply in enumerate(ecu.answer(request)):
+            pending = ecu.pending_first and i == 0 and reply[:1] == b"\x7f"
+            delay = 0.0 if pending else ecu.delay_s
+            heapq.heappush(self._due, (now + round(delay * 1e9) + i, next(self._seq), ecu.index, reply))
+
+    def serve_once(self, wait_s: float = 0.002) -> None:
+        """Handle what arrived within `wait_s` and send the replies that are due."""
+        msg = self.bus.recv(wait_s)
+        while msg is not None:
+            self.frames_seen += 1
+            if not msg.is_error_frame and not msg.is_remote_frame and msg.is_extended_id == self.extended:
+                self._dispatch(msg)
+            msg = self.bus.recv(0)
+        for ecu in self.ecus:
+            for payload in self._endpoints[ecu.index].poll():  # physical requests
+                self._schedule(ecu, payload)
+        now = self.clock.monotonic_ns()
+        while self._due and self._due[0][0] <= now:
+            _, _, index, reply = heapq.heappop(self._due)
+            endpoint = self._endpoints[index]
+            try:
+                endpoint.send(reply)
+            except can.CanError:
+                continue
+        for endpoint in self._endpoints.values():
+            endpoint.poll()
+
+    def _dispatch(self, msg: can.Message) -> None:
+        if msg.arbitration_id == self._functional_id():
+            payload = parse_single_frame(msg)
+            if payload is not None:
+                for ecu in self.ecus:
+                    self._schedule(ecu, payload)
+            return
+        for ecu in self.ecus:
+            if msg.arbitration_id == self._request_id(ecu):
+                self._endpoints[ecu.index].feed(msg)
+
+    def start(self) -> EcuEmulator:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ecu-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.serve_once()
+            except (can.CanError, OSError, ValueError):  # a garbage frame never stops the emulator
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> EcuEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def demo_vehicle() -> list[EmulatedEcu]:
+    """The emulated vehicle of the HIL bench: an engine ECU and a slower transmission ECU."""
+    engine = EmulatedEcu(
+        index=0,
+        values={
+            0x01: 1,
+            0x04: 31.4,
+            0x05: 88,
+            0x0C: 1726,
+            0x0D: 50,
+            0x0F: 24,
+            0x10: 12.5,
+            0x1F: 600,
+            0x21: 12,
+            0x2F: 62.7,
+            0x31: 1523,
+            0x42: 14.2,
+            0x46: 18,
+            0x5C: 95,
+            0xA6: 123_456_700.0,
+        },
+        vin="WVWZZZ1KZAW000001",
+        dtcs=["P0143"],
+        pending_dtcs=["P0300", "U0100"],
+    )
+    transmission = EmulatedEcu(index=1, values={0x0D: 50, 0x05: 80}, reject_multi_pid=True, delay_s=0.01)
+    return [engine, transmission]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Emulate the HIL vehicle's OBD-II ECUs on a CAN bus.")
+    parser.add_argument("--interface", default="udp_multicast")
+    parser.add_argument("--channel", default="ff11::1:2:3")
+    parser.add_argument("--29bit", dest="extended", action="store_true")
+    parser.add_argument(
+        "--seconds", type=float, default=0.0, help="stop after this long (0: run until killed)"
+    )
+    args = parser.parse_args(argv)
+    from edge.sources.can_bus import open_bus
+
+    bus = open_bus(args.interface, args.channel)
+    emulator = EcuEmulator(bus, demo_vehicle(), extended_29bit=args.extended).start()
+    print("ready", flush=True)
+    try:
+        stop = threading.Event()
+        stop.wait(args.seconds if args.seconds > 0 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        bus.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
