@@ -1,0 +1,352 @@
+"""Body maps of the small messages: event, status, command ack, config, command, single fix.
+
+Each `encode_*` validates and returns plain CBOR-ready values; each `decode_*` takes decoded,
+untrusted CBOR and returns the typed object or raises a ProtocolError subclass. Optional fields
+are left out when empty; unknown keys are ignored (docs/protocol.md, "Versioning").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from protocol import fields as f
+from protocol.errors import InvalidFieldError, MalformedMessageError
+from protocol.limits import (
+    INT63_MAX,
+    MAX_FEATURES,
+    MAX_NAME,
+    MAX_SETTINGS,
+    MAX_TEXT,
+    MAX_TIME_MS,
+    MAX_TIME_NS,
+    NONCE_BYTES,
+    UINT32_MAX,
+)
+from protocol.messages import (
+    AckStatus,
+    ClearGeofence,
+    ClockQuality,
+    Command,
+    CommandAck,
+    CommandAction,
+    Config,
+    ConfigValue,
+    Event,
+    FixType,
+    Geofence,
+    GnssFix,
+    Header,
+    PowerState,
+    Reboot,
+    RequestPosition,
+    SetConfig,
+    SetGeofence,
+    Severity,
+    StartDiagnosticSession,
+    Status,
+    StopDiagnosticSession,
+)
+
+# --- a single GNSS fix: [time_ms, lat 1e-7 deg, lon 1e-7 deg, alt dm, speed 0.01 km/h,
+#     heading 0.1 deg, hdop 0.01, sats, fix type] ------------------------------------------
+_FIX_SCALE = (1e7, 1e7, 10.0, 100.0, 10.0, 100.0)
+_FIX_RANGE = ((-900_000_000, 900_000_000), (-1_800_000_000, 1_800_000_000), (-10_000, 200_000),
+              (0, 100_000), (0, 3599), (0, 9999))
+_FIX_NAMES = ("lat_deg", "lon_deg", "alt_m", "speed_kmh", "heading_deg", "hdop")
+
+
+def encode_fix(fix: GnssFix, what: str) -> list[int]:
+    out = [f.integer(fix.time_ns, f"{what}.time_ns", 0, MAX_TIME_NS) // 1_000_000]
+    for name, scale, (lo, hi) in zip(_FIX_NAMES, _FIX_SCALE, _FIX_RANGE, strict=True):
+        value = f.real(getattr(fix, name), f"{what}.{name}")
+        scaled = round(value * scale)
+        if name == "heading_deg":
+            scaled %= 3600
+        if not lo <= scaled <= hi:
+            raise InvalidFieldError(f"{what}.{name} must be in {lo / scale}..{hi / scale}, got {value}")
+        out.append(scaled)
+    out.append(f.integer(fix.sats, f"{what}.sats", 0, 255))
+    out.append(_enum_out(FixType, fix.fix_type, f"{what}.fix_type"))
+    return out
+
+
+def decode_fix(value: object, what: str) -> GnssFix:
+    items = f.array(value, what, 9, 9)
+    time_ms = f.integer(items[0], f"{what}.time", 0, MAX_TIME_MS)
+    columns = zip(items[1:7], _FIX_NAMES, _FIX_SCALE, _FIX_RANGE, strict=True)
+    scaled = [f.integer(item, f"{what}.{name}", lo, hi) / scale for item, name, scale, (lo, hi) in columns]
+    return GnssFix(
+        time_ms * 1_000_000, scaled[0], scaled[1], scaled[2], scaled[3], scaled[4], scaled[5],
+        f.integer(items[7], f"{what}.sats", 0, 255), FixType(f.integer(items[8], f"{what}.fix_type", 0, 6)),
+    )
+
+
+def _enum(enum: Any, value: object, what: str) -> Any:
+    if type(value) is not int or value not in enum._value2member_map_:
+        raise InvalidFieldError(f"{what} must be one of {[int(m) for m in enum]}, got {f._show(value)}")
+    return enum(value)
+
+
+def _enum_out(enum: Any, value: object, what: str) -> int:
+    """An enum member (or its int value) to put on the wire."""
+    if not isinstance(value, int) or isinstance(value, bool) or value not in enum._value2member_map_:
+        raise InvalidFieldError(f"{what} must be a {enum.__name__}, got {f._show(value)}")
+    return int(value)
+
+
+def _milli(value: float | None, what: str, lo: int, hi: int, scale: float = 1000.0) -> int:
+    scaled = round(f.real(value, what) * scale)
+    if not lo <= scaled <= hi:
+        raise InvalidFieldError(f"{what} must be in {lo / scale}..{hi / scale}, got {value}")
+    return scaled
+
+
+# --- header -------------------------------------------------------------------------------------
+
+
+def encode_header(header: Header) -> list[Any]:
+    return [
+        f.device_id(header.device_id),
+        f.integer(header.boot_id, "boot_id", 0, UINT32_MAX),
+        f.integer(header.seq, "seq", 0, INT63_MAX),
+        f.integer(header.sent_ns, "sent_ns", 0, MAX_TIME_NS),
+        _enum_out(ClockQuality, header.clock_quality, "clock_quality"),
+    ]
+
+
+def decode_header(value: object) -> Header:
+    items = f.array(value, "header", 5, 16)  # later minor versions may append fields
+    return Header(
+        f.device_id(items[0]),
+        f.integer(items[1], "boot_id", 0, UINT32_MAX),
+        f.integer(items[2], "seq", 0, INT63_MAX),
+        f.integer(items[3], "sent_ns", 0, MAX_TIME_NS),
+        _enum(ClockQuality, items[4], "clock_quality"),
+    )
+
+
+# --- event --------------------------------------------------------------------------------------
+
+
+def encode_event(event: Event) -> dict[int, Any]:
+    if not isinstance(event.features, dict) or len(event.features) > MAX_FEATURES:
+        raise InvalidFieldError(f"features must be a dict of at most {MAX_FEATURES} entries")
+    body: dict[int, Any] = {
+        1: f.integer(event.event_id, "event_id", 0, INT63_MAX),
+        2: _enum_out(Severity, event.severity, "severity"),
+        3: f.text(event.detector, "detector", MAX_NAME, min_len=1),
+        4: f.integer(event.time_ns, "time_ns", 0, MAX_TIME_NS),
+        5: {f.text(k, "feature name", MAX_NAME, min_len=1): f.real(v, f"feature {k}")
+            for k, v in event.features.items()},
+    }
+    if event.position is not None:
+        body[6] = encode_fix(event.position, "position")
+    if event.detail:
+        body[7] = f.text(event.detail, "detail", MAX_TEXT)
+    return body
+
+
+def decode_event(header: Header, body: Mapping[Any, Any]) -> Event:
+    features = f.body_map(body.get(5), "event features")
+    if len(features) > MAX_FEATURES:
+        raise InvalidFieldError(f"an event has at most {MAX_FEATURES} features")
+    position = body.get(6)
+    return Event(
+        header,
+        f.integer(body.get(1), "event_id", 0, INT63_MAX),
+        _enum(Severity, body.get(2), "severity"),
+        f.text(body.get(3), "detector", MAX_NAME, min_len=1),
+        f.integer(body.get(4), "time_ns", 0, MAX_TIME_NS),
+        {f.text(k, "feature name", MAX_NAME, min_len=1): f.real(v, "feature value")
+         for k, v in features.items()},
+        None if position is None else decode_fix(position, "position"),
+        f.text(body.get(7, ""), "detail", MAX_TEXT),
+    )
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def encode_status(status: Status) -> dict[int, Any]:
+    body: dict[int, Any] = {
+        1: _enum_out(PowerState, status.power_state, "power_state"),
+        2: _milli(status.supply_v, "supply_v", 0, 65_535),
+        3: _milli(status.backup_v, "backup_v", 0, 65_535),
+        4: f.text(status.firmware_version, "firmware_version", MAX_NAME),
+        5: f.integer(status.config_version, "config_version", 0, UINT32_MAX),
+        6: f.integer(status.queue_depth, "queue_depth", 0, UINT32_MAX),
+        7: f.integer(status.queue_bytes, "queue_bytes", 0, 2**48),
+        8: f.integer(status.uptime_s, "uptime_s", 0, UINT32_MAX),
+    }
+    if status.energy_forecast_days is not None:
+        body[9] = _milli(status.energy_forecast_days, "energy_forecast_days", 0, 3_650_000, 100.0)
+    if status.avg_current_ma is not None:
+        body[10] = _milli(status.avg_current_ma, "avg_current_ma", 0, 10_000_000, 100.0)
+    if status.rssi_dbm is not None:
+        body[11] = f.integer(status.rssi_dbm, "rssi_dbm", -200, 0)
+    if status.position is not None:
+        body[12] = encode_fix(status.position, "position")
+    return body
+
+
+def decode_status(header: Header, body: Mapping[Any, Any]) -> Status:
+    forecast, current, rssi, position = body.get(9), body.get(10), body.get(11), body.get(12)
+    return Status(
+        header,
+        _enum(PowerState, body.get(1), "power_state"),
+        f.integer(body.get(2), "supply_mv", 0, 65_535) / 1000,
+        f.integer(body.get(3), "backup_mv", 0, 65_535) / 1000,
+        f.text(body.get(4), "firmware_version", MAX_NAME),
+        f.integer(body.get(5), "config_version", 0, UINT32_MAX),
+        f.integer(body.get(6), "queue_depth", 0, UINT32_MAX),
+        f.integer(body.get(7, 0), "queue_bytes", 0, 2**48),
+        f.integer(body.get(8, 0), "uptime_s", 0, UINT32_MAX),
+        None if forecast is None else f.integer(forecast, "energy_forecast_days", 0, 3_650_000) / 100,
+        None if current is None else f.integer(current, "avg_current_ma", 0, 10_000_000) / 100,
+        None if rssi is None else f.integer(rssi, "rssi_dbm", -200, 0),
+        None if position is None else decode_fix(position, "position"),
+    )
+
+
+# --- command ack --------------------------------------------------------------------------------
+
+
+def encode_ack(ack: CommandAck) -> dict[int, Any]:
+    body: dict[int, Any] = {
+        1: f.octets(ack.nonce, "nonce", NONCE_BYTES),
+        2: _enum_out(AckStatus, ack.status, "status"),
+    }
+    if ack.detail:
+        body[3] = f.text(ack.detail, "detail", MAX_TEXT)
+    if ack.position is not None:
+        body[4] = encode_fix(ack.position, "position")
+    return body
+
+
+def decode_ack(header: Header, body: Mapping[Any, Any]) -> CommandAck:
+    position = body.get(4)
+    return CommandAck(
+        header,
+        f.octets(body.get(1), "nonce", NONCE_BYTES),
+        _enum(AckStatus, body.get(2), "status"),
+        f.text(body.get(3, ""), "detail", MAX_TEXT),
+        None if position is None else decode_fix(position, "position"),
+    )
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def _setting(name: object, value: object) -> tuple[str, ConfigValue]:
+    key = f.text(name, "setting name", MAX_NAME, min_len=1)
+    if type(value) is bool:
+        return key, value
+    if type(value) is int:
+        return key, f.integer(value, f"setting {key}", -INT63_MAX - 1, INT63_MAX)
+    if type(value) is float:
+        return key, f.real(value, f"setting {key}")
+    if type(value) is str:
+        return key, f.text(value, f"setting {key}", MAX_TEXT)
+    raise InvalidFieldError(f"setting {key} must be a bool, integer, finite float or text")
+
+
+def encode_config(config: Config) -> dict[int, Any]:
+    if not isinstance(config.settings, dict) or len(config.settings) > MAX_SETTINGS:
+        raise InvalidFieldError(f"settings must be a dict of at most {MAX_SETTINGS} entries")
+    return {
+        1: f.integer(config.config_version, "config_version", 0, UINT32_MAX),
+        2: dict(_setting(k, v) for k, v in config.settings.items()),
+    }
+
+
+def decode_config(body: Mapping[Any, Any]) -> Config:
+    settings = f.body_map(body.get(2), "config settings")
+    if len(settings) > MAX_SETTINGS:
+        raise InvalidFieldError(f"a config has at most {MAX_SETTINGS} settings")
+    return Config(
+        f.integer(body.get(1), "config_version", 0, UINT32_MAX),
+        dict(_setting(k, v) for k, v in settings.items()),
+    )
+
+
+# --- command ------------------------------------------------------------------------------------
+
+ACTION_CODES: dict[type, int] = {
+    SetConfig: 1, RequestPosition: 2, SetGeofence: 3, ClearGeofence: 4, Reboot: 5,
+    StartDiagnosticSession: 6, StopDiagnosticSession: 7,
+}
+MAX_DIAGNOSTIC_S = 7 * 86400
+
+
+def _encode_params(action: CommandAction) -> Any:
+    if isinstance(action, SetConfig):
+        return encode_config(action.config)
+    if isinstance(action, SetGeofence):
+        fence = action.geofence
+        return [
+            f.integer(fence.geofence_id, "geofence_id", 0, UINT32_MAX),
+            _milli(fence.lat_deg, "geofence lat_deg", -900_000_000, 900_000_000, 1e7),
+            _milli(fence.lon_deg, "geofence lon_deg", -1_800_000_000, 1_800_000_000, 1e7),
+            _milli(fence.radius_m, "geofence radius_m", 1, 100_000_000, 10.0),
+        ]
+    if isinstance(action, ClearGeofence):
+        fence_id = action.geofence_id
+        return None if fence_id is None else f.integer(fence_id, "geofence_id", 0, UINT32_MAX)
+    if isinstance(action, StartDiagnosticSession):
+        return f.integer(action.duration_s, "duration_s", 1, MAX_DIAGNOSTIC_S)
+    return None
+
+
+def encode_command(command: Command) -> dict[int, Any]:
+    code = ACTION_CODES.get(type(command.action))
+    if code is None:
+        raise InvalidFieldError(f"unknown command action {type(command.action).__name__}")
+    body: dict[int, Any] = {
+        1: f.device_id(command.target_device_id, "target_device_id"),
+        2: f.octets(command.nonce, "nonce", NONCE_BYTES),
+        3: f.integer(command.issued_ns, "issued_ns", 0, MAX_TIME_NS),
+        4: f.integer(command.expires_ns, "expires_ns", 0, MAX_TIME_NS),
+        5: code,
+    }
+    params = _encode_params(command.action)
+    if params is not None:
+        body[6] = params
+    return body
+
+
+def _decode_action(code: object, params: object) -> CommandAction:
+    if code == 1:
+        return SetConfig(decode_config(f.body_map(params, "SET_CONFIG parameters")))
+    if code == 3:
+        items = f.array(params, "SET_GEOFENCE parameters", 4, 4)
+        return SetGeofence(Geofence(
+            f.integer(items[0], "geofence_id", 0, UINT32_MAX),
+            f.integer(items[1], "geofence lat", -900_000_000, 900_000_000) / 1e7,
+            f.integer(items[2], "geofence lon", -1_800_000_000, 1_800_000_000) / 1e7,
+            f.integer(items[3], "geofence radius", 1, 100_000_000) / 10,
+        ))
+    if code == 4:
+        return ClearGeofence(None if params is None else f.integer(params, "geofence_id", 0, UINT32_MAX))
+    if code == 6:
+        return StartDiagnosticSession(f.integer(params, "duration_s", 1, MAX_DIAGNOSTIC_S))
+    simple: dict[int, type[RequestPosition | Reboot | StopDiagnosticSession]] = {
+        2: RequestPosition, 5: Reboot, 7: StopDiagnosticSession}
+    if type(code) is int and code in simple:
+        if params is not None:
+            raise InvalidFieldError(f"command action {code} takes no parameters")
+        action: CommandAction = simple[code]()
+        return action
+    raise InvalidFieldError(f"unknown command action code {f._show(code)}")
+
+
+def decode_command(body: Mapping[Any, Any]) -> Command:
+    if type(body.get(5)) is not int:
+        raise MalformedMessageError("command body: action code (key 5) must be an integer")
+    return Command(
+        f.device_id(body.get(1), "target_device_id"),
+        f.octets(body.get(2), "nonce", NONCE_BYTES),
+        f.integer(body.get(3), "issued_ns", 0, MAX_TIME_NS),
+        f.integer(body.get(4), "expires_ns", 0, MAX_TIME_NS),
+        _decode_action(body.get(5), body.get(6)),
+    )
