@@ -18,7 +18,7 @@ from typing import Any
 import can
 
 from edge.sources.base import SampleSink, Source
-from edge.sources.can_bus import BusMonitor, open_bus
+from edge.sources.can_bus import BusMonitor, check_channel, open_bus
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -215,6 +215,7 @@ class DbcSource(Source):
 
 
 def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
+    check_channel(options["interface"], options["channel"])
     manifest = load_manifest(options["manifest"], context.catalog)
     return DbcSource(
         name,

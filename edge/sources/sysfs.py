@@ -9,6 +9,7 @@ capacity = %; IIO accel (raw + offset) × scale = m/s².
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +22,22 @@ class SysfsReadError(OSError):
     """A sysfs attribute is missing or does not hold a number."""
 
 
-def read_number(path: Path) -> float:
-    try:
-        text = path.read_text("ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SysfsReadError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        return float(text)
-    except ValueError:
-        raise SysfsReadError(f"{path} does not hold a number: {text[:40]!r}") from None
-
-
 def read_text(path: Path) -> str:
     try:
-        return path.read_text("ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SysfsReadError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        return path.read_bytes().decode("ascii", errors="replace").strip()
+    except OSError as error:
+        raise SysfsReadError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def read_number(path: Path) -> float:
+    text = read_text(path)
+    try:
+        value = float(text)
+    except ValueError:
+        raise SysfsReadError(f"{path} does not hold a number: {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise SysfsReadError(f"{path} does not hold a number: {text[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

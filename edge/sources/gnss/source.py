@@ -152,11 +152,14 @@ class GnssSource(Source):
 
     def poll(self, sink: SampleSink) -> float:
         assert self._fd is not None
+        at_eof = self._at_eof
         data = self._read()
         now = self.clock.monotonic_ns()
         if data:
             self._last_bytes_ns = now
             self.feed(data, sink)
+        if self._at_eof and not at_eof:  # end of a replayed log: its last epoch is complete
+            self._deliver(self.feed_end(), sink)
         self._update_health(now)
         if self._is_file:
             return 0.0 if data else 0.5
@@ -178,9 +181,7 @@ class GnssSource(Source):
             if self._is_file and self.loop_file:
                 os.lseek(self._fd, 0, os.SEEK_SET)
             elif self._is_file:
-                if not self._at_eof:
-                    self._at_eof = True
-                    self._deliver(self.assembler.flush(), None)
+                self._at_eof = True
             else:
                 raise SourceError(f"GNSS device {self.device} closed")
         return data
@@ -197,6 +198,16 @@ class GnssSource(Source):
         self.health.errors = self.parser.stats.skipped + self.splitter.overflows
         self._deliver(fixes, sink)
         return fixes
+
+    def feed_end(self) -> list[GnssFix]:
+        """The epoch in progress, closed (the input ended)."""
+        fixes = []
+        for line in self.splitter.flush():
+            self.health.frames += 1
+            sentence = self.parser.parse_line(line)
+            if sentence is not None:
+                fixes.extend(self.assembler.feed(sentence, self.clock.monotonic_ns()))
+        return fixes + self.assembler.flush()
 
     def _deliver(self, fixes: list[GnssFix], sink: SampleSink | None) -> None:
         for fix in fixes:

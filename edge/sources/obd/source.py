@@ -14,7 +14,7 @@ from typing import Any
 import can
 
 from edge.sources.base import HealthState, SampleSink, Source
-from edge.sources.can_bus import BusMonitor, open_bus
+from edge.sources.can_bus import BusMonitor, check_channel, open_bus
 from edge.sources.obd.client import MAX_PIDS_PER_REQUEST, ObdClient
 from edge.sources.obd.pids import PIDS, decode_pid
 from edge.sources.obd.scheduler import PollScheduler, PollSpec, TokenBucket
@@ -236,6 +236,7 @@ def _plan_from_config(name: str, rows: list[Any]) -> list[PollSpec]:
 
 
 def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
+    check_channel(options["interface"], options["channel"])
     plan = _plan_from_config(name, options["pids"]) if options["pids"] else ObdConfig().plan
     config = ObdConfig(
         interface=options["interface"],

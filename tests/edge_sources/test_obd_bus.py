@@ -1,0 +1,208 @@
+"""OBD-II over ISO-TP against the HIL ECU emulator on a real python-can virtual bus."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import can
+import pytest
+
+from edge.sources.base import HealthState, SourceRunner
+from edge.sources.obd.client import NegativeResponse, ObdClient
+from edge.sources.obd.scheduler import PollSpec
+from edge.sources.obd.source import ObdConfig, ObdSource
+from hil.ecu import EcuEmulator, EmulatedEcu, demo_vehicle
+from lienwatch.clock import SystemClock
+
+from .conftest import Collect
+
+Emulate = Callable[..., EcuEmulator]
+BusFactory = Callable[[], can.BusABC]
+
+
+def run_for(runner: SourceRunner, seconds: float) -> None:
+    """Step a runner for `seconds` of real time (the bus is real; waits are short)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(runner.step(), 0.01))
+
+
+def client_on(bus_factory: BusFactory, **kwargs: object) -> ObdClient:
+    options: dict[str, object] = {"timeout_s": 0.08}
+    options.update(kwargs)
+    return ObdClient(bus_factory(), SystemClock(), **options)  # type: ignore[arg-type]
+
+
+def test_discovery_finds_each_ecu_and_its_supported_pids(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    ecus = client.discover()
+    assert sorted(ecus) == [0x7E8, 0x7E9]
+    assert {0x0C, 0x0D, 0x42, 0xA6, 0x5C} <= ecus[0x7E8].supported
+    assert ecus[0x7E9].supported == {0x05, 0x0D}
+    assert ecus[0x7E8].multi_pid_ok
+    assert not ecus[0x7E9].multi_pid_ok  # answered the 6-PID discovery request with NRC 0x12
+
+
+def test_multi_pid_read_and_single_pid_fallback(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    values = client.read_pids([0x0C, 0x0D, 0x05, 0xA6])
+    assert values[0x7E8] == {
+        0x0C: b"\x1a\xf8",
+        0x0D: b"\x32",
+        0x05: bytes([128]),
+        0xA6: bytes.fromhex("0012D687"),
+    }
+    # the transmission ECU refuses multi-PID requests: it still answers, one PID at a time
+    assert values[0x7E9] == {0x0D: b"\x32", 0x05: bytes([120])}
+
+
+def test_vin_spans_several_isotp_frames_and_dtcs_are_read(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    assert client.read_vin() == {0x7E8: "WVWZZZ1KZAW000001"}
+    assert client.read_dtcs(0x03) == {0x7E8: ["P0143"], 0x7E9: []}
+    assert client.read_dtcs(0x07)[0x7E8] == ["P0300", "U0100"]
+
+
+def test_29bit_addressing(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate(demo_vehicle(), extended_29bit=True)
+    client = client_on(bus_factory, extended_29bit=True)
+    ecus = client.discover()
+    assert sorted(ecus) == [0x18DAF110, 0x18DAF111]
+    assert client.read_vin() == {0x18DAF110: "WVWZZZ1KZAW000001"}
+
+
+def test_slow_ecu_within_timeout_is_answered(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate([EmulatedEcu(index=0, values={0x0D: 42}, delay_s=0.03)])
+    client = client_on(bus_factory, timeout_s=0.15)
+    client.discover()
+    assert client.read_pids([0x0D]) == {0x7E8: {0x0D: b"\x2a"}}
+    assert client.ecus[0x7E8].timeouts == 0
+
+
+def test_too_slow_ecu_times_out_and_its_late_answer_is_not_taken(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    ecu = EmulatedEcu(index=0, values={0x0D: 42, 0x0C: 800})
+    emulate([ecu])
+    client = client_on(bus_factory, timeout_s=0.05)
+    client.discover()
+    ecu.delay_s = 0.08
+    assert client.read_pids([0x0D]) == {}
+    assert client.ecus[0x7E8].timeouts == 1
+    ecu.delay_s = 0.0
+    time.sleep(0.05)
+    # the late 0x0D answer is queued before the 0x0C one; it must not be taken for it
+    values = client.read_pids([0x0C])
+    assert values == {0x7E8: {0x0C: bytes.fromhex("0C80")}}
+    assert client.stale_replies >= 1
+
+
+def test_response_pending_extends_the_wait(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate([EmulatedEcu(index=0, values={0x0D: 7}, pending_first=True, delay_s=0.1)])
+    client = client_on(bus_factory, timeout_s=0.05, pending_timeout_s=0.5)
+    client.discover()
+    assert client.read_pids([0x0D]) == {0x7E8: {0x0D: b"\x07"}}
+
+
+def test_refused_service_gives_a_negative_response_per_ecu(emulate: Emulate, bus_factory: BusFactory) -> None:
+    emulate(
+        [
+            EmulatedEcu(index=0, values={0x0D: 1}, refuse_services={0x03}),
+            EmulatedEcu(index=2, values={0x0D: 1}),
+        ]
+    )
+    client = client_on(bus_factory)
+    client.discover()
+    replies = client.request(b"\x03", expect=[0x7E8, 0x7EA])
+    assert replies[0x7E8] == NegativeResponse(0x03, 0x11)
+    assert replies[0x7EA] == b"\x43\x00"
+    assert client.ecus[0x7E8].negative == {0x11: 1}
+
+
+def test_silent_ecu_counts_timeouts_and_degrades_the_source(
+    emulate: Emulate, bus_factory: BusFactory, channel: str
+) -> None:
+    engine = EmulatedEcu(index=0, values={0x0D: 30, 0x0C: 2000})
+    emulate([engine])
+    config = ObdConfig(
+        interface="virtual",
+        channel=channel,
+        timeout_s=0.05,
+        asleep_probe_s=0.05,
+        read_vin=False,
+        plan=[PollSpec(0x0D, 0.01, 0), PollSpec(0x0C, 0.01, 1)],
+    )
+    source = ObdSource("obd", SystemClock(), config)
+    sink = Collect()
+    runner = SourceRunner(source, sink)
+    run_for(runner, 0.15)
+    assert source.health.state is HealthState.OK, source.health.detail
+    by_path = sink.by_path()
+    assert by_path["Vehicle.Speed"][-1] == 30.0
+    assert by_path["Vehicle.Powertrain.CombustionEngine.Speed"][-1] == 2000.0
+    assert by_path["Vehicle.Diagnostics.DTCCount"] == [0.0]
+    engine.silent = True  # ignition off
+    run_for(runner, 0.5)
+    health = runner.health()
+    assert health.state is HealthState.DEGRADED
+    assert "silent" in health.detail or "no ECU" in health.detail
+    assert health.timeouts >= 3
+    engine.silent = False  # ignition on again: the source rediscovers and polls
+    before = len(sink.samples)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not (
+        source.health.state is HealthState.OK and len(sink.samples) > before
+    ):
+        run_for(runner, 0.05)
+    assert source.health.state is HealthState.OK
+    assert len(sink.samples) > before
+    runner.stop()
+
+
+def test_obd_source_with_no_car_is_degraded_not_dead(channel: str) -> None:
+    config = ObdConfig(
+        interface="virtual", channel=channel, timeout_s=0.02, asleep_probe_s=0.01, silent_after_s=0.01
+    )
+    source = ObdSource("obd", SystemClock(), config)
+    runner = SourceRunner(source, Collect())
+    for _ in range(3):
+        runner.step()
+    assert runner.is_open
+    assert source.health.state is HealthState.DEGRADED
+    runner.stop()
+
+
+def test_random_frames_on_the_bus_do_not_crash_client_or_emulator(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    emulator = emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    noise = bus_factory()
+    rng = random.Random(7)
+    ids = [0x7DF, 0x7E0, 0x7E1, 0x7E8, 0x7E9, 0x123, 0x3B0]
+    for _ in range(400):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(9)))
+        noise.send(can.Message(arbitration_id=rng.choice(ids), data=data, is_extended_id=False))
+    noise.send(can.Message(arbitration_id=0x18DAF110, data=b"\x10\xff\x00", is_extended_id=True))
+    client.pump(0.05)
+    ecus = client.discover()  # the garbage is behind us; a clean conversation still works
+    assert {0x7E8, 0x7E9} <= set(ecus)
+    assert client.read_vin()[0x7E8] == "WVWZZZ1KZAW000001"
+    assert emulator._thread is not None and emulator._thread.is_alive()
+
+
+def test_udp_multicast_refuses_groups_that_leave_the_machine() -> None:
+    from edge.sources.can_bus import check_channel
+    from lienwatch.errors import ConfigError
+
+    check_channel("udp_multicast", "ff11::1:2:3")
+    for bad in ("239.74.163.2", "ff15:7079:7468:6f6e:6465:6d6f:6d63:6173", "ff02::1", "not-an-ip"):
+        with pytest.raises(ConfigError):
+            check_channel("udp_multicast", bad)
