@@ -225,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Emulate the HIL vehicle's OBD-II ECUs on a CAN bus.")
     parser.add_argument("--interface", default="udp_multicast")
     parser.add_argument("--channel", default="ff11::1:2:3")
+    parser.add_argument("--port", type=int, default=43113, help="udp_multicast UDP port")
     parser.add_argument("--29bit", dest="extended", action="store_true")
     parser.add_argument(
         "--seconds", type=float, default=0.0, help="stop after this long (0: run until killed)"
@@ -232,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from edge.sources.can_bus import open_bus
 
-    bus = open_bus(args.interface, args.channel)
+    extra = {"port": args.port} if args.interface == "udp_multicast" else {}
+    bus = open_bus(args.interface, args.channel, **extra)
     emulator = EcuEmulator(bus, demo_vehicle(), extended_29bit=args.extended).start()
     print("ready", flush=True)
     try:
