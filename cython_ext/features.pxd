@@ -32,6 +32,7 @@ cdef enum:
 ctypedef struct welford_t:
     double mean            # running mean of the window
     double m2              # sum of squared deviations from the mean
+    double m2_peak         # largest m2 since the last recompute (cancellation detector)
 
 ctypedef struct mono_deque_t:
     uint64_t* seq          # sequence numbers of candidate extremes, oldest first
@@ -63,6 +64,7 @@ ctypedef struct slope_t:
     double mv              # mean value
     double ctv             # co-moment of time and value
     double m2t             # second moment of time
+    double m2t_peak        # largest m2t since the last recompute (cancellation detector)
 
 ctypedef struct cumulative_t:
     bint has_prev

@@ -46,6 +46,9 @@ cdef enum:
 
 cdef double NS = 1e-9
 cdef Py_ssize_t RECOMPUTE_MIN_OPS = 64
+# A second moment that fell below 2**-20 of its peak since the last recompute has lost ~20 bits
+# to cancellation (large samples left the window): recompute the window exactly at once.
+cdef double CANCELLATION = 2.0 ** -20
 
 _KINDS = {
     _spec.Mean: K_MEAN, _spec.Variance: K_VARIANCE, _spec.Std: K_STD, _spec.Min: K_MIN,
@@ -67,6 +70,8 @@ cdef inline void welford_add(welford_t* w, Py_ssize_t n_after, double x) noexcep
     cdef double d = x - w.mean
     w.mean += d / n_after
     w.m2 += d * (x - w.mean)
+    if w.m2 > w.m2_peak:
+        w.m2_peak = w.m2
 
 
 cdef inline void welford_remove(welford_t* w, Py_ssize_t n_after, double x) noexcept nogil:
@@ -91,6 +96,8 @@ cdef inline void welford_replace(welford_t* w, double inv_n, double old, double 
     w.m2 += d * ((x - w.mean) + (old - mean))
     if w.m2 < 0.0:
         w.m2 = 0.0
+    elif w.m2 > w.m2_peak:
+        w.m2_peak = w.m2
 
 
 cdef inline void welford_recompute(welford_t* w, const double* v, Py_ssize_t n) noexcept nogil:
@@ -118,6 +125,7 @@ cdef inline void welford_recompute(welford_t* w, const double* v, Py_ssize_t n) 
     w.m2 = sdd - sd * sd / n
     if w.m2 < 0.0 or n == 1:
         w.m2 = 0.0
+    w.m2_peak = w.m2
 
 
 # ---------------------------------------------------------------- monotonic deques (min, max)
@@ -158,6 +166,7 @@ cdef inline void slope_add(slope_t* s, Py_ssize_t n_after, int64_t t_ns, double 
         s.mv = v
         s.ctv = 0.0
         s.m2t = 0.0
+        s.m2t_peak = 0.0
         return
     ts = <double>(t_ns - s.origin_ns) * NS
     dt = ts - s.mt
@@ -165,6 +174,8 @@ cdef inline void slope_add(slope_t* s, Py_ssize_t n_after, int64_t t_ns, double 
     s.mv += (v - s.mv) / n_after
     s.ctv += dt * (v - s.mv)
     s.m2t += dt * (ts - s.mt)
+    if s.m2t > s.m2t_peak:
+        s.m2t_peak = s.m2t
 
 
 cdef inline void slope_remove(slope_t* s, Py_ssize_t n_after, int64_t t_ns, double v) noexcept nogil:
@@ -210,6 +221,7 @@ cdef inline void slope_recompute(slope_t* s, const int64_t* t, const double* v, 
     s.m2t = m2t - sdt * sdt / n
     if s.m2t < 0.0:
         s.m2t = 0.0
+    s.m2t_peak = s.m2t
 
 
 # ---------------------------------------------------------------- trapezoids
@@ -416,6 +428,8 @@ cdef class FeatureSet:
         self._ops = 0
         self._welford.mean = 0.0
         self._welford.m2 = 0.0
+        self._welford.m2_peak = 0.0
+        self._slope.m2t_peak = 0.0
         self._min.head = self._min.size = 0
         self._max.head = self._max.size = 0
         cdef Py_ssize_t i
@@ -464,7 +478,9 @@ cdef class FeatureSet:
                 self._evict_oldest(False)
         if self._need & NEED_RECOMPUTE:
             self._ops += 1
-            if self._ops >= r.size and self._ops >= RECOMPUTE_MIN_OPS:
+            if (self._ops >= r.size and self._ops >= RECOMPUTE_MIN_OPS) \
+                    or self._welford.m2 < self._welford.m2_peak * CANCELLATION \
+                    or self._slope.m2t < self._slope.m2t_peak * CANCELLATION:
                 self._recompute()
         return PUSH_ACCEPTED
 
@@ -491,7 +507,10 @@ cdef class FeatureSet:
             if need & NEED_MAX:
                 dq_evict(&self._max, seq)
         if need & NEED_SLOPE:
-            slope_remove(&self._slope, n_after, r.t_ns[o], x)
+            if n_after == 1:
+                slope_add(&self._slope, 1, r.t_ns[o + 1], r.v[o + 1])
+            else:
+                slope_remove(&self._slope, n_after, r.t_ns[o], x)
         if need & NEED_TRAPZ:
             if n_after <= 1:
                 self._area = 0.0

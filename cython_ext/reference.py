@@ -219,7 +219,7 @@ class FeatureSet:
             alpha = spec.alpha
         else:
             assert spec.halflife_s is not None
-            alpha = -math.expm1(-math.log(2.0) * ((t - self._prev[0]) * _NS) / spec.halflife_s)
+            alpha = -math.expm1(-(math.log(2.0) / spec.halflife_s) * ((t - self._prev[0]) * _NS))
         self._ewma += alpha * (v - self._ewma)
 
     def _update_crossings(self, spec: sp.Crossings, seq: int, v: float) -> None:
