@@ -299,3 +299,35 @@ def test_clock_discipline_offset_quality_and_holdover() -> None:
         GnssFix(mono_ns=clock.monotonic_ns(), time_utc_ns=1_150_000_000 * 10**9, fix=FixType.FIX_3D)
     )
     assert discipline.rejected == 2
+
+
+def test_fix_type_numbers_are_the_protocols() -> None:
+    from protocol.messages import FixType as WireFixType
+
+    pairs = {
+        FixType.NONE: "NO_FIX",
+        FixType.FIX_2D: "FIX_2D",
+        FixType.FIX_3D: "FIX_3D",
+        FixType.DGPS: "DGNSS",
+        FixType.RTK_FLOAT: "RTK_FLOAT",
+        FixType.RTK_FIXED: "RTK_FIXED",
+        FixType.DEAD_RECKONING: "DEAD_RECKONING",
+    }
+    assert len(pairs) == len(FixType) == len(WireFixType)
+    for ours, name in pairs.items():
+        assert ours.to_protocol() is WireFixType[name]
+
+
+def test_fix_to_protocol_uses_receiver_time_or_agent_time() -> None:
+    (fix,), _ = fixes_of(
+        epoch_sentences(NmeaEpoch(time=START, quality=4, speed_kmh=50.0, sats=default_sats()))
+    )
+    wire = fix.to_protocol()
+    assert wire is not None
+    assert wire.time_ns == int(START.timestamp()) * 10**9
+    assert wire.fix_type.name == "RTK_FIXED"
+    assert (wire.lat_deg, wire.sats) == (fix.lat, 9)
+    no_date = GnssFix(mono_ns=10, lat=1.0, lon=2.0, fix=FixType.FIX_3D)
+    assert no_date.to_protocol() is None
+    assert no_date.to_protocol(mono_to_wall_ns=1000) is not None
+    assert GnssFix(mono_ns=10, fix=FixType.NONE).to_protocol(0) is None

@@ -12,23 +12,16 @@ rollover bug reports dates ~19.7 years off: only times of fixes with a position 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 
 from edge.sources.gnss.fix import GnssFix
 from lienwatch.clock import Clock
+from protocol.messages import ClockQuality  # UNKNOWN, RTC, NTP, GNSS: the wire's flag
+
+__all__ = ["ClockDiscipline", "ClockQuality", "DisciplineHook"]
 
 # 2024-01-01T00:00:00Z: no fix this software sees can be older.
 MIN_VALID_UTC_NS = 1_704_067_200 * 1_000_000_000
-
-
-class ClockQuality(enum.IntEnum):
-    """Where the wall clock's time came from (the protocol's timestamp quality flag)."""
-
-    UNKNOWN = 0
-    RTC = 1
-    NTP = 2
-    GNSS = 3
 
 
 DisciplineHook = Callable[[int, ClockQuality], None]

@@ -15,20 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.sources.gnss.nmea import Sentence
+from protocol.messages import FixType as ProtocolFixType
+from protocol.messages import GnssFix as ProtocolGnssFix
 
 KNOTS_TO_KMH = 1.852
 
 
 class FixType(enum.IntEnum):
-    """Fix type; the integer is the value of `Vehicle.CurrentLocation.GNSSReceiver.FixType`."""
+    """Fix type. The integer is the value of `Vehicle.CurrentLocation.GNSSReceiver.FixType` and is
+    the same as `protocol.messages.FixType` (NO_FIX, FIX_2D, FIX_3D, DGNSS, RTK_FLOAT, RTK_FIXED,
+    DEAD_RECKONING); note it is not the GGA quality number (where 4 is RTK fixed, 5 RTK float)."""
 
     NONE = 0
     FIX_2D = 1
     FIX_3D = 2
     DGPS = 3
-    RTK_FIXED = 4
-    RTK_FLOAT = 5
+    RTK_FLOAT = 4
+    RTK_FIXED = 5
     DEAD_RECKONING = 6
+
+    def to_protocol(self) -> ProtocolFixType:
+        return ProtocolFixType(int(self))
 
     @property
     def label(self) -> str:
@@ -154,6 +161,27 @@ class GnssFix:
         stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
         text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
         return f"{text}.{ns // 1_000_000:03d}Z" if ns else f"{text}Z"
+
+    def to_protocol(self, mono_to_wall_ns: int | None = None) -> ProtocolGnssFix | None:
+        """The wire form (protocol.messages.GnssFix), or None without a position.
+
+        Its time is the receiver's UTC when known, else `mono_ns + mono_to_wall_ns` (the agent's
+        wall clock), else None is returned too.
+        """
+        if self.lat is None or self.lon is None or not self.fix.has_position:
+            return None
+        if self.time_utc_ns is not None:
+            time_ns = self.time_utc_ns
+        elif mono_to_wall_ns is not None:
+            time_ns = self.mono_ns + mono_to_wall_ns
+        else:
+            return None
+        return ProtocolGnssFix(
+            time_ns=time_ns, lat_deg=self.lat, lon_deg=self.lon, alt_m=self.alt_m or 0.0,
+            speed_kmh=self.speed_kmh or 0.0, heading_deg=self.course_deg or 0.0,
+            hdop=self.hdop if self.hdop is not None else 99.0, sats=self.sats or 0,
+            fix_type=self.fix.to_protocol(),
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The `lienwatch gnss parse` record: time, position, speed, course, fix, sats, hdop."""
