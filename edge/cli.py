@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lienwatch.cli import add_group, lazy, not_yet
-
-_AGENT = "issue: edge agent runtime and uplink"
+from lienwatch.cli import add_group, lazy
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,11 +12,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     run = edge.add_parser("run", help="Run the agent (sources → detectors → uplink).")
     run.add_argument("--config", default="/etc/lienwatch/agent.toml", help="agent TOML config")
-    run.set_defaults(handler=not_yet(_AGENT))
+    run.set_defaults(handler=lazy("edge.agent.main:run"))
 
     status = edge.add_parser("status", help="Show sources' health, queue depth and link state.")
     status.add_argument("--config", default="/etc/lienwatch/agent.toml", help="agent TOML config")
-    status.set_defaults(handler=not_yet(_AGENT))
+    status.add_argument("--status-file", help="read this status file instead of the config's")
+    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    status.set_defaults(handler=lazy("edge.agent.main:status"))
 
     probe = edge.add_parser("probe", help="Discover ECUs, supported OBD-II PIDs and the VIN.")
     probe.add_argument("--channel", required=True, help="CAN channel (e.g. can0, or ff11::1:2:3)")

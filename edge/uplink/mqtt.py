@@ -17,6 +17,7 @@ import queue
 import random
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class MqttSettings:
     connect_timeout_s: float = 30.0
     will_topic: str | None = None
     will_payload: bytes = b""
+    will_factory: Callable[[], bytes] | None = None  # a fresh will per connect (new header seq)
     will_retain: bool = False
     will_delay_s: int = 60
     subscribe_topics: tuple[str, ...] = ()
@@ -112,7 +114,7 @@ class MqttLink:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.events: queue.SimpleQueue[LinkEvent] = queue.SimpleQueue()
-        self._requests: queue.SimpleQueue[tuple[int, str, bytes] | tuple[str]] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[int, str, bytes, int]] = queue.SimpleQueue()
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,9 +143,9 @@ class MqttLink:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def publish(self, token: int, topic: str, payload: bytes) -> None:
-        """Ask for a QoS 1 publish; a `Published(token)` event follows the PUBACK."""
-        self._requests.put((token, topic, payload))
+    def publish(self, token: int, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Ask for a publish. QoS 1: a `Published(token)` event follows the PUBACK. QoS 0: none."""
+        self._requests.put((token, topic, payload, qos))
 
     @property
     def connected(self) -> bool:
@@ -162,16 +164,21 @@ class MqttLink:
         client.connect_timeout = s.connect_timeout_s
         client.max_inflight_messages_set(s.inflight_window)
         client.max_queued_messages_set(0)
-        if s.will_topic is not None:
-            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
-            will_props.WillDelayInterval = s.will_delay_s
-            client.will_set(s.will_topic, s.will_payload, qos=1, retain=s.will_retain,
-                            properties=will_props)
+        self._set_will(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
+
+    def _set_will(self, client: mqtt.Client) -> None:
+        s = self.settings
+        if s.will_topic is None:
+            return
+        payload = s.will_factory() if s.will_factory is not None else s.will_payload
+        will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+        will_props.WillDelayInterval = s.will_delay_s
+        client.will_set(s.will_topic, payload, qos=1, retain=s.will_retain, properties=will_props)
 
     # paho callbacks: only record and enqueue.
 
@@ -256,6 +263,8 @@ class MqttLink:
         self.state = "connecting"
         self.attempts += 1
         try:
+            if s.will_factory is not None:
+                self._set_will(self._client)
             self._client.connect(s.host, s.port, keepalive=s.keepalive_s, clean_start=False,
                                  properties=props)
         except (OSError, ssl.SSLError, ValueError) as error:
@@ -292,13 +301,14 @@ class MqttLink:
                 request = self._requests.get_nowait()
             except queue.Empty:
                 return
-            if len(request) == 3:
-                token, topic, payload = request
-                info = self._client.publish(topic, payload, qos=1)
-                self._mid_to_token[info.mid] = token
-                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                    self._mid_to_token.pop(info.mid, None)
-                    self.events.put(Published(token, False, mqtt.error_string(info.rc)))
+            token, topic, payload, qos = request
+            info = self._client.publish(topic, payload, qos=qos)
+            if qos == 0:
+                continue
+            self._mid_to_token[info.mid] = token
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self._mid_to_token.pop(info.mid, None)
+                self.events.put(Published(token, False, mqtt.error_string(info.rc)))
 
     @property
     def state_name(self) -> str:

@@ -166,6 +166,15 @@ class Uplink:
             self.link.publish(record.record_id, topic, record.payload)
             self.published += 1
 
+    def send_now(self, channel: Channel, payload: bytes) -> bool:
+        """Publish at QoS 0 without queueing (a heartbeat superseded by the next); False if offline."""
+        if not self.link.connected:
+            return False
+        topic = self.topics[channel]
+        self.budget.spend(len(payload) + len(topic) + PUBLISH_OVERHEAD_BYTES)
+        self.link.publish(-1, topic, payload, qos=0)
+        return True
+
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)

@@ -1,0 +1,1 @@
+"""The agent runtime: config, wiring (sources → detectors → uplink), run loop, status, downlink."""

@@ -1,0 +1,239 @@
+"""The agent's configuration: one TOML file, a schema beside this code, typed errors.
+
+Every key the agent reads is declared in `SCHEMA` (dotted name, type, default, check, help), so
+`deploy/agent.example.toml` can be checked against it by a test and an unknown key (a typo) is an
+error, not silently ignored. `[[sources]]` and `[[detectors]]` tables are validated by their own
+registries (edge.sources, edge.detect) when the agent builds them.
+
+Remote configuration (a signed SetConfig command) changes only keys marked `remote=True`; those
+overrides live in the state directory (`remote_config.json`), never in /etc (read-only under the
+systemd unit's ProtectSystem=strict), and are applied on top of the file on every start.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lienwatch.errors import ConfigError
+from protocol.fields import DEVICE_ID_RE
+
+Scalar = bool | int | float | str
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _range(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be in {low:g}..{high:g}"
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+    return check
+
+
+def _device_id(value: Any) -> str | None:
+    return None if DEVICE_ID_RE.fullmatch(value) else "must be 1..64 characters of A-Z a-z 0-9 . _ -"
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One config key: dotted name, type, default (None = required), check, help, remote."""
+
+    name: str
+    type: type
+    default: Scalar | None
+    help: str
+    check: Check | None = None
+    remote: bool = False
+
+
+SCHEMA: tuple[Key, ...] = (
+    Key("device.id", str, None, "device id = the CN of the device certificate = the MQTT username",
+        _device_id),
+    Key("agent.state_dir", str, "/var/lib/lienwatch/agent",
+        "persistent state: the outbox, remote config, nonces (on flash)", _non_empty),
+    Key("agent.status_file", str, "/run/lienwatch/status.json",
+        "status for `lienwatch edge status`, rewritten every few seconds (keep it on tmpfs)", _non_empty),
+    Key("agent.status_interval_s", float, 2.0, "how often the status file is rewritten", _positive),
+    Key("agent.tick_s", float, 0.1, "run-loop period: drain samples, run detectors, pump the uplink",
+        _range(0.005, 5)),
+    Key("agent.log_level", str, "info", "debug | info | warning | error",
+        _one_of("debug", "info", "warning", "error"), remote=True),
+    Key("agent.sample_inbox", int, 65536,
+        "samples held between sources and the run loop; overflow is counted, never blocking", _positive),
+    Key("uplink.mqtt.host", str, None, "broker host name (must match its certificate)", _non_empty),
+    Key("uplink.mqtt.port", int, 8883, "broker TLS port", _range(1, 65535)),
+    Key("uplink.mqtt.ca_file", str, "/etc/lienwatch/pki/ca.crt",
+        "the ONE CA the broker certificate must chain to (pinned)", _non_empty),
+    Key("uplink.mqtt.cert_file", str, "/etc/lienwatch/pki/device.crt", "this device's certificate",
+        _non_empty),
+    Key("uplink.mqtt.key_file", str, "/etc/lienwatch/pki/device.key", "this device's private key",
+        _non_empty),
+    Key("uplink.mqtt.keepalive_s", int, 240,
+        "MQTT keepalive: below common cellular NAT idle timeouts (~5 min), few radio wake-ups",
+        _range(10, 1200)),
+    Key("uplink.mqtt.session_expiry_s", int, 604800,
+        "how long the broker keeps our session (and queued commands) while we are offline",
+        _range(0, 2**32 - 1)),
+    Key("uplink.mqtt.inflight_window", int, 16, "QoS 1 publishes awaiting PUBACK at once", _range(1, 1000)),
+    Key("uplink.mqtt.reconnect_min_s", float, 1.0, "first reconnect delay (then ×2, full jitter)",
+        _positive),
+    Key("uplink.mqtt.reconnect_max_s", float, 300.0, "longest reconnect delay", _positive),
+    Key("uplink.mqtt.connect_timeout_s", float, 30.0, "TCP+TLS+CONNACK deadline", _positive),
+    Key("uplink.mqtt.will_delay_s", int, 60,
+        "the broker publishes our last will (offline event) this long after a lost connection",
+        _range(0, 86400)),
+    Key("uplink.queue.max_bytes", int, 64 * 1024 * 1024,
+        "outbox size bound on flash; old telemetry is evicted first, ALERT/EMERGENCY never",
+        _range(64 * 1024, 2**40)),
+    Key("uplink.queue.segment_bytes", int, 1024 * 1024, "outbox segment file size",
+        _range(4096, 2**30)),
+    Key("uplink.queue.sync_interval_s", float, 60.0,
+        "fsync telemetry at most this often (flash wear); events are synced at once", _positive,
+        remote=True),
+    Key("uplink.queue.sync_bytes", int, 65536, "…or when this many bytes are unsynced", _positive,
+        remote=True),
+    Key("uplink.telemetry.batch_interval_s", float, 30.0,
+        "a telemetry batch is closed and queued after this long …", _range(1, 3600), remote=True),
+    Key("uplink.telemetry.batch_max_bytes", int, 8192, "… or when its encoded size reaches this",
+        _range(256, 200_000), remote=True),
+    Key("uplink.telemetry.sample_period_s", float, 1.0,
+        "per signal, at most one sample per period goes into telemetry (sources may run faster)",
+        _range(0.01, 3600), remote=True),
+    Key("uplink.budget.daily_cap_bytes", int, 20 * 1024 * 1024,
+        "data volume per UTC day; telemetry stops first, ALERT/EMERGENCY always go", _positive,
+        remote=True),
+    Key("uplink.budget.event_reserve_fraction", float, 0.2,
+        "share of the daily cap kept for events, status and command acks", _range(0, 0.95),
+        remote=True),
+    Key("uplink.status_interval_s", float, 300.0, "heartbeat Status message period (QoS 0)",
+        _range(5, 86400), remote=True),
+    Key("downlink.command_keys", str, "/etc/lienwatch/command-keys.pem",
+        "PEM file of the Ed25519 public key(s) whose signatures commands must carry", _non_empty),
+    Key("downlink.max_command_lifetime_s", float, 604800.0,
+        "commands whose validity window (expiry − issue time) is longer are refused", _positive),
+    Key("downlink.replay_cache_size", int, 4096,
+        "nonces of unexpired commands remembered (persisted in state_dir) to refuse replays",
+        _range(16, 1_000_000)),
+)
+_BY_NAME = {key.name: key for key in SCHEMA}
+_TABLE_ARRAYS = ("sources", "detectors")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A validated configuration: `values` has every schema key; sources/detectors as tables."""
+
+    values: Mapping[str, Scalar]
+    sources: tuple[Mapping[str, Any], ...]
+    detectors: tuple[Mapping[str, Any], ...]
+    path: Path | None = None
+    remote_version: int = 0
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def device_id(self) -> str:
+        return str(self.values["device.id"])
+
+    def with_settings(self, settings: Mapping[str, object], version: int) -> AgentConfig:
+        """This config with remote settings applied; ConfigError if any is not allowed or bad."""
+        values = dict(self.values)
+        for name, value in settings.items():
+            key = _BY_NAME.get(name)
+            if key is None:
+                raise ConfigError(f"{name}: no such setting")
+            if not key.remote:
+                raise ConfigError(f"{name}: cannot be changed remotely (edit the config file)")
+            values[name] = _checked(key, value)
+        _check_relations(values)
+        return AgentConfig(values, self.sources, self.detectors, self.path, version)
+
+
+def _checked(key: Key, value: object) -> Scalar:
+    if key.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, key.type) or (key.type is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{key.name} must be {key.type.__name__}, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key.name} must be a finite number")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise ConfigError(f"{key.name} {problem} (got {value!r})")
+    return value  # type: ignore[return-value]
+
+
+def _check_relations(values: Mapping[str, Scalar]) -> None:
+    if values["uplink.queue.segment_bytes"] > values["uplink.queue.max_bytes"]:  # type: ignore[operator]
+        raise ConfigError("uplink.queue.segment_bytes must not exceed uplink.queue.max_bytes")
+    if values["uplink.mqtt.reconnect_min_s"] > values["uplink.mqtt.reconnect_max_s"]:  # type: ignore[operator]
+        raise ConfigError("uplink.mqtt.reconnect_min_s must not exceed uplink.mqtt.reconnect_max_s")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for name, value in table.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, dict):
+            _flatten(value, f"{dotted}.", out)
+        else:
+            out[dotted] = value
+
+
+def parse_config(document: Mapping[str, Any], path: Path | None = None) -> AgentConfig:
+    """Validate a parsed TOML document against `SCHEMA`."""
+    flat: dict[str, Any] = {}
+    arrays: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    for name, value in document.items():
+        if name in _TABLE_ARRAYS:
+            if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                raise ConfigError(f"{name} must be an array of tables ([[{name}]])")
+            arrays[name] = tuple(value)
+        elif isinstance(value, dict):
+            _flatten(value, f"{name}.", flat)
+        else:
+            flat[name] = value
+    unknown = sorted(set(flat) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]} (a typo? see deploy/agent.example.toml)")
+    values: dict[str, Scalar] = {}
+    for key in SCHEMA:
+        if key.name in flat:
+            values[key.name] = _checked(key, flat[key.name])
+        elif key.default is None:
+            raise ConfigError(f"{key.name} is required ({key.help})")
+        else:
+            values[key.name] = key.default
+    _check_relations(values)
+    return AgentConfig(values, arrays.get("sources", ()), arrays.get("detectors", ()), path)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent config file; ConfigError says what is wrong and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(document, path)

@@ -1,0 +1,436 @@
+"""The agent: all wiring in one place (sources → ring buffers → detectors → outbox → MQTT).
+
+Threads: one per source (its `SourceRunner`), the MQTT network thread, and the run loop. Sources
+only append to the bounded `SampleInbox`; paho callbacks only append to the link's event queue;
+everything else — ring buffers, detectors, telemetry batches, the flash queue, command handling,
+status — happens on the run loop's thread, one `step()` per `agent.tick_s`.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cython_ext.ring import RingBuffer
+from edge.agent import logs
+from edge.agent.config import AgentConfig
+from edge.agent.downlink import CommandHandler, Outcome, load_command_keys
+from edge.agent.messages import HeaderFactory
+from edge.agent.status import write_status
+from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
+from edge.agent.watchdog import Notifier
+from edge.detect.base import Detector, Finding
+from edge.detect.registry import DetectorContext, build_detector
+from edge.sources.base import Sample, Source, SourceRunner
+from edge.sources.registry import SourceContext, build_source
+from edge.uplink.mqtt import MqttLink, MqttSettings
+from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig, QueueError
+from edge.uplink.sender import DataBudget, Uplink
+from lienwatch import __version__
+from lienwatch.clock import Clock, SystemClock
+from lienwatch.errors import ConfigError, LienwatchError
+from protocol import encode
+from protocol.catalog import default_catalog
+from protocol.messages import (
+    AckStatus,
+    Event,
+    FixType,
+    GnssFix,
+    MessageKind,
+    PowerState,
+    SetConfig,
+    Severity,
+    Status,
+    TelemetryBatch,
+)
+from protocol.topics import command_topic, topic_for
+
+log = logging.getLogger("lienwatch.agent")
+
+_PRIORITY = {Severity.WARNING: Priority.WARNING, Severity.ALERT: Priority.ALERT,
+             Severity.EMERGENCY: Priority.EMERGENCY}
+_CHANNEL_KIND = {Channel.TELEMETRY: MessageKind.TELEMETRY, Channel.EVENT: MessageKind.EVENT,
+                 Channel.STATUS: MessageKind.STATUS, Channel.COMMAND_ACK: MessageKind.COMMAND_ACK}
+RING_CAPACITY = 1024  # newest samples kept per signal for detectors (≈100 s at 10 Hz)
+REMOTE_CONFIG_FILE = "remote_config.json"
+
+
+class SampleInbox:
+    """Bounded hand-off from source threads to the run loop; overflow is counted, never blocks."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: collections.deque[Sample] = collections.deque()
+        self.overflow = 0
+        self.received = 0
+
+    def put(self, sample: Sample) -> None:
+        if len(self._items) >= self.capacity:
+            self.overflow += 1  # shown in status; the run loop is too slow for the sources
+            return
+        self._items.append(sample)
+        self.received += 1
+
+    def drain(self) -> list[Sample]:
+        items = self._items
+        out = []
+        for _ in range(len(items)):
+            out.append(items.popleft())
+        return out
+
+
+@dataclass
+class _Tick:
+    """The `Observation` handed to detectors (see edge.detect.base)."""
+
+    mono_ns: int
+    wall_ns: int
+    samples: Sequence[Sample]
+    _latest: dict[int, Sample]
+    _history: dict[int, RingBuffer]
+
+    def latest(self, signal_id: int) -> Sample | None:
+        return self._latest.get(signal_id)
+
+    def history(self, signal_id: int) -> RingBuffer | None:
+        """The newest samples of a signal (times in monotonic ns), or None if never seen."""
+        return self._history.get(signal_id)
+
+
+class Agent:
+    """The running agent. `start()`, then `step()` per tick (or `run(stop)`), then `shutdown()`."""
+
+    def __init__(self, config: AgentConfig, *, clock: Clock | None = None,
+                 sources: Sequence[Source] | None = None, detectors: Sequence[Detector] | None = None,
+                 notifier: Notifier | None = None, boot_id: int | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self.state_dir = Path(str(config["agent.state_dir"]))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config = self._with_remote_overrides(config)
+        cfg = self.config
+        self.device_id = cfg.device_id
+        self.headers = HeaderFactory(self.device_id, self.clock, boot_id=boot_id)
+        self.notifier = notifier or Notifier(self.clock)
+        self.catalog = default_catalog()
+        self.inbox = SampleInbox(int(cfg["agent.sample_inbox"]))
+        source_context = SourceContext(clock=self.clock, catalog=self.catalog)
+        self.sources = list(sources) if sources is not None else [
+            build_source(table, source_context) for table in cfg.sources]
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sources: names must be unique, got {names}")
+        detector_context = DetectorContext(clock=self.clock, catalog=self.catalog)
+        self.detectors = list(detectors) if detectors is not None else [
+            build_detector(table, detector_context) for table in cfg.detectors]
+        self.runners = [SourceRunner(source, self.inbox.put) for source in self.sources]
+        self.outbox = FlashQueue(self.state_dir / "outbox", self._queue_config(cfg), self.clock)
+        self.budget = DataBudget(int(cfg["uplink.budget.daily_cap_bytes"]),
+                                 float(cfg["uplink.budget.event_reserve_fraction"]), self.clock)
+        self.link = MqttLink(self._mqtt_settings(cfg), self.clock)
+        topics = {channel: topic_for(kind, self.device_id) for channel, kind in _CHANNEL_KIND.items()}
+        self.uplink = Uplink(self.outbox, self.link, topics, self.budget, clock=self.clock)
+        self.batcher = TelemetryBatcher(self._telemetry_settings(cfg), self.clock)
+        self.commands = CommandHandler(
+            self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
+            self.state_dir, apply_config=self.apply_remote_config, position=self.position,
+            max_lifetime_s=float(cfg["downlink.max_command_lifetime_s"]),
+            replay_cache_size=int(cfg["downlink.replay_cache_size"]))
+        self._latest: dict[int, Sample] = {}
+        self._history: dict[int, RingBuffer] = {}
+        self._started_mono_ns = self.clock.monotonic_ns()
+        self._next_status_file_ns = 0
+        self._next_heartbeat_ns = 0
+        self.findings = 0
+        self.append_failures: dict[str, int] = {}
+        self.stop_requested = threading.Event()
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ configuration
+
+    def _with_remote_overrides(self, config: AgentConfig) -> AgentConfig:
+        path = self.state_dir / REMOTE_CONFIG_FILE
+        if not path.exists():
+            return config
+        try:
+            data = json.loads(path.read_text())
+            return config.with_settings(data["settings"], int(data["version"]))
+        except (OSError, ValueError, KeyError, TypeError, LienwatchError) as error:
+            # A remote config that no longer fits the file (e.g. after an upgrade) is set aside.
+            log.error("remote config ignored", extra={"detail": str(error)})
+            os.replace(path, path.with_suffix(".rejected"))
+            return config
+
+    @staticmethod
+    def _queue_config(cfg: AgentConfig) -> QueueConfig:
+        return QueueConfig(max_bytes=int(cfg["uplink.queue.max_bytes"]),
+                           segment_bytes=int(cfg["uplink.queue.segment_bytes"]),
+                           sync_interval_s=float(cfg["uplink.queue.sync_interval_s"]),
+                           sync_bytes=int(cfg["uplink.queue.sync_bytes"]))
+
+    @staticmethod
+    def _telemetry_settings(cfg: AgentConfig) -> TelemetrySettings:
+        return TelemetrySettings(float(cfg["uplink.telemetry.batch_interval_s"]),
+                                 int(cfg["uplink.telemetry.batch_max_bytes"]),
+                                 float(cfg["uplink.telemetry.sample_period_s"]))
+
+    def _mqtt_settings(self, cfg: AgentConfig) -> MqttSettings:
+        settings = MqttSettings(
+            host=str(cfg["uplink.mqtt.host"]), port=int(cfg["uplink.mqtt.port"]),
+            client_id=self.device_id, ca_file=Path(str(cfg["uplink.mqtt.ca_file"])),
+            cert_file=Path(str(cfg["uplink.mqtt.cert_file"])),
+            key_file=Path(str(cfg["uplink.mqtt.key_file"])),
+            keepalive_s=int(cfg["uplink.mqtt.keepalive_s"]),
+            session_expiry_s=int(cfg["uplink.mqtt.session_expiry_s"]),
+            inflight_window=int(cfg["uplink.mqtt.inflight_window"]),
+            reconnect_min_s=float(cfg["uplink.mqtt.reconnect_min_s"]),
+            reconnect_max_s=float(cfg["uplink.mqtt.reconnect_max_s"]),
+            connect_timeout_s=float(cfg["uplink.mqtt.connect_timeout_s"]),
+            will_topic=topic_for(MessageKind.EVENT, self.device_id),
+            will_factory=self._will_payload,
+            will_delay_s=int(cfg["uplink.mqtt.will_delay_s"]),
+            subscribe_topics=(command_topic(self.device_id),),
+        )
+        settings.check_files()
+        return settings
+
+    def _will_payload(self) -> bytes:
+        """The last will: an offline WARNING event the broker publishes if we vanish."""
+        return encode(Event(self.headers.header(), self.headers.event_id(), Severity.WARNING,
+                            "uplink.offline", self.clock.wall_ns(),
+                            detail="connection to the broker lost without a clean disconnect"))
+
+    def apply_remote_config(self, action: SetConfig) -> Outcome:
+        """Validate, write, swap, persist; the previous config comes back if the swap fails."""
+        old = self.config
+        version = action.config.config_version
+        if version < old.remote_version:
+            return Outcome(AckStatus.REJECTED, f"config version {version} is older than the "
+                                               f"applied {old.remote_version}")
+        try:
+            new = old.with_settings(action.config.settings, version)
+        except ConfigError as error:
+            return Outcome(AckStatus.REJECTED, f"ConfigError: {error}")
+        path = self.state_dir / REMOTE_CONFIG_FILE
+        staged = path.with_suffix(".new")
+        previous = json.loads(path.read_text())["settings"] if path.exists() else {}
+        merged = {**previous, **action.config.settings}
+        with open(staged, "w", encoding="utf-8") as handle:
+            json.dump({"version": version, "settings": merged}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            self._swap(new)
+        except Exception as error:
+            self._swap(old)
+            staged.unlink(missing_ok=True)
+            log.error("new config failed to start; previous restored", extra={"detail": str(error)})
+            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}; previous config restored")
+        os.replace(staged, path)
+        _fsync_dir(self.state_dir)
+        log.info("remote config applied", extra={"config_version": version,
+                                                 "settings": sorted(action.config.settings)})
+        return Outcome(AckStatus.DONE, f"config version {version} applied")
+
+    def _swap(self, cfg: AgentConfig) -> None:
+        """Put a validated config into effect (only the remotely changeable parts)."""
+        queue_config = self._queue_config(cfg)
+        telemetry = self._telemetry_settings(cfg)
+        self.outbox.config = queue_config
+        self.batcher.settings = telemetry
+        self.budget.daily_cap_bytes = int(cfg["uplink.budget.daily_cap_bytes"])
+        self.budget.event_reserve_fraction = float(cfg["uplink.budget.event_reserve_fraction"])
+        logs.set_level(str(cfg["agent.log_level"]))
+        self.outbox.tick()  # the outbox works with the new settings
+        self.config = cfg
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+        self.link.start()
+        self.notifier.ready(f"device {self.device_id}, {len(self.sources)} sources")
+        log.info("agent started", extra={"device_id": self.device_id, "boot_id": self.headers.boot_id,
+                                         "sources": [s.name for s in self.sources],
+                                         "detectors": [d.name for d in self.detectors],
+                                         "queued": self.outbox.depth, "version": __version__})
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Step until `stop` (or a Reboot command); then shut down. Returns the exit code."""
+        stop = stop or self.stop_requested
+        self.start()
+        tick_s = float(self.config["agent.tick_s"])
+        try:
+            while not stop.is_set() and not self.stop_requested.is_set():
+                started = self.clock.monotonic_ns()
+                self.step()
+                spent_s = (self.clock.monotonic_ns() - started) / 1e9
+                stop.wait(max(tick_s - spent_s, 0.0))
+        finally:
+            self.shutdown()
+        return self.exit_code
+
+    def step(self) -> None:
+        """One tick: samples → ring buffers → detectors → outbox; pump the uplink; status."""
+        now_mono = self.clock.monotonic_ns()
+        now_wall = self.clock.wall_ns()
+        mono_to_wall = now_wall - now_mono
+        samples = self.inbox.drain()
+        latest, history, batcher = self._latest, self._history, self.batcher
+        for sample in samples:
+            latest[sample.signal_id] = sample
+            ring = history.get(sample.signal_id)
+            if ring is None:
+                ring = history[sample.signal_id] = RingBuffer(RING_CAPACITY)
+            ring.push(sample.mono_ns, sample.value)
+            batcher.add(sample, mono_to_wall)
+        if self.detectors:
+            tick = _Tick(now_mono, now_wall, samples, latest, history)
+            for detector in self.detectors:
+                for finding in detector.observe(tick):
+                    self._queue_event(finding)
+        columns = batcher.take_due()
+        if columns is not None:
+            self._queue(Channel.TELEMETRY, Priority.TELEMETRY,
+                        encode(TelemetryBatch(self.headers.header(), samples=columns)))
+        for message in self.uplink.pump():
+            ack = self.commands.handle(message.payload, self.headers.header)
+            if ack is not None:
+                self._queue(Channel.COMMAND_ACK, Priority.WARNING, encode(ack))
+        if self.commands.reboot_requested and self.outbox.depth_by_priority()["WARNING"] == 0:
+            log.info("restarting on command")
+            self.exit_code = 75  # EX_TEMPFAIL: systemd's Restart= brings us back
+            self.stop_requested.set()
+        self.outbox.tick()
+        if now_mono >= self._next_heartbeat_ns and self.link.connected:
+            self._next_heartbeat_ns = now_mono + int(float(self.config["uplink.status_interval_s"]) * 1e9)
+            self.headers.refresh_clock_quality()
+            self.uplink.send_now(Channel.STATUS, encode(self.heartbeat()))
+        if now_mono >= self._next_status_file_ns:
+            self._next_status_file_ns = now_mono + int(float(self.config["agent.status_interval_s"]) * 1e9)
+            self._write_status_file()
+        self.notifier.ping_if_due()
+
+    def shutdown(self, flush_timeout_s: float = 5.0) -> None:
+        """Close the telemetry batch, deliver what can be delivered quickly, then close cleanly."""
+        self.notifier.stopping()
+        for runner in self.runners:
+            runner.stop()
+        for sample in self.inbox.drain():
+            self.batcher.add(sample, self.clock.wall_ns() - self.clock.monotonic_ns())
+        columns = self.batcher.take()
+        if columns is not None:
+            self._queue(Channel.TELEMETRY, Priority.TELEMETRY,
+                        encode(TelemetryBatch(self.headers.header(), samples=columns)))
+        deadline = self.clock.monotonic_ns() + int(flush_timeout_s * 1e9)
+        while (self.link.connected and (self.outbox.depth or self.uplink.in_flight)
+               and self.clock.monotonic_ns() < deadline):
+            self.uplink.pump()
+            threading.Event().wait(0.02)
+        self.uplink.pump()
+        self.link.stop()
+        self.outbox.close()
+        self._write_status_file(stopped=True)
+        log.info("agent stopped", extra={"queued": self.outbox.depth})
+
+    # ------------------------------------------------------------------ messages
+
+    def _queue(self, channel: Channel, priority: Priority, payload: bytes) -> None:
+        try:
+            self.outbox.append(payload, priority=priority, channel=channel)
+        except QueueError as error:
+            name = type(error).__name__
+            self.append_failures[name] = self.append_failures.get(name, 0) + 1
+            log.error("outbox refused a message", extra={"reason": name, "detail": str(error),
+                                                         "channel": channel.name, "size": len(payload)})
+
+    def _queue_event(self, finding: Finding) -> None:
+        self.findings += 1
+        event = Event(self.headers.header(), self.headers.event_id(), finding.severity, finding.detector,
+                      finding.time_ns, dict(finding.features), finding.position or self.position(),
+                      finding.detail)
+        log.warning("event", extra={"detector": finding.detector, "severity": finding.severity.name,
+                                    "detail": finding.detail})
+        self._queue(Channel.EVENT, _PRIORITY[finding.severity], encode(event))
+
+    def _value(self, path: str) -> float | None:
+        sample = self._latest.get(self.catalog.id_of(path)) if path in self.catalog else None
+        return None if sample is None else sample.value
+
+    def position(self) -> GnssFix | None:
+        """The last known position from the GNSS samples, or None."""
+        lat_id = self.catalog.id_of("Vehicle.CurrentLocation.Latitude")
+        lat = self._latest.get(lat_id)
+        lon = self._value("Vehicle.CurrentLocation.Longitude")
+        if lat is None or lon is None:
+            return None
+        fix_type = self._value("Vehicle.CurrentLocation.GNSSReceiver.FixType")
+        return GnssFix(
+            time_ns=lat.mono_ns + self.clock.wall_ns() - self.clock.monotonic_ns(),
+            lat_deg=lat.value, lon_deg=lon,
+            alt_m=self._value("Vehicle.CurrentLocation.Altitude") or 0.0,
+            speed_kmh=self._value("Vehicle.CurrentLocation.GNSSReceiver.SpeedOverGround") or 0.0,
+            heading_deg=self._value("Vehicle.CurrentLocation.Heading") or 0.0,
+            hdop=self._value("Vehicle.CurrentLocation.GNSSReceiver.HDOP") or 99.0,
+            sats=int(self._value("Vehicle.CurrentLocation.GNSSReceiver.SatellitesUsed") or 0),
+            fix_type=FixType(int(fix_type)) if fix_type is not None and int(fix_type) in
+            FixType._value2member_map_ else FixType.FIX_2D,
+        )
+
+    def heartbeat(self) -> Status:
+        return Status(
+            self.headers.header(), PowerState.UNKNOWN,
+            supply_v=self._value("Vehicle.LowVoltageBattery.CurrentVoltage") or 0.0,
+            backup_v=self._value("Vehicle.Telematics.BackupBattery.CurrentVoltage") or 0.0,
+            firmware_version=__version__, config_version=self.config.remote_version,
+            queue_depth=self.outbox.depth, queue_bytes=self.outbox.disk_bytes,
+            uptime_s=int((self.clock.monotonic_ns() - self._started_mono_ns) / 1e9),
+            position=self.position(),
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "pid": os.getpid(),
+            "boot_id": self.headers.boot_id,
+            "version": __version__,
+            "written_ns": self.clock.wall_ns(),
+            "uptime_s": (self.clock.monotonic_ns() - self._started_mono_ns) / 1e9,
+            "config_version": self.config.remote_version,
+            "sources": {r.source.name: r.health().as_dict() for r in self.runners},
+            "inbox": {"received": self.inbox.received, "overflow": self.inbox.overflow},
+            "telemetry": {"samples_seen": self.batcher.seen, "samples_kept": self.batcher.kept,
+                          "open_batch": len(self.batcher)},
+            "detectors": {d.name: dict(d.state()) for d in self.detectors},
+            "findings": self.findings,
+            "queue": self.outbox.snapshot(),
+            "append_failures": dict(self.append_failures),
+            "uplink": self.uplink.snapshot(),
+            "downlink": self.commands.snapshot(),
+            "watchdog": self.notifier.watchdog_interval_ns is not None,
+        }
+
+    def _write_status_file(self, stopped: bool = False) -> None:
+        status = self.status()
+        status["stopped"] = stopped
+        try:
+            write_status(Path(str(self.config["agent.status_file"])), status)
+        except OSError as error:
+            log.error("cannot write the status file", extra={"detail": str(error)})
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

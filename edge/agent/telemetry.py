@@ -1,0 +1,78 @@
+"""Telemetry batching: decimate samples per signal, close a batch by time or size.
+
+Sources may run at 10 Hz (GNSS) or 2,000 frames/s (passive CAN); the ring buffers and detectors
+see every sample, but the uplink needs far fewer. Per signal at most one sample per
+`sample_period_s` (the first one of each period) goes into the current batch; a batch is closed
+after `batch_interval_s` or when its estimated encoded size reaches `batch_max_bytes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.sources.base import Sample
+from lienwatch.clock import Clock
+from protocol.messages import SampleColumns
+
+# Upper estimate of one sample's encoded size in a columnar batch (delta time, id, value).
+EST_BYTES_PER_SAMPLE = 7
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    batch_interval_s: float = 30.0
+    batch_max_bytes: int = 8192
+    sample_period_s: float = 1.0
+
+
+class TelemetryBatcher:
+    """Collects decimated samples; `take_due()` returns a closed batch's columns when it is due."""
+
+    def __init__(self, settings: TelemetrySettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._times: list[int] = []
+        self._ids: list[int] = []
+        self._values: list[float] = []
+        self._next_due_ns: dict[int, int] = {}
+        self._opened_ns = clock.monotonic_ns()
+        self.seen = 0
+        self.kept = 0
+
+    def add(self, sample: Sample, mono_to_wall_ns: int) -> None:
+        """Offer one sample; `mono_to_wall_ns` converts its monotonic time to UTC ns."""
+        self.seen += 1
+        due = self._next_due_ns.get(sample.signal_id)
+        if due is not None and sample.mono_ns < due:
+            return
+        self._next_due_ns[sample.signal_id] = sample.mono_ns + int(self.settings.sample_period_s * 1e9)
+        self._times.append(sample.mono_ns + mono_to_wall_ns)
+        self._ids.append(sample.signal_id)
+        self._values.append(sample.value)
+        self.kept += 1
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def due(self) -> bool:
+        if not self._times:
+            return False
+        age_s = (self.clock.monotonic_ns() - self._opened_ns) / 1e9
+        return (age_s >= self.settings.batch_interval_s
+                or len(self._times) * EST_BYTES_PER_SAMPLE >= self.settings.batch_max_bytes)
+
+    def take(self) -> SampleColumns | None:
+        """Close the current batch (even if not due: shutdown) and start a new one."""
+        self._opened_ns = self.clock.monotonic_ns()
+        if not self._times:
+            return None
+        columns = SampleColumns(tuple(self._times), tuple(self._ids), tuple(self._values))
+        self._times, self._ids, self._values = [], [], []
+        return columns
+
+    def take_due(self) -> SampleColumns | None:
+        if not self.due():
+            if not self._times:
+                self._opened_ns = self.clock.monotonic_ns()
+            return None
+        return self.take()
