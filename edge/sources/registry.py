@@ -47,10 +47,17 @@ class Option:
 
 @dataclass(frozen=True)
 class SourceContext:
-    """What the agent hands every source factory."""
+    """What the agent hands every source factory.
+
+    `on_fix` receives every whole GNSS fix (an `edge.sources.gnss.fix.GnssFix`) for telemetry;
+    `on_clock_discipline(offset_ns, quality)` is called when GNSS time moves the wall-clock
+    offset. Both are called on the source's thread and must only enqueue.
+    """
 
     clock: Clock = field(default_factory=SystemClock)
     catalog: Catalog = field(default_factory=default_catalog)
+    on_fix: Callable[[Any], None] | None = None
+    on_clock_discipline: Callable[[int, Any], None] | None = None
 
 
 Factory = Callable[[str, Mapping[str, Any], SourceContext], Source]

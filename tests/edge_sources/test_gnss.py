@@ -331,3 +331,26 @@ def test_fix_to_protocol_uses_receiver_time_or_agent_time() -> None:
     assert no_date.to_protocol() is None
     assert no_date.to_protocol(mono_to_wall_ns=1000) is not None
     assert GnssFix(mono_ns=10, fix=FixType.NONE).to_protocol(0) is None
+
+
+def test_registry_built_gnss_source_hands_fixes_and_clock_offsets_to_the_agent(tmp_path: Path) -> None:
+    from edge.sources.registry import SourceContext, build_source
+
+    clock = ManualClock()
+    fixes: list[GnssFix] = []
+    offsets: list[tuple[int, object]] = []
+    context = SourceContext(
+        clock=clock,
+        on_fix=fixes.append,
+        on_clock_discipline=lambda offset, quality: offsets.append((offset, quality)),
+    )
+    source = build_source(
+        {"kind": "gnss", "device": str(write_log(tmp_path / "d.nmea", 3)), "fallback_clock_quality": "ntp"},
+        context,
+    )
+    runner = SourceRunner(source, Collect())
+    for _ in range(5):
+        runner.step()
+    assert len(fixes) == 3
+    assert offsets and offsets[0][1] is ClockQuality.GNSS
+    assert offsets[0][0] == int(START.timestamp()) * 10**9 - clock.wall_ns()

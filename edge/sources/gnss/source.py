@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from edge.sources.base import HealthState, SampleSink, Source, SourceError
-from edge.sources.gnss.clock import ClockDiscipline, ClockQuality
+from edge.sources.gnss.clock import ClockDiscipline, ClockQuality, DisciplineHook
 from edge.sources.gnss.fix import EpochAssembler, GnssFix
 from edge.sources.gnss.nmea import NmeaParser
 from edge.sources.registry import Option, SourceContext, SourceSpec
@@ -93,6 +93,7 @@ class GnssSource(Source):
         no_fix_after_s: float = 10.0,
         fallback_quality: ClockQuality = ClockQuality.UNKNOWN,
         on_fix: Callable[[GnssFix], None] | None = None,
+        on_clock_discipline: DisciplineHook | None = None,
         catalog: Catalog | None = None,
         chunk_bytes: int = 4096,
     ) -> None:
@@ -107,7 +108,7 @@ class GnssSource(Source):
         self.on_fix = on_fix
         self.catalog = catalog or default_catalog()
         self.chunk_bytes = chunk_bytes
-        self.discipline = ClockDiscipline(clock, fallback=fallback_quality)
+        self.discipline = ClockDiscipline(clock, fallback=fallback_quality, hook=on_clock_discipline)
         self.parser = NmeaParser()
         self.assembler = EpochAssembler()
         self.splitter = LineSplitter()
@@ -285,6 +286,8 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         no_fix_after_s=options["no_fix_after_s"],
         fallback_quality=quality,
         catalog=context.catalog,
+        on_fix=context.on_fix,
+        on_clock_discipline=context.on_clock_discipline,
     )
 
 
