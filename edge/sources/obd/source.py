@@ -92,7 +92,14 @@ class ObdSource(Source):
 
     def open(self) -> None:
         cfg = self.config
-        self.bus = open_bus(cfg.interface, cfg.channel, bitrate=cfg.bitrate)
+        # Only OBD responses reach this bus (in the kernel on SocketCAN): passive traffic is the
+        # dbc source's, and error frames come through SocketCAN's separate error filter.
+        response_filter = (
+            {"can_id": 0x18DAF100, "can_mask": 0x1FFFFF00, "extended": True}
+            if cfg.extended_29bit
+            else {"can_id": 0x7E8, "can_mask": 0x7F8, "extended": False}
+        )
+        self.bus = open_bus(cfg.interface, cfg.channel, bitrate=cfg.bitrate, can_filters=[response_filter])
         self.monitor = BusMonitor(self.clock, silent_after_s=cfg.silent_after_s)
         self.client = ObdClient(
             self.bus,
@@ -125,6 +132,8 @@ class ObdSource(Source):
             self._update_health()
             return 0.0 if self._discovered and not self._all_asleep() else self.config.asleep_probe_s
         due = self.scheduler.due()
+        if not due:
+            client.pump(0)  # keep the receive queue drained and the bus monitor current
         ecus = max(1, sum(1 for s in client.ecus.values() if not s.silent))
         polled: list[int] = []
         single = not all(s.multi_pid_ok for s in client.ecus.values())
