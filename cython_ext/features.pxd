@@ -30,7 +30,8 @@ cdef enum:
     K_NKINDS
 
 ctypedef struct welford_t:
-    double mean            # running mean of the window
+    double shift           # values enter as (x - shift): the window mean at the last recompute
+    double mean            # running mean of (x - shift) over the window
     double m2              # sum of squared deviations from the mean
     double m2_peak         # largest m2 since the last recompute (cancellation detector)
 

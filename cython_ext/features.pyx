@@ -4,9 +4,11 @@
 Every kernel is O(1) amortized per sample (the rolling median is O(log n) search plus one
 memmove of the values between the old and new rank) and allocates nothing per sample.
 Numerical care (docs/cython_ext.md):
-- mean/variance: Welford updates with removal; the window is recomputed exactly (corrected
-  two-pass with compensated sums) every max(size, 64) accepted samples, so rounding drift never
-  accumulates past one window; variance is clamped at 0;
+- mean/variance: Welford updates with removal on shifted data (x - shift, the shift being the
+  window mean at the last recompute, so 1e9 + small keeps the small part's digits); the window
+  is recomputed exactly (corrected two-pass with compensated sums) every max(size, 64) accepted
+  samples, or at once when the second moment falls below 2**-20 of its peak (cancellation), so
+  rounding drift never accumulates past one window; variance is clamped at 0;
 - slope: the same scheme on (seconds since a time origin, value), the origin rebased to the
   oldest sample at each recompute so ns timestamps never cancel catastrophically;
 - time-weighted mean / integral: trapezoid areas added and removed, recomputed with the others;
@@ -67,22 +69,30 @@ _NEEDS = {
 # ---------------------------------------------------------------- Welford mean / variance
 
 cdef inline void welford_add(welford_t* w, Py_ssize_t n_after, double x) noexcept nogil:
-    cdef double d = x - w.mean
+    cdef double y, d
+    if n_after == 1:
+        w.shift = x
+        w.mean = 0.0
+        w.m2 = 0.0
+        return
+    y = x - w.shift
+    d = y - w.mean
     w.mean += d / n_after
-    w.m2 += d * (x - w.mean)
+    w.m2 += d * (y - w.mean)
     if w.m2 > w.m2_peak:
         w.m2_peak = w.m2
 
 
 cdef inline void welford_remove(welford_t* w, Py_ssize_t n_after, double x) noexcept nogil:
-    cdef double d
+    cdef double y, d
     if n_after == 0:
         w.mean = 0.0
         w.m2 = 0.0
         return
-    d = x - w.mean
+    y = x - w.shift
+    d = y - w.mean
     w.mean -= d / n_after
-    w.m2 -= d * (x - w.mean)
+    w.m2 -= d * (y - w.mean)
     if w.m2 < 0.0:
         w.m2 = 0.0
 
@@ -93,7 +103,7 @@ cdef inline void welford_replace(welford_t* w, double inv_n, double old, double 
     cdef double d = x - old
     cdef double mean = w.mean
     w.mean = mean + d * inv_n
-    w.m2 += d * ((x - w.mean) + (old - mean))
+    w.m2 += d * (((x - w.shift) - w.mean) + ((old - w.shift) - mean))
     if w.m2 < 0.0:
         w.m2 = 0.0
     elif w.m2 > w.m2_peak:
@@ -101,12 +111,13 @@ cdef inline void welford_replace(welford_t* w, double inv_n, double old, double 
 
 
 cdef inline void welford_recompute(welford_t* w, const double* v, Py_ssize_t n) noexcept nogil:
-    """Corrected two-pass mean and squared deviations of v[0:n] (Neumaier-compensated mean)."""
+    """Shift to the window's (compensated) mean, then a corrected two-pass over v[0:n]."""
     cdef Py_ssize_t i
-    cdef double s = 0.0, c = 0.0, t, x, mean, d, sd = 0.0, sdd = 0.0
+    cdef double s = 0.0, c = 0.0, t, x, d, sd = 0.0, sdd = 0.0
     if n == 0:
         w.mean = 0.0
         w.m2 = 0.0
+        w.m2_peak = 0.0
         return
     for i in range(n):
         x = v[i]
@@ -116,12 +127,12 @@ cdef inline void welford_recompute(welford_t* w, const double* v, Py_ssize_t n) 
         else:
             c += (x - t) + s
         s = t
-    mean = (s + c) / n
+    w.shift = (s + c) / n
     for i in range(n):
-        d = v[i] - mean
+        d = v[i] - w.shift
         sd += d
         sdd += d * d
-    w.mean = mean + sd / n
+    w.mean = sd / n
     w.m2 = sdd - sd * sd / n
     if w.m2 < 0.0 or n == 1:
         w.m2 = 0.0
@@ -426,6 +437,7 @@ cdef class FeatureSet:
 
     cdef void _reset_state(self) noexcept nogil:
         self._ops = 0
+        self._welford.shift = 0.0
         self._welford.mean = 0.0
         self._welford.m2 = 0.0
         self._welford.m2_peak = 0.0
@@ -497,8 +509,7 @@ cdef class FeatureSet:
         cdef unsigned int need = self._need
         if (need & NEED_WELFORD) and not replacing:
             if n_after == 1:
-                self._welford.mean = r.v[o + 1]
-                self._welford.m2 = 0.0
+                welford_add(&self._welford, 1, r.v[o + 1])
             else:
                 welford_remove(&self._welford, n_after, x)
         if not self._block:
@@ -629,7 +640,7 @@ cdef class FeatureSet:
         cdef int64_t span_ns
         cdef double var
         if kind == K_MEAN:
-            return self._welford.mean if n else NAN
+            return self._welford.shift + self._welford.mean if n else NAN
         if kind == K_VARIANCE or kind == K_STD:
             if n <= self._ddof[column]:
                 return NAN
