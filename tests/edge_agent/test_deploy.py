@@ -1,0 +1,56 @@
+"""The shipped systemd unit and broker config agree with the agent's defaults."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from edge.agent.config import SCHEMA
+from lienwatch.services import REPO_ROOT
+
+UNIT = REPO_ROOT / "deploy/systemd/lienwatch-agent.service"
+DEFAULTS = {key.name: key.default for key in SCHEMA}
+
+
+def _directives(path: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            name, _, value = line.partition("=")
+            found.setdefault(name.strip(), []).append(value.strip())
+    return found
+
+
+def test_unit_is_a_watched_hardened_notify_service() -> None:
+    unit = _directives(UNIT)
+    assert unit["Type"] == ["notify"] and unit["Restart"] == ["always"]
+    assert unit["WatchdogSec"] and unit["NoNewPrivileges"] == ["true"]
+    assert unit["ProtectSystem"] == ["strict"] and unit["CapabilityBoundingSet"] == [""]
+    assert unit["ExecStart"][0].endswith("edge run --config /etc/lienwatch/agent.toml")
+    # The directories systemd creates are the ones the agent writes to by default.
+    assert f"/var/lib/{unit['StateDirectory'][0]}" == DEFAULTS["agent.state_dir"]
+    assert str(DEFAULTS["agent.status_file"]).startswith(f"/run/{unit['RuntimeDirectory'][0]}/")
+
+
+def test_systemd_accepts_the_unit() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:  # not every CI image has systemd; the directive test above still runs
+        return
+    result = subprocess.run([analyze, "verify", str(UNIT)], capture_output=True, text=True, check=False)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if line.strip() and "is not executable" not in line and "/usr/bin/lienwatch" not in line]
+    assert problems == []
+
+
+def test_broker_config_has_one_listener_and_only_mappable_paths() -> None:
+    conf = (REPO_ROOT / "deploy/mosquitto/lienwatch.conf").read_text().splitlines()
+    lines = [line for line in conf if line.strip() and not line.startswith("#")]
+    assert sum(line.startswith("listener ") for line in lines) == 1
+    for line in lines:
+        for word in line.split()[1:]:
+            if word.startswith("/"):
+                assert word.startswith(("/etc/lienwatch/", "/var/lib/lienwatch/")), line
+    settings = dict(line.split(None, 1) for line in lines if not line.startswith("listener"))
+    assert settings["require_certificate"] == "true" and settings["use_identity_as_username"] == "true"
+    assert settings["allow_anonymous"] == "false"
