@@ -79,3 +79,10 @@ class ReplayedCommandError(CommandRefusedError):
 
 class WrongAddresseeError(CommandRefusedError):
     """The command is addressed to another device."""
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+
+class InputError(ProtocolError):
+    """A file given to a protocol tool cannot be read or written."""

@@ -21,6 +21,7 @@ MAX_SETTINGS = 256
 NONCE_BYTES = 16
 SIGNATURE_BYTES = 64
 
+MAX_SPAN_MS = 2**30 - 1  # about 12.4 days between the oldest and newest time in one batch
 MAX_TIME_MS = 9_000_000_000_000  # 2255-03-14, so times in ns stay within int64
 MAX_TIME_NS = MAX_TIME_MS * 1_000_000
 UINT32_MAX = 2**32 - 1

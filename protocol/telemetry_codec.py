@@ -1,16 +1,19 @@
-"""The telemetry batch body: columnar, delta-coded, scaled integers packed as varints.
+"""The telemetry batch body: columnar, delta-coded, scaled integers in spill-coded blocks.
 
 This is the hot path of both ends (a gateway encodes a batch a minute, a receiver decodes
 100k rows/s), so every column is handled as a numpy vector and the CBOR layer sees only a
 handful of items per batch. Layout (docs/protocol.md, "Telemetry batch"):
 
-- fixes: nine integer columns (time ms since `t0`, lat/lon in 1e-7 degree, alt 0.1 m, speed
-  0.01 km/h, heading 0.1 degree, hdop 0.01, satellites, fix type; resolutions from the signal
-  catalog). Each column is sent as its first value (`base`) and then its order-k differences:
-  second order for time and position (steady 1 Hz driving gives zeros), first order for the
-  rest (heading wraps at 360 degrees). All-zero difference columns are left out (`mask`).
-- samples: three columns (time delta, signal id, value delta against the previous sample of
-  the same signal in this batch), values scaled by the catalog resolution of their signal.
+- fixes: nine integer columns (time in ms since `t0`, lat/lon in 1e-7 degree, speed 0.01 km/h,
+  heading 0.1 degree, alt 0.1 m, hdop 0.01, satellites, fix type; resolutions from the signal
+  catalog). Each column travels as its first value (in `base`) and its differences: second
+  order for time, position, speed and heading, starting from an initial rate also in `base`
+  (steady 1 Hz driving gives near-zero values), first order for the rest (heading differences
+  wrap at 360 degrees).
+  Columns whose differences are all zero are left out (`mask`).
+- samples: three columns in the batch's sample order: time, signal id, value. Time and value
+  are delta-coded per signal (time second order, value first order), values scaled by the
+  catalog resolution of their signal.
 """
 
 from __future__ import annotations
@@ -22,31 +25,43 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from protocol import varint
+from protocol import spill
 from protocol.catalog import Catalog
 from protocol.errors import InvalidFieldError, MalformedMessageError, PayloadTooLargeError, UnknownSignalError
 from protocol.fields import integer
-from protocol.limits import MAX_FIXES, MAX_SAMPLES, MAX_TIME_MS, MAX_UNPACKED_BYTES
+from protocol.limits import MAX_FIXES, MAX_SAMPLES, MAX_SPAN_MS, MAX_TIME_MS, MAX_UNPACKED_BYTES
 from protocol.messages import FixColumns, SampleColumns, TelemetryBatch
 
 # Body map keys.
 K_CATALOG, K_T0, K_NFIX, K_BASE, K_MASK, K_FIXES, K_NSAMPLE, K_SAMPLES, K_FLAGS = range(1, 10)
 FLAG_DEFLATE = 1
 
+# Fix columns in wire order: the second-order ones first.
 FIX_FIELDS = (
-    "time_ns", "lat_deg", "lon_deg", "alt_m", "speed_kmh", "heading_deg", "hdop", "sats", "fix_type")
+    "time_ns", "lat_deg", "lon_deg", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats", "fix_type")
 # Catalog signal whose resolution scales each fix column (None: time in ms / a plain integer).
-FIX_SIGNALS = (None, 20, 21, 22, 26, 23, 28, 27, 25)
-_ORDER2_ROWS = 3  # time, lat, lon use second-order differences; the rest first-order
-_HEADING = 5
+FIX_SIGNALS = (None, 20, 21, 26, 23, 22, 28, 27, 25)
+_ORDER2 = 5  # rows 0..4 (time, lat, lon, speed, heading) use second-order differences
+_HEADING = 4
 _FLOAT_ROWS = (1, 2, 3, 4, 5, 6)
-_DIFF_LIMIT = 2**34  # per-element bound on difference columns (keeps cumulative sums in int64)
-_SAMPLE_TIME_DIFF_LIMIT = 2**40
-_VALUE_LIMIT = 2**47  # |scaled sample value|
-_VALUE_DIFF_LIMIT = 2**48
+_BASE_LIMIT = 2**36  # |base value|, |int64-plane difference| (keeps cumulative sums in int64)
+_VALUE_LIMIT = 2**40  # |scaled sample value|
+_VALUE_DIFF_LIMIT = 2**41
+_TIME_DIFF_LIMIT = 2**31
+
+_PRESENT = [tuple(row for row in range(9) if mask >> row & 1) for mask in range(512)]
+# Rows of each mask as a slice when contiguous (faster assignment), else as an index list.
+_ROWS_INDEX: list[slice | list[int]] = [
+    slice(rows[0], rows[-1] + 1) if rows and rows == tuple(range(rows[0], rows[-1] + 1)) else list(rows)
+    for rows in _PRESENT
+]
+_accumulate = np.add.accumulate
+_minimum = np.minimum.reduce
+_maximum = np.maximum.reduce
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 
 
 class _FixTables:
@@ -61,16 +76,15 @@ class _FixTables:
             if abs(divisors[-1] * resolution - 1) > 1e-9:
                 raise ValueError(f"fix column signal {signal_id}: resolution must be 1/integer")
         self.divisor: F64 = np.array(divisors, dtype=np.float64)
-        self.div_col: F64 = self.divisor[:, None]
-        lat, lon, alt, speed, heading, hdop = (int(d) for d in divisors[1:7])
+        self.div_col: F64 = self.divisor[1:7, None]
+        lat, lon, speed, heading, alt, hdop = (int(d) for d in divisors[1:7])
         self.heading_wrap = 360 * heading
-        lo = [0, -90 * lat, -180 * lon, -1000 * alt, 0, 0, 0, 0, 0]
-        hi = [MAX_TIME_MS, 90 * lat, 180 * lon, 20000 * alt, 1000 * speed, self.heading_wrap - 1,
+        lo = [0, -90 * lat, -180 * lon, 0, 0, -1000 * alt, 0, 0, 0]
+        hi = [MAX_SPAN_MS, 90 * lat, 180 * lon, 1000 * speed, self.heading_wrap - 1, 20000 * alt,
               100 * hdop - 1, 255, 6]
         self.lo: I64 = np.array(lo, dtype=np.int64)
         self.hi: I64 = np.array(hi, dtype=np.int64)
-        self.lo_col: I64 = self.lo[:, None]
-        self.hi_col: I64 = self.hi[:, None]
+        self.lo_list, self.hi_list = lo, hi
 
 
 class _SignalTables:
@@ -102,6 +116,29 @@ def _tables(catalog: Catalog) -> tuple[_FixTables, _SignalTables]:
     return entry[1], entry[2]
 
 
+def _group_starts(ids_sorted: I64) -> tuple[Bools, Bools]:
+    """Masks of each signal's first sample, and of its first two samples, in id-sorted order."""
+    first = np.empty(ids_sorted.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ids_sorted[1:], ids_sorted[:-1], out=first[1:])
+    first2 = first.copy()
+    first2[1:] |= first[:-1]
+    return first, first2
+
+
+def _segment_diff(values: I64, starts: Bools) -> I64:
+    diffs = np.diff(values, prepend=0)
+    diffs[starts] = values[starts]
+    return diffs
+
+
+def _segment_cumsum(diffs: I64, starts: Bools) -> I64:
+    sums = np.cumsum(diffs)
+    where = np.flatnonzero(starts)
+    offsets = sums[where] - diffs[where]
+    return sums - np.repeat(offsets, np.diff(where, append=diffs.size))
+
+
 # --- encode -----------------------------------------------------------------------------------
 
 
@@ -130,14 +167,12 @@ def _scaled(values: tuple[Any, ...], divisor: float, lo: int, hi: int, what: str
     return scaled.astype(np.int64)
 
 
-def _pack(values: I64, deflate: bool) -> bytes:
-    packed = varint.pack(varint.zigzag(values))
-    return zlib.compress(packed, 9, -15) if deflate and packed else packed
+def _deflate(packed: bytes, deflate: bool) -> bytes:
+    return zlib.compress(packed, 9, -15) if deflate else packed
 
 
 def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[int, Any]:
     """The CBOR body map of a telemetry batch (validates every column)."""
-    fix_tables, signal_tables = _tables(catalog)
     fixes, samples = batch.fixes, batch.samples
     n, ns = len(fixes.time_ns), len(samples.time_ns)
     if n > MAX_FIXES or ns > MAX_SAMPLES:
@@ -151,69 +186,77 @@ def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[
     sample_ms = _times_ms(samples.time_ns, "samples.time_ns")
     if n == 0 and ns == 0:
         return body
-    t0 = min(int(fix_ms.min()) if n else MAX_TIME_MS, int(sample_ms.min()) if ns else MAX_TIME_MS)
+    all_ms = np.concatenate([fix_ms, sample_ms])
+    t0, t_last = int(all_ms.min()), int(all_ms.max())
+    if t_last - t0 > MAX_SPAN_MS:
+        raise InvalidFieldError(f"a batch spans at most {MAX_SPAN_MS} ms; split it")
     body[K_T0] = t0
-    flags = FLAG_DEFLATE if deflate else 0
+    fix_tables, signal_tables = _tables(catalog)
     if n:
-        rows = np.empty((9, n), dtype=np.int64)
-        rows[0] = fix_ms - t0
-        lo, hi, div = fix_tables.lo, fix_tables.hi, fix_tables.divisor
-        for row in _FLOAT_ROWS:
-            name = FIX_FIELDS[row]
-            top = int(hi[row]) + 1 if row == _HEADING else int(hi[row])  # 359.96 degrees rounds to 360.0
-            rows[row] = _scaled(getattr(fixes, name), float(div[row]), int(lo[row]), top, f"fixes.{name}")
-        rows[_HEADING] %= fix_tables.heading_wrap
-        for row in (7, 8):
-            name = FIX_FIELDS[row]
-            column = _int_column(getattr(fixes, name), f"fixes.{name}")
-            if int(column.min()) < lo[row] or int(column.max()) > hi[row]:
-                raise InvalidFieldError(f"fixes.{name} out of range {lo[row]}..{hi[row]}")
-            rows[row] = column
-        base = rows[:, 0].copy()
-        diffs = np.diff(rows, axis=1)
-        diffs[:_ORDER2_ROWS, 1:] = np.diff(diffs[:_ORDER2_ROWS], axis=1)
-        wrap = fix_tables.heading_wrap
-        diffs[_HEADING] = (diffs[_HEADING] + wrap // 2) % wrap - wrap // 2
-        present = diffs.any(axis=1)
-        mask = int(np.dot(present, 1 << np.arange(9)))
-        body.update({K_NFIX: n, K_BASE: base.tolist(), K_MASK: mask,
-                     K_FIXES: _pack(diffs[present].ravel(), deflate)})
+        body.update(_encode_fixes(fixes, fix_ms - t0, fix_tables, deflate))
     if ns:
-        ids = _int_column(samples.signal_id, "samples.signal_id")
-        if int(ids.min()) < 1 or int(ids.max()) > 65535:
-            raise InvalidFieldError("samples.signal_id must be in 1..65535")
-        unknown = ~signal_tables.known[ids]
-        if unknown.any():
-            raise UnknownSignalError(
-                f"signal id {int(ids[unknown][0])} is not in catalog v{catalog.version}")
-        try:
-            values = np.asarray(samples.value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidFieldError("samples.value must hold numbers") from None
-        scaled = np.rint(values * signal_tables.divisor[ids] / signal_tables.multiplier[ids])
-        if not (np.isfinite(scaled).all() and np.abs(scaled).max() <= _VALUE_LIMIT):
-            raise InvalidFieldError("samples.value out of range for its signal's resolution (or not finite)")
-        quantized = scaled.astype(np.int64)
-        bad_bool = signal_tables.is_bool[ids] & (values != 0) & (values != 1)
-        if bad_bool.any():
-            raise InvalidFieldError("a bool signal's value must be 0 or 1")
-        times = sample_ms - t0
-        time_diffs = np.diff(times, prepend=0)
-        order = np.argsort(ids, kind="stable")
-        ids_sorted, values_sorted = ids[order], quantized[order]
-        value_diffs_sorted = np.diff(values_sorted, prepend=0)
-        first = np.ones(ns, dtype=bool)
-        first[1:] = ids_sorted[1:] != ids_sorted[:-1]
-        value_diffs_sorted[first] = values_sorted[first]
-        value_diffs = np.empty_like(value_diffs_sorted)
-        value_diffs[order] = value_diffs_sorted
-        packed = (varint.pack(varint.zigzag(time_diffs)) + varint.pack(ids.astype(np.uint64))
-                  + varint.pack(varint.zigzag(value_diffs)))
         body[K_NSAMPLE] = ns
-        body[K_SAMPLES] = zlib.compress(packed, 9, -15) if deflate else packed
-    if flags:
-        body[K_FLAGS] = flags
+        body[K_SAMPLES] = _deflate(_encode_samples(samples, sample_ms - t0, catalog, signal_tables), deflate)
+    if deflate:
+        body[K_FLAGS] = FLAG_DEFLATE
     return body
+
+
+def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables, deflate: bool) -> dict[int, Any]:
+    n = times.size
+    rows = np.empty((9, n), dtype=np.int64)
+    rows[0] = times
+    lo, hi, div = tables.lo, tables.hi, tables.divisor
+    for row in _FLOAT_ROWS:
+        name = FIX_FIELDS[row]
+        top = int(hi[row]) + 1 if row == _HEADING else int(hi[row])  # 359.96 degrees rounds to 360.0
+        rows[row] = _scaled(getattr(fixes, name), float(div[row]), int(lo[row]), top, f"fixes.{name}")
+    rows[_HEADING] %= tables.heading_wrap
+    for row in (7, 8):
+        name = FIX_FIELDS[row]
+        column = _int_column(getattr(fixes, name), f"fixes.{name}")
+        if int(column.min()) < lo[row] or int(column.max()) > hi[row]:
+            raise InvalidFieldError(f"fixes.{name} out of range {lo[row]}..{hi[row]}")
+        rows[row] = column
+    diffs = np.diff(rows, axis=1)
+    wrap = tables.heading_wrap
+    diffs[_HEADING] = (diffs[_HEADING] + wrap // 2) % wrap - wrap // 2
+    rates = diffs[:_ORDER2, 0].copy() if n > 1 else np.zeros(_ORDER2, dtype=np.int64)
+    diffs[:_ORDER2] = np.diff(diffs[:_ORDER2], axis=1, prepend=rates[:, None])
+    present = diffs.any(axis=1)
+    return {
+        K_NFIX: n,
+        K_BASE: rows[:, 0].tolist() + rates.tolist(),
+        K_MASK: int(np.dot(present, 1 << np.arange(9))),
+        K_FIXES: _deflate(spill.pack(diffs[present].ravel()), deflate),
+    }
+
+
+def _encode_samples(samples: SampleColumns, times: I64, catalog: Catalog, tables: _SignalTables) -> bytes:
+    ids = _int_column(samples.signal_id, "samples.signal_id")
+    if int(ids.min()) < 1 or int(ids.max()) > 65535:
+        raise InvalidFieldError("samples.signal_id must be in 1..65535")
+    unknown = ~tables.known[ids]
+    if unknown.any():
+        raise UnknownSignalError(f"signal id {int(ids[unknown][0])} is not in catalog v{catalog.version}")
+    try:
+        values = np.asarray(samples.value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidFieldError("samples.value must hold numbers") from None
+    if (tables.is_bool[ids] & (values != 0) & (values != 1)).any():
+        raise InvalidFieldError("a bool signal's value must be 0 or 1")
+    scaled = np.rint(values * tables.divisor[ids] / tables.multiplier[ids])
+    if not (np.isfinite(scaled).all() and np.abs(scaled).max() <= _VALUE_LIMIT):
+        raise InvalidFieldError("samples.value out of range for its signal's resolution (or not finite)")
+    order = np.argsort(ids, kind="stable")
+    first, first2 = _group_starts(ids[order])
+    time_diffs = _segment_diff(_segment_diff(times[order], first), first2)
+    value_diffs = _segment_diff(scaled.astype(np.int64)[order], first)
+    stream = np.empty(3 * ids.size, dtype=np.int64)
+    stream[ids.size:2 * ids.size] = ids
+    stream[:ids.size][order] = time_diffs
+    stream[2 * ids.size:][order] = value_diffs
+    return spill.pack(stream)
 
 
 # --- decode -----------------------------------------------------------------------------------
@@ -243,7 +286,6 @@ def decode_body(
     body: Mapping[Any, Any], catalog: Catalog
 ) -> tuple[FixColumns, SampleColumns, int, frozenset[int]]:
     """Validate a telemetry body map; return fix columns, sample columns, catalog version, raw ids."""
-    fix_tables, signal_tables = _tables(catalog)
     catalog_version = integer(body.get(K_CATALOG), "catalog_version", 1, 65535)
     flags = integer(body.get(K_FLAGS, 0), "flags", 0, 0xFFFF)
     if flags & ~FLAG_DEFLATE:
@@ -254,7 +296,8 @@ def decode_body(
     fixes, samples, raw_ids = FixColumns(), SampleColumns(), frozenset[int]()
     if n == 0 and ns == 0:
         return fixes, samples, catalog_version, raw_ids
-    t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS)
+    t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS - MAX_SPAN_MS)
+    fix_tables, signal_tables = _tables(catalog)
     if n:
         fixes = _decode_fixes(body, n, t0, deflated, fix_tables)
     if ns:
@@ -263,36 +306,43 @@ def decode_body(
 
 
 def _decode_fixes(body: Mapping[Any, Any], n: int, t0: int, deflated: bool, tables: _FixTables) -> FixColumns:
-    base_list = body.get(K_BASE)
-    if type(base_list) is not list or len(base_list) != 9 or any(type(v) is not int for v in base_list):
-        raise MalformedMessageError("telemetry body: fix base must be an array of 9 integers")
-    base = np.array([v if -_DIFF_LIMIT <= v <= _DIFF_LIMIT else _DIFF_LIMIT for v in base_list],
-                    dtype=np.int64)
+    base = body.get(K_BASE)
+    if type(base) is not list or len(base) != 9 + _ORDER2:
+        raise MalformedMessageError(f"telemetry body: fix base must be an array of {9 + _ORDER2} integers")
+    for value in base:
+        if type(value) is not int or not -_BASE_LIMIT <= value <= _BASE_LIMIT:
+            raise InvalidFieldError("telemetry body: fix base values must be integers within ±2**36")
     mask = integer(body.get(K_MASK), "fix column mask", 0, 511)
     packed = _blob(body, K_FIXES, "fix columns", deflated)
-    present = [row for row in range(9) if mask >> row & 1]
-    if n == 1 and mask:
-        raise MalformedMessageError("telemetry body: a single fix has no difference columns")
-    values = varint.unzigzag(varint.unpack(packed, len(present) * (n - 1)))
+    present = _PRESENT[mask]
+    values, wide = spill.unpack(packed, len(present) * (n - 1))
+    if wide and int(np.abs(values).max()) > _BASE_LIMIT:
+        raise InvalidFieldError("telemetry body: a fix difference is out of range")
     rows = np.zeros((9, n), dtype=np.int64)
     if present:
-        diffs = values.reshape(len(present), n - 1)
-        if int(np.abs(diffs).max()) > _DIFF_LIMIT:
-            raise InvalidFieldError("telemetry body: a fix difference is out of range")
-        rows[present, 1:] = diffs
-        rows[:_ORDER2_ROWS] = np.cumsum(rows[:_ORDER2_ROWS], axis=1)
-        rows = np.cumsum(rows, axis=1)
-    rows += base[:, None]
-    rows[0] += t0
-    rows[_HEADING] %= tables.heading_wrap
-    if (rows < tables.lo_col).any() or (rows > tables.hi_col).any():
-        bad = int(np.flatnonzero(((rows < tables.lo_col) | (rows > tables.hi_col)).any(axis=1))[0])
-        raise InvalidFieldError(f"telemetry body: fixes.{FIX_FIELDS[bad]} out of range")
-    scaled = (rows[1:7] / tables.div_col[1:7]).tolist()
+        rows[_ROWS_INDEX[mask], 1:] = values.reshape(len(present), n - 1)
+    if n > 1:  # second order: accumulate from the initial rate to rates, then from x0 to values
+        rows[:_ORDER2, 0] = base[9:]
+        _accumulate(rows[:_ORDER2], axis=1, out=rows[:_ORDER2])
+    start = base[:9]
+    start[0] += t0
+    rows[:, 0] = start
+    _accumulate(rows, axis=1, out=rows)
+    lows, highs = _minimum(rows, axis=1).tolist(), _maximum(rows, axis=1).tolist()
+    if lows[_HEADING] < 0 or highs[_HEADING] >= tables.heading_wrap:
+        np.remainder(rows[_HEADING], tables.heading_wrap, out=rows[_HEADING])
+        lows[_HEADING], highs[_HEADING] = 0, 0
+    lows[0] -= t0
+    highs[0] -= t0
+    for row, (low, high, lo, hi) in enumerate(zip(lows, highs, tables.lo_list, tables.hi_list, strict=True)):
+        if low < lo or high > hi:
+            raise InvalidFieldError(f"telemetry body: fixes.{FIX_FIELDS[row]} out of range")
+    scaled = np.true_divide(rows[1:7], tables.div_col).tolist()
+    counts = rows[7:9].tolist()
     return FixColumns(
-        tuple((rows[0] * 1_000_000).tolist()), tuple(scaled[0]), tuple(scaled[1]), tuple(scaled[2]),
-        tuple(scaled[3]), tuple(scaled[4]), tuple(scaled[5]), tuple(rows[7].tolist()),
-        tuple(rows[8].tolist()),
+        time_ns=tuple((rows[0] * 1_000_000).tolist()), lat_deg=tuple(scaled[0]), lon_deg=tuple(scaled[1]),
+        speed_kmh=tuple(scaled[2]), heading_deg=tuple(scaled[3]), alt_m=tuple(scaled[4]),
+        hdop=tuple(scaled[5]), sats=tuple(counts[0]), fix_type=tuple(counts[1]),
     )
 
 
@@ -301,27 +351,21 @@ def _decode_samples(
     tables: _SignalTables,
 ) -> tuple[SampleColumns, frozenset[int]]:
     packed = _blob(body, K_SAMPLES, "sample columns", deflated)
-    raw = varint.unpack(packed, 3 * ns)
-    ids = raw[ns:2 * ns].astype(np.int64)
-    if int(raw[ns:2 * ns].max()) > 65535 or int(ids.min()) < 1:
+    stream, wide = spill.unpack(packed, 3 * ns)
+    time_diffs, ids, value_diffs = stream[:ns], stream[ns:2 * ns], stream[2 * ns:]
+    if int(ids.min()) < 1 or int(ids.max()) > 65535:
         raise InvalidFieldError("telemetry body: samples.signal_id must be in 1..65535")
-    time_diffs = varint.unzigzag(raw[:ns])
-    value_diffs = varint.unzigzag(raw[2 * ns:])
-    if int(np.abs(time_diffs).max()) > _SAMPLE_TIME_DIFF_LIMIT:
-        raise InvalidFieldError("telemetry body: a sample time difference is out of range")
-    if int(np.abs(value_diffs).max()) > _VALUE_DIFF_LIMIT:
-        raise InvalidFieldError("telemetry body: a sample value difference is out of range")
-    times = np.cumsum(time_diffs) + t0
-    if int(times.min()) < 0 or int(times.max()) > MAX_TIME_MS:
-        raise InvalidFieldError("telemetry body: samples.time_ns out of range")
+    if wide and (int(np.abs(time_diffs).max()) > _TIME_DIFF_LIMIT
+                 or int(np.abs(value_diffs).max()) > _VALUE_DIFF_LIMIT):
+        raise InvalidFieldError("telemetry body: a sample difference is out of range")
     order = np.argsort(ids, kind="stable")
-    ids_sorted, diffs_sorted = ids[order], value_diffs[order]
-    starts = np.flatnonzero(np.diff(ids_sorted, prepend=-1))
-    sums = np.cumsum(diffs_sorted)
-    offsets = sums[starts] - diffs_sorted[starts]
-    values_sorted = sums - np.repeat(offsets, np.diff(starts, append=ns))
-    values = np.empty_like(values_sorted)
-    values[order] = values_sorted
+    first, first2 = _group_starts(ids[order])
+    times = np.empty(ns, dtype=np.int64)
+    times[order] = _segment_cumsum(_segment_cumsum(time_diffs[order], first2), first)
+    values = np.empty(ns, dtype=np.int64)
+    values[order] = _segment_cumsum(value_diffs[order], first)
+    if int(times.min()) < 0 or int(times.max()) > MAX_SPAN_MS:
+        raise InvalidFieldError("telemetry body: samples.time_ns out of range")
     if int(np.abs(values).max()) > _VALUE_LIMIT:
         raise InvalidFieldError("telemetry body: a sample value is out of range")
     known = tables.known[ids]
@@ -337,5 +381,5 @@ def _decode_samples(
         raise InvalidFieldError("telemetry body: a bool signal's value must be 0 or 1")
     physical = values * tables.multiplier[ids] / tables.divisor[ids]
     columns = SampleColumns(
-        tuple((times * 1_000_000).tolist()), tuple(ids.tolist()), tuple(physical.tolist()))
+        tuple(((times + t0) * 1_000_000).tolist()), tuple(ids.tolist()), tuple(physical.tolist()))
     return columns, raw_ids
