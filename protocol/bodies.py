@@ -83,9 +83,10 @@ def decode_fix(value: object, what: str) -> GnssFix:
 
 
 def _enum(enum: Any, value: object, what: str) -> Any:
-    if type(value) is not int or value not in enum._value2member_map_:
+    member = enum._value2member_map_.get(value) if type(value) is int else None
+    if member is None:
         raise InvalidFieldError(f"{what} must be one of {[int(m) for m in enum]}, got {f._show(value)}")
-    return enum(value)
+    return member
 
 
 def _enum_out(enum: Any, value: object, what: str) -> int:

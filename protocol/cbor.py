@@ -9,7 +9,7 @@ map keys), so equal messages give equal bytes.
 
 from __future__ import annotations
 
-import io
+import secrets
 from typing import Any, NoReturn
 
 import cbor2
@@ -31,22 +31,28 @@ _KNOWN_TAGS = (*range(0, 64), 100, 256, 258, 260, 261, 262, 263, 1001, 1002, 100
 _REFUSE_ALL: dict[int, Any] = dict.fromkeys(_KNOWN_TAGS, _refuse)
 
 
+# cbor2.loads ignores bytes after the first item. To refuse them without the slower stream
+# decoder, the payload is decoded as the first element of `[payload, SENTINEL]`: if anything
+# follows the payload's item, the second element is not the sentinel (a random 64-bit number
+# the sender cannot know) or the decode fails.
+_SENTINEL = secrets.randbits(64)
+_SENTINEL_CBOR = b"\x1b" + _SENTINEL.to_bytes(8, "big")
+
+
 def loads(data: bytes, what: str = "message") -> Any:
     """One CBOR data item that fills `data` exactly; MalformedMessageError otherwise."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise PayloadTooLargeError(f"{what} is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}")
-    stream = io.BytesIO(data)
     try:
-        decoder = cbor2.CBORDecoder(
-            stream, tag_hook=_refuse, semantic_decoders=_REFUSE_ALL, max_depth=MAX_DEPTH,
-            allow_indefinite=False, allow_duplicate_keys=False,
+        pair = cbor2.loads(
+            b"\x82" + data + _SENTINEL_CBOR, tag_hook=_refuse, semantic_decoders=_REFUSE_ALL,
+            max_depth=MAX_DEPTH + 1, allow_indefinite=False, allow_duplicate_keys=False,
         )
-        value = decoder.decode()
     except Exception as error:  # cbor2 raises CBORDecodeError, but also ValueError, OverflowError, ...
         raise MalformedMessageError(f"{what} is not valid lienwatch CBOR: {_reason(error)}") from None
-    if stream.tell() != len(data):
-        raise MalformedMessageError(f"{what} has {len(data) - stream.tell()} bytes after the CBOR item")
-    return value
+    if type(pair) is not list or len(pair) != 2 or pair[1] != _SENTINEL or type(pair[1]) is not int:
+        raise MalformedMessageError(f"{what} has bytes after its CBOR item (or is truncated)")
+    return pair[0]
 
 
 def dumps(value: Any) -> bytes:

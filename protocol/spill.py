@@ -19,6 +19,7 @@ from protocol.errors import MalformedMessageError
 
 I64 = npt.NDArray[np.int64]
 
+_minimum = np.minimum.reduce
 _PLANES = ((np.dtype("<i2"), -(2**15)), (np.dtype("<i4"), -(2**31)), (np.dtype("<i8"), None))
 
 
@@ -53,7 +54,7 @@ def unpack(data: bytes, count: int) -> tuple[I64, bool]:
     plane0 = np.frombuffer(data, dtype=np.int8, count=count)
     values = plane0.astype(np.int64)
     if size == count:
-        if count and int(np.minimum.reduce(plane0)) == -128:
+        if count and int(_minimum(plane0)) == -128:
             raise MalformedMessageError("packed column: a spilled value is missing")
         return values, False
     where = (plane0 == -128).nonzero()[0]
@@ -65,12 +66,9 @@ def unpack(data: bytes, count: int) -> tuple[I64, bool]:
         plane = np.frombuffer(data, dtype=dtype, count=where.size, offset=offset)
         values[where] = plane
         offset = end
-        if marker is None:
+        if marker is None or int(_minimum(plane)) > marker:
             break
-        spilled = (plane == marker).nonzero()[0]
-        if spilled.size == 0:
-            break
-        where = where[spilled]
+        where = where[(plane == marker).nonzero()[0]]
     if offset != size:
         raise MalformedMessageError(f"packed column: {size - offset} bytes left after {count} values")
     return values, marker is None

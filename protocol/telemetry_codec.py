@@ -59,6 +59,8 @@ _accumulate = np.add.accumulate
 _minimum = np.minimum.reduce
 _maximum = np.maximum.reduce
 
+_NO_FIXES, _NO_SAMPLES, _NO_IDS = FixColumns(), SampleColumns(), frozenset[int]()
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -293,7 +295,7 @@ def decode_body(
     deflated = bool(flags & FLAG_DEFLATE)
     n = integer(body.get(K_NFIX, 0), "fix count", 0, MAX_FIXES)
     ns = integer(body.get(K_NSAMPLE, 0), "sample count", 0, MAX_SAMPLES)
-    fixes, samples, raw_ids = FixColumns(), SampleColumns(), frozenset[int]()
+    fixes, samples, raw_ids = _NO_FIXES, _NO_SAMPLES, _NO_IDS
     if n == 0 and ns == 0:
         return fixes, samples, catalog_version, raw_ids
     t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS - MAX_SPAN_MS)
@@ -369,7 +371,7 @@ def _decode_samples(
     if int(np.abs(values).max()) > _VALUE_LIMIT:
         raise InvalidFieldError("telemetry body: a sample value is out of range")
     known = tables.known[ids]
-    raw_ids = frozenset[int]()
+    raw_ids = _NO_IDS
     if not known.all():
         unknown_ids = sorted(set(ids[~known].tolist()))
         if catalog_version <= catalog.version:
