@@ -43,7 +43,7 @@ def built(
             "kind": "obd",
             "interface": "virtual",
             "channel": channel,
-            "timeout_s": 0.05,
+            "timeout_s": 0.2,
             "pids": [{"pid": 0x0D, "period_s": 0.01}, {"pid": 0x0C, "period_s": 0.01}],
         }
     elif kind == "dbc":
@@ -75,10 +75,13 @@ def built(
         emulator.stop()
 
 
-def run(runner: SourceRunner, feed: Callable[[], None], seconds: float) -> list[float]:
+def run(
+    runner: SourceRunner, feed: Callable[[], None], done: Callable[[], bool], max_s: float = 5.0
+) -> list[float]:
+    """Step the runner (feeding the fake device) until `done()` and at least 0.2 s have passed."""
     delays = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+    while time.monotonic() - start < max_s and not (done() and time.monotonic() - start >= 0.2):
         feed()
         delays.append(runner.step())
         time.sleep(min(delays[-1], 0.005))
@@ -91,7 +94,7 @@ def test_source_conformance(built: tuple[Source, Callable[[], None]]) -> None:
     sink = Collect()
     runner = SourceRunner(source, sink)
     before = time.monotonic_ns()
-    delays = run(runner, feed, 0.3)
+    delays = run(runner, feed, lambda: len(sink.samples) > 0)
     assert runner.is_open, source.health.detail
     assert source.health.state is not HealthState.FAILED
     assert all(math.isfinite(d) and 0 <= d <= 60 for d in delays)
@@ -110,6 +113,6 @@ def test_source_conformance(built: tuple[Source, Callable[[], None]]) -> None:
     source.close()  # a second close is harmless
     assert runner.health().state is HealthState.FAILED and runner.health().detail == "stopped"
     count = len(sink.samples)
-    run(runner, feed, 0.2)  # reopens
+    run(runner, feed, lambda: len(sink.samples) > count)  # reopens
     assert runner.is_open and len(sink.samples) > count
     runner.stop()
