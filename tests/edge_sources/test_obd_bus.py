@@ -211,3 +211,24 @@ def test_udp_multicast_refuses_groups_that_leave_the_machine() -> None:
     for bad in ("239.74.163.2", "ff15:7079:7468:6f6e:6465:6d6f:6d63:6173", "ff02::1", "not-an-ip"):
         with pytest.raises(ConfigError):
             check_channel("udp_multicast", bad)
+
+
+def test_a_bus_that_dies_under_the_source_is_reopened_with_backoff(emulate: Emulate, channel: str) -> None:
+    from edge.sources.base import Backoff
+
+    emulate(demo_vehicle())
+    config = ObdConfig(
+        interface="virtual", channel=channel, timeout_s=0.2, read_vin=False, plan=[PollSpec(0x0D, 0.01, 0)]
+    )
+    source = ObdSource("obd", SystemClock(), config)
+    sink = Collect()
+    runner = SourceRunner(source, sink, backoff=Backoff(initial_s=0.05, jitter=0.0))
+    run_until(runner, lambda: len(sink.samples) >= 2)
+    assert source.bus is not None
+    source.bus.shutdown()  # the driver goes away (USB CAN adapter unplugged, interface down)
+    run_until(runner, lambda: source.health.reconnects >= 1 and len(sink.samples) >= 4)
+    health = runner.health()
+    assert health.reconnects == 1
+    assert "CAN send failed" in health.last_error or "poll failed" in health.last_error
+    assert health.state is HealthState.OK
+    runner.stop()
