@@ -163,6 +163,7 @@ def test_silent_ecu_counts_timeouts_and_degrades_the_source(
     assert health.state is HealthState.DEGRADED
     assert "silent" in health.detail or "no ECU" in health.detail
     assert health.timeouts >= 3
+    assert health.counters["ecu_0x7E8_timeouts"] == health.timeouts
     engine.silent = False  # ignition on again: the source rediscovers and polls
     before = len(sink.samples)
     run_until(runner, lambda: source.health.state is HealthState.OK and len(sink.samples) > before)

@@ -205,6 +205,7 @@ class ObdSource(Source):
         health.counters["bus_off_events"] = self.monitor.bus_off_events
         health.frames = self.monitor.frames
         for ecu, state in client.ecus.items():
+            health.counters[f"ecu_{client.addressing.ecu_label(ecu)}_timeouts"] = state.timeouts
             for nrc, n in state.negative.items():
                 health.counters[f"ecu_{client.addressing.ecu_label(ecu)}_nrc_0x{nrc:02X}"] = n
         bus = self.monitor.status(self.bus)
