@@ -13,8 +13,10 @@ from protocol import bodies, cbor, fields, telemetry_codec
 from protocol.catalog import Catalog, default_catalog
 from protocol.errors import (
     EncodeError,
+    InternalDecodeError,
     InvalidFieldError,
     MalformedMessageError,
+    ProtocolError,
     UnknownMessageKindError,
     UnsupportedVersionError,
 )
@@ -88,6 +90,17 @@ def decode(data: bytes, *, catalog: Catalog | None = None) -> Message:
     A telemetry batch's signal ids are resolved with `catalog` (default: the shipped one).
     A command comes back as a `SignedCommand`: verify it with `protocol.signing` before use.
     """
+    try:
+        return _decode(data, catalog)
+    except ProtocolError:
+        raise
+    except Exception as error:  # a decoder bug must still not escape as anything but ProtocolError
+        raise InternalDecodeError(
+            f"the decoder failed on this payload ({type(error).__name__}: {str(error)[:80]}); "
+            "please report it with the payload") from error
+
+
+def _decode(data: bytes, catalog: Catalog | None) -> Message:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedMessageError(f"a message is bytes, not {type(data).__name__}")
     envelope = cbor.loads(bytes(data))
@@ -103,10 +116,7 @@ def decode(data: bytes, *, catalog: Catalog | None = None) -> Message:
         )
     if type(kind) is not int:
         raise MalformedMessageError("the message kind must be an integer")
-    try:
-        return _decode_kind(kind, envelope, catalog)
-    except RecursionError:  # cannot happen with MAX_DEPTH, but a decoder never lets it escape
-        raise MalformedMessageError("message nests too deeply") from None
+    return _decode_kind(kind, envelope, catalog)
 
 
 def _decode_kind(kind: int, envelope: list[Any], catalog: Catalog | None) -> Message:

@@ -39,6 +39,14 @@ class InvalidFieldError(ProtocolError):
     """A field has the wrong type or is out of its documented range (on decode or encode)."""
 
 
+class InternalDecodeError(MalformedMessageError):
+    """The decoder failed in a way it should not (a bug): the payload is refused all the same.
+
+    Tests and the fuzz target treat this class as a failure; in production it keeps the promise
+    that decoding raises nothing but ProtocolError.
+    """
+
+
 class EncodeError(ProtocolError):
     """An object that cannot be encoded as a lienwatch message (wrong type, unrepresentable)."""
 

@@ -60,6 +60,8 @@ def unpack(data: bytes, count: int) -> tuple[I64, bool]:
     where = (plane0 == -128).nonzero()[0]
     offset = count
     for dtype, marker in _PLANES:
+        if where.size == 0:
+            break
         end = offset + where.size * dtype.itemsize
         if end > size:
             raise MalformedMessageError("packed column: a spilled value is missing")

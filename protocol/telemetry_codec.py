@@ -298,7 +298,7 @@ def decode_body(
     fixes, samples, raw_ids = _NO_FIXES, _NO_SAMPLES, _NO_IDS
     if n == 0 and ns == 0:
         return fixes, samples, catalog_version, raw_ids
-    t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS - MAX_SPAN_MS)
+    t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS)
     fix_tables, signal_tables = _tables(catalog)
     if n:
         fixes = _decode_fixes(body, n, t0, deflated, fix_tables)
@@ -336,6 +336,8 @@ def _decode_fixes(body: Mapping[Any, Any], n: int, t0: int, deflated: bool, tabl
         lows[_HEADING], highs[_HEADING] = 0, 0
     lows[0] -= t0
     highs[0] -= t0
+    if t0 + highs[0] > MAX_TIME_MS:
+        raise InvalidFieldError("telemetry body: fixes.time_ns out of range")
     for row, (low, high, lo, hi) in enumerate(zip(lows, highs, tables.lo_list, tables.hi_list, strict=True)):
         if low < lo or high > hi:
             raise InvalidFieldError(f"telemetry body: fixes.{FIX_FIELDS[row]} out of range")
@@ -366,7 +368,7 @@ def _decode_samples(
     times[order] = _segment_cumsum(_segment_cumsum(time_diffs[order], first2), first)
     values = np.empty(ns, dtype=np.int64)
     values[order] = _segment_cumsum(value_diffs[order], first)
-    if int(times.min()) < 0 or int(times.max()) > MAX_SPAN_MS:
+    if int(times.min()) < 0 or int(times.max()) > min(MAX_SPAN_MS, MAX_TIME_MS - t0):
         raise InvalidFieldError("telemetry body: samples.time_ns out of range")
     if int(np.abs(values).max()) > _VALUE_LIMIT:
         raise InvalidFieldError("telemetry body: a sample value is out of range")
