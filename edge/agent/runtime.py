@@ -16,9 +16,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cython_ext.ring import RingBuffer
 from edge.agent import logs
 from edge.agent.config import AgentConfig
 from edge.agent.downlink import CommandHandler, Outcome, load_command_keys
@@ -52,13 +51,16 @@ from protocol.messages import (
 )
 from protocol.topics import command_topic, topic_for
 
+if TYPE_CHECKING:
+    from cython_ext.ring import RingBuffer
+
 log = logging.getLogger("lienwatch.agent")
 
 _PRIORITY = {Severity.WARNING: Priority.WARNING, Severity.ALERT: Priority.ALERT,
              Severity.EMERGENCY: Priority.EMERGENCY}
 _CHANNEL_KIND = {Channel.TELEMETRY: MessageKind.TELEMETRY, Channel.EVENT: MessageKind.EVENT,
                  Channel.STATUS: MessageKind.STATUS, Channel.COMMAND_ACK: MessageKind.COMMAND_ACK}
-RING_CAPACITY = 1024  # newest samples kept per signal for detectors (≈100 s at 10 Hz)
+RING_CAPACITY = 1024  # newest samples kept per signal a detector reads (≈100 s at 10 Hz)
 REMOTE_CONFIG_FILE = "remote_config.json"
 
 
@@ -144,6 +146,11 @@ class Agent:
             replay_cache_size=int(cfg["downlink.replay_cache_size"]))
         self._latest: dict[int, Sample] = {}
         self._history: dict[int, RingBuffer] = {}
+        self._history_signals = frozenset().union(*(d.history_signals for d in self.detectors))
+        if self._history_signals:
+            from cython_ext.ring import RingBuffer  # numpy: only when a detector reads history
+
+            self._history = {sid: RingBuffer(RING_CAPACITY) for sid in self._history_signals}
         self._started_mono_ns = self.clock.monotonic_ns()
         self._next_status_file_ns = 0
         self._next_heartbeat_ns = 0
@@ -287,9 +294,8 @@ class Agent:
         for sample in samples:
             latest[sample.signal_id] = sample
             ring = history.get(sample.signal_id)
-            if ring is None:
-                ring = history[sample.signal_id] = RingBuffer(RING_CAPACITY)
-            ring.push(sample.mono_ns, sample.value)
+            if ring is not None:
+                ring.push(sample.mono_ns, sample.value)
             batcher.add(sample, mono_to_wall)
         if self.detectors:
             tick = _Tick(now_mono, now_wall, samples, latest, history)

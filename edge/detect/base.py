@@ -12,10 +12,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge.sources.base import Sample
 from protocol.messages import GnssFix, Severity
+
+if TYPE_CHECKING:  # numpy is imported only when a detector asks for history
+    from cython_ext.ring import RingBuffer
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,10 @@ class Observation(Protocol):
     def latest(self, signal_id: int) -> Sample | None:
         """The newest sample of a signal, or None if it was never seen."""
 
+    def history(self, signal_id: int) -> RingBuffer | None:
+        """The newest samples of a signal listed in some detector's `history_signals` (monotonic
+        ns, catalog units), or None for a signal no detector asked a history for."""
+
 
 class Detector(ABC):
     """One detector instance, built from a `[[detectors]]` table by its registered spec.
@@ -57,6 +64,9 @@ class Detector(ABC):
     """
 
     kind: str = "detector"
+    #: catalog ids of the signals whose recent history (a ring buffer) this detector reads;
+    #: the agent keeps ring buffers only for signals some detector lists here.
+    history_signals: frozenset[int] = frozenset()
 
     def __init__(self, name: str) -> None:
         self.name = name

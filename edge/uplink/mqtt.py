@@ -53,7 +53,7 @@ class MqttSettings:
     will_retain: bool = False
     will_delay_s: int = 60
     subscribe_topics: tuple[str, ...] = ()
-    loop_interval_s: float = 0.05
+    loop_interval_s: float = 0.1  # the longest a queued publish waits for the network thread
 
     def check_files(self) -> None:
         for name in ("ca_file", "cert_file", "key_file"):

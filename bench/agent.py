@@ -1,0 +1,382 @@
+"""Benchmark: the agent at full driving rates — CPU, RSS, flash bytes per hour — and the outbox choice.
+
+Part 1 (simulated clock): one driving hour of outbox traffic (a telemetry batch every 30 s, a
+WARNING event every 10 min, every record acknowledged a second later, telemetry synced every 60 s,
+events at once) through the segment log (`edge.uplink.queue.FlashQueue`) and through an SQLite
+outbox (WAL, the same commit cadence) as the baseline. Bytes reaching the block layer are read
+from /proc/self/io (write_bytes: page-granular, so a 100-byte fsync'ed append counts 4 KiB).
+
+Part 2 (real time, `--seconds`, default 60 s measured after a 10 s warm-up): the real agent process
+(`lienwatch edge run`) with its real sources at full driving rates — OBD-II 10 PIDs at 1–10 Hz
+over ISO-TP to the HIL ECU emulator (another process), 2,000 passive CAN frames/s decoded with the
+HIL DBC, GNSS NMEA at 10 Hz on a pty — uplinking over mutual TLS to mosquitto started from the
+shipped production config. Cross-process CAN is python-can udp_multicast on an interface-local
+ff11:: group. Baseline: the same agent with no sources, measured in the same run. CPU is the
+agent process's utime+stime over wall time; RSS is the maximum VmRSS seen; flash bytes per hour
+are the agent process's write_bytes over the window, ×3600/window (extrapolated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.report import print_json_line, print_table  # noqa: E402
+from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig  # noqa: E402
+from lienwatch.clock import ManualClock  # noqa: E402
+
+DEVICE = "bench-veh"
+OBD_PLAN = [(0x0C, 0.1), (0x0D, 0.1), (0x04, 0.2), (0x10, 0.2), (0x05, 1.0), (0x0F, 1.0), (0x2F, 1.0),
+            (0x42, 1.0), (0x46, 1.0), (0x5C, 1.0)]
+CAN_FRAMES_PER_S = 2000
+GNSS_HZ = 10
+
+
+def _write_bytes(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+# ------------------------------------------------------------------------------ part 1: outbox
+
+
+OUTBOX_HOURS = 6  # long enough for SQLite's WAL checkpoints (every 1000 pages) to happen
+
+
+def _outbox_hour(step: Any, append: Any, commit: Any, finish: Any, clock: ManualClock) -> None:
+    pending: list[tuple[int, int]] = []  # (record id, ack due second)
+    for second in range(3600 * OUTBOX_HOURS):
+        clock.advance(1.0)
+        if second % 30 == 0:
+            pending.append((append(os.urandom(2400), Priority.TELEMETRY), second + 1))
+        if second % 600 == 5:
+            pending.append((append(os.urandom(200), Priority.WARNING), second + 1))
+        due = [rid for rid, at in pending if at <= second]
+        if due:
+            commit(due)
+            pending = [(rid, at) for rid, at in pending if at > second]
+        step()
+    finish()
+
+
+def bench_segment_log(directory: Path) -> dict[str, float]:
+    clock = ManualClock()
+    queue = FlashQueue(directory, QueueConfig(sync_interval_s=60, sync_bytes=1 << 20, reserve_bytes=0),
+                       clock=clock)
+
+    def append(payload: bytes, priority: Priority) -> int:
+        channel = Channel.TELEMETRY if priority == Priority.TELEMETRY else Channel.EVENT
+        return queue.append(payload, priority=priority, channel=channel)
+
+    def commit(ids: list[int]) -> None:
+        queue.begin(len(ids) + 8)
+        queue.end(accepted=ids)
+
+    before, started = _write_bytes(), time.perf_counter()
+    _outbox_hour(queue.tick, append, commit, queue.close, clock)
+    return {"block_bytes": (_write_bytes() - before) / OUTBOX_HOURS,
+            "app_bytes": queue.stats.bytes_written / OUTBOX_HOURS,
+            "syncs": queue.stats.syncs / OUTBOX_HOURS,
+            "seconds": (time.perf_counter() - started) / OUTBOX_HOURS}
+
+
+def bench_sqlite(directory: Path) -> dict[str, float]:
+    """The baseline: the same outbox in SQLite (WAL), committed at the same cadence."""
+    directory.mkdir(parents=True, exist_ok=True)
+    clock = ManualClock()
+    db = sqlite3.connect(directory / "outbox.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, priority INT, channel INT, created INT, "
+               "payload BLOB)")
+    db.execute("BEGIN")
+    state = {"last_commit": clock.monotonic_ns(), "commits": 0}
+
+    def sync() -> None:
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+        state["last_commit"] = clock.monotonic_ns()
+        state["commits"] += 1
+
+    def append(payload: bytes, priority: Priority) -> int:
+        cursor = db.execute("INSERT INTO outbox (priority, channel, created, payload) VALUES (?, ?, ?, ?)",
+                            (int(priority), 0, clock.wall_ns(), payload))
+        if priority >= Priority.WARNING:
+            sync()
+        return int(cursor.lastrowid or 0)
+
+    def commit(ids: list[int]) -> None:
+        db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def step() -> None:
+        if clock.monotonic_ns() - state["last_commit"] >= 60 * 10**9:
+            sync()
+
+    def finish() -> None:
+        db.execute("COMMIT")
+        db.close()
+
+    before, started = _write_bytes(), time.perf_counter()
+    _outbox_hour(step, append, commit, finish, clock)
+    return {"block_bytes": (_write_bytes() - before) / OUTBOX_HOURS, "app_bytes": float("nan"),
+            "syncs": state["commits"] / OUTBOX_HOURS,
+            "seconds": (time.perf_counter() - started) / OUTBOX_HOURS}
+
+
+# ------------------------------------------------------------------------------ part 2: agent
+
+
+class Traffic:
+    """The vehicle: ECU emulator process, a passive CAN flood and a 10 Hz NMEA stream on a pty."""
+
+    def __init__(self, group: str, *, can_flood: bool = True) -> None:
+        self.group = group
+        self.can_flood = can_flood
+        self.stop = threading.Event()
+        self.can_sent = 0
+        self.nmea_epochs = 0
+        self.ecu = subprocess.Popen([sys.executable, "-m", "hil.ecu", "--channel", group], cwd=REPO,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.ecu.stdout is not None and self.ecu.stdout.readline().strip() == "ready"
+        self.master, slave = os.openpty()
+        self.pty_path = os.ttyname(slave)
+        self._slave = slave
+        self.threads = [threading.Thread(target=self._gnss, daemon=True)]
+        if can_flood:
+            self.threads.append(threading.Thread(target=self._can, daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    def _can(self) -> None:
+        import can
+        import cantools
+
+        from edge.sources.can_bus import open_bus
+
+        db = cantools.database.load_file(str(REPO / "hil/vehicle.dbc"))
+        assert isinstance(db, cantools.database.can.Database)
+        frames = []
+        for message in db.messages:
+            values = {s.name: (s.minimum or 0) + 1 if s.length > 1 else 1 for s in message.signals}
+            frames.append(can.Message(arbitration_id=message.frame_id, data=message.encode(values),
+                                      is_extended_id=False))
+        bus = open_bus("udp_multicast", self.group)
+        started = time.monotonic()
+        while not self.stop.is_set():
+            due = int((time.monotonic() - started) * CAN_FRAMES_PER_S)
+            while self.can_sent < due:
+                bus.send(frames[self.can_sent % len(frames)])
+                self.can_sent += 1
+            time.sleep(0.005)
+        bus.shutdown()
+
+    def _gnss(self) -> None:
+        from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
+
+        start = dt.datetime.now(dt.UTC)
+        began = time.monotonic()
+        wanted_10hz = ("RMC", "VTG", "GGA", "GSA", "GST")
+        while not self.stop.is_set():
+            i = self.nmea_epochs
+            epoch = NmeaEpoch(time=start + dt.timedelta(seconds=i / GNSS_HZ), lat=47.2852331 + i * 1e-6,
+                              lon=8.565265 + i * 1e-6, speed_kmh=50.0, course_deg=45.0,
+                              sats=default_sats())
+            lines = [s for s in epoch_sentences(epoch)
+                     if s[3:6] in wanted_10hz or (i % GNSS_HZ == 0 and s[3:6] in ("GSV", "ZDA"))]
+            try:
+                os.write(self.master, ("\r\n".join(lines) + "\r\n").encode())
+            except OSError:
+                return
+            self.nmea_epochs += 1
+            delay = began + self.nmea_epochs / GNSS_HZ - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.ecu.terminate()
+        self.ecu.wait(10)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic | None) -> Path:
+    keys = etc / "command-keys.pem"
+    if not keys.exists():
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        keys.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    lines = [
+        "[device]", f'id = "{DEVICE}"',
+        "[agent]", f'state_dir = "{work}/state"', f'status_file = "{run}/status.json"',
+        "status_interval_s = 1.0",
+        "[uplink.mqtt]", 'host = "127.0.0.1"', f"port = {port}", f'ca_file = "{etc}/pki/ca.crt"',
+        f'cert_file = "{etc}/pki/devices/{DEVICE}.crt"', f'key_file = "{etc}/pki/devices/{DEVICE}.key"',
+        "[downlink]", f'command_keys = "{keys}"',
+    ]
+    if traffic is not None:
+        pids = ", ".join(f"{{ pid = {pid}, period_s = {period} }}" for pid, period in OBD_PLAN)
+        lines += [
+            "[[sources]]", 'kind = "obd"', 'interface = "udp_multicast"', f'channel = "{traffic.group}"',
+            "max_bus_load = 0.3", "read_vin = false", f"pids = [{pids}]",
+            "[[sources]]", 'kind = "dbc"', f'manifest = "{REPO}/hil/vehicle_manifest.toml"',
+            'interface = "udp_multicast"', f'channel = "{traffic.group}"',
+            "[[sources]]", 'kind = "gnss"', f'device = "{traffic.pty_path}"',
+        ]
+    path = work / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, warmup_s: float,
+                  seconds: float) -> dict[str, Any]:
+    """Run `lienwatch edge run` as systemd would: state on the disk, status and logs off it."""
+    work.mkdir(parents=True, exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="lienwatch-bench-run-", dir="/dev/shm"))  # as /run: tmpfs
+    config = _agent_config(work, run, etc, port, traffic)
+    log_path = run / "agent.log"  # journald's job in production, so not on the flash here either
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # as deploy/systemd/lienwatch-agent.service sets
+    with open(log_path, "wb") as log_file:
+        agent = subprocess.Popen([sys.executable, "-m", "lienwatch", "edge", "run", "--config", str(config)],
+                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
+    try:
+        time.sleep(warmup_s)
+        if agent.poll() is not None:
+            raise RuntimeError(f"agent exited: {log_path.read_text()[-2000:]}")
+        status0 = json.loads((run / "status.json").read_text())
+        cpu0, wb0, t0 = _proc_cpu_s(agent.pid), _write_bytes(agent.pid), time.monotonic()
+        rss = 0.0
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1.0)
+            rss = max(rss, _proc_rss_mb(agent.pid))
+        cpu1, wb1, t1 = _proc_cpu_s(agent.pid), _write_bytes(agent.pid), time.monotonic()
+        status1 = json.loads((run / "status.json").read_text())
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+        shutil.rmtree(run, ignore_errors=True)
+    window = t1 - t0
+    samples = {name: s["samples"] - status0["sources"].get(name, {}).get("samples", 0)
+               for name, s in status1["sources"].items()}
+    queue0, queue1 = status0["queue"], status1["queue"]
+    return {
+        "cpu_pct": 100 * (cpu1 - cpu0) / window,
+        "rss_mb": rss,
+        "flash_bytes_per_hour": (wb1 - wb0) * 3600 / window,
+        "outbox_bytes_per_hour": (queue1["bytes_written"] - queue0["bytes_written"]) * 3600 / window,
+        "samples_per_s": {k: v / window for k, v in samples.items()},
+        "published_per_s": (status1["uplink"]["acknowledged"] - status0["uplink"]["acknowledged"]) / window,
+        "inbox_overflow": status1["inbox"]["overflow"],
+        "window_s": window,
+        "states": {k: v["state"] for k, v in status1["sources"].items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured window at full rates")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="baseline window, no sources")
+    parser.add_argument("--no-flood-seconds", type=float, default=15.0,
+                        help="window of the attribution run without the passive CAN flood")
+    args = parser.parse_args()
+
+    # Part 1: the outbox backend, one simulated driving hour each, on the real disk (not tmpfs).
+    scratch = Path(tempfile.mkdtemp(prefix="lienwatch-bench-", dir="/var/tmp"))
+    try:
+        log = bench_segment_log(scratch / "segment")
+        lite = bench_sqlite(scratch / "sqlite")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print_table(f"Outbox on flash, per simulated driving hour (average of {OUTBOX_HOURS} h; each hour 120 "
+                "telemetry batches of 2.4 kB and 6 events, all acknowledged)",
+                ["backend", "block-layer B/h", "app B/h", "syncs/h", "CPU s/h", "vs SQLite"],
+                [["segment log (shipped)", log["block_bytes"], log["app_bytes"], log["syncs"],
+                  log["seconds"], log["block_bytes"] / max(lite["block_bytes"], 1)],
+                 ["SQLite WAL (baseline)", lite["block_bytes"], lite["app_bytes"], lite["syncs"],
+                  lite["seconds"], 1.0]])
+
+    # Part 2: the real agent process.
+    from lienwatch.services import start_mosquitto
+
+    etc = Path(tempfile.mkdtemp(prefix="lienwatch-bench-etc-"))
+    etc.chmod(0o755)
+    work = Path(tempfile.mkdtemp(prefix="lienwatch-bench-agent-", dir="/var/tmp"))
+    subprocess.run([str(REPO / "deploy/pki/make-test-pki.sh"), str(etc), DEVICE], check=True,
+                   capture_output=True)
+    (etc / "mosquitto").mkdir()
+    shutil.copy(REPO / "deploy/mosquitto/acl", etc / "mosquitto/acl")
+    broker = start_mosquitto(REPO / "deploy/mosquitto/lienwatch.conf",
+                             path_map={"/etc/lienwatch/": f"{etc}/"})
+    traffic: Traffic | None = None
+    try:
+        idle = measure_agent(work / "idle", etc, broker.port, None, 3.0, args.idle_seconds)
+        traffic = Traffic(f"ff11::4c:{os.getpid() & 0xFFFF:x}", can_flood=False)
+        no_flood = measure_agent(work / "no-flood", etc, broker.port, traffic, 5.0, args.no_flood_seconds)
+        traffic.close()
+        traffic = Traffic(f"ff11::4d:{os.getpid() & 0xFFFF:x}")
+        full = measure_agent(work / "full", etc, broker.port, traffic, args.warmup, args.seconds)
+    finally:
+        if traffic is not None:
+            traffic.close()
+        broker.stop()
+        shutil.rmtree(etc, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    rates = full["samples_per_s"]
+    print_table(f"Agent process at full driving rates ({full['window_s']:.0f} s measured after "
+                f"{args.warmup:.0f} s warm-up; flash extrapolated to one hour)",
+                ["run", "CPU % of one core", "RSS MB", "flash B/h (block layer)", "outbox B/h (app)",
+                 "published msg/s"],
+                [["idle agent, no sources (baseline)", idle["cpu_pct"], idle["rss_mb"],
+                  idle["flash_bytes_per_hour"], idle["outbox_bytes_per_hour"], idle["published_per_s"]],
+                 ["OBD + GNSS, no passive CAN flood", no_flood["cpu_pct"], no_flood["rss_mb"],
+                  no_flood["flash_bytes_per_hour"], no_flood["outbox_bytes_per_hour"],
+                  no_flood["published_per_s"]],
+                 ["full driving rates", full["cpu_pct"], full["rss_mb"], full["flash_bytes_per_hour"],
+                  full["outbox_bytes_per_hour"], full["published_per_s"]]])
+    print_table("Inputs seen by the agent (samples/s per source)",
+                ["source", "samples/s", "state"],
+                [[name, rate, full["states"][name]] for name, rate in sorted(rates.items())]
+                + [["CAN frames/s sent (passive flood)", CAN_FRAMES_PER_S, ""],
+                   ["inbox overflow (samples dropped)", full["inbox_overflow"], ""]])
+    print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
+          f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
+    print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
+                     "flash_bytes_per_hour": int(full["flash_bytes_per_hour"])})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
