@@ -44,7 +44,8 @@ _UPLINK_DECODERS: dict[int, Callable[[Header, Mapping[Any, Any]], Message]] = {
 def encode(message: Message | Command, *, deflate: bool = False, catalog: Catalog | None = None) -> bytes:
     """The wire bytes of a message; InvalidFieldError (or another ProtocolError) if it is invalid.
 
-    `deflate` compresses the packed columns of a telemetry batch (other kinds ignore it).
+    `deflate` compresses the packed columns of a telemetry batch with raw DEFLATE when that makes
+    the message smaller (about a quarter on a minute of driving); other kinds ignore it.
     A bare `Command` is encoded unsigned (the edge refuses it); sign with `protocol.signing`.
     """
     if isinstance(message, TelemetryBatch):

@@ -169,10 +169,6 @@ def _scaled(values: tuple[Any, ...], divisor: float, lo: int, hi: int, what: str
     return scaled.astype(np.int64)
 
 
-def _deflate(packed: bytes, deflate: bool) -> bytes:
-    return zlib.compress(packed, 9, -15) if deflate else packed
-
-
 def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[int, Any]:
     """The CBOR body map of a telemetry batch (validates every column)."""
     fixes, samples = batch.fixes, batch.samples
@@ -195,16 +191,20 @@ def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[
     body[K_T0] = t0
     fix_tables, signal_tables = _tables(catalog)
     if n:
-        body.update(_encode_fixes(fixes, fix_ms - t0, fix_tables, deflate))
+        body.update(_encode_fixes(fixes, fix_ms - t0, fix_tables))
     if ns:
         body[K_NSAMPLE] = ns
-        body[K_SAMPLES] = _deflate(_encode_samples(samples, sample_ms - t0, catalog, signal_tables), deflate)
-    if deflate:
-        body[K_FLAGS] = FLAG_DEFLATE
+        body[K_SAMPLES] = _encode_samples(samples, sample_ms - t0, catalog, signal_tables)
+    if deflate:  # only when it pays: a tiny batch does not shrink
+        blobs = [key for key in (K_FIXES, K_SAMPLES) if key in body]
+        packed = {key: zlib.compress(body[key], 9, -15) for key in blobs}
+        if sum(map(len, packed.values())) + 2 < sum(len(body[key]) for key in blobs):
+            body.update(packed)
+            body[K_FLAGS] = FLAG_DEFLATE
     return body
 
 
-def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables, deflate: bool) -> dict[int, Any]:
+def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables) -> dict[int, Any]:
     n = times.size
     rows = np.empty((9, n), dtype=np.int64)
     rows[0] = times
@@ -230,7 +230,7 @@ def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables, deflate: bo
         K_NFIX: n,
         K_BASE: rows[:, 0].tolist() + rates.tolist(),
         K_MASK: int(np.dot(present, 1 << np.arange(9))),
-        K_FIXES: _deflate(spill.pack(diffs[present].ravel()), deflate),
+        K_FIXES: spill.pack(diffs[present].ravel()),
     }
 
 

@@ -32,7 +32,14 @@ def test_message_round_trips(make):
 
 def test_deflated_batch_round_trips_and_is_marked():
     message = mf.batch(60)
-    assert protocol.decode(protocol.encode(message, deflate=True)) == message
+    data = protocol.encode(message, deflate=True)
+    assert cbor2.loads(data)[3][9] == 1 and len(data) < len(protocol.encode(message))
+    assert protocol.decode(data) == message
+
+
+def test_deflate_is_skipped_when_it_does_not_pay():
+    message = mf.batch(1)
+    assert protocol.encode(message, deflate=True) == protocol.encode(message)
 
 
 def test_batch_without_fixes_or_samples_round_trips():
