@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,15 @@ from lienwatch.clock import ManualClock
 from protocol.messages import ClockQuality
 
 
-def test_json_logs_redact_secrets_and_payloads() -> None:
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    logger = logging.getLogger("lienwatch")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+def test_json_logs_redact_secrets_and_payloads(restore_logging: None) -> None:
     stream = io.StringIO()
     logs.configure("info", stream, ManualClock(wall_ns=123))
     logging.getLogger("lienwatch.test").warning(
