@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     ingest = cloud.add_parser("ingest", help="Receive device messages from MQTT into the store.")
     ingest.add_argument("--config", required=True, help="receiver TOML config")
-    ingest.set_defaults(handler=not_yet("issue: cloud storage and ingest"))
+    ingest.set_defaults(handler=lazy("cloud.ingest.commands:run_ingest"))
 
     api = cloud.add_parser("api", help="Serve the HTTP API (tracks, alerts, summaries, commands).")
     api.add_argument("--config", required=True, help="API TOML config")

@@ -15,6 +15,7 @@ from typing import Any
 from cloud.store.layout import RETENTION_CLASSES
 from cloud.store.retention import DEFAULT_DAYS, RetentionPolicy
 from lienwatch.errors import ConfigError
+from protocol.limits import MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class IngestConfig:
     batch_max_messages: int = 2000
     batch_max_delay_ms: int = 100
     max_future_s: int = 24 * 3600  # rows stamped further ahead than this are rejected
+    max_payload_bytes: int = MAX_MESSAGE_BYTES  # bigger payloads are rejected as oversized
     rejected_payload_max_bytes: int = 64 * 1024
     device_refresh_s: float = 30.0
 
@@ -81,9 +83,9 @@ class ReceiverConfig:
 
 
 _POSITIVE = {
-    "port", "keepalive_s", "receive_maximum", "batch_max_rows", "batch_max_messages",
+    "keepalive_s", "receive_maximum", "batch_max_rows", "batch_max_messages",
     "batch_max_delay_ms", "rejected_payload_max_bytes", "device_refresh_s", "retention_interval_s",
-    "summaries_interval_s", "summaries_batch", "session_expiry_s", "max_future_s",
+    "summaries_interval_s", "summaries_batch", "session_expiry_s", "max_future_s", "max_payload_bytes",
 }
 
 
@@ -124,7 +126,7 @@ def _section(cls: type[Any], data: object, where: str) -> Any:
             raise ConfigError(f"{key} must be > 0 (got {value!r})")
         if name == "receive_maximum" and values[name] > 65535:
             raise ConfigError(f"{key} must be 1..65535 (got {value!r})")
-        if name == "port" and not 0 < values[name] < 65536:
+        if name == "port" and not (0 if where == "metrics" else 1) <= values[name] < 65536:
             raise ConfigError(f"{key} must be a TCP port 1..65535 (got {value!r})")
     return cls(**values)
 
@@ -146,8 +148,6 @@ def parse_config(data: dict[str, Any]) -> ReceiverConfig:
     if any(c in mqtt.share_group for c in "/+#") or not mqtt.share_group:
         raise ConfigError("mqtt.share_group must be a non-empty name without '/', '+' or '#'")
     metrics: MetricsConfig = _section(MetricsConfig, data.get("metrics", {}), "metrics")
-    if metrics.port < 0 or metrics.port > 65535:
-        raise ConfigError("metrics.port must be 0 (off) or a TCP port")
     receiver_id = data.get("receiver_id", "")
     if not isinstance(receiver_id, str):
         raise ConfigError("receiver_id must be a string")
