@@ -67,6 +67,12 @@ ctypedef struct slope_t:
     double m2t             # second moment of time
     double m2t_peak        # largest m2t since the last recompute (cancellation detector)
 
+ctypedef struct trapz_t:
+    double shift           # areas are of (v - shift): the window mean at the last recompute
+    double area            # trapezoidal integral of (v - shift) over the window (value·s)
+    double area_abs        # sum of |segment areas| in the window: the scale of rounding errors
+    double area_abs_peak   # largest area_abs since the last recompute (cancellation detector)
+
 ctypedef struct cumulative_t:
     bint has_prev
     int64_t prev_t_ns
@@ -107,18 +113,21 @@ cdef class FeatureSet:
     cdef block_extrema_t _blk
     cdef ewma_t _ewma
     cdef slope_t _slope
-    cdef double _area      # trapezoidal integral over the window (value·s)
+    cdef trapz_t _trapz
     cdef cumulative_t _cum
     cdef crossings_t _cross
     cdef sorted_t _sorted
     cdef list _buffers
+    cdef object _row_obj   # the array read_into wrote last, and its data pointer
+    cdef double* _row
     cdef tuple _names
 
     cdef int push_sample(self, int64_t t_ns, double value) noexcept nogil
-    cdef void read_row(self, double* out) noexcept nogil
-    cdef double calc(self, Py_ssize_t column) noexcept nogil
-    cdef void _evict_oldest(self, bint replacing) noexcept nogil
-    cdef void _add(self, int64_t t_ns, double value, bint replacing, double old_value) noexcept nogil
+    cdef inline void read_row(self, double* out) noexcept nogil
+    cdef inline double calc(self, Py_ssize_t column) noexcept nogil
+    cdef double _window_span_s(self) noexcept nogil
+    cdef inline void _evict_oldest(self, bint replacing) noexcept nogil
+    cdef inline void _add(self, int64_t t_ns, double value, bint replacing, double old_value) noexcept nogil
     cdef void _recompute(self) noexcept nogil
     cdef void _rebuild_suffix(self) noexcept nogil
     cdef void _cumulative_add(self, double x) noexcept nogil

@@ -11,7 +11,9 @@ Numerical care (docs/cython_ext.md):
   rounding drift never accumulates past one window; variance is clamped at 0;
 - slope: the same scheme on (seconds since a time origin, value), the origin rebased to the
   oldest sample at each recompute so ns timestamps never cancel catastrophically;
-- time-weighted mean / integral: trapezoid areas added and removed, recomputed with the others;
+- time-weighted mean / integral: trapezoid areas of (v - shift) added and removed, recomputed
+  with the others and at once when the window's sum of |areas| falls below 2**-20 of its peak
+  (a long segment left the window);
 - min/max: monotonic deques; median/MAD: a sorted array, MAD by a k-th order statistic search
   over the two distance sequences either side of the median (O(log n) per read).
 """
@@ -241,18 +243,49 @@ cdef inline double trapezoid(int64_t t0, double v0, int64_t t1, double v1) noexc
     return <double>(t1 - t0) * NS * (v0 + v1) * 0.5
 
 
-cdef inline double trapezoid_sum(const int64_t* t, const double* v, Py_ssize_t n) noexcept nogil:
+cdef inline void trapz_add(trapz_t* z, int64_t t0, double v0, int64_t t1, double v1) noexcept nogil:
+    cdef double a = trapezoid(t0, v0 - z.shift, t1, v1 - z.shift)
+    z.area += a
+    z.area_abs += fabs(a)
+    if z.area_abs > z.area_abs_peak:
+        z.area_abs_peak = z.area_abs
+
+
+cdef inline void trapz_remove(trapz_t* z, int64_t t0, double v0, int64_t t1, double v1) noexcept nogil:
+    cdef double a = trapezoid(t0, v0 - z.shift, t1, v1 - z.shift)
+    z.area -= a
+    z.area_abs -= fabs(a)
+
+
+cdef inline void trapz_reset(trapz_t* z, double shift) noexcept nogil:
+    z.shift = shift
+    z.area = 0.0
+    z.area_abs = 0.0
+    z.area_abs_peak = 0.0
+
+
+cdef inline void trapz_recompute(trapz_t* z, const int64_t* t, const double* v, Py_ssize_t n) noexcept nogil:
+    """Shift to the window mean, then a Neumaier-compensated sum of the segment areas."""
     cdef Py_ssize_t i
-    cdef double s = 0.0, c = 0.0, x, y
+    cdef double s = 0.0, c = 0.0, x, y, total = 0.0, absolute = 0.0
+    if n == 0:
+        trapz_reset(z, 0.0)
+        return
+    for i in range(n):
+        total += v[i]
+    z.shift = total / n
     for i in range(1, n):
-        x = trapezoid(t[i - 1], v[i - 1], t[i], v[i])
+        x = trapezoid(t[i - 1], v[i - 1] - z.shift, t[i], v[i] - z.shift)
+        absolute += fabs(x)
         y = s + x
         if fabs(s) >= fabs(x):
             c += (s - y) + x
         else:
             c += (x - y) + s
         s = y
-    return s + c
+    z.area = s + c
+    z.area_abs = absolute
+    z.area_abs_peak = absolute
 
 
 # ---------------------------------------------------------------- sorted window (median, MAD)
@@ -455,7 +488,7 @@ cdef class FeatureSet:
         self._ewma.value = NAN
         self._slope.origin_ns = 0
         self._slope.mt = self._slope.mv = self._slope.ctv = self._slope.m2t = 0.0
-        self._area = 0.0
+        trapz_reset(&self._trapz, 0.0)
         self._cum.has_prev = False
         self._cum.sum = 0.0
         self._cum.comp = 0.0
@@ -492,11 +525,12 @@ cdef class FeatureSet:
             self._ops += 1
             if (self._ops >= r.size and self._ops >= RECOMPUTE_MIN_OPS) \
                     or self._welford.m2 < self._welford.m2_peak * CANCELLATION \
-                    or self._slope.m2t < self._slope.m2t_peak * CANCELLATION:
+                    or self._slope.m2t < self._slope.m2t_peak * CANCELLATION \
+                    or self._trapz.area_abs < self._trapz.area_abs_peak * CANCELLATION:
                 self._recompute()
         return PUSH_ACCEPTED
 
-    cdef void _evict_oldest(self, bint replacing) noexcept nogil:
+    cdef inline void _evict_oldest(self, bint replacing) noexcept nogil:
         """Remove the oldest window sample from every kernel, then from the ring.
 
         `replacing`: a new sample takes its place at once, and the Welford and sorted-array
@@ -524,9 +558,9 @@ cdef class FeatureSet:
                 slope_remove(&self._slope, n_after, r.t_ns[o], x)
         if need & NEED_TRAPZ:
             if n_after <= 1:
-                self._area = 0.0
+                trapz_reset(&self._trapz, r.v[o + 1] if n_after == 1 else 0.0)
             else:
-                self._area -= trapezoid(r.t_ns[o], x, r.t_ns[o + 1], r.v[o + 1])
+                trapz_remove(&self._trapz, r.t_ns[o], x, r.t_ns[o + 1], r.v[o + 1])
         if need & NEED_CROSS:
             if self._cross.size and self._cross.seq[self._cross.head] == seq:
                 self._cross.head = (self._cross.head + 1) & self._cross.mask
@@ -535,7 +569,7 @@ cdef class FeatureSet:
             sorted_remove(&self._sorted, x)
         r.size = n_after
 
-    cdef void _add(self, int64_t t_ns, double x, bint replacing, double old_value) noexcept nogil:
+    cdef inline void _add(self, int64_t t_ns, double x, bint replacing, double old_value) noexcept nogil:
         """Add an accepted sample to every kernel (called before it is appended to the ring)."""
         cdef ring_t* r = self._r
         cdef Py_ssize_t n_after = r.size + 1
@@ -571,7 +605,9 @@ cdef class FeatureSet:
         if need & NEED_TRAPZ:
             if r.size:
                 newest = ring_newest(r)
-                self._area += trapezoid(r.t_ns[newest], r.v[newest], t_ns, x)
+                trapz_add(&self._trapz, r.t_ns[newest], r.v[newest], t_ns, x)
+            else:
+                trapz_reset(&self._trapz, x)
         if need & NEED_CUM:
             if self._cum.has_prev:
                 self._cumulative_add(trapezoid(self._cum.prev_t_ns, self._cum.prev_v, t_ns, x))
@@ -630,9 +666,9 @@ cdef class FeatureSet:
         if self._need & NEED_SLOPE:
             slope_recompute(&self._slope, r.t_ns + o, r.v + o, r.size)
         if self._need & NEED_TRAPZ:
-            self._area = trapezoid_sum(r.t_ns + o, r.v + o, r.size)
+            trapz_recompute(&self._trapz, r.t_ns + o, r.v + o, r.size)
 
-    cdef double calc(self, Py_ssize_t column) noexcept nogil:
+    cdef inline double calc(self, Py_ssize_t column) noexcept nogil:
         """The current value of one feature column."""
         cdef ring_t* r = self._r
         cdef Py_ssize_t n = r.size
@@ -663,7 +699,7 @@ cdef class FeatureSet:
         if kind == K_EWMA:
             return self._ewma.value
         if kind == K_INTEGRAL:
-            return self._area * self._scale[column]
+            return (self._trapz.area + self._trapz.shift * self._window_span_s()) * self._scale[column]
         if kind == K_INTEGRAL_TOTAL:
             return (self._cum.sum + self._cum.comp) * self._scale[column]
         if kind == K_CROSSINGS:
@@ -684,10 +720,15 @@ cdef class FeatureSet:
         if kind == K_RATE:
             return (r.v[ring_newest(r)] - r.v[ring_oldest(r)]) / (<double>span_ns * NS)
         if kind == K_TWMEAN:
-            return self._area / (<double>span_ns * NS)
+            return self._trapz.shift + self._trapz.area / (<double>span_ns * NS)
         return NAN
 
-    cdef void read_row(self, double* out) noexcept nogil:
+    cdef double _window_span_s(self) noexcept nogil:
+        if self._r.size < 2:
+            return 0.0
+        return <double>(self._r.t_ns[ring_newest(self._r)] - self._r.t_ns[ring_oldest(self._r)]) * NS
+
+    cdef inline void read_row(self, double* out) noexcept nogil:
         """Write every feature, in column order, to out[0:len(names)]."""
         cdef Py_ssize_t c
         for c in range(self._ncols):
@@ -769,14 +810,19 @@ cdef class FeatureSet:
         return out
 
     def read_into(self, out):
-        """Write the current feature vector into a float64 array of shape (len(names),)."""
-        if not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != (self._ncols,) \
-                or not out.flags.writeable:
-            raise SampleError(f"out must be a writable float64 array of shape ({self._ncols},)")
-        cdef double[:] out_mv = out
-        cdef Py_ssize_t c
-        for c in range(self._ncols):
-            out_mv[c] = self.calc(c)
+        """Write the current feature vector into a float64 array of shape (len(names),).
+
+        The array last used is remembered (and kept alive), so reading into the same row buffer
+        after every push costs no validation and no buffer acquisition."""
+        cdef double[::1] out_mv
+        if out is not self._row_obj:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != (self._ncols,) \
+                    or not out.flags.writeable or not out.flags.c_contiguous:
+                raise SampleError(f"out must be a writable, contiguous float64 array of shape ({self._ncols},)")
+            out_mv = out
+            self._row_obj = out
+            self._row = &out_mv[0]
+        self.read_row(self._row)
 
     def as_dict(self):
         """{name: value} of the current features."""

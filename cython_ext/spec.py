@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from cython_ext.errors import FeatureConfigError
 
-#: Largest window (and ring) capacity in samples; keeps the mirrored storage under ~4 GiB.
-MAX_CAPACITY = 1 << 27
+#: Largest window (and ring) capacity in samples: 16 Mi samples, 512 MiB of mirrored storage.
+MAX_CAPACITY = 1 << 24
 
 
 @dataclass(frozen=True)
