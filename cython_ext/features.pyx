@@ -408,6 +408,7 @@ cdef class FeatureSet:
         specs = _spec.check_features(features)
         config = _spec.check_window(window, window_s)
         self._window = RingBuffer(config.capacity)
+        self._window._owned = True
         self._r = &self._window.r
         self._duration_ns = config.duration_ns
         self._inv_capacity = 1.0 / config.capacity
@@ -743,7 +744,7 @@ cdef class FeatureSet:
 
     @property
     def window(self):
-        """The window's samples as a RingBuffer (read its views; do not push to it)."""
+        """The window's samples as a read-only RingBuffer (its push/push_many/clear refuse)."""
         return self._window
 
     @property

@@ -71,6 +71,24 @@ class RingBuffer:
         self.accepted = 0
         self.late = 0
         self.nonfinite = 0
+        self._owned = False
+
+    def _check_writable(self) -> None:
+        if self._owned:
+            raise SampleError("this RingBuffer is a FeatureSet's window: push to the FeatureSet, not to it")
+
+    def _append(self, t_ns: int, value: float) -> int:
+        t, v = _sample(t_ns, value)
+        if not math.isfinite(v):
+            self.nonfinite += 1
+            return PushStatus.NONFINITE
+        if self._last_t_ns is not None and t < self._last_t_ns:
+            self.late += 1
+            return PushStatus.LATE
+        self._samples.append((t, v))
+        self._last_t_ns = t
+        self.accepted += 1
+        return PushStatus.ACCEPTED
 
     @property
     def capacity(self) -> int:
@@ -90,26 +108,19 @@ class RingBuffer:
 
     def push(self, t_ns: int, value: float) -> int:
         """Store one sample; return a `PushStatus` (non-finite first, then late)."""
-        t, v = _sample(t_ns, value)
-        if not math.isfinite(v):
-            self.nonfinite += 1
-            return PushStatus.NONFINITE
-        if self._last_t_ns is not None and t < self._last_t_ns:
-            self.late += 1
-            return PushStatus.LATE
-        self._samples.append((t, v))
-        self._last_t_ns = t
-        self.accepted += 1
-        return PushStatus.ACCEPTED
+        self._check_writable()
+        return self._append(t_ns, value)
 
     def push_many(self, ts_ns: object, values: object) -> int:
         """Push every sample in order; return how many were accepted."""
+        self._check_writable()
         ts = as_timestamps_ns(ts_ns)
         vs = as_values(values, ts.shape[0])
         return sum(self.push(int(t), float(v)) == PushStatus.ACCEPTED for t, v in zip(ts, vs, strict=True))
 
     def clear(self) -> None:
         """Forget the samples (counters and the newest timestamp stay)."""
+        self._check_writable()
         self._samples.clear()
 
     def _arrays(self, samples: Sequence[tuple[int, float]]) -> _Views:
@@ -156,6 +167,7 @@ class FeatureSet:
         config = sp.check_window(window, window_s)
         self._duration_ns = config.duration_ns
         self._window = RingBuffer(config.capacity)
+        self._window._owned = True
         self._names = tuple(s.name for s in self._specs)
         self._ewma: float | None = None
         self._prev: tuple[int, float] | None = None
@@ -190,7 +202,7 @@ class FeatureSet:
     def push(self, t_ns: int, value: float) -> int:
         """Add one sample to every feature; return a `PushStatus`."""
         seq = self._window.accepted
-        status = self._window.push(t_ns, value)
+        status = self._window._append(t_ns, value)
         if status != PushStatus.ACCEPTED:
             return status
         t, v = int(t_ns), float(value)
@@ -313,7 +325,7 @@ class FeatureSet:
 
     def clear(self) -> None:
         """Empty the window and every feature's state (counters and ordering stay)."""
-        self._window.clear()
+        self._window._samples.clear()
         self._ewma = None
         self._prev = None
         self._integral_total = _ExactSum()

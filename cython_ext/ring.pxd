@@ -101,4 +101,6 @@ cdef class RingBuffer:
     cdef ring_t r
     cdef object _t_store
     cdef object _v_store
+    cdef bint _owned            # the window of a FeatureSet: read-only from Python
     cdef tuple _view(self, Py_ssize_t count)
+    cdef int _check_writable(self) except -1

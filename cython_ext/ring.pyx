@@ -41,6 +41,12 @@ cdef class RingBuffer:
         self.r.nonfinite = 0
         self.r.t_ns = &t_mv[0]
         self.r.v = &v_mv[0]
+        self._owned = False
+
+    cdef int _check_writable(self) except -1:
+        if self._owned:
+            raise SampleError("this RingBuffer is a FeatureSet's window: push to the FeatureSet, not to it")
+        return 0
 
     @property
     def capacity(self):
@@ -79,6 +85,7 @@ cdef class RingBuffer:
         """Store one sample; return its PushStatus code (0 accepted, 1 late, 2 non-finite)."""
         cdef int64_t t
         cdef double v
+        self._check_writable()
         try:
             if not PyIndex_Check(t_ns):
                 raise TypeError("timestamp must be an int")
@@ -90,6 +97,7 @@ cdef class RingBuffer:
 
     def push_many(self, ts_ns, values):
         """Push every sample in order without the GIL; return how many were accepted."""
+        self._check_writable()
         cdef const int64_t[::1] ts = as_timestamps_ns(ts_ns)
         cdef const double[::1] vs = as_values(values, ts.shape[0])
         cdef Py_ssize_t i, n = ts.shape[0]
@@ -101,6 +109,7 @@ cdef class RingBuffer:
 
     def clear(self):
         """Forget the samples; counters and the newest timestamp (the ordering rule) stay."""
+        self._check_writable()
         self.r.size = 0
         self.r.head = 0
 

@@ -280,3 +280,13 @@ def test_read_into_fills_a_preallocated_vector(impl: type[FeatureSet]) -> None:
     fs.read_into(out)
     assert out.tolist() == [3.0, 5.0] == fs.values().tolist()
     assert fs.names == ("mean", "max")
+
+
+def test_the_window_view_refuses_pushes(impl: type[FeatureSet]) -> None:
+    fs = impl([sp.Mean()], 4)
+    fs.push(1, 2.0)
+    for call in (lambda: fs.window.push(2, 3.0), lambda: fs.window.push_many([2], [3.0]),
+                 lambda: fs.window.clear()):
+        with pytest.raises(SampleError):
+            call()
+    assert fs.window.values().tolist() == [2.0] and fs["mean"] == 2.0
