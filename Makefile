@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lienwatch-installed
-PYX    := $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
+PYX    := $(wildcard cython_ext/*.pyx cython_ext/*.pxd protocol/*.pyx)
 
 .PHONY: demo test lint typecheck pytest install system-deps wheel bench clean
 

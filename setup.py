@@ -1,4 +1,4 @@
-"""Build the Cython hot path (cython_ext/*.pyx) as part of every install and wheel.
+"""Build the Cython hot path (cython_ext/*.pyx, protocol/*.pyx) as part of every install and wheel.
 
 Everything else about the distribution lives in pyproject.toml; this file exists only because
 compiled extensions need a little code: discovering the .pyx modules, numpy's include path and
@@ -26,6 +26,9 @@ def _require_c_compiler() -> None:
         )
 
 
+_PYX = glob(os.path.join("cython_ext", "*.pyx")) + glob(os.path.join("protocol", "*.pyx"))
+
+
 def _extensions() -> list[Extension]:
     import numpy
     from Cython.Build import cythonize
@@ -43,7 +46,7 @@ def _extensions() -> list[Extension]:
             extra_compile_args=compile_args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
-        for path in sorted(glob(os.path.join("cython_ext", "*.pyx")))
+        for path in sorted(_PYX)
     ]
     return cythonize(
         extensions,

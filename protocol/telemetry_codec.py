@@ -26,6 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from protocol import spill
+
+try:  # the compiled fix-block decoder (protocol/_fixblock.pyx), built by `pip install`
+    from protocol import _fixblock
+except ImportError:  # pragma: no cover - a source checkout that was not built: numpy does it all
+    _fixblock = None  # type: ignore[assignment]
 from protocol.catalog import Catalog
 from protocol.errors import InvalidFieldError, MalformedMessageError, PayloadTooLargeError, UnknownSignalError
 from protocol.fields import integer
@@ -59,6 +64,8 @@ _accumulate = np.add.accumulate
 _minimum = np.minimum.reduce
 _maximum = np.maximum.reduce
 
+COMPILED = _fixblock is not None
+ACCELERATED = True  # tests switch this off to run the numpy oracle
 _NO_FIXES, _NO_SAMPLES, _NO_IDS = FixColumns(), SampleColumns(), frozenset[int]()
 
 I64 = npt.NDArray[np.int64]
@@ -316,6 +323,27 @@ def _decode_fixes(body: Mapping[Any, Any], n: int, t0: int, deflated: bool, tabl
             raise InvalidFieldError("telemetry body: fix base values must be integers within ±2**36")
     mask = integer(body.get(K_MASK), "fix column mask", 0, 511)
     packed = _blob(body, K_FIXES, "fix columns", deflated)
+    if _fixblock is None or not ACCELERATED:
+        return _decode_fixes_numpy(packed, n, mask, base, t0, tables)
+    result = _fixblock.decode_fixes(
+        packed, n, mask, base, t0, _ORDER2, _HEADING, tables.heading_wrap, tables.divisor, tables.lo,
+        tables.hi, MAX_TIME_MS, _BASE_LIMIT)
+    if isinstance(result, int):
+        if result == _fixblock.MALFORMED:
+            raise MalformedMessageError("packed column: the block does not hold exactly the announced values")
+        if result == _fixblock.TOO_WIDE:
+            raise InvalidFieldError("telemetry body: a fix difference is out of range")
+        column = FIX_FIELDS[result - _fixblock.ROW_ERROR]
+        raise InvalidFieldError(f"telemetry body: fixes.{column} out of range")
+    time_ns, lat, lon, speed, heading, alt, hdop, sats, fix_type = result
+    return FixColumns(time_ns=time_ns, lat_deg=lat, lon_deg=lon, speed_kmh=speed, heading_deg=heading,
+                      alt_m=alt, hdop=hdop, sats=sats, fix_type=fix_type)
+
+
+def _decode_fixes_numpy(
+    packed: bytes, n: int, mask: int, base: list[int], t0: int, tables: _FixTables
+) -> FixColumns:
+    """The fix block decoder in numpy: the specification and test oracle of protocol._fixblock."""
     present = _PRESENT[mask]
     values, wide = spill.unpack(packed, len(present) * (n - 1))
     if wide and int(np.abs(values).max()) > _BASE_LIMIT:
