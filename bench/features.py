@@ -179,14 +179,14 @@ import sys
 import numpy as np
 from bench.features import FEATURES, WINDOW, _stream
 from cython_ext.features import FeatureSet
-n = int(sys.argv[1])
+n, rows = int(sys.argv[1]), sys.argv[2] == "rows"
 ts, vs = _stream(n)
 out = np.ones((n, len(FEATURES)))
-FeatureSet(FEATURES, WINDOW).push_many(ts, vs, out)
+FeatureSet(FEATURES, WINDOW).push_many(ts, vs, out if rows else None)
 """
 
 
-def instructions_per_sample(small: int = 20_000, large: int = 220_000) -> float | None:
+def instructions_per_sample(rows: bool, small: int = 20_000, large: int = 220_000) -> float | None:
     """Ir counted inside FeatureSet.push_many by callgrind, per sample (difference of two runs)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -198,7 +198,7 @@ def instructions_per_sample(small: int = 20_000, large: int = 220_000) -> float 
             result = subprocess.run(
                 [valgrind, "--tool=callgrind", f"--callgrind-out-file={out_file}", "--collect-atstart=no",
                  "--toggle-collect=__pyx_pw_*FeatureSet*push_many", sys.executable, "-c", _CALLGRIND_SCRIPT,
-                 str(n)],
+                 str(n), "rows" if rows else "update"],
                 cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
             )
             if result.returncode != 0 or not os.path.exists(out_file):
@@ -224,8 +224,9 @@ def main() -> None:
     rates["river"] = river_rolling(40_000)
     mm = median_mad(1_000_000)
     river_q = river_median(30_000)
-    print("  callgrind (two short runs) ...", file=sys.stderr)
-    ir = instructions_per_sample()
+    print("  callgrind (four short runs) ...", file=sys.stderr)
+    ir = instructions_per_sample(rows=True)
+    ir_update = instructions_per_sample(rows=False)
 
     river = rates["river"]
 
@@ -256,7 +257,8 @@ def main() -> None:
     ]
     print_table("Goals", ["goal", "met"], [[name, "yes" if ok else "NO"] for name, ok in goals])
     print_table("Energy proxy", ["path", "instructions/sample"],
-                [["cython batch (callgrind Ir inside push_many)", ir]])
+                [["cython batch, rows out (callgrind Ir inside push_many)", ir],
+                 ["cython batch, update only", ir_update]])
     print_json_line({
         "samples_per_s": {k: (None if v is None else round(v)) for k, v in rates.items()},
         "median_mad_samples_per_s": round(mm),

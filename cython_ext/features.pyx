@@ -50,6 +50,8 @@ cdef enum:
 
 cdef double NS = 1e-9
 cdef Py_ssize_t RECOMPUTE_MIN_OPS = 64
+# Exact recompute after this many window lengths of updates (amortized cost: 1/4 pass per sample).
+cdef Py_ssize_t RECOMPUTE_WINDOWS = 4
 # A second moment that fell below 2**-20 of its peak since the last recompute has lost ~20 bits
 # to cancellation (large samples left the window): recompute the window exactly at once.
 cdef double CANCELLATION = 2.0 ** -20
@@ -524,7 +526,7 @@ cdef class FeatureSet:
                 self._evict_oldest(False)
         if self._need & NEED_RECOMPUTE:
             self._ops += 1
-            if (self._ops >= r.size and self._ops >= RECOMPUTE_MIN_OPS) \
+            if (self._ops >= RECOMPUTE_WINDOWS * r.size and self._ops >= RECOMPUTE_MIN_OPS) \
                     or self._welford.m2 < self._welford.m2_peak * CANCELLATION \
                     or self._slope.m2t < self._slope.m2t_peak * CANCELLATION \
                     or self._trapz.area_abs < self._trapz.area_abs_peak * CANCELLATION:
