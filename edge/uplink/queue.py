@@ -162,7 +162,10 @@ class FlashQueue:
         self.stats = QueueStats()
         self._lock = threading.RLock()
         self._entries: dict[int, _Entry] = {}
-        self._pending: dict[Priority, dict[int, None]] = {p: {} for p in Priority}
+        # Pending (not in flight) record ids per (priority, channel), each in id (= age) order.
+        self._pending: dict[tuple[Priority, Channel], dict[int, None]] = {
+            (p, c): {} for p in Priority for c in Channel}
+        self._live_bytes = 0
         self._in_flight: set[int] = set()
         self._segments: dict[int, int] = {}  # segment number -> size on disk
         self._live_per_segment: dict[int, int] = {}
@@ -215,7 +218,8 @@ class FlashQueue:
                 offset, segment = self._write(record)
             self._next_id += 1
             self._entries[record_id] = _Entry(segment, offset, size, priority, channel, created)
-            self._pending[priority][record_id] = None
+            self._pending[priority, channel][record_id] = None
+            self._live_bytes += size
             self._live_per_segment[segment] = self._live_per_segment.get(segment, 0) + 1
             self.stats.appended += 1
             if priority >= self.config.urgent_sync_from:
@@ -226,24 +230,28 @@ class FlashQueue:
 
     def begin(self, max_records: int, *, channels: Iterable[Channel] | None = None) -> list[QueuedRecord]:
         """Take up to `max_records` pending records (highest priority, then oldest) into flight."""
-        wanted = None if channels is None else frozenset(channels)
+        wanted = list(Channel) if channels is None else sorted(set(map(Channel, channels)))
         taken: list[QueuedRecord] = []
         with self._lock:
             self._check_open()
             for priority in sorted(Priority, reverse=True):
-                for record_id in self._pending[priority]:
-                    if len(taken) >= max_records:
-                        break
+                room = max_records - len(taken)
+                if room <= 0:
+                    break
+                # The oldest `room` ids of this priority over the wanted channels.
+                candidates: list[int] = []
+                for channel in wanted:
+                    pending = self._pending[priority, channel]
+                    for index, record_id in enumerate(pending):
+                        if index >= room:
+                            break
+                        candidates.append(record_id)
+                for record_id in sorted(candidates)[:room]:
                     entry = self._entries[record_id]
-                    if wanted is not None and entry.channel not in wanted:
-                        continue
+                    del self._pending[priority, entry.channel][record_id]
+                    self._in_flight.add(record_id)
                     taken.append(QueuedRecord(record_id, entry.priority, entry.channel,
                                               entry.created_wall_ns, self._read_payload(entry)))
-                for record in taken:
-                    self._pending[record.priority].pop(record.record_id, None)
-                self._in_flight.update(r.record_id for r in taken)
-                if len(taken) >= max_records:
-                    break
         return taken
 
     def end(self, *, accepted: Sequence[int] = (), rejected: Sequence[int] = (),
@@ -255,9 +263,10 @@ class FlashQueue:
                 if record_id in self._in_flight:
                     self._in_flight.discard(record_id)
                     entry = self._entries[record_id]
-                    self._pending[entry.priority][record_id] = None
-                    # Keep FIFO order within the priority: re-sort the (small) pending dict.
-                    self._pending[entry.priority] = dict(sorted(self._pending[entry.priority].items()))
+                    key = (entry.priority, entry.channel)
+                    self._pending[key][record_id] = None
+                    # Keep id (age) order: re-sort this pending dict (releases are rare).
+                    self._pending[key] = dict(sorted(self._pending[key].items()))
             done = [i for i in accepted if i in self._in_flight]
             for record_id in done:
                 self._forget(record_id)
@@ -305,9 +314,9 @@ class FlashQueue:
 
     def depth_by_priority(self) -> dict[str, int]:
         with self._lock:
-            counts = {p.name: 0 for p in Priority}
-            for entry in self._entries.values():
-                counts[entry.priority.name] += 1
+            counts = {p.name: sum(len(self._pending[p, c]) for c in Channel) for p in Priority}
+            for record_id in self._in_flight:
+                counts[self._entries[record_id].priority.name] += 1
             return counts
 
     @property
@@ -323,11 +332,13 @@ class FlashQueue:
     @property
     def live_bytes(self) -> int:
         with self._lock:
-            return sum(e.size for e in self._entries.values())
+            return self._live_bytes
 
     def oldest_wall_ns(self) -> int | None:
         with self._lock:
-            return min((e.created_wall_ns for e in self._entries.values()), default=None)
+            firsts = [next(iter(p)) for p in self._pending.values() if p]
+            candidates = [self._entries[i].created_wall_ns for i in (*firsts, *self._in_flight)]
+            return min(candidates, default=None)
 
     def snapshot(self) -> dict[str, object]:
         """Plain-data view for the status file."""
@@ -441,7 +452,8 @@ class FlashQueue:
     def _forget(self, record_id: int) -> None:
         self._in_flight.discard(record_id)
         entry = self._entries.pop(record_id)
-        self._pending[entry.priority].pop(record_id, None)
+        self._pending[entry.priority, entry.channel].pop(record_id, None)
+        self._live_bytes -= entry.size
         self._live_per_segment[entry.segment] -= 1
 
     def _collect(self) -> None:
@@ -474,14 +486,15 @@ class FlashQueue:
         if self._disk_bytes() + size <= bound:
             return
         target = int(bound * self.config.evict_to_fraction) - size
-        live = sum(e.size for e in self._entries.values())
+        live = self._live_bytes
         victims: list[int] = []
         for victim_priority in Priority:
             if not victim_priority.evictable or live <= target:
                 break
             if victim_priority > priority:
                 break  # never evict something more important than what is being added
-            for record_id in self._pending[victim_priority]:
+            # Oldest first across channels of this priority.
+            for record_id in sorted(i for c in Channel for i in self._pending[victim_priority, c]):
                 if live <= target:
                     break
                 victims.append(record_id)
@@ -634,7 +647,8 @@ class FlashQueue:
             self._segments[number] = len(data)
         for record_id in sorted(self._entries):
             entry = self._entries[record_id]
-            self._pending[entry.priority][record_id] = None
+            self._pending[entry.priority, entry.channel][record_id] = None
+            self._live_bytes += entry.size
             self._live_per_segment[entry.segment] = self._live_per_segment.get(entry.segment, 0) + 1
         self._next_id = max_id + 1
         # Always start a fresh segment: never append behind bytes of an unknown past.
