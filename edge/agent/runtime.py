@@ -290,13 +290,16 @@ class Agent:
         now_wall = self.clock.wall_ns()
         mono_to_wall = now_wall - now_mono
         samples = self.inbox.drain()
-        latest, history, batcher = self._latest, self._history, self.batcher
+        latest, history = self._latest, self._history
         for sample in samples:
             latest[sample.signal_id] = sample
-            ring = history.get(sample.signal_id)
-            if ring is not None:
-                ring.push(sample.mono_ns, sample.value)
-            batcher.add(sample, mono_to_wall)
+        if history:
+            for sample in samples:
+                ring = history.get(sample.signal_id)
+                if ring is not None:
+                    ring.push(sample.mono_ns, sample.value)
+        batcher = self.batcher
+        batcher.add_many(samples, mono_to_wall)
         if self.detectors:
             tick = _Tick(now_mono, now_wall, samples, latest, history)
             for detector in self.detectors:

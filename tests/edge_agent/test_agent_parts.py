@@ -99,6 +99,17 @@ def test_telemetry_is_decimated_per_signal_and_closed_by_time_or_size() -> None:
     assert batcher.due()
 
 
+def test_add_many_decimates_exactly_like_add() -> None:
+    samples = [Sample(t * 37_000_000, t % 3, float(t)) for t in range(500)]
+    one = TelemetryBatcher(TelemetrySettings(sample_period_s=0.25), ManualClock())
+    many = TelemetryBatcher(TelemetrySettings(sample_period_s=0.25), ManualClock())
+    for sample in samples:
+        one.add(sample, 11)
+    many.add_many(samples[:200], 11)
+    many.add_many(samples[200:], 11)
+    assert one.take() == many.take() and (one.seen, one.kept) == (many.seen, many.kept)
+
+
 def test_budget_rolls_over_at_utc_midnight_and_forecasts() -> None:
     clock = ManualClock(wall_ns=1_767_225_600_000_000_000 + 6 * 3600 * 10**9)  # 06:00 UTC
     budget = DataBudget(daily_cap_bytes=1000, event_reserve_fraction=0.2, clock=clock)
