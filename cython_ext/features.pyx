@@ -6,8 +6,8 @@ memmove of the values between the old and new rank) and allocates nothing per sa
 Numerical care (docs/cython_ext.md):
 - mean/variance: Welford updates with removal on shifted data (x - shift, the shift being the
   window mean at the last recompute, so 1e9 + small keeps the small part's digits); the window
-  is recomputed exactly (corrected two-pass with compensated sums) every max(size, 64) accepted
-  samples, or at once when the second moment falls below 2**-20 of its peak (cancellation), so
+  is recomputed exactly (corrected two-pass with compensated sums) every max(4 * size, 64)
+  accepted samples, or at once when the second moment falls below 2**-20 of its peak (cancellation), so
   rounding drift never accumulates past one window; variance is clamped at 0;
 - slope: the same scheme on (seconds since a time origin, value), the origin rebased to the
   oldest sample at each recompute so ns timestamps never cancel catastrophically;
