@@ -512,6 +512,11 @@ class FlashQueue:
             self._compact(bound - size)
         if self._disk_bytes() + size > bound and not (priority >= Priority.ALERT):
             self.stats.refused_full += 1
+            if self._fs_bound is not None and self._fs_bound < self.config.max_bytes:
+                raise QueueDiskFullError(
+                    f"the file system holding {self.directory} is full ({self._disk_bytes()} bytes "
+                    f"queued) and nothing below {priority.name} is left to shed; free space or "
+                    "lower [uplink.queue] max_bytes")
             raise QueueFullError(
                 f"queue at {self.directory} is full ({self._disk_bytes()} of {bound} bytes) and holds "
                 f"nothing evictable below {priority.name}; raise [uplink.queue] max_bytes"

@@ -214,14 +214,19 @@ def test_batched_syncs_and_bytes_per_day(tmp_path: Path) -> None:
 
 
 _CHILD = textwrap.dedent("""
-    import subprocess, sys
+    import resource, signal, subprocess, sys
     from pathlib import Path
     from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig, QueueDiskFullError
     from edge.uplink.queue import QueueFullError
     from lienwatch.clock import ManualClock
-    mount_point = Path(sys.argv[1])
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True)
-    queue = FlashQueue(mount_point, QueueConfig(max_bytes=1 << 20, segment_bytes=8192,
+    mount_point, mode = Path(sys.argv[1]), sys.argv[2]
+    if mode == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True)
+    else:  # a per-file size limit: the kernel refuses the write with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+    segment_bytes = 8192 if mode == "tmpfs" else 1 << 20  # rlimit: the segment hits the limit
+    queue = FlashQueue(mount_point, QueueConfig(max_bytes=1 << 20, segment_bytes=segment_bytes,
                                                 reserve_bytes=8192), clock=ManualClock())
     emergencies = refused = 0
     message = ""
@@ -243,21 +248,34 @@ _CHILD = textwrap.dedent("""
 
 
 def test_disk_full_sheds_telemetry_and_keeps_emergencies(tmp_path: Path) -> None:
-    """A real ENOSPC: the queue lives on a 64 KiB tmpfs (mounted in a private user+mount namespace,
-    so no root is needed) while its own bound is 1 MiB, so only the file system says "full"."""
+    """A real ENOSPC: the queue lives on a 64 KiB tmpfs (mounted in a private mount namespace — a
+    user namespace too when not root) while its own bound is 1 MiB, so only the file system says
+    "full". Where no namespace may be created, a per-file size limit (EFBIG) is the fallback."""
     mount_point = tmp_path / "flash"
     mount_point.mkdir()
-    command = ["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", _CHILD,
-               str(mount_point)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                            cwd=Path(__file__).resolve().parents[2])
+    namespace = ["unshare", "--mount"] if os.geteuid() == 0 else [
+        "unshare", "--user", "--map-root-user", "--mount"]
+    cwd = Path(__file__).resolve().parents[2]
+    result = subprocess.run([*namespace, sys.executable, "-c", _CHILD, str(mount_point), "tmpfs"],
+                            capture_output=True, text=True, timeout=60, cwd=cwd)
+    if result.returncode != 0 and "unshare" in result.stderr:
+        # No mount namespace allowed here (restricted user namespaces). A per-file size limit
+        # (RLIMIT_FSIZE → EFBIG on the one growing segment) exercises the same refusal path.
+        result = subprocess.run([sys.executable, "-c", _CHILD, str(mount_point), "rlimit"],
+                                capture_output=True, text=True, timeout=60, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        first, message = result.stdout.splitlines()
+        accepted, kept, kept_after_reopen, _, evicted, refused = map(int, first.split())
+        assert accepted == kept == kept_after_reopen > 0 and evicted > 0
+        assert refused > 0 and "QueueFullError" not in message and "file system" in message
+        return
     assert result.returncode == 0, result.stderr
     first, message = result.stdout.splitlines()
     accepted, kept, kept_after_reopen, telemetry_kept, evicted, refused = map(int, first.split())
     assert accepted == kept == kept_after_reopen == 100  # every emergency accepted and kept
     assert evicted > 1000  # old telemetry was shed to make room ...
     assert telemetry_kept > 20  # ... while the newest telemetry still fits
-    assert refused == 0 or "full" in message
+    assert refused == 0 or "file system" in message
 
 
 def test_channel_filter_keeps_age_order_across_channels(tmp_path: Path) -> None:
