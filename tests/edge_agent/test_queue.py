@@ -256,8 +256,11 @@ def test_disk_full_sheds_telemetry_and_keeps_emergencies(tmp_path: Path) -> None
     namespace = ["unshare", "--mount"] if os.geteuid() == 0 else [
         "unshare", "--user", "--map-root-user", "--mount"]
     cwd = Path(__file__).resolve().parents[2]
-    result = subprocess.run([*namespace, sys.executable, "-c", _CHILD, str(mount_point), "tmpfs"],
-                            capture_output=True, text=True, timeout=60, cwd=cwd)
+    try:
+        result = subprocess.run([*namespace, sys.executable, "-c", _CHILD, str(mount_point), "tmpfs"],
+                                capture_output=True, text=True, timeout=60, cwd=cwd)
+    except FileNotFoundError:  # no util-linux `unshare`
+        result = subprocess.CompletedProcess(namespace, 1, "", "unshare: not installed")
     if result.returncode != 0 and "unshare" in result.stderr:
         # No mount namespace allowed here (restricted user namespaces). A per-file size limit
         # (RLIMIT_FSIZE → EFBIG on the one growing segment) exercises the same refusal path.
