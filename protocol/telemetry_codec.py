@@ -62,6 +62,7 @@ _ROWS_INDEX: list[slice | list[int]] = [
 ]
 _accumulate = np.add.accumulate
 _minimum = np.minimum.reduce
+_max_accumulate = np.maximum.accumulate
 _maximum = np.maximum.reduce
 
 COMPILED = _fixblock is not None
@@ -141,11 +142,16 @@ def _segment_diff(values: I64, starts: Bools) -> I64:
     return diffs
 
 
-def _segment_cumsum(diffs: I64, starts: Bools) -> I64:
-    sums = np.cumsum(diffs)
-    where = np.flatnonzero(starts)
-    offsets = sums[where] - diffs[where]
-    return sums - np.repeat(offsets, np.diff(where, append=diffs.size))
+def _segment_heads(starts: Bools) -> I64:
+    """For every position, the position where its segment starts (`starts[0]` must be set)."""
+    return _max_accumulate(np.where(starts, np.arange(starts.size), 0))
+
+
+def _segment_cumsum(diffs: I64, heads: I64) -> I64:
+    """Running sums of `diffs` that restart at every segment (`heads` from `_segment_heads`)."""
+    sums = _accumulate(diffs)
+    before = sums - diffs
+    return sums - before[heads]
 
 
 # --- encode -----------------------------------------------------------------------------------
@@ -392,10 +398,11 @@ def _decode_samples(
         raise InvalidFieldError("telemetry body: a sample difference is out of range")
     order = np.argsort(ids, kind="stable")
     first, first2 = _group_starts(ids[order])
+    heads, heads2 = _segment_heads(first), _segment_heads(first2)
     times = np.empty(ns, dtype=np.int64)
-    times[order] = _segment_cumsum(_segment_cumsum(time_diffs[order], first2), first)
+    times[order] = _segment_cumsum(_segment_cumsum(time_diffs[order], heads2), heads)
     values = np.empty(ns, dtype=np.int64)
-    values[order] = _segment_cumsum(value_diffs[order], first)
+    values[order] = _segment_cumsum(value_diffs[order], heads)
     if int(times.min()) < 0 or int(times.max()) > min(MAX_SPAN_MS, MAX_TIME_MS - t0):
         raise InvalidFieldError("telemetry body: samples.time_ns out of range")
     if int(np.abs(values).max()) > _VALUE_LIMIT:
