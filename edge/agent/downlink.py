@@ -108,10 +108,10 @@ class CommandHandler:
             command = self.verifier.verify(message)
         except CommandRefusedError as error:
             self._count(error, nonce)
-            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}")
+            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}"[:300])
         except ProtocolError as error:  # a body that decodes badly after the signature checked out
             self._count(error, nonce)
-            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}")
+            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}"[:300])
         self._save_cache()
         outcome = self._execute(command)
         self.executed += 1
@@ -134,7 +134,10 @@ class CommandHandler:
             if isinstance(action, Reboot):
                 return Outcome(AckStatus.DONE, "agent restarts after this ack", reboot=True)
         except LienwatchError as error:
-            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}")
+            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}"[:300])
+        except Exception as error:  # a failure while executing: answer FAILED, keep running
+            log.exception("command failed")
+            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}"[:300])
         return Outcome(AckStatus.FAILED, f"{type(action).__name__} is not supported by this agent version")
 
     def _count(self, error: Exception, nonce: bytes | None) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError, LienwatchError
 from protocol import encode
 from protocol.catalog import default_catalog
+from protocol.errors import ProtocolError
 from protocol.messages import (
     AckStatus,
     Event,
@@ -44,6 +45,7 @@ from protocol.messages import (
     GnssFix,
     MessageKind,
     PowerState,
+    SampleColumns,
     SetConfig,
     Severity,
     Status,
@@ -155,7 +157,9 @@ class Agent:
         self._next_status_file_ns = 0
         self._next_heartbeat_ns = 0
         self.findings = 0
+        self.telemetry_refused = 0
         self.append_failures: dict[str, int] = {}
+        self.errors: dict[str, dict[str, int]] = {}
         self.stop_requested = threading.Event()
         self.exit_code = 0
 
@@ -303,16 +307,23 @@ class Agent:
         if self.detectors:
             tick = _Tick(now_mono, now_wall, samples, latest, history)
             for detector in self.detectors:
-                for finding in detector.observe(tick):
+                try:
+                    findings = detector.observe(tick)
+                except Exception as error:  # a detector bug must not stop the agent
+                    self._count("detector_errors", detector.name, error)
+                    continue
+                for finding in findings:
                     self._queue_event(finding)
         columns = batcher.take_due()
         if columns is not None:
-            self._queue(Channel.TELEMETRY, Priority.TELEMETRY,
-                        encode(TelemetryBatch(self.headers.header(), samples=columns)))
+            self._queue_telemetry(columns)
         for message in self.uplink.pump():
-            ack = self.commands.handle(message.payload, self.headers.header)
-            if ack is not None:
-                self._queue(Channel.COMMAND_ACK, Priority.WARNING, encode(ack))
+            try:
+                ack = self.commands.handle(message.payload, self.headers.header)
+                if ack is not None:
+                    self._queue(Channel.COMMAND_ACK, Priority.WARNING, encode(ack))
+            except Exception as error:  # never let one command take the agent down
+                self._count("command_errors", type(error).__name__, error)
         if self.commands.reboot_requested and self.outbox.depth_by_priority()["WARNING"] == 0:
             log.info("restarting on command")
             self.exit_code = 75  # EX_TEMPFAIL: systemd's Restart= brings us back
@@ -321,7 +332,10 @@ class Agent:
         if now_mono >= self._next_heartbeat_ns and self.link.connected:
             self._next_heartbeat_ns = now_mono + int(float(self.config["uplink.status_interval_s"]) * 1e9)
             self.headers.refresh_clock_quality()
-            self.uplink.send_now(Channel.STATUS, encode(self.heartbeat()))
+            try:
+                self.uplink.send_now(Channel.STATUS, encode(self.heartbeat()))
+            except ProtocolError as error:
+                self._count("encode_errors", "Status", error)
         if now_mono >= self._next_status_file_ns:
             self._next_status_file_ns = now_mono + int(float(self.config["agent.status_interval_s"]) * 1e9)
             self._write_status_file()
@@ -336,8 +350,7 @@ class Agent:
             self.batcher.add(sample, self.clock.wall_ns() - self.clock.monotonic_ns())
         columns = self.batcher.take()
         if columns is not None:
-            self._queue(Channel.TELEMETRY, Priority.TELEMETRY,
-                        encode(TelemetryBatch(self.headers.header(), samples=columns)))
+            self._queue_telemetry(columns)
         deadline = self.clock.monotonic_ns() + int(flush_timeout_s * 1e9)
         while (self.link.connected and (self.outbox.depth or self.uplink.in_flight)
                and self.clock.monotonic_ns() < deadline):
@@ -360,14 +373,49 @@ class Agent:
             log.error("outbox refused a message", extra={"reason": name, "detail": str(error),
                                                          "channel": channel.name, "size": len(payload)})
 
+    def _count(self, counter: str, key: str, error: Exception) -> None:
+        counts = self.errors.setdefault(counter, {})
+        counts[key] = counts.get(key, 0) + 1
+        log.error(counter.replace("_", " ").rstrip("s"),
+                  extra={"key": key, "reason": type(error).__name__, "detail": str(error)[:300]})
+
+    def _queue_telemetry(self, columns: SampleColumns) -> None:
+        """Encode and queue a batch; samples the wire format refuses are dropped and counted."""
+        try:
+            payload = encode(TelemetryBatch(self.headers.header(), samples=columns))
+        except ProtocolError as error:
+            keep = [i for i in range(len(columns)) if _sample_encodes(columns, i)]
+            refused = len(columns) - len(keep)
+            self.telemetry_refused += refused
+            self._count("encode_errors", "TelemetryBatch", error)
+            if not keep:
+                return
+            columns = SampleColumns(tuple(columns.time_ns[i] for i in keep),
+                                    tuple(columns.signal_id[i] for i in keep),
+                                    tuple(columns.value[i] for i in keep))
+            payload = encode(TelemetryBatch(self.headers.header(), samples=columns))
+        self._queue(Channel.TELEMETRY, Priority.TELEMETRY, payload)
+
     def _queue_event(self, finding: Finding) -> None:
         self.findings += 1
         event = Event(self.headers.header(), self.headers.event_id(), finding.severity, finding.detector,
                       finding.time_ns, dict(finding.features), finding.position or self.position(),
-                      finding.detail)
+                      finding.detail[:500])
         log.warning("event", extra={"detector": finding.detector, "severity": finding.severity.name,
                                     "detail": finding.detail})
-        self._queue(Channel.EVENT, _PRIORITY[finding.severity], encode(event))
+        try:
+            payload = encode(event)
+        except ProtocolError as error:
+            # Keep the event, lose the evidence that does not encode (say so in its detail).
+            self._count("encode_errors", "Event", error)
+            event = replace(event, features={}, position=None,
+                            detail=f"{event.detail[:300]} [evidence dropped: {type(error).__name__}]")
+            try:
+                payload = encode(event)
+            except ProtocolError as again:
+                self._count("encode_errors", "Event", again)
+                return
+        self._queue(Channel.EVENT, _PRIORITY[finding.severity], payload)
 
     def _value(self, path: str) -> float | None:
         sample = self._latest.get(self.catalog.id_of(path)) if path in self.catalog else None
@@ -421,6 +469,8 @@ class Agent:
                           "open_batch": len(self.batcher)},
             "detectors": {d.name: dict(d.state()) for d in self.detectors},
             "findings": self.findings,
+            "telemetry_refused_samples": self.telemetry_refused,
+            "errors": {k: dict(v) for k, v in self.errors.items()},
             "queue": self.outbox.snapshot(),
             "append_failures": dict(self.append_failures),
             "uplink": self.uplink.snapshot(),
@@ -443,3 +493,16 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sample_encodes(columns: SampleColumns, index: int) -> bool:
+    """Whether one sample of a batch is acceptable to the wire format on its own."""
+    from protocol.messages import ClockQuality, Header
+
+    header = Header("probe", 0, 0, columns.time_ns[index], ClockQuality.UNKNOWN)
+    single = SampleColumns((columns.time_ns[index],), (columns.signal_id[index],), (columns.value[index],))
+    try:
+        encode(TelemetryBatch(header, samples=single))
+    except ProtocolError:
+        return False
+    return True

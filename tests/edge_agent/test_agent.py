@@ -360,3 +360,59 @@ def test_watchdog_pings_reach_the_notify_socket(setup: Setup, tmp_path: Path) ->
         thread.join(15)
     assert messages[0].startswith("READY=1")
     assert messages[1:] == ["WATCHDOG=1"] * 3
+
+
+class Garbage(Source):
+    """A misbehaving source: a good speed, a NaN, an id no catalog knows, an absurd value."""
+
+    kind = "garbage"
+
+    def open(self) -> None:
+        pass
+
+    def poll(self, sink: SampleSink) -> float:
+        for signal_id, value in ((SPEED, 50.0), (SPEED + 1, float("nan")), (65000, 1.0), (SPEED + 2, 1e300)):
+            self.emit(sink, signal_id, value)
+        return 1.0
+
+    def close(self) -> None:
+        pass
+
+
+class Broken(Detector):
+    """Test doubles of buggy detectors: one raises, one reports unencodable evidence."""
+
+    def __init__(self, name: str, raises: bool) -> None:
+        super().__init__(name)
+        self.raises = raises
+
+    def observe(self, observation: Observation) -> Sequence[Finding]:
+        if self.raises:
+            raise ZeroDivisionError("bug")
+        return (Finding(self.name, Severity.EMERGENCY, observation.wall_ns, {"x": float("nan")}, "odd"),)
+
+
+def test_bad_samples_and_buggy_detectors_never_stop_the_agent(setup: Setup) -> None:
+    clock = SystemClock()
+    source = Garbage("garbage", clock)
+    agent = Agent(setup.config, sources=[source], detectors=[Broken("raises", True), Broken("nan", False)])
+    try:
+        source.poll(agent.inbox.put)
+        agent.step()
+        agent.step()
+        columns = agent.batcher.take()
+        assert columns is not None
+        agent._queue_telemetry(columns)
+        records = agent.outbox.begin(100)
+        kinds = [decode(r.payload) for r in records]
+        events = [k for k in kinds if isinstance(k, Event)]
+        assert events and all(e.severity == Severity.EMERGENCY and "evidence dropped" in e.detail
+                              for e in events)
+        (batch,) = [k for k in kinds if isinstance(k, TelemetryBatch)]
+        assert batch.samples.signal_id == (SPEED,) and batch.samples.value == (50.0,)
+        assert agent.telemetry_refused == 3
+        assert agent.errors["detector_errors"] == {"raises": 2}
+        status = agent.status()
+        assert status["telemetry_refused_samples"] == 3 and "encode_errors" in status["errors"]
+    finally:
+        agent.shutdown(flush_timeout_s=0)
