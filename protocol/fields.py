@@ -7,6 +7,7 @@ type and nothing else (a bool is not an int here, a bignum out of range is refus
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -29,26 +30,33 @@ def array(value: object, what: str, min_len: int, max_len: int) -> list[Any]:
 
 
 def integer(value: object, what: str, lo: int, hi: int) -> int:
-    if type(value) is not int or not lo <= value <= hi:
+    """An integer in lo..hi (numpy integers are accepted when encoding, bools never)."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InvalidFieldError(f"{what} must be an integer in {lo}..{hi}, got {_show(value)}")
+        value = int(value)
+    if not lo <= value <= hi:
         raise InvalidFieldError(f"{what} must be an integer in {lo}..{hi}, got {_show(value)}")
     return value
 
 
 def real(value: object, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """A finite float (CBOR float or integer) in lo..hi."""
-    if type(value) is int:
-        if not -(2**53) <= value <= 2**53:
+    """A finite float (CBOR float or integer; numpy numbers when encoding) in lo..hi."""
+    if type(value) is not float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InvalidFieldError(f"{what} must be a finite number in {lo}..{hi}, got {_show(value)}")
+        if isinstance(value, numbers.Integral) and not -(2**53) <= int(value) <= 2**53:
             raise InvalidFieldError(f"{what} must be a finite number in {lo}..{hi}, got {_show(value)}")
         value = float(value)
-    if type(value) is not float or not math.isfinite(value) or not lo <= value <= hi:
+    if not math.isfinite(value) or not lo <= value <= hi:
         raise InvalidFieldError(f"{what} must be a finite number in {lo}..{hi}, got {_show(value)}")
     return value
 
 
 def text(value: object, what: str, max_len: int, *, min_len: int = 0) -> str:
-    if type(value) is not str or not min_len <= len(value) <= max_len:
+    if not isinstance(value, str) or not min_len <= len(value) <= max_len:
         raise InvalidFieldError(f"{what} must be a text string of {min_len}..{max_len} characters")
-    return value
+    return str(value)
 
 
 def octets(value: object, what: str, size: int) -> bytes:

@@ -121,3 +121,20 @@ def test_bool_signal_value_must_be_0_or_1():
 def test_command_without_encoding_is_not_a_message():
     with pytest.raises(errors.EncodeError):
         protocol.encode(Command)  # type: ignore[arg-type]
+
+
+def test_numpy_numbers_from_detectors_encode_like_python_numbers():
+    import numpy as np
+
+    features = {"displacement_m": np.float64(412.5), "tilt_deg": np.float32(4.25)}
+    event = dataclasses.replace(mf.event(), event_id=np.int64(9001),  # type: ignore[arg-type]
+                                features=features)  # type: ignore[arg-type]
+    plain = dataclasses.replace(mf.event(), features={"displacement_m": 412.5, "tilt_deg": 4.25})
+    assert protocol.encode(event) == protocol.encode(plain)
+
+
+def test_bools_are_not_numbers():
+    with pytest.raises(errors.InvalidFieldError):
+        protocol.encode(dataclasses.replace(mf.event(), event_id=True))
+    with pytest.raises(errors.InvalidFieldError):
+        protocol.encode(dataclasses.replace(mf.event(), features={"x": False}))
