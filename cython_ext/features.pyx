@@ -29,7 +29,7 @@ from cython_ext.errors import SampleError
 cimport cython
 from cpython.number cimport PyIndex_Check
 from libc.math cimport NAN, INFINITY, sqrt, expm1, log, fabs
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memmove
 
 from cython_ext.ring cimport (
@@ -521,7 +521,7 @@ cdef class FeatureSet:
         ring_append(r, t_ns, value)
         if self._block and r.head == 0 and (self._need & (NEED_MIN | NEED_MAX)):
             self._rebuild_suffix()
-        if self._duration_ns:
+        if self._duration_ns and t_ns >= INT64_MIN + self._duration_ns:  # no underflow below
             while r.size > 1 and r.t_ns[ring_oldest(r)] <= t_ns - self._duration_ns:
                 self._evict_oldest(False)
         if self._need & NEED_RECOMPUTE:

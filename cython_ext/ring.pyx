@@ -19,7 +19,7 @@ from cython_ext.errors import SampleError
 from cython_ext.spec import check_capacity
 
 from cpython.number cimport PyIndex_Check
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MIN, int64_t
 
 
 cdef class RingBuffer:
@@ -160,6 +160,6 @@ cdef class RingBuffer:
         if self.r.size == 0 or d == 0:
             return self._view(0)
         cdef int64_t newest = self.r.t_ns[ring_newest(&self.r)]
-        if newest < (-(2**63 - 1)) + d:      # newest - d would underflow: everything is within
+        if newest < INT64_MIN + d:      # newest - d would underflow: everything is within
             return self._view(self.r.size)
         return self._view(ring_count_since(&self.r, newest - d + 1))
