@@ -32,3 +32,21 @@ def test_stub_classes_match_runtime(stub: Path) -> None:
         for dunder in declared - {"__init__"}:
             if dunder.startswith("__"):
                 assert hasattr(runtime, dunder), f"{cls.name}.{dunder}"
+
+
+def _public(obj: object) -> set[str]:
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+def test_reference_has_the_same_public_api_as_the_compiled_classes() -> None:
+    from cython_ext import features, geo, reference, ring
+    from cython_ext import spec as sp
+
+    pairs = [
+        (ring.RingBuffer(4), reference.RingBuffer(4)),
+        (features.FeatureSet([sp.Mean()], 4), reference.FeatureSet([sp.Mean()], 4)),
+        (geo.HaversineDistance(), reference.HaversineDistance()),
+        (geo.Dwell(5.0), reference.Dwell(5.0)),
+    ]
+    for fast, slow in pairs:
+        assert _public(fast) == _public(slow), type(fast).__name__
