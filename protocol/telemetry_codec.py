@@ -171,11 +171,15 @@ def _times_ms(values: tuple[int, ...], what: str) -> I64:
     return ms
 
 
+def _numbers(values: tuple[Any, ...], what: str) -> F64:
+    column = np.asarray(values)
+    if column.size and column.dtype.kind not in "iuf":
+        raise InvalidFieldError(f"{what} must hold numbers")
+    return column.astype(np.float64)
+
+
 def _scaled(values: tuple[Any, ...], divisor: float, lo: int, hi: int, what: str) -> I64:
-    try:
-        column = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidFieldError(f"{what} must hold numbers") from None
+    column = _numbers(values, what)
     scaled = np.rint(column * divisor)
     if scaled.size and not (np.isfinite(scaled).all() and scaled.min() >= lo and scaled.max() <= hi):
         raise InvalidFieldError(f"{what} out of range {lo / divisor}..{hi / divisor} (or not finite)")
@@ -254,10 +258,7 @@ def _encode_samples(samples: SampleColumns, times: I64, catalog: Catalog, tables
     unknown = ~tables.known[ids]
     if unknown.any():
         raise UnknownSignalError(f"signal id {int(ids[unknown][0])} is not in catalog v{catalog.version}")
-    try:
-        values = np.asarray(samples.value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidFieldError("samples.value must hold numbers") from None
+    values = _numbers(samples.value, "samples.value")
     if (tables.is_bool[ids] & (values != 0) & (values != 1)).any():
         raise InvalidFieldError("a bool signal's value must be 0 or 1")
     scaled = np.rint(values * tables.divisor[ids] / tables.multiplier[ids])

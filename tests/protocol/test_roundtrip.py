@@ -138,3 +138,19 @@ def test_bools_are_not_numbers():
         protocol.encode(dataclasses.replace(mf.event(), event_id=True))
     with pytest.raises(errors.InvalidFieldError):
         protocol.encode(dataclasses.replace(mf.event(), features={"x": False}))
+
+
+@pytest.mark.parametrize("column, values", [
+    ("lat_deg", ("47.1", "47.2")), ("lat_deg", (True, False)), ("sats", (1.5, 2.0)), ("time_ns", (-1, 0)),
+    ("fix_type", (2, 7)), ("hdop", (float("nan"), 1.0)), ("time_ns", (2**70, 0)),
+])
+def test_bad_fix_columns_are_refused_on_encode(column, values):
+    fixes = dataclasses.replace(mf.fixes(2), **{column: values})
+    with pytest.raises(errors.InvalidFieldError):
+        protocol.encode(dataclasses.replace(mf.batch(2), fixes=fixes))
+
+
+def test_ragged_columns_are_refused_on_encode():
+    fixes = dataclasses.replace(mf.fixes(3), hdop=(0.9, 0.9))
+    with pytest.raises(errors.InvalidFieldError, match="same length"):
+        protocol.encode(dataclasses.replace(mf.batch(3), fixes=fixes))
