@@ -253,6 +253,17 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu_s(pid: int, tids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for name, tid in tids.items():
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _proc_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -276,12 +287,16 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
         if agent.poll() is not None:
             raise RuntimeError(f"agent exited: {log_path.read_text()[-2000:]}")
         status0 = json.loads((run / "status.json").read_text())
+        tids = {("run loop" if name == "MainThread" else name): tid
+                for name, tid in status0.get("threads", {}).items()}
+        threads0 = _thread_cpu_s(agent.pid, tids)
         cpu0, wb0, t0 = _proc_cpu_s(agent.pid), _write_bytes(agent.pid), time.monotonic()
         rss = 0.0
         while time.monotonic() - t0 < seconds:
             time.sleep(1.0)
             rss = max(rss, _proc_rss_mb(agent.pid))
         cpu1, wb1, t1 = _proc_cpu_s(agent.pid), _write_bytes(agent.pid), time.monotonic()
+        threads1 = _thread_cpu_s(agent.pid, tids)
         status1 = json.loads((run / "status.json").read_text())
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -301,6 +316,8 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
         "inbox_overflow": status1["inbox"]["overflow"],
         "window_s": window,
         "states": {k: v["state"] for k, v in status1["sources"].items()},
+        "thread_cpu_pct": {name: 100 * (threads1[name] - threads0[name]) / window
+                           for name in threads1 if name in threads0},
     }
 
 
@@ -371,6 +388,14 @@ def main() -> int:
                 [[name, rate, full["states"][name]] for name, rate in sorted(rates.items())]
                 + [["CAN frames/s sent (passive flood)", CAN_FRAMES_PER_S, ""],
                    ["inbox overflow (samples dropped)", full["inbox_overflow"], ""]])
+    threads = full["thread_cpu_pct"]
+    print_table("Where the agent's CPU goes at full driving rates (% of one core, per thread)",
+                ["thread", "CPU %", "share"],
+                [[name, pct, pct / max(full["cpu_pct"], 1e-9)]
+                 for name, pct in sorted(threads.items(), key=lambda item: -item[1])]
+                + [["(threads that ended during the window)",
+                    max(full["cpu_pct"] - sum(threads.values()), 0.0),
+                    max(full["cpu_pct"] - sum(threads.values()), 0.0) / max(full["cpu_pct"], 1e-9)]])
     print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
           f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
     print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),

@@ -476,6 +476,8 @@ class Agent:
             "uplink": self.uplink.snapshot(),
             "downlink": self.commands.snapshot(),
             "watchdog": self.notifier.watchdog_interval_ns is not None,
+            # native ids, so per-thread CPU can be read from /proc/<pid>/task/<tid>/stat
+            "threads": {t.name: t.native_id for t in threading.enumerate() if t.native_id is not None},
         }
 
     def _write_status_file(self, stopped: bool = False) -> None:
