@@ -177,11 +177,13 @@ class _Reader:
         self.where = where
 
     def _get(self, key: str, default: object = ...) -> Any:
-        if key in self.document:
-            return self.document[key]
+        """The field's value; a required field (no default) may be neither missing nor null."""
+        value = self.document.get(key)
+        if value is not None:
+            return value
         if default is ...:
-            raise InvalidFieldError(f"{self.where}: missing field {key!r}")
-        return default
+            raise InvalidFieldError(f"{self.where}: missing field {key!r} (or null)")
+        return default if key not in self.document else None
 
     def integer(self, key: str, default: object = ...) -> Any:
         value = self._get(key, default)
@@ -193,7 +195,7 @@ class _Reader:
         value = self._get(key, default)
         if value is not None and type(value) not in (int, float):
             raise InvalidFieldError(f"{self.where}.{key} must be a number")
-        return None if value is None else float(value)
+        return None if value is None else _float(value, f"{self.where}.{key}")
 
     def text(self, key: str, default: object = ...) -> Any:
         value = self._get(key, default)
@@ -227,6 +229,14 @@ class _Reader:
         return tuple(value)
 
 
+def _float(value: int | float, where: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        bits = int(value).bit_length()
+        raise InvalidFieldError(f"{where}: a number of {bits} bits is out of range") from None
+
+
 def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
     """The message a JSON document (as parsed by `json.loads`) describes."""
     r = _Reader(document, "message")
@@ -238,7 +248,8 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
         if any(type(v) not in (int, float) for v in features.values()):
             raise InvalidFieldError("message.features values must be numbers")
         return Event(_header_from(r.object("header")), r.integer("event_id"), r.enum("severity", Severity),
-                     r.text("detector"), r.integer("time_ns"), {k: float(v) for k, v in features.items()},
+                     r.text("detector"), r.integer("time_ns"),
+                     {k: _float(v, "features") for k, v in features.items()},
                      _fix_from(r.object("position", None)), r.text("detail", ""))
     if kind == "status":
         return Status(_header_from(r.object("header")), r.enum("power_state", PowerState),
@@ -282,7 +293,7 @@ def _batch_from(r: _Reader, catalog: Catalog) -> TelemetryBatch:
     fix_types = f.column("fix_type", (str,))
     if any(name not in FixType.__members__ for name in fix_types):
         raise InvalidFieldError(f"fixes.fix_type must hold names from {list(FixType.__members__)}")
-    floats = [tuple(map(float, f.column(name, number))) for name in _FIX_FIELDS[1:7]]
+    floats = [tuple(_float(v, f"fixes.{name}") for v in f.column(name, number)) for name in _FIX_FIELDS[1:7]]
     fixes = FixColumns(
         f.column("time_ns", (int,)), floats[0], floats[1], floats[2], floats[3], floats[4], floats[5],
         f.column("sats", (int,)), tuple(int(FixType[name]) for name in fix_types),
@@ -297,7 +308,8 @@ def _batch_from(r: _Reader, catalog: Catalog) -> TelemetryBatch:
             if path is not None and (signal_id not in catalog or catalog.by_id(signal_id).path != path):
                 raise UnknownSignalError(f"samples: signal id {signal_id} is not {path!r} in catalog "
                                          f"v{catalog.version}")
-    samples = SampleColumns(s.column("time_ns", (int,)), ids, tuple(map(float, s.column("value", number))))
+    values = tuple(_float(v, "samples.value") for v in s.column("value", number))
+    samples = SampleColumns(s.column("time_ns", (int,)), ids, values)
     raw = r._get("raw_signal_ids", [])
     if not isinstance(raw, list) or any(type(v) is not int for v in raw):
         raise InvalidFieldError("raw_signal_ids must be an array of integers")
