@@ -33,7 +33,6 @@ class MqttConfig:
     port: int = 1883
     client_id: str = ""  # stable per receiver: the persistent session is keyed by it
     share_group: str = "lienwatch-ingest"
-    topics: tuple[str, ...] = ()  # default: protocol.topics' uplink filter
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 1000  # unacknowledged messages the broker may send us at once
@@ -47,10 +46,12 @@ class IngestConfig:
     batch_max_rows: int = 200_000
     batch_max_messages: int = 2000
     batch_max_delay_ms: int = 100
+    urgent_batch_max_delay_ms: int = 20  # events, statuses, acks: their own session and batches
     max_future_s: int = 24 * 3600  # rows stamped further ahead than this are rejected
     max_payload_bytes: int = MAX_MESSAGE_BYTES  # bigger payloads are rejected as oversized
     rejected_payload_max_bytes: int = 64 * 1024
     device_refresh_s: float = 30.0
+    merge: str = "copy_first"  # or "staging": always COPY to staging + INSERT ... ON CONFLICT DO NOTHING
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class ReceiverConfig:
 
 _POSITIVE = {
     "keepalive_s", "receive_maximum", "batch_max_rows", "batch_max_messages",
-    "batch_max_delay_ms", "rejected_payload_max_bytes", "device_refresh_s", "retention_interval_s",
+    "batch_max_delay_ms", "urgent_batch_max_delay_ms", "rejected_payload_max_bytes", "device_refresh_s",
+    "retention_interval_s",
     "summaries_interval_s", "summaries_batch", "session_expiry_s", "max_future_s", "max_payload_bytes",
 }
 
@@ -147,6 +149,9 @@ def parse_config(data: dict[str, Any]) -> ReceiverConfig:
         raise ConfigError("mqtt.client_id is required: a stable id per receiver keeps its persistent session")
     if any(c in mqtt.share_group for c in "/+#") or not mqtt.share_group:
         raise ConfigError("mqtt.share_group must be a non-empty name without '/', '+' or '#'")
+    ingest: IngestConfig = _section(IngestConfig, data.get("ingest", {}), "ingest")
+    if ingest.merge not in ("copy_first", "staging"):
+        raise ConfigError(f"ingest.merge must be 'copy_first' or 'staging' (got {ingest.merge!r})")
     metrics: MetricsConfig = _section(MetricsConfig, data.get("metrics", {}), "metrics")
     receiver_id = data.get("receiver_id", "")
     if not isinstance(receiver_id, str):
@@ -154,7 +159,7 @@ def parse_config(data: dict[str, Any]) -> ReceiverConfig:
     return ReceiverConfig(
         dsn=database["dsn"],
         mqtt=mqtt,
-        ingest=_section(IngestConfig, data.get("ingest", {}), "ingest"),
+        ingest=ingest,
         metrics=metrics,
         maintenance=_section(MaintenanceConfig, data.get("maintenance", {}), "maintenance"),
         retention=_retention(data.get("retention", {})),

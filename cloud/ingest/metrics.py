@@ -36,12 +36,14 @@ class IngestMetrics:
         self.rejects = Counter("lienwatch_ingest_rejected_messages", "Messages kept aside, by reason",
                                ["reason"], registry=r)
         self.batch_seconds = Histogram("lienwatch_ingest_batch_seconds",
-                                       "Time to write and commit one batch", registry=r,
+                                       "Time to write and commit one batch, by lane", ["lane"], registry=r,
                                        buckets=_LATENCY_BUCKETS)
-        self.batch_messages = Histogram("lienwatch_ingest_batch_messages", "Messages per batch", registry=r,
+        self.batch_messages = Histogram("lienwatch_ingest_batch_messages", "Messages per batch, by lane",
+                                        ["lane"], registry=r,
                                         buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
         self.backlog = Gauge("lienwatch_ingest_backlog_messages",
-                             "Messages received and not yet committed (consumer lag)", registry=r)
+                             "Messages received and not yet committed (consumer lag), by lane", ["lane"],
+                             registry=r)
         self.message_age = Histogram("lienwatch_ingest_message_age_seconds",
                                      "From the device's send time to commit (consumer lag per message)",
                                      registry=r, buckets=_LATENCY_BUCKETS)
@@ -51,10 +53,10 @@ class IngestMetrics:
         self._server: Any = None
         self.port: int | None = None
 
-    def record(self, result: WriteResult, batch_s: float, batch: Sequence[Outcome], now_ns: int,
+    def record(self, lane: str, result: WriteResult, batch_s: float, batch: Sequence[Outcome], now_ns: int,
                backlog: int) -> None:
-        self.batch_seconds.observe(batch_s)
-        self.batch_messages.observe(len(batch))
+        self.batch_seconds.labels(lane).observe(batch_s)
+        self.batch_messages.labels(lane).observe(len(batch))
         for kind, count in result.kinds.items():
             self.messages.labels(kind, "stored").inc(count)
         for reason, count in result.rejected.items():
@@ -68,7 +70,7 @@ class IngestMetrics:
             self.commit_delay.observe(max(now_ns - outcome.incoming.received_ns, 0) / 1e9)
             if isinstance(outcome, Accepted):
                 self.message_age.observe(max(now_ns - outcome.message.header.sent_ns, 0) / 1e9)
-        self.backlog.set(backlog)
+        self.backlog.labels(lane).set(backlog)
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics on host:port (port 0 = do not serve)."""

@@ -1,21 +1,29 @@
-"""The receiver: an MQTT 5 shared subscription feeding batched, exactly-once writes.
+"""The receiver: MQTT 5 shared subscriptions feeding batched, exactly-once writes.
 
-Threads and their one job each:
+Two lanes, each with its own MQTT session, queue, threads and database connection:
+* bulk: telemetry batches (thousands of rows each), large batches for throughput;
+* urgent: events, statuses and command acks, small batches committed within milliseconds.
+A broker delivers each session's messages in order, so one session would make a tow alarm
+wait behind every telemetry batch queued before it; two sessions keep events fast under any
+telemetry backlog.
+
+Threads of a lane, one job each:
 * paho's network thread: `on_message` only appends the raw message to a queue (no decoding, no
   database); the broker sends at most `receive_maximum` unacknowledged QoS 1 messages, which
   bounds that queue.
-* the decoder: takes messages until a batch is full (rows or messages) or old enough
-  (`batch_max_delay_ms` since its first message), validates and decodes them and lays out their
-  rows for COPY, while the database is still storing the previous batch (two cores, two stages).
+* the decoder: takes messages until a batch is full (rows or messages) or old enough (the
+  lane's delay bound since its first message), validates and decodes them and lays out their
+  rows for COPY, while the database is still storing the previous batch.
 * the writer: writes each batch in one transaction and only after the commit acknowledges every
   message of it to the broker, in the order they arrived (MQTT requires PUBACKs in order).
   A message that arrived on an earlier connection is stored but not acknowledged: its packet id
   may since belong to another message, and the broker redelivers it on the persistent session
-  anyway (the unique index drops the copy).
-  Between batches it does maintenance: partitions ahead, retention, daily summaries.
+  anyway (the unique index drops the copy). Between batches the bulk lane's writer does
+  maintenance: partitions ahead, retention, daily summaries.
 
-The client id is stable and the session persistent (clean_start false + session expiry), so a
-receiver that crashed gets every unacknowledged message again when it comes back.
+Client ids are stable (`<client_id>-bulk`, `<client_id>-urgent`) and sessions persistent
+(clean_start false + session expiry), so a receiver that crashed gets every unacknowledged
+message again when it comes back.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -43,25 +52,28 @@ from cloud.ingest.validate import Accepted, Incoming, Outcome, Rejected, Validat
 from cloud.ingest.writer import BatchWriter, PreparedBatch, WriteResult, is_connection_error
 from cloud.store import summaries
 from cloud.store.db import Conn, connect
-from cloud.store.devices import registered_ids
+from cloud.store.devices import registered_time_zones
 from cloud.store.layout import BY_NAME
 from cloud.store.migrate import check_schema
 from cloud.store.retention import apply_retention
 from lienwatch.clock import Clock, SystemClock
-from protocol.topics import UPLINK_SUBSCRIPTION
+from protocol.topics import PREFIX
 
 log = logging.getLogger("lienwatch.ingest")
 _MAINTENANCE_LOCK = 0x6C77_0001  # one receiver at a time runs retention and summaries
+BULK_TOPICS = (f"{PREFIX}/+/up/telemetry",)
+URGENT_TOPICS = (f"{PREFIX}/+/up/event", f"{PREFIX}/+/up/status", f"{PREFIX}/+/up/ack")
 
 
 class DeviceCache:
-    """Registered device ids, refreshed every `refresh_s` and on a miss (at most once a second)."""
+    """Registered devices and their time zones, refreshed every `refresh_s` and on a miss (at most
+    once a second, so a flood from an unknown device costs one query a second)."""
 
-    def __init__(self, load: Callable[[], frozenset[str]], clock: Clock, refresh_s: float) -> None:
+    def __init__(self, load: Callable[[], dict[str, str]], clock: Clock, refresh_s: float) -> None:
         self._load = load
         self._clock = clock
         self._refresh_ns = int(refresh_s * 1e9)
-        self._ids: frozenset[str] = frozenset()
+        self._ids: dict[str, str] = {}
         self._loaded_ns: int | None = None
 
     def __call__(self, device_id: str) -> bool:
@@ -73,31 +85,45 @@ class DeviceCache:
             self._loaded_ns = now
         return device_id in self._ids
 
+    def time_zone(self, device_id: str) -> str:
+        return self._ids.get(device_id, "UTC")
 
-class Receiver:
-    """One receiver process's worth of ingest. `start()`, then `stop()` (graceful) or `run()`."""
 
-    def __init__(self, config: ReceiverConfig, *, clock: Clock | None = None,
-                 metrics: IngestMetrics | None = None) -> None:
-        self.config = config
-        self.clock = clock or SystemClock()
-        self.metrics = metrics or IngestMetrics()
-        self._queue: queue.Queue[Incoming] = queue.Queue()
-        self._stopping = threading.Event()
-        self._stopped = threading.Event()
-        self._connected = threading.Event()
-        self._generation = 0
-        self._gen_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._handoff: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=2)
-        self._busy = 0
-        self._busy_lock = threading.Lock()
-        self._failure: BaseException | None = None
+@dataclass(frozen=True, slots=True)
+class LaneSpec:
+    name: str
+    topics: tuple[str, ...]
+    batch_max_messages: int
+    batch_max_rows: int
+    batch_max_delay_ms: int
+    maintenance: bool
+
+
+class Lane:
+    """One MQTT session and its pipeline: receive → decode → write+commit → acknowledge."""
+
+    def __init__(self, receiver: Receiver, spec: LaneSpec) -> None:
+        self.receiver = receiver
+        self.spec = spec
+        self.config = receiver.config
+        self.clock = receiver.clock
+        self.metrics = receiver.metrics
+        self.client_id = f"{self.config.mqtt.client_id}-{spec.name}"
+        self.queue: queue.Queue[Incoming] = queue.Queue()
+        self.handoff: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=2)
+        self.connected = threading.Event()
+        self.generation = 0
+        self.gen_lock = threading.Lock()
+        self.busy = 0
+        self.busy_lock = threading.Lock()
         self.totals = WriteResult()
-        self._client = self._make_client()
-        self._conn: Conn | None = None
-        self._lookup_conn: Conn | None = None
-        self._writer: BatchWriter | None = None
+        self.totals_lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+        self.conn: Conn | None = None
+        self.lookup_conn: Conn | None = None
+        self.writer: BatchWriter | None = None
+        self.validator: Validator | None = None
+        self.client = self._make_client()
         self._next_partitions_ns = 0
         self._next_retention_ns = 0
         self._next_summaries_ns = 0
@@ -106,7 +132,7 @@ class Receiver:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
                              manual_ack=True)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password or None)
@@ -124,172 +150,142 @@ class Receiver:
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            log.error("%s: broker refused the connection: %s", self.client_id, reason)
             return
-        with self._gen_lock:
-            self._generation += 1
-        topics = self.config.mqtt.topics or (UPLINK_SUBSCRIPTION,)
+        with self.gen_lock:
+            self.generation += 1
         group = self.config.mqtt.share_group
-        client.subscribe([(f"$share/{group}/{t}", SubscribeOptions(qos=1)) for t in topics])
-        self._connected.set()
-        log.info("connected to %s:%d (session present: %s)", self.config.mqtt.host, self.config.mqtt.port,
-                 flags.session_present)
+        client.subscribe([(f"$share/{group}/{t}", SubscribeOptions(qos=1)) for t in self.spec.topics])
+        self.connected.set()
+        log.info("%s connected to %s:%d (session present: %s)", self.client_id, self.config.mqtt.host,
+                 self.config.mqtt.port, flags.session_present)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:
-        self._connected.clear()
-        with self._gen_lock:
-            self._generation += 1  # acks for messages of the old connection must not be sent
-        if not self._stopping.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
+        self.connected.clear()
+        with self.gen_lock:
+            self.generation += 1  # acks for messages of the old connection must not be sent
+        if not self.receiver.stopping.is_set():
+            log.warning("%s disconnected from the broker (%s); reconnecting", self.client_id, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        if self._stopping.is_set():
+        if self.receiver.stopping.is_set():
             return  # not acknowledged: the broker keeps it for our session
-        self._queue.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
-                                 self.clock.wall_ns(), self._generation))
+        self.queue.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
+                                self.clock.wall_ns(), self.generation))
         self.metrics.received.inc()
 
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def start(self, *, connect_timeout_s: float = 15.0) -> None:
-        """Check the schema, open the database, connect to the broker and start the worker."""
-        self._open_database()
+    def connect(self) -> None:
         cfg = self.config.mqtt
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
         props.ReceiveMaximum = cfg.receive_maximum
         try:
-            self._client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
-                                 properties=props)
+            self.client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
+                                properties=props)
         except OSError as error:
             raise ConnectionError(f"cannot reach the broker at {cfg.host}:{cfg.port}: {error}") from None
-        self._client.loop_start()
-        if not self._connected.wait(connect_timeout_s):
-            self._client.loop_stop()
-            raise ConnectionError(f"the broker at {cfg.host}:{cfg.port} did not accept the connection")
-        self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
-        self._threads = [threading.Thread(target=self._decode_loop, name="ingest-decoder", daemon=True),
-                         threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)]
-        for thread in self._threads:
+        self.client.loop_start()
+
+    def start_threads(self) -> None:
+        self.threads = [
+            threading.Thread(target=self._decode_loop, name=f"ingest-{self.spec.name}-decoder", daemon=True),
+            threading.Thread(target=self._write_loop, name=f"ingest-{self.spec.name}-writer", daemon=True),
+        ]
+        for thread in self.threads:
             thread.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Graceful shutdown: take no more messages, store and acknowledge those received, leave."""
-        self._stopping.set()
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0.1))
+    def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._client.disconnect()
-        self._client.loop_stop()
-        for conn in (self._conn, self._lookup_conn):
+            self.client.disconnect()
+        self.client.loop_stop()
+        for conn in (self.conn, self.lookup_conn):
             if conn is not None:
                 conn.close()
-        self.metrics.close()
-        self._stopped.set()
 
-    def wait(self, timeout_s: float | None = None) -> bool:
-        return self._stopped.wait(timeout_s)
-
-    @property
-    def failure(self) -> BaseException | None:
-        return self._failure
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until nothing is queued or in flight (tests and the benchmark)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._queue.empty() and self._handoff.empty() and not self._busy:
-                return True
-            time.sleep(0.01)
-        return False
+    def idle(self) -> bool:
+        return self.queue.empty() and self.handoff.empty() and not self.busy
 
     # -- database ------------------------------------------------------------------------------
 
-    def _open_database(self) -> None:
-        conn = connect(self.config.dsn, application_name=f"lienwatch-ingest {self.config.name}")
+    def open_database(self) -> None:
+        conn = connect(self.config.dsn, application_name=f"lienwatch-ingest {self.client_id}")
+        ingest = self.config.ingest
+        devices = DeviceCache(self._registered_devices, self.clock, ingest.device_refresh_s)
         try:
             mode = check_schema(conn)
-            self._writer = BatchWriter(conn, mode=mode, receiver_id=self.config.name,
-                                       policy=self.config.retention,
-                                       rejected_max_bytes=self.config.ingest.rejected_payload_max_bytes)
+            self.writer = BatchWriter(conn, mode=mode, receiver_id=self.config.name,
+                                      policy=self.config.retention,
+                                      rejected_max_bytes=ingest.rejected_payload_max_bytes,
+                                      time_zone=devices.time_zone,
+                                      merge="staging" if ingest.merge == "staging" else "copy_first")
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
-        self._devices = DeviceCache(self._registered_ids, self.clock, self.config.ingest.device_refresh_s)
-        self._validator = Validator(self._devices, self._oldest_ns, self.config.ingest.max_future_s * 10**9,
-                                    self.clock.wall_ns, self.config.ingest.max_payload_bytes)
+        self.conn = conn
+        self.validator = Validator(devices, self.receiver.oldest_ns, ingest.max_future_s * 10**9,
+                                   self.clock.wall_ns, ingest.max_payload_bytes)
 
-    def _registered_ids(self) -> frozenset[str]:
+    def _registered_devices(self) -> dict[str, str]:
         """Device ids from the decoder's own connection (reopened if it was lost)."""
         for attempt in range(2):
             try:
-                if self._lookup_conn is None or self._lookup_conn.closed:
-                    self._lookup_conn = connect(self.config.dsn,
-                                                application_name=f"lienwatch-ingest {self.config.name}")
-                return registered_ids(self._lookup_conn)
+                if self.lookup_conn is None or self.lookup_conn.closed:
+                    self.lookup_conn = connect(self.config.dsn,
+                                               application_name=f"lienwatch-ingest {self.client_id}")
+                return registered_time_zones(self.lookup_conn)
             except psycopg.Error:
-                self._lookup_conn = None
+                self.lookup_conn = None
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
-    def _db(self) -> Conn:
-        assert self._conn is not None
-        return self._conn
+    def db(self) -> Conn:
+        assert self.conn is not None
+        return self.conn
 
     def _reopen_database(self) -> None:
-        if self._conn is not None:
+        if self.conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+                self.conn.close()
+        self.conn = None
         delay = 0.5
         while True:
             try:
-                self._open_database()
+                self.open_database()
                 return
             except Exception as error:  # keep trying: the batch is still held, nothing is acked
+                if self.receiver.stopping.is_set():
+                    raise  # shutting down: unacknowledged messages come back with the session
                 log.warning("database unavailable (%s); retrying in %.1f s", error, delay)
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _oldest_ns(self, table: str) -> int:
-        horizon = self.config.retention.horizon(BY_NAME[table], self._now())
-        # Partitions hold whole days: accept from the start of the horizon's day.
-        start = datetime.combine(horizon.date(), datetime.min.time(), UTC)
-        return int(start.timestamp()) * 10**9
-
-    def _now(self) -> datetime:
-        ns = self.clock.wall_ns()
-        return datetime.fromtimestamp(ns // 10**9, UTC)
-
-    # -- the worker ----------------------------------------------------------------------------
+    # -- the pipeline --------------------------------------------------------------------------
 
     def _decode_loop(self) -> None:
         try:
             while True:
                 outcomes = self._collect()
                 if outcomes:
-                    with self._busy_lock:
-                        self._busy += 1
-                    assert self._writer is not None
-                    self._handoff.put(self._writer.prepare(outcomes))
-                elif self._stopping.is_set():
-                    self._handoff.put(None)
+                    with self.busy_lock:
+                        self.busy += 1
+                    assert self.writer is not None
+                    self.handoff.put(self.writer.prepare(outcomes))
+                elif self.receiver.stopping.is_set():
+                    self.handoff.put(None)
                     return
         except BaseException as error:  # surfaced through `failure`; the process exits non-zero
-            self._fail(error)
+            self.receiver.fail(error)
 
     def _write_loop(self) -> None:
         try:
             self._maintain(force=True)
             while True:
                 try:
-                    batch = self._handoff.get(timeout=0.2)
+                    batch = self.handoff.get(timeout=0.2)
                 except queue.Empty:
-                    if self._failure is not None:
+                    if self.receiver.failure is not None:
                         return
                     self._maintain()
                     continue
@@ -298,38 +294,34 @@ class Receiver:
                 try:
                     self._process(batch)
                 finally:
-                    with self._busy_lock:
-                        self._busy -= 1
+                    with self.busy_lock:
+                        self.busy -= 1
                 self._maintain()
         except BaseException as error:
-            self._fail(error)
-
-    def _fail(self, error: BaseException) -> None:
-        log.exception("ingest failed")
-        self._failure = error
-        self._stopping.set()
+            self.receiver.fail(error)
 
     def _collect(self) -> list[Outcome]:
-        cfg = self.config.ingest
+        spec = self.spec
         outcomes: list[Outcome] = []
         rows = 0
         first_ns: int | None = None
-        while len(outcomes) < cfg.batch_max_messages and rows < cfg.batch_max_rows:
+        while len(outcomes) < spec.batch_max_messages and rows < spec.batch_max_rows:
             if first_ns is None:
                 timeout = 0.05
             else:
-                timeout = cfg.batch_max_delay_ms / 1000 - (time.monotonic_ns() - first_ns) / 1e9
+                timeout = spec.batch_max_delay_ms / 1000 - (time.monotonic_ns() - first_ns) / 1e9
                 if timeout <= 0:
                     break
             try:
-                incoming = self._queue.get(timeout=timeout)
+                incoming = self.queue.get(timeout=timeout)
             except queue.Empty:
-                if first_ns is None and not self._stopping.is_set():
+                if first_ns is None and not self.receiver.stopping.is_set():
                     return outcomes
                 break
             if first_ns is None:
                 first_ns = time.monotonic_ns()
-            outcome = self._validator.check(incoming)
+            assert self.validator is not None
+            outcome = self.validator.check(incoming)
             outcomes.append(outcome)
             if isinstance(outcome, Accepted):
                 rows += outcome.rows
@@ -340,24 +332,29 @@ class Receiver:
         started = time.perf_counter()
         result = self._write(prepared)
         elapsed = time.perf_counter() - started
-        with self._gen_lock:
-            generation = self._generation
+        with self.gen_lock:
+            generation = self.generation
         for outcome in batch:
             incoming = outcome.incoming
             if incoming.qos > 0 and incoming.generation == generation:
-                self._client.ack(incoming.mid, incoming.qos)
-        self.totals.add(result)
-        self.metrics.record(result, elapsed, batch, self.clock.wall_ns(), self._queue.qsize())
+                self.client.ack(incoming.mid, incoming.qos)
+        with self.totals_lock:
+            self.totals.add(result)
+        self.metrics.record(self.spec.name, result, elapsed, batch, self.clock.wall_ns(), self.queue.qsize())
 
     def _write(self, batch: PreparedBatch | list[Outcome]) -> WriteResult:
-        """Write the batch; on a database outage wait and retry; a batch the database refuses is
-        split until the message it refuses is found, which is then kept as rejected."""
+        """Write the batch; on a database outage (or a deadlock) wait and retry; a batch the
+        database refuses is split until the message it refuses is found, which is then kept as
+        rejected with the database's reason."""
         while True:
-            assert self._writer is not None
+            assert self.writer is not None
             try:
-                return self._writer.write(batch, self._now())
+                return self.writer.write(batch, self.receiver.now())
+            except psycopg.errors.TransactionRollback as error:  # deadlock, serialization: retry
+                log.info("batch rolled back (%s); retrying", error.sqlstate)
+                continue
             except psycopg.Error as error:
-                if is_connection_error(error) or self._db().closed:
+                if is_connection_error(error) or self.db().closed:
                     self._reopen_database()
                     continue
                 outcomes = batch.outcomes if isinstance(batch, PreparedBatch) else batch
@@ -366,8 +363,7 @@ class Receiver:
                     if isinstance(only, Rejected):
                         raise
                     reason = f"the database refused the message: {str(error).strip()[:400]}"
-                    batch = [Rejected(only.incoming, "store_error", reason,
-                                      only.message.header.device_id)]
+                    batch = [Rejected(only.incoming, "store_error", reason, only.message.header.device_id)]
                     continue
                 half = len(outcomes) // 2
                 first = self._write(outcomes[:half])
@@ -377,45 +373,54 @@ class Receiver:
     # -- maintenance ---------------------------------------------------------------------------
 
     def _maintain(self, *, force: bool = False) -> None:
+        if not self.spec.maintenance:
+            return
         now_ns = self.clock.monotonic_ns()
         cfg = self.config.maintenance
-        assert self._writer is not None
+        assert self.writer is not None
         try:
             if force or now_ns >= self._next_partitions_ns:
-                self._writer.partitions.ensure_ahead(self._db(), self._now().date(),
-                                                     cfg.partitions_ahead_days)
+                self.writer.partitions.ensure_ahead(self.db(), self.receiver.now().date(),
+                                                    cfg.partitions_ahead_days)
                 self._next_partitions_ns = now_ns + 3600 * 10**9
             if force or now_ns >= self._next_retention_ns:
                 self._next_retention_ns = now_ns + int(cfg.retention_interval_s * 1e9)
-                if self._try_lock():
-                    try:
-                        removed = apply_retention(self._db(), self.config.retention, self._now(),
-                                                  self._writer.mode).removed
-                        for name in removed:
-                            self._writer.partitions.forget(name)
-                        if removed:
-                            log.info("retention removed %d partitions", len(removed))
-                    finally:
-                        self._unlock()
+                self._retention()
             if force or now_ns >= self._next_summaries_ns:
                 self._next_summaries_ns = now_ns + int(cfg.summaries_interval_s * 1e9)
                 self.refresh_summaries()
         except psycopg.Error as error:
             log.warning("maintenance failed (%s); will retry", error)
-            if is_connection_error(error) or self._db().closed:
+            if is_connection_error(error) or self.db().closed:
                 self._reopen_database()
+
+    def _retention(self) -> None:
+        assert self.writer is not None
+        conn = self.db()
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_MAINTENANCE_LOCK,)).fetchone()
+        if not (row and row[0]):
+            return  # another receiver is at it
+        try:
+            now = self.receiver.now()
+            removed = apply_retention(conn, self.config.retention, now, self.writer.mode).removed
+            for name in removed:
+                self.writer.partitions.forget(name)
+            if removed:
+                log.info("retention removed %d partitions", len(removed))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MAINTENANCE_LOCK,))
 
     def refresh_summaries(self) -> int:
         """Recompute dirty daily summaries now; returns how many rows were written."""
-        assert self._writer is not None
-        conn = self._db()
+        assert self.writer is not None
+        conn = self.db()
         span = summaries.dirty_day_range(conn)
         if span is None:
             return 0
         first, last = span
         assert isinstance(first, date) and isinstance(last, date)
-        oldest = (self._now() - timedelta(days=self.config.retention.days["summaries"])).date()
-        self._writer.ensure_summary_partitions(max(first, oldest), last)
+        oldest = (self.receiver.now() - timedelta(days=self.config.retention.days["summaries"])).date()
+        self.writer.ensure_summary_partitions(max(first, oldest), last)
         written = 0
         while True:
             limit = self.config.maintenance.summaries_batch
@@ -424,9 +429,88 @@ class Receiver:
             if count < limit:
                 return written
 
-    def _try_lock(self) -> bool:
-        row = self._db().execute("SELECT pg_try_advisory_lock(%s)", (_MAINTENANCE_LOCK,)).fetchone()
-        return bool(row and row[0])
 
-    def _unlock(self) -> None:
-        self._db().execute("SELECT pg_advisory_unlock(%s)", (_MAINTENANCE_LOCK,))
+class Receiver:
+    """One receiver process's worth of ingest. `start()`, then `stop()` (graceful)."""
+
+    def __init__(self, config: ReceiverConfig, *, clock: Clock | None = None,
+                 metrics: IngestMetrics | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or IngestMetrics()
+        self.stopping = threading.Event()
+        self._failure: BaseException | None = None
+        ingest = config.ingest
+        self.lanes = (
+            Lane(self, LaneSpec("bulk", BULK_TOPICS, ingest.batch_max_messages, ingest.batch_max_rows,
+                                ingest.batch_max_delay_ms, maintenance=True)),
+            Lane(self, LaneSpec("urgent", URGENT_TOPICS, min(ingest.batch_max_messages, 500),
+                                ingest.batch_max_rows, ingest.urgent_batch_max_delay_ms, maintenance=False)),
+        )
+
+    def start(self, *, connect_timeout_s: float = 15.0) -> None:
+        """Check the schema, open the database, connect to the broker and start the pipelines."""
+        try:
+            for lane in self.lanes:
+                lane.open_database()
+            for lane in self.lanes:
+                lane.connect()
+            for lane in self.lanes:
+                if not lane.connected.wait(connect_timeout_s):
+                    cfg = self.config.mqtt
+                    raise ConnectionError(f"the broker at {cfg.host}:{cfg.port} did not accept "
+                                          f"the connection of {lane.client_id}")
+        except BaseException:
+            for lane in self.lanes:
+                lane.close()
+            raise
+        self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+        for lane in self.lanes:
+            lane.start_threads()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Graceful shutdown: take no more messages, store and acknowledge those received, leave."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout_s
+        for lane in self.lanes:
+            for thread in lane.threads:
+                thread.join(max(deadline - time.monotonic(), 0.1))
+        for lane in self.lanes:
+            lane.close()
+        self.metrics.close()
+
+    def fail(self, error: BaseException) -> None:
+        log.exception("ingest failed", exc_info=error)
+        self._failure = error
+        self.stopping.set()
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    @property
+    def totals(self) -> WriteResult:
+        """What both lanes committed so far."""
+        total = WriteResult()
+        for lane in self.lanes:
+            with lane.totals_lock:
+                total.add(lane.totals)
+        return total
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until nothing is queued or in flight (tests and the benchmark)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(lane.idle() for lane in self.lanes):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def oldest_ns(self, table: str) -> int:
+        """Oldest acceptable row time for `table`: the start of its retention horizon's UTC day."""
+        horizon = self.config.retention.horizon(BY_NAME[table], self.now())
+        start = datetime.combine(horizon.date(), datetime.min.time(), UTC)
+        return int(start.timestamp()) * 10**9
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.wall_ns() // 10**9, UTC)

@@ -158,5 +158,7 @@ def list_devices(conn: Conn) -> list[Device]:
     ]
 
 
-def registered_ids(conn: Conn) -> frozenset[str]:
-    return frozenset(str(row[0]) for row in conn.execute("SELECT device_id FROM devices"))
+def registered_time_zones(conn: Conn) -> dict[str, str]:
+    """Every registered device id with its time zone (the receiver's registry cache)."""
+    rows = conn.execute("SELECT device_id, time_zone FROM devices")
+    return {str(device_id): str(tz) for device_id, tz in rows}

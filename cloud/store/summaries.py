@@ -2,9 +2,10 @@
 
 Maintained incrementally, in two ways that both survive duplicates and out-of-order arrival:
 
-* Order-free figures are merged into the day's row with every ingest batch (`merge_*_sql`):
-  max speed (GREATEST), minimum 12 V voltage (LEAST), latest EV state of health (by time) —
-  idempotent, so they may read the staged rows, duplicates included — and harsh
+* Order-free figures are merged into the day's row with every ingest batch: max speed
+  (GREATEST), minimum 12 V voltage (LEAST), latest EV state of health (by time) — idempotent, so
+  duplicates do no harm; the receiver's decoder folds each message's samples with numpy
+  (`aggregate_samples`), so the database only merges one small row per device and day — and harsh
   acceleration/braking/cornering counts, incremented only by events that were newly inserted.
 * Figures that need consecutive positions (distance, driving, night driving, stationary time)
   are recomputed for (device, day) pairs that ingest marked dirty in `summary_dirty`, from that
@@ -23,7 +24,13 @@ Definitions (local day and night in the device's time zone):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import LiteralString
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
 
 from cloud.store.db import Conn
 
@@ -39,38 +46,128 @@ HARSH_DETECTORS = {
 SPEED_SIGNAL_IDS = (1, 26)  # Vehicle.Speed, GNSS speed over ground
 SUPPLY_SIGNAL_ID = 40  # Vehicle.LowVoltageBattery.CurrentVoltage
 SOH_SIGNAL_ID = 71  # Vehicle.Powertrain.TractionBattery.StateOfHealth
+_SUMMARY_SIGNALS = (*SPEED_SIGNAL_IDS, SUPPLY_SIGNAL_ID, SOH_SIGNAL_ID)
+_DAY_NS = 86_400 * 10**9
 
 
-def mark_dirty_sql(staged_positions: LiteralString) -> LiteralString:
-    """Mark the local days of staged positions, and the day on each side, for a refresh."""
-    return f"""
+MARK_DIRTY_SQL: LiteralString = """
         INSERT INTO summary_dirty (device_id, day)
-        SELECT r.device_id, g.day::date
-        FROM (SELECT s.device_id, d.time_zone, min(s.time) AS t_min, max(s.time) AS t_max
-              FROM {staged_positions} s JOIN devices d ON d.device_id = s.device_id
-              GROUP BY s.device_id, d.time_zone) r
-        CROSS JOIN LATERAL generate_series(
-            (r.t_min AT TIME ZONE r.time_zone)::date - 1,
-            (r.t_max AT TIME ZONE r.time_zone)::date + 1, interval '1 day') AS g(day)
-        WHERE g.day >= %(oldest_day)s
+        SELECT device_id, day FROM unnest(%(device)s::text[], %(day)s::date[]) AS d(device_id, day)
+        WHERE day >= %(oldest_day)s
         ON CONFLICT DO NOTHING"""
 
 
-def merge_signals_sql(staged_signals: LiteralString) -> LiteralString:
-    """Merge max speed, min 12 V voltage and latest SoH of staged samples into daily rows."""
-    return f"""
+def dirty_days(into: set[tuple[str, int]], device_id: str, time_zone: str,
+               fix_time_ns: npt.NDArray[np.int64]) -> None:
+    """Mark the local days of a message's fixes, and the day on each side (a segment joining a
+    new fix to its neighbour may cross midnight), for a recompute by `refresh_dirty`."""
+    ends = local_days(np.array([fix_time_ns.min(), fix_time_ns.max()], dtype=np.int64), time_zone)
+    for day in range(int(ends[0]) - 1, int(ends[1]) + 2):
+        into.add((device_id, day))
+
+
+def dirty_params(days: set[tuple[str, int]]) -> dict[str, object]:
+    keys = sorted(days)
+    epoch = date(1970, 1, 1)
+    return {"device": [k[0] for k in keys], "day": [epoch + timedelta(days=k[1]) for k in keys]}
+
+
+@dataclass
+class DayFigures:
+    """Order-free figures of one (device, local day) from a batch's samples (duplicates harmless)."""
+
+    max_speed_kmh: float | None = None
+    min_supply_v: float | None = None
+    soh_at_ns: int | None = None
+    soh_pct: float | None = None
+
+    def merge(self, other: DayFigures) -> None:
+        if other.max_speed_kmh is not None:
+            self.max_speed_kmh = max(other.max_speed_kmh, self.max_speed_kmh or other.max_speed_kmh)
+        if other.min_supply_v is not None:
+            self.min_supply_v = min(other.min_supply_v, self.min_supply_v or other.min_supply_v)
+        if other.soh_at_ns is not None and (self.soh_at_ns is None or other.soh_at_ns >= self.soh_at_ns):
+            self.soh_at_ns, self.soh_pct = other.soh_at_ns, other.soh_pct
+
+
+def local_days(time_ns: npt.NDArray[np.int64], time_zone: str) -> npt.NDArray[np.int64]:
+    """The local calendar day (days since 1970-01-01) of each UTC ns instant in `time_zone`."""
+    zone = ZoneInfo(time_zone)
+    first, last = int(time_ns.min()), int(time_ns.max())
+    offsets = {_offset_ns(first, zone), _offset_ns(last, zone)}
+    if len(offsets) == 1:  # no DST change inside the span: one offset for every row
+        return (time_ns + offsets.pop()) // _DAY_NS
+    return np.fromiter(((t + _offset_ns(int(t), zone)) // _DAY_NS for t in time_ns), np.int64, len(time_ns))
+
+
+def _offset_ns(time_ns: int, zone: ZoneInfo) -> int:
+    offset = datetime.fromtimestamp(time_ns // 10**9, zone).utcoffset()
+    return int(offset.total_seconds()) * 10**9 if offset else 0
+
+
+def aggregate_samples(
+    into: dict[tuple[str, int], DayFigures], device_id: str, time_zone: str,
+    time_ns: npt.NDArray[np.int64], signal_id: npt.NDArray[np.int32], value: npt.NDArray[np.float64],
+) -> None:
+    """Fold one message's samples into per-(device, local day) figures: max speed, min 12 V
+    voltage, latest state of health. Runs on the receiver's decoder thread, not in the database."""
+    wanted = np.isin(signal_id, _SUMMARY_SIGNALS)
+    if not wanted.any():
+        return
+    times, ids, values = time_ns[wanted], signal_id[wanted], value[wanted]
+    days = local_days(times, time_zone)
+    for day in np.unique(days):
+        on_day = days == day
+        figures = DayFigures()
+        speed = on_day & np.isin(ids, SPEED_SIGNAL_IDS)
+        if speed.any():
+            figures.max_speed_kmh = float(values[speed].max())
+        supply = on_day & (ids == SUPPLY_SIGNAL_ID)
+        if supply.any():
+            figures.min_supply_v = float(values[supply].min())
+        soh = np.flatnonzero(on_day & (ids == SOH_SIGNAL_ID))
+        if soh.size:
+            latest = soh[np.argmax(times[soh])]
+            figures.soh_at_ns, figures.soh_pct = int(times[latest]), float(values[latest])
+        key = (device_id, int(day))
+        if key in into:
+            into[key].merge(figures)
+        else:
+            into[key] = figures
+
+
+MERGE_DAY_FIGURES_SQL: LiteralString = """
         INSERT INTO daily_summaries AS t (device_id, day, max_speed_kmh, min_supply_v, ev_soh_pct, ev_soh_at)
-        SELECT s.device_id, (s.time AT TIME ZONE d.time_zone)::date,
-               max(s.value) FILTER (WHERE s.signal_id IN {SPEED_SIGNAL_IDS}),
-               min(s.value) FILTER (WHERE s.signal_id = {SUPPLY_SIGNAL_ID}),
-               (array_agg(s.value ORDER BY s.time DESC) FILTER (WHERE s.signal_id = {SOH_SIGNAL_ID}))[1],
-               max(s.time) FILTER (WHERE s.signal_id = {SOH_SIGNAL_ID})
-        FROM {staged_signals} s JOIN devices d ON d.device_id = s.device_id
-        WHERE s.signal_id IN ({SPEED_SIGNAL_IDS[0]}, {SPEED_SIGNAL_IDS[1]}, {SUPPLY_SIGNAL_ID},
-                              {SOH_SIGNAL_ID})
-          AND (s.time AT TIME ZONE d.time_zone)::date >= %(oldest_day)s
-        GROUP BY 1, 2
-        {_MERGE_ORDER_FREE}"""
+        SELECT device_id, day, max_speed, min_supply, soh, soh_at
+        FROM unnest(%(device)s::text[], %(day)s::date[], %(max_speed)s::real[], %(min_supply)s::real[],
+                    %(soh)s::real[], %(soh_at)s::timestamptz[])
+             AS f(device_id, day, max_speed, min_supply, soh, soh_at)
+        WHERE day >= %(oldest_day)s
+        ON CONFLICT (device_id, day) DO UPDATE SET
+            max_speed_kmh = GREATEST(t.max_speed_kmh, EXCLUDED.max_speed_kmh),
+            min_supply_v = LEAST(t.min_supply_v, EXCLUDED.min_supply_v),
+            ev_soh_pct = CASE WHEN EXCLUDED.ev_soh_at IS NOT NULL
+                                   AND (t.ev_soh_at IS NULL OR EXCLUDED.ev_soh_at >= t.ev_soh_at)
+                              THEN EXCLUDED.ev_soh_pct ELSE t.ev_soh_pct END,
+            ev_soh_at = GREATEST(t.ev_soh_at, EXCLUDED.ev_soh_at),
+            updated_at = now()"""
+
+
+def day_figures_params(figures: dict[tuple[str, int], DayFigures]) -> dict[str, object]:
+    """Parameters of `MERGE_DAY_FIGURES_SQL` (without `oldest_day`)."""
+    keys = sorted(figures)  # a fixed order: concurrent receivers lock summary rows alike
+    epoch = date(1970, 1, 1)
+    return {
+        "device": [k[0] for k in keys],
+        "day": [epoch + timedelta(days=k[1]) for k in keys],
+        "max_speed": [figures[k].max_speed_kmh for k in keys],
+        "min_supply": [figures[k].min_supply_v for k in keys],
+        "soh": [figures[k].soh_pct for k in keys],
+        "soh_at": [None if figures[k].soh_at_ns is None
+                   else datetime.fromtimestamp(figures[k].soh_at_ns // 10**9, UTC).replace(  # type: ignore[operator]
+                       microsecond=(figures[k].soh_at_ns // 1000) % 1_000_000)  # type: ignore[operator]
+                   for k in keys],
+    }
 
 
 def merge_status_sql(staged_status: LiteralString) -> LiteralString:
@@ -83,17 +180,6 @@ def merge_status_sql(staged_status: LiteralString) -> LiteralString:
         GROUP BY 1, 2
         ON CONFLICT (device_id, day) DO UPDATE SET
             min_supply_v = LEAST(t.min_supply_v, EXCLUDED.min_supply_v), updated_at = now()"""
-
-
-_MERGE_ORDER_FREE: LiteralString = """
-        ON CONFLICT (device_id, day) DO UPDATE SET
-            max_speed_kmh = GREATEST(t.max_speed_kmh, EXCLUDED.max_speed_kmh),
-            min_supply_v = LEAST(t.min_supply_v, EXCLUDED.min_supply_v),
-            ev_soh_pct = CASE WHEN EXCLUDED.ev_soh_at IS NOT NULL
-                                   AND (t.ev_soh_at IS NULL OR EXCLUDED.ev_soh_at >= t.ev_soh_at)
-                              THEN EXCLUDED.ev_soh_pct ELSE t.ev_soh_pct END,
-            ev_soh_at = GREATEST(t.ev_soh_at, EXCLUDED.ev_soh_at),
-            updated_at = now()"""
 
 
 def _in_list(names: tuple[str, ...]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -84,7 +85,7 @@ class Publisher:
 
 
 def receiver_config(dsn: str, port: int, client_id: str = "receiver-test", *, group: str = "test",
-                    **ingest: int) -> ReceiverConfig:
+                    **ingest: Any) -> ReceiverConfig:
     """A receiver config for tests; `group` isolates tests sharing one broker (a stopped receiver's
     persistent session stays in its share group and is given messages to keep)."""
     return ReceiverConfig(

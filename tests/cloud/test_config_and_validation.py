@@ -89,3 +89,9 @@ def test_validation_reasons() -> None:
     assert isinstance(down, Rejected) and down.reason_code == "wrong_direction"
     assert reason_code_of(PayloadTooLargeError("x")) == "payload_too_large"
     assert reason_code_of(TopicError("x")) == "bad_topic"
+
+
+def test_merge_mode_is_checked() -> None:
+    assert parse_config({**MINIMAL, "ingest": {"merge": "staging"}}).ingest.merge == "staging"
+    with pytest.raises(ConfigError, match=r"ingest\.merge"):
+        parse_config({**MINIMAL, "ingest": {"merge": "yolo"}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def start_receiver(migrated_db: str, mosquitto: MosquittoBroker) -> Iterator[Cal
     started: list[Receiver] = []
     group = f"g{time.monotonic_ns()}"
 
-    def start(client_id: str | None = None, **ingest: int) -> Receiver:
+    def start(client_id: str | None = None, **ingest: Any) -> Receiver:
         name = f"{client_id or 'receiver'}-{group}"
         receiver = Receiver(receiver_config(migrated_db, mosquitto.port, name, group=group, **ingest))
         receiver.start()
@@ -56,12 +57,13 @@ def start_receiver(migrated_db: str, mosquitto: MosquittoBroker) -> Iterator[Cal
         receiver.stop()
 
 
+@pytest.mark.parametrize("merge", ["copy_first", "staging"])
 def test_duplicates_are_stored_once_and_counted(
-    db: Conn, start_receiver: Callable[..., Receiver], publisher: Publisher
+    db: Conn, start_receiver: Callable[..., Receiver], publisher: Publisher, merge: str
 ) -> None:
     register(db, "gw-a")
     register(db, "gw-b")
-    receiver = start_receiver()
+    receiver = start_receiver(merge=merge)
     messages: list[protocol.TelemetryBatch | protocol.Event] = [
         telemetry(dev, seq, samples=50, fixes=3) for seq in range(20) for dev in ("gw-a", "gw-b")]
     messages += [event("gw-a", 100 + i) for i in range(5)]
@@ -76,6 +78,12 @@ def test_duplicates_are_stored_once_and_counted(
     assert receiver.totals.duplicates["positions"] == 10 * 3
     assert receiver.totals.duplicates["events"] == 2
     assert not receiver.totals.rejected
+    # The latest position per device and the days to summarise were recorded with the batch.
+    latest = db.execute("SELECT device_id, last_position_at IS NOT NULL, last_message_at IS NOT NULL "
+                        "FROM device_latest ORDER BY 1").fetchall()
+    assert latest == [("gw-a", True, True), ("gw-b", True, True)]
+    dirty = {r[0] for r in db.execute("SELECT device_id FROM summary_dirty")}
+    assert dirty == {"gw-a", "gw-b"}
     # Values survive the binary COPY exactly (microsecond timestamps, floats, ids).
     first = messages[0]
     assert isinstance(first, protocol.TelemetryBatch)
@@ -92,7 +100,8 @@ def test_messages_committed_but_not_acknowledged_are_redelivered_and_stored_once
 ) -> None:
     register(db, "gw-r")
     first = start_receiver("receiver-redelivery")
-    first._client.ack = lambda mid, qos: 0  # type: ignore[method-assign,assignment,return-value]
+    for lane in first.lanes:  # a receiver that dies after its commits, before any PUBACK
+        lane.client.ack = lambda mid, qos: 0  # type: ignore[method-assign,assignment,return-value]
     messages = [telemetry("gw-r", seq, samples=30, fixes=2) for seq in range(10)]
     publisher.send(messages)
     wait_for(lambda: first.totals.messages == 10, what="first receiver to store everything")
@@ -121,23 +130,28 @@ def test_bad_messages_are_kept_aside_with_reasons_and_ingestion_goes_on(
         (uplink_topic(MessageKind.EVENT, "gw-2"), encoded_event),  # gw-1's event on gw-2's topic
         (uplink_topic(MessageKind.TELEMETRY, "gw-1"), encoded_event),  # an event on the telemetry topic
         (uplink_topic(MessageKind.TELEMETRY, "ghost"), protocol.encode(telemetry("ghost", 1))),
-        ("lienwatch/v1/gw-1/up/nonsense", protocol.encode(good)),
+        (uplink_topic(MessageKind.EVENT, "gw-1"), protocol.encode(good)),  # telemetry on the event topic
         (uplink_topic(MessageKind.TELEMETRY, "gw-1"), b""),
     ]
     publisher.publish(bad)
     publisher.send([good])
     wait_for(lambda: receiver.totals.messages == len(bad) + 1, what="every message handled")
-    rows = db.execute("SELECT reason_code, reason, topic, payload, payload_size, truncated, "
-                      "claimed_device_id FROM rejected_messages ORDER BY id").fetchall()
-    codes = [r[0] for r in rows]
-    assert codes[1] == "oversized" and codes[2] == "topic_mismatch" and codes[3] == "topic_mismatch"
-    assert codes[4] == "unknown_device" and codes[5] == "bad_topic"
+    rows = db.execute("SELECT topic, payload_size, reason_code, reason, payload, truncated, "
+                      "claimed_device_id FROM rejected_messages").fetchall()
+    by_message = {(topic, size): (code, reason, payload, truncated, claimed)
+                  for topic, size, code, reason, payload, truncated, claimed in rows}
+    assert len(rows) == len(bad) == len(by_message)
+    codes = [by_message[(topic, len(payload))][0] for topic, payload in bad]
     assert codes[0] in {"malformed_message", "unsupported_version", "unknown_message_kind"}
-    assert codes[6] == "malformed_message"
-    assert rows[0][3] == b"\xff\x00 not cbor at all" and rows[0][5] is False
-    assert len(rows[1][3]) == 1000 and rows[1][4] == len(huge) and rows[1][5] is True  # bounded
-    assert "ghost" in rows[4][1] and rows[4][6] == "ghost"
-    assert all(reason for _, reason, *_ in rows)
+    assert codes[1:] == ["oversized", "topic_mismatch", "topic_mismatch", "unknown_device", "topic_mismatch",
+                         "malformed_message"]
+    garbage = by_message[(bad[0][0], len(bad[0][1]))]
+    assert garbage[2] == b"\xff\x00 not cbor at all" and garbage[3] is False
+    oversized = by_message[(bad[1][0], len(huge))]
+    assert len(oversized[2]) == 1000 and oversized[3] is True  # the kept raw bytes are bounded
+    ghost = by_message[(bad[4][0], len(bad[4][1]))]
+    assert "ghost" in ghost[1] and ghost[4] == "ghost"
+    assert all(reason for _, _, _, reason, *_ in rows)
     assert count(db, "signal_samples") == 20 and count(db, "events") == 0
     assert receiver.failure is None
 
