@@ -31,9 +31,11 @@ class HeaderFactory:
     """Stamps uplink messages; thread-safe. `boot_id` is random per agent start."""
 
     def __init__(self, device_id: str, clock: Clock, *, boot_id: int | None = None,
-                 clock_quality: Callable[[], ClockQuality] = kernel_clock_quality) -> None:
+                 clock_quality: Callable[[], ClockQuality] = kernel_clock_quality,
+                 wall_ns: Callable[[], int] | None = None) -> None:
         self.device_id = device_id
         self.clock = clock
+        self._wall_ns = wall_ns or clock.wall_ns
         self.boot_id = boot_id if boot_id is not None else int.from_bytes(os.urandom(4), "big")
         self._clock_quality = clock_quality
         self._quality = clock_quality()
@@ -44,11 +46,14 @@ class HeaderFactory:
     def refresh_clock_quality(self) -> None:
         self._quality = self._clock_quality()
 
+    def header_quality_name(self) -> str:
+        return self._quality.name
+
     def header(self) -> Header:
         with self._lock:
             seq = self._seq
             self._seq += 1
-        return Header(self.device_id, self.boot_id, seq, self.clock.wall_ns(), self._quality)
+        return Header(self.device_id, self.boot_id, seq, self._wall_ns(), self._quality)
 
     def event_id(self) -> int:
         """Unique per device: boot id in the high bits, a per-boot counter in the low 31."""

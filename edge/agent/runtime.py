@@ -16,12 +16,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from edge.agent import logs
 from edge.agent.config import AgentConfig
 from edge.agent.downlink import CommandHandler, Outcome, load_command_keys
-from edge.agent.messages import HeaderFactory
+from edge.agent.messages import HeaderFactory, kernel_clock_quality
 from edge.agent.status import write_status
 from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
 from edge.agent.watchdog import Notifier
@@ -40,7 +40,9 @@ from protocol.catalog import default_catalog
 from protocol.errors import ProtocolError
 from protocol.messages import (
     AckStatus,
+    ClockQuality,
     Event,
+    FixColumns,
     FixType,
     GnssFix,
     MessageKind,
@@ -62,32 +64,37 @@ _PRIORITY = {Severity.WARNING: Priority.WARNING, Severity.ALERT: Priority.ALERT,
              Severity.EMERGENCY: Priority.EMERGENCY}
 _CHANNEL_KIND = {Channel.TELEMETRY: MessageKind.TELEMETRY, Channel.EVENT: MessageKind.EVENT,
                  Channel.STATUS: MessageKind.STATUS, Channel.COMMAND_ACK: MessageKind.COMMAND_ACK}
+T = TypeVar("T")
+GNSS_HOLDOVER_NS = 600 * 10**9  # GNSS-disciplined time is trusted this long after the last fix
 RING_CAPACITY = 1024  # newest samples kept per signal a detector reads (≈100 s at 10 Hz)
 REMOTE_CONFIG_FILE = "remote_config.json"
 
 
-class SampleInbox:
+class Inbox(Generic[T]):
     """Bounded hand-off from source threads to the run loop; overflow is counted, never blocks."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: collections.deque[Sample] = collections.deque()
+        self._items: collections.deque[T] = collections.deque()
         self.overflow = 0
         self.received = 0
 
-    def put(self, sample: Sample) -> None:
+    def put(self, item: T) -> None:
         if len(self._items) >= self.capacity:
             self.overflow += 1  # shown in status; the run loop is too slow for the sources
             return
-        self._items.append(sample)
+        self._items.append(item)
         self.received += 1
 
-    def drain(self) -> list[Sample]:
+    def drain(self) -> list[T]:
         items = self._items
         out = []
         for _ in range(len(items)):
             out.append(items.popleft())
         return out
+
+
+SampleInbox = Inbox[Sample]
 
 
 @dataclass
@@ -120,11 +127,17 @@ class Agent:
         self.config = self._with_remote_overrides(config)
         cfg = self.config
         self.device_id = cfg.device_id
-        self.headers = HeaderFactory(self.device_id, self.clock, boot_id=boot_id)
+        self._wall_offset_ns = 0  # GNSS time − system wall time, set by the GNSS clock discipline
+        self._last_gnss_time_mono_ns: int | None = None
+        self.headers = HeaderFactory(self.device_id, self.clock, boot_id=boot_id,
+                                     clock_quality=self._clock_quality, wall_ns=self.wall_ns)
         self.notifier = notifier or Notifier(self.clock)
         self.catalog = default_catalog()
-        self.inbox = SampleInbox(int(cfg["agent.sample_inbox"]))
-        source_context = SourceContext(clock=self.clock, catalog=self.catalog)
+        self.inbox: Inbox[Sample] = Inbox(int(cfg["agent.sample_inbox"]))
+        self.fix_inbox: Inbox[Any] = Inbox(1024)  # whole GNSS fixes (edge.sources.gnss.fix.GnssFix)
+        self._last_fix: GnssFix | None = None
+        source_context = SourceContext(clock=self.clock, catalog=self.catalog, on_fix=self.fix_inbox.put,
+                                       on_clock_discipline=self._on_clock_discipline)
         self.sources = list(sources) if sources is not None else [
             build_source(table, source_context) for table in cfg.sources]
         names = [s.name for s in self.sources]
@@ -261,6 +274,22 @@ class Agent:
         self.outbox.tick()  # the outbox works with the new settings
         self.config = cfg
 
+    # ------------------------------------------------------------------ time
+
+    def wall_ns(self) -> int:
+        """UTC now: the system wall clock corrected by GNSS time once a receiver provided it."""
+        return self.clock.wall_ns() + self._wall_offset_ns
+
+    def _on_clock_discipline(self, offset_ns: int, quality: object) -> None:
+        # Called on the GNSS source's thread: one attribute store, nothing else.
+        self._wall_offset_ns = int(offset_ns)
+
+    def _clock_quality(self) -> ClockQuality:
+        last = self._last_gnss_time_mono_ns
+        if last is not None and self.clock.monotonic_ns() - last <= GNSS_HOLDOVER_NS:
+            return ClockQuality.GNSS
+        return kernel_clock_quality()
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -291,8 +320,10 @@ class Agent:
     def step(self) -> None:
         """One tick: samples → ring buffers → detectors → outbox; pump the uplink; status."""
         now_mono = self.clock.monotonic_ns()
-        now_wall = self.clock.wall_ns()
+        now_wall = self.wall_ns()
         mono_to_wall = now_wall - now_mono
+        for fix in self.fix_inbox.drain():
+            self._take_fix(fix, mono_to_wall)
         samples = self.inbox.drain()
         latest, history = self._latest, self._history
         for sample in samples:
@@ -314,9 +345,9 @@ class Agent:
                     continue
                 for finding in findings:
                     self._queue_event(finding)
-        columns = batcher.take_due()
-        if columns is not None:
-            self._queue_telemetry(columns)
+        batch = batcher.take_due()
+        if batch is not None:
+            self._queue_telemetry(*batch)
         for message in self.uplink.pump():
             try:
                 ack = self.commands.handle(message.payload, self.headers.header)
@@ -337,6 +368,7 @@ class Agent:
             except ProtocolError as error:
                 self._count("encode_errors", "Status", error)
         if now_mono >= self._next_status_file_ns:
+            self.headers.refresh_clock_quality()
             self._next_status_file_ns = now_mono + int(float(self.config["agent.status_interval_s"]) * 1e9)
             self._write_status_file()
         self.notifier.ping_if_due()
@@ -346,11 +378,13 @@ class Agent:
         self.notifier.stopping()
         for runner in self.runners:
             runner.stop()
-        for sample in self.inbox.drain():
-            self.batcher.add(sample, self.clock.wall_ns() - self.clock.monotonic_ns())
-        columns = self.batcher.take()
-        if columns is not None:
-            self._queue_telemetry(columns)
+        mono_to_wall = self.wall_ns() - self.clock.monotonic_ns()
+        for fix in self.fix_inbox.drain():
+            self._take_fix(fix, mono_to_wall)
+        self.batcher.add_many(self.inbox.drain(), mono_to_wall)
+        batch = self.batcher.take()
+        if batch is not None:
+            self._queue_telemetry(*batch)
         deadline = self.clock.monotonic_ns() + int(flush_timeout_s * 1e9)
         while (self.link.connected and (self.outbox.depth or self.uplink.in_flight)
                and self.clock.monotonic_ns() < deadline):
@@ -379,21 +413,36 @@ class Agent:
         log.error(counter.replace("_", " ").rstrip("s"),
                   extra={"key": key, "reason": type(error).__name__, "detail": str(error)[:300]})
 
-    def _queue_telemetry(self, columns: SampleColumns) -> None:
-        """Encode and queue a batch; samples the wire format refuses are dropped and counted."""
+    def _take_fix(self, fix: Any, mono_to_wall_ns: int) -> None:
+        """One whole GNSS fix from a source: last position, clock quality, telemetry."""
+        if getattr(fix, "time_utc_ns", None) is not None and fix.fix.has_position:
+            self._last_gnss_time_mono_ns = fix.mono_ns
+        wire = fix.to_protocol(mono_to_wall_ns)
+        if wire is None:
+            return
+        self._last_fix = wire
+        if not self.batcher.exclude:  # fixes now carry position, speed, heading, HDOP, satellites
+            self.batcher.exclude = frozenset(
+                self.catalog.id_of(path) for path in _FIX_PATHS if path in self.catalog)
+        self.batcher.add_fix(wire, fix.mono_ns)
+
+    def _queue_telemetry(self, columns: SampleColumns, fixes: FixColumns | None = None) -> None:
+        """Encode and queue a batch; samples or fixes the wire format refuses are dropped, counted."""
+        fixes = fixes or FixColumns()
         try:
-            payload = encode(TelemetryBatch(self.headers.header(), samples=columns))
+            payload = encode(TelemetryBatch(self.headers.header(), fixes=fixes, samples=columns))
         except ProtocolError as error:
-            keep = [i for i in range(len(columns)) if _sample_encodes(columns, i)]
-            refused = len(columns) - len(keep)
-            self.telemetry_refused += refused
             self._count("encode_errors", "TelemetryBatch", error)
-            if not keep:
+            keep = [i for i in range(len(columns)) if _sample_encodes(columns, i)]
+            good_fixes = [f for f in fixes.rows() if _fix_encodes(f)]
+            self.telemetry_refused += len(columns) - len(keep) + len(fixes) - len(good_fixes)
+            if not keep and not good_fixes:
                 return
             columns = SampleColumns(tuple(columns.time_ns[i] for i in keep),
                                     tuple(columns.signal_id[i] for i in keep),
                                     tuple(columns.value[i] for i in keep))
-            payload = encode(TelemetryBatch(self.headers.header(), samples=columns))
+            payload = encode(TelemetryBatch(self.headers.header(), fixes=FixColumns.from_fixes(good_fixes),
+                                            samples=columns))
         self._queue(Channel.TELEMETRY, Priority.TELEMETRY, payload)
 
     def _queue_event(self, finding: Finding) -> None:
@@ -422,7 +471,9 @@ class Agent:
         return None if sample is None else sample.value
 
     def position(self) -> GnssFix | None:
-        """The last known position from the GNSS samples, or None."""
+        """The last known position: the last whole GNSS fix, else from GNSS samples, else None."""
+        if self._last_fix is not None:
+            return self._last_fix
         lat_id = self.catalog.id_of("Vehicle.CurrentLocation.Latitude")
         lat = self._latest.get(lat_id)
         lon = self._value("Vehicle.CurrentLocation.Longitude")
@@ -464,9 +515,12 @@ class Agent:
             "uptime_s": (self.clock.monotonic_ns() - self._started_mono_ns) / 1e9,
             "config_version": self.config.remote_version,
             "sources": {r.source.name: r.health().as_dict() for r in self.runners},
-            "inbox": {"received": self.inbox.received, "overflow": self.inbox.overflow},
+            "inbox": {"received": self.inbox.received, "overflow": self.inbox.overflow,
+                      "fixes_overflow": self.fix_inbox.overflow},
             "telemetry": {"samples_seen": self.batcher.seen, "samples_kept": self.batcher.kept,
-                          "open_batch": len(self.batcher)},
+                          "fixes_seen": self.batcher.fixes_seen, "open_batch": len(self.batcher)},
+            "clock": {"quality": self.headers.header_quality_name(),
+                      "gnss_offset_ms": self._wall_offset_ns / 1e6},
             "detectors": {d.name: dict(d.state()) for d in self.detectors},
             "findings": self.findings,
             "telemetry_refused_samples": self.telemetry_refused,
@@ -508,3 +562,23 @@ def _sample_encodes(columns: SampleColumns, index: int) -> bool:
     except ProtocolError:
         return False
     return True
+
+
+def _fix_encodes(fix: GnssFix) -> bool:
+    from protocol.messages import Header
+
+    header = Header("probe", 0, 0, fix.time_ns, ClockQuality.UNKNOWN)
+    try:
+        encode(TelemetryBatch(header, fixes=FixColumns.from_fixes([fix])))
+    except ProtocolError:
+        return False
+    return True
+
+
+# Catalog paths a whole fix carries; with fixes flowing they are left out of the samples.
+_FIX_PATHS = (
+    "Vehicle.CurrentLocation.Latitude", "Vehicle.CurrentLocation.Longitude",
+    "Vehicle.CurrentLocation.Altitude", "Vehicle.CurrentLocation.Heading",
+    "Vehicle.CurrentLocation.GNSSReceiver.FixType", "Vehicle.CurrentLocation.GNSSReceiver.SpeedOverGround",
+    "Vehicle.CurrentLocation.GNSSReceiver.SatellitesUsed", "Vehicle.CurrentLocation.GNSSReceiver.HDOP",
+)

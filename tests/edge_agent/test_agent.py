@@ -400,16 +400,16 @@ def test_bad_samples_and_buggy_detectors_never_stop_the_agent(setup: Setup) -> N
         source.poll(agent.inbox.put)
         agent.step()
         agent.step()
-        columns = agent.batcher.take()
-        assert columns is not None
-        agent._queue_telemetry(columns)
+        batch = agent.batcher.take()
+        assert batch is not None
+        agent._queue_telemetry(*batch)
         records = agent.outbox.begin(100)
         kinds = [decode(r.payload) for r in records]
         events = [k for k in kinds if isinstance(k, Event)]
         assert events and all(e.severity == Severity.EMERGENCY and "evidence dropped" in e.detail
                               for e in events)
-        (batch,) = [k for k in kinds if isinstance(k, TelemetryBatch)]
-        assert batch.samples.signal_id == (SPEED,) and batch.samples.value == (50.0,)
+        (telemetry,) = [k for k in kinds if isinstance(k, TelemetryBatch)]
+        assert telemetry.samples.signal_id == (SPEED,) and telemetry.samples.value == (50.0,)
         assert agent.telemetry_refused == 3
         assert agent.errors["detector_errors"] == {"raises": 2}
         status = agent.status()

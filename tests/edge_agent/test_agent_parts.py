@@ -91,8 +91,10 @@ def test_telemetry_is_decimated_per_signal_and_closed_by_time_or_size() -> None:
     assert len(batcher) == 20 and batcher.seen == 200
     assert not batcher.due()
     clock.advance(10)
-    columns = batcher.take_due()
-    assert columns is not None and columns.time_ns[:2] == (5, 5) and columns.value[2] == 10.0
+    batch = batcher.take_due()
+    assert batch is not None
+    columns, fixes = batch
+    assert columns.time_ns[:2] == (5, 5) and columns.value[2] == 10.0 and len(fixes) == 0
     assert batcher.take_due() is None
     for i in range(100, 200):  # one sample per period, 100 of them: the size closes the batch
         batcher.add(Sample(i * 1_000_000_000, 1, 0.0), 0)
