@@ -65,6 +65,10 @@ def render(status: dict[str, Any], now_ns: int) -> str:
         f"{_mib(budget.get('daily_cap_bytes'))}  forecast {_mib(budget.get('forecast_today_bytes'))}"
         f"  telemetry {'open' if budget.get('telemetry_open', True) else 'deferred'}",
     ]
+    clock = status.get("clock")
+    if clock:
+        lines.append(f"clock      {clock.get('quality', '?')}  "
+                     f"GNSS offset {clock.get('gnss_offset_ms', 0):.1f} ms")
     for name, health in sorted(status.get("sources", {}).items()):
         lines.append(f"source     {name:<10} {health.get('state', '?'):<9} samples {health.get('samples', 0)}"
                      f"  errors {health.get('errors', 0)}  {health.get('detail', '')}".rstrip())
