@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -175,8 +176,6 @@ def test_two_receivers_on_a_shared_subscription_store_every_message_once(
 def test_metrics_are_served_on_loopback(
     migrated_db: str, db: Conn, mosquitto: MosquittoBroker, publisher: Publisher
 ) -> None:
-    from dataclasses import replace
-
     from cloud.config import MetricsConfig
     from lienwatch.services import free_port
 
@@ -199,3 +198,22 @@ def test_metrics_are_served_on_loopback(
                  "lienwatch_ingest_message_age_seconds_count", "lienwatch_ingest_duplicate_rows_total",
                  "lienwatch_ingest_messages_total"):
         assert name in text
+
+
+def test_a_message_the_database_refuses_is_kept_aside_and_the_rest_of_its_batch_stored(
+    db: Conn, start_receiver: Callable[..., Receiver], publisher: Publisher
+) -> None:
+    register(db, "gw-n")
+    # An operator's constraint stands in for anything the database may refuse.
+    db.execute("ALTER TABLE events ADD CONSTRAINT no_refused CHECK (detector <> 'refused')")
+    receiver = start_receiver(urgent_batch_max_delay_ms=500)  # one batch for all four events
+    refused = event("gw-n", 2, detector="refused")
+    nul = replace(event("gw-n", 4), detail="NUL \x00 is valid CBOR text but not PostgreSQL text")
+    publisher.send([event("gw-n", 1), refused, event("gw-n", 3), nul])
+    wait_for(lambda: receiver.totals.messages == 4, what="four events handled")
+    assert count(db, "events") == 3
+    row = db.execute("SELECT reason_code, reason FROM rejected_messages").fetchone()
+    assert row is not None and row[0] == "store_error" and "no_refused" in row[1]
+    stored = db.execute("SELECT detail FROM events WHERE seq = 4").fetchone()
+    assert stored == ("NUL \ufffd is valid CBOR text but not PostgreSQL text",)
+    assert receiver.failure is None
