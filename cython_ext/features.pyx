@@ -28,7 +28,7 @@ from cython_ext.errors import SampleError
 
 cimport cython
 from cpython.number cimport PyIndex_Check
-from libc.math cimport NAN, INFINITY, sqrt, expm1, log, fabs
+from libc.math cimport INFINITY, NAN, expm1, fabs, sqrt
 from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memmove
 
