@@ -6,12 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from protocol.errors import InputError, MalformedMessageError
+from protocol.errors import InputError, MalformedMessageError, PayloadTooLargeError
+from protocol.limits import MAX_MESSAGE_BYTES
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
-def _read(name: str) -> bytes:
+def _read(name: str, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a file or stdin (a longer input is refused, not read whole)."""
     try:
-        return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        if name == "-":
+            return sys.stdin.buffer.read(limit + 1)
+        with Path(name).open("rb") as stream:
+            return stream.read(limit + 1)
     except OSError as error:
         raise InputError(f"cannot read {name}: {error.strerror or error}") from None
 
@@ -32,7 +39,11 @@ def decode(args: argparse.Namespace) -> int:
     from protocol import decode as decode_message
     from protocol import jsonform
 
-    data = _read(args.file)
+    limit = 3 * MAX_MESSAGE_BYTES + 1024 if args.hex else MAX_MESSAGE_BYTES  # hex: 2 digits + spacing
+    data = _read(args.file, limit)
+    if len(data) > limit:
+        raise PayloadTooLargeError(
+            f"{args.file} is larger than any lienwatch message ({MAX_MESSAGE_BYTES} bytes)")
     if args.hex:
         try:
             data = bytes.fromhex(data.decode("ascii").strip().removeprefix("0x"))
@@ -47,6 +58,9 @@ def encode(args: argparse.Namespace) -> int:
     from protocol import encode as encode_message
     from protocol import jsonform
 
-    data = encode_message(jsonform.loads(_read(args.file)), deflate=args.deflate)
+    text = _read(args.file, MAX_JSON_BYTES)
+    if len(text) > MAX_JSON_BYTES:
+        raise PayloadTooLargeError(f"{args.file} is larger than {MAX_JSON_BYTES} bytes of JSON")
+    data = encode_message(jsonform.loads(text), deflate=args.deflate)
     _write(args.output, (data.hex() + "\n").encode() if args.hex else data)
     return 0

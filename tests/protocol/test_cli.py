@@ -59,3 +59,10 @@ def test_bad_hex_and_missing_file_exit_2():
 def test_bad_json_exits_2():
     result = wire("encode", "-", stdin=b'{"kind": "event"}')
     assert result.returncode == 2 and b"missing field" in result.stderr
+
+
+def test_oversized_input_is_refused_without_reading_it_all(tmp_path: Path):
+    big = tmp_path / "big.cbor"
+    big.write_bytes(b"\x00" * (300 * 1024))
+    result = wire("decode", str(big))
+    assert result.returncode == 2 and b"PayloadTooLargeError" in result.stderr
