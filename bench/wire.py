@@ -131,8 +131,8 @@ def _best_rate(payloads: list[bytes], decode: Callable[[bytes], object], repeat:
     return repeat * len(payloads) * FIXES_PER_BATCH / (time.perf_counter() - start)
 
 
-def main() -> None:
-    batches = [batch_of(city_drive(seed=seed), seq) for seq, seed in enumerate(range(BATCHES))]
+def main(n_batches: int = BATCHES, rounds: int = ROUNDS) -> None:
+    batches = [batch_of(city_drive(seed=seed), seq) for seq, seed in enumerate(range(n_batches))]
     formats: dict[str, list[bytes]] = {
         "json": [as_json(b) for b in batches],
         "cbor_map": [as_cbor_maps(b) for b in batches],
@@ -148,7 +148,7 @@ def main() -> None:
         "lienwatch_deflate": protocol.decode,
     }
     best = dict.fromkeys(decoders, 0.0)
-    for _ in range(ROUNDS):  # interleaved, so background load hits every format alike
+    for _ in range(rounds):  # interleaved, so background load hits every format alike
         for name, decode in decoders.items():
             best[name] = max(best[name], _best_rate(formats[name], decode, repeat=10))
     encoders: dict[str, Callable[[TelemetryBatch], bytes]] = {
@@ -172,8 +172,8 @@ def main() -> None:
     rows.append(["teltonika codec 8 (reference, no IO)", 30.0, bytes_per_fix["json"] / 30.0, None, None, "-",
                  None])
     print_table(
-        f"telemetry batch of {FIXES_PER_BATCH} fixes at 1 Hz, city driving ({BATCHES} batches, "
-        f"best of {ROUNDS} rounds)",
+        f"telemetry batch of {FIXES_PER_BATCH} fixes at 1 Hz, city driving ({n_batches} batches, "
+        f"best of {rounds} rounds)",
         ["format", "bytes/fix", "x smaller than json", "decode fixes/s", "x json", "typed+validated",
          "encode fixes/s"],
         rows,
