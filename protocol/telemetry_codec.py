@@ -11,9 +11,7 @@ handful of items per batch. Layout (docs/protocol.md, "Telemetry batch"):
   (steady 1 Hz driving gives near-zero values), first order for the rest (heading differences
   wrap at 360 degrees).
   Columns whose differences are all zero are left out (`mask`).
-- samples: three columns in the batch's sample order: time, signal id, value. Time and value
-  are delta-coded per signal (time second order, value first order), values scaled by the
-  catalog resolution of their signal.
+- samples: three columns in the batch's sample order (protocol/sample_block.py).
 """
 
 from __future__ import annotations
@@ -23,19 +21,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from protocol import spill
+from protocol import sample_block, spill
 
 try:  # the compiled fix-block decoder (protocol/_fixblock.pyx), built by `pip install`
     from protocol import _fixblock
 except ImportError:  # pragma: no cover - a source checkout that was not built: numpy does it all
     _fixblock = None  # type: ignore[assignment]
 from protocol.catalog import Catalog
-from protocol.errors import InvalidFieldError, MalformedMessageError, PayloadTooLargeError, UnknownSignalError
+from protocol.errors import InvalidFieldError, MalformedMessageError, PayloadTooLargeError
 from protocol.fields import integer
 from protocol.limits import MAX_FIXES, MAX_SAMPLES, MAX_SPAN_MS, MAX_TIME_MS, MAX_UNPACKED_BYTES
 from protocol.messages import FixColumns, SampleColumns, TelemetryBatch
+from protocol.numeric import F64, I64, int_column, number_column, times_ms
 
 # Body map keys.
 K_CATALOG, K_T0, K_NFIX, K_BASE, K_MASK, K_FIXES, K_NSAMPLE, K_SAMPLES, K_FLAGS = range(1, 10)
@@ -50,9 +48,6 @@ _ORDER2 = 5  # rows 0..4 (time, lat, lon, speed, heading) use second-order diffe
 _HEADING = 4
 _FLOAT_ROWS = (1, 2, 3, 4, 5, 6)
 _BASE_LIMIT = 2**36  # |base value|, |int64-plane difference| (keeps cumulative sums in int64)
-_VALUE_LIMIT = 2**40  # |scaled sample value|
-_VALUE_DIFF_LIMIT = 2**41
-_TIME_DIFF_LIMIT = 2**31
 
 _PRESENT = [tuple(row for row in range(9) if mask >> row & 1) for mask in range(512)]
 # Rows of each mask as a slice when contiguous (faster assignment), else as an index list.
@@ -62,16 +57,12 @@ _ROWS_INDEX: list[slice | list[int]] = [
 ]
 _accumulate = np.add.accumulate
 _minimum = np.minimum.reduce
-_max_accumulate = np.maximum.accumulate
 _maximum = np.maximum.reduce
 
 COMPILED = _fixblock is not None
 ACCELERATED = True  # tests switch this off to run the numpy oracle
 _NO_FIXES, _NO_SAMPLES, _NO_IDS = FixColumns(), SampleColumns(), frozenset[int]()
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 
 
 class _FixTables:
@@ -97,89 +88,22 @@ class _FixTables:
         self.lo_list, self.hi_list = lo, hi
 
 
-class _SignalTables:
-    """Per-catalog lookup arrays indexed by signal id (0..65535)."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.known = np.zeros(65536, dtype=bool)
-        self.is_bool = np.zeros(65536, dtype=bool)
-        self.divisor: F64 = np.ones(65536, dtype=np.float64)
-        self.multiplier: F64 = np.ones(65536, dtype=np.float64)
-        for signal in catalog.signals:
-            self.known[signal.id] = True
-            self.is_bool[signal.id] = signal.type == "bool"
-            inverse = 1 / signal.resolution
-            if abs(inverse - round(inverse)) < 1e-9 * inverse:
-                self.divisor[signal.id] = round(inverse)  # v / 10**k is exactly the decimal value
-            else:
-                self.multiplier[signal.id] = signal.resolution
+_TABLES: dict[int, tuple[Catalog, _FixTables]] = {}
 
 
-_TABLES: dict[int, tuple[Catalog, _FixTables, _SignalTables]] = {}
-
-
-def _tables(catalog: Catalog) -> tuple[_FixTables, _SignalTables]:
+def _tables(catalog: Catalog) -> _FixTables:
     entry = _TABLES.get(id(catalog))
     if entry is None or entry[0] is not catalog:
-        entry = (catalog, _FixTables(catalog), _SignalTables(catalog))
+        entry = (catalog, _FixTables(catalog))
         _TABLES[id(catalog)] = entry
-    return entry[1], entry[2]
-
-
-def _group_starts(ids_sorted: I64) -> tuple[Bools, Bools]:
-    """Masks of each signal's first sample, and of its first two samples, in id-sorted order."""
-    first = np.empty(ids_sorted.size, dtype=bool)
-    first[0] = True
-    np.not_equal(ids_sorted[1:], ids_sorted[:-1], out=first[1:])
-    first2 = first.copy()
-    first2[1:] |= first[:-1]
-    return first, first2
-
-
-def _segment_diff(values: I64, starts: Bools) -> I64:
-    diffs = np.diff(values, prepend=0)
-    diffs[starts] = values[starts]
-    return diffs
-
-
-def _segment_heads(starts: Bools) -> I64:
-    """For every position, the position where its segment starts (`starts[0]` must be set)."""
-    return _max_accumulate(np.where(starts, np.arange(starts.size), 0))
-
-
-def _segment_cumsum(diffs: I64, heads: I64) -> I64:
-    """Running sums of `diffs` that restart at every segment (`heads` from `_segment_heads`)."""
-    sums = _accumulate(diffs)
-    before = sums - diffs
-    return sums - before[heads]
+    return entry[1]
 
 
 # --- encode -----------------------------------------------------------------------------------
 
 
-def _int_column(values: tuple[Any, ...], what: str) -> I64:
-    column = np.asarray(values)
-    if column.size and column.dtype.kind not in "iu":
-        raise InvalidFieldError(f"{what} must hold integers (64-bit)")
-    return column.astype(np.int64)
-
-
-def _times_ms(values: tuple[int, ...], what: str) -> I64:
-    ms = _int_column(values, what) // 1_000_000
-    if ms.size and (int(ms.min()) < 0 or int(ms.max()) > MAX_TIME_MS):
-        raise InvalidFieldError(f"{what} must be UTC ns in 0..{MAX_TIME_MS * 1_000_000}")
-    return ms
-
-
-def _numbers(values: tuple[Any, ...], what: str) -> F64:
-    column = np.asarray(values)
-    if column.size and column.dtype.kind not in "iuf":
-        raise InvalidFieldError(f"{what} must hold numbers")
-    return column.astype(np.float64)
-
-
 def _scaled(values: tuple[Any, ...], divisor: float, lo: int, hi: int, what: str) -> I64:
-    column = _numbers(values, what)
+    column = number_column(values, what)
     scaled = np.rint(column * divisor)
     if scaled.size and not (np.isfinite(scaled).all() and scaled.min() >= lo and scaled.max() <= hi):
         raise InvalidFieldError(f"{what} out of range {lo / divisor}..{hi / divisor} (or not finite)")
@@ -197,8 +121,8 @@ def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[
     if len(samples.signal_id) != ns or len(samples.value) != ns:
         raise InvalidFieldError("sample columns must all have the same length")
     body: dict[int, Any] = {K_CATALOG: integer(batch.catalog_version, "catalog_version", 1, 65535)}
-    fix_ms = _times_ms(fixes.time_ns, "fixes.time_ns")
-    sample_ms = _times_ms(samples.time_ns, "samples.time_ns")
+    fix_ms = times_ms(fixes.time_ns, "fixes.time_ns")
+    sample_ms = times_ms(samples.time_ns, "samples.time_ns")
     if n == 0 and ns == 0:
         return body
     all_ms = np.concatenate([fix_ms, sample_ms])
@@ -206,12 +130,11 @@ def encode_body(batch: TelemetryBatch, catalog: Catalog, deflate: bool) -> dict[
     if t_last - t0 > MAX_SPAN_MS:
         raise InvalidFieldError(f"a batch spans at most {MAX_SPAN_MS} ms; split it")
     body[K_T0] = t0
-    fix_tables, signal_tables = _tables(catalog)
     if n:
-        body.update(_encode_fixes(fixes, fix_ms - t0, fix_tables))
+        body.update(_encode_fixes(fixes, fix_ms - t0, _tables(catalog)))
     if ns:
         body[K_NSAMPLE] = ns
-        body[K_SAMPLES] = _encode_samples(samples, sample_ms - t0, catalog, signal_tables)
+        body[K_SAMPLES] = sample_block.encode(samples, sample_ms - t0, catalog)
     if deflate:  # only when it pays: a tiny batch does not shrink
         blobs = [key for key in (K_FIXES, K_SAMPLES) if key in body]
         packed = {key: zlib.compress(body[key], 9, -15) for key in blobs}
@@ -233,7 +156,7 @@ def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables) -> dict[int
     rows[_HEADING] %= tables.heading_wrap
     for row in (7, 8):
         name = FIX_FIELDS[row]
-        column = _int_column(getattr(fixes, name), f"fixes.{name}")
+        column = int_column(getattr(fixes, name), f"fixes.{name}")
         if int(column.min()) < lo[row] or int(column.max()) > hi[row]:
             raise InvalidFieldError(f"fixes.{name} out of range {lo[row]}..{hi[row]}")
         rows[row] = column
@@ -249,30 +172,6 @@ def _encode_fixes(fixes: FixColumns, times: I64, tables: _FixTables) -> dict[int
         K_MASK: int(np.dot(present, 1 << np.arange(9))),
         K_FIXES: spill.pack(diffs[present].ravel()),
     }
-
-
-def _encode_samples(samples: SampleColumns, times: I64, catalog: Catalog, tables: _SignalTables) -> bytes:
-    ids = _int_column(samples.signal_id, "samples.signal_id")
-    if int(ids.min()) < 1 or int(ids.max()) > 65535:
-        raise InvalidFieldError("samples.signal_id must be in 1..65535")
-    unknown = ~tables.known[ids]
-    if unknown.any():
-        raise UnknownSignalError(f"signal id {int(ids[unknown][0])} is not in catalog v{catalog.version}")
-    values = _numbers(samples.value, "samples.value")
-    if (tables.is_bool[ids] & (values != 0) & (values != 1)).any():
-        raise InvalidFieldError("a bool signal's value must be 0 or 1")
-    scaled = np.rint(values * tables.divisor[ids] / tables.multiplier[ids])
-    if not (np.isfinite(scaled).all() and np.abs(scaled).max() <= _VALUE_LIMIT):
-        raise InvalidFieldError("samples.value out of range for its signal's resolution (or not finite)")
-    order = np.argsort(ids, kind="stable")
-    first, first2 = _group_starts(ids[order])
-    time_diffs = _segment_diff(_segment_diff(times[order], first), first2)
-    value_diffs = _segment_diff(scaled.astype(np.int64)[order], first)
-    stream = np.empty(3 * ids.size, dtype=np.int64)
-    stream[ids.size:2 * ids.size] = ids
-    stream[:ids.size][order] = time_diffs
-    stream[2 * ids.size:][order] = value_diffs
-    return spill.pack(stream)
 
 
 # --- decode -----------------------------------------------------------------------------------
@@ -313,11 +212,11 @@ def decode_body(
     if n == 0 and ns == 0:
         return fixes, samples, catalog_version, raw_ids
     t0 = integer(body.get(K_T0), "t0_ms", 0, MAX_TIME_MS)
-    fix_tables, signal_tables = _tables(catalog)
     if n:
-        fixes = _decode_fixes(body, n, t0, deflated, fix_tables)
+        fixes = _decode_fixes(body, n, t0, deflated, _tables(catalog))
     if ns:
-        samples, raw_ids = _decode_samples(body, ns, t0, deflated, catalog, catalog_version, signal_tables)
+        packed = _blob(body, K_SAMPLES, "sample columns", deflated)
+        samples, raw_ids = sample_block.decode(packed, ns, t0, catalog, catalog_version)
     return fixes, samples, catalog_version, raw_ids
 
 
@@ -383,43 +282,3 @@ def _decode_fixes_numpy(
         speed_kmh=tuple(scaled[2]), heading_deg=tuple(scaled[3]), alt_m=tuple(scaled[4]),
         hdop=tuple(scaled[5]), sats=tuple(counts[0]), fix_type=tuple(counts[1]),
     )
-
-
-def _decode_samples(
-    body: Mapping[Any, Any], ns: int, t0: int, deflated: bool, catalog: Catalog, catalog_version: int,
-    tables: _SignalTables,
-) -> tuple[SampleColumns, frozenset[int]]:
-    packed = _blob(body, K_SAMPLES, "sample columns", deflated)
-    stream, wide = spill.unpack(packed, 3 * ns)
-    time_diffs, ids, value_diffs = stream[:ns], stream[ns:2 * ns], stream[2 * ns:]
-    if int(ids.min()) < 1 or int(ids.max()) > 65535:
-        raise InvalidFieldError("telemetry body: samples.signal_id must be in 1..65535")
-    if wide and (int(np.abs(time_diffs).max()) > _TIME_DIFF_LIMIT
-                 or int(np.abs(value_diffs).max()) > _VALUE_DIFF_LIMIT):
-        raise InvalidFieldError("telemetry body: a sample difference is out of range")
-    order = np.argsort(ids, kind="stable")
-    first, first2 = _group_starts(ids[order])
-    heads, heads2 = _segment_heads(first), _segment_heads(first2)
-    times = np.empty(ns, dtype=np.int64)
-    times[order] = _segment_cumsum(_segment_cumsum(time_diffs[order], heads2), heads)
-    values = np.empty(ns, dtype=np.int64)
-    values[order] = _segment_cumsum(value_diffs[order], heads)
-    if int(times.min()) < 0 or int(times.max()) > min(MAX_SPAN_MS, MAX_TIME_MS - t0):
-        raise InvalidFieldError("telemetry body: samples.time_ns out of range")
-    if int(np.abs(values).max()) > _VALUE_LIMIT:
-        raise InvalidFieldError("telemetry body: a sample value is out of range")
-    known = tables.known[ids]
-    raw_ids = _NO_IDS
-    if not known.all():
-        unknown_ids = sorted(set(ids[~known].tolist()))
-        if catalog_version <= catalog.version:
-            raise UnknownSignalError(
-                f"signal id {unknown_ids[0]} is not in catalog v{catalog_version} (receiver has "
-                f"v{catalog.version})")
-        raw_ids = frozenset(unknown_ids)
-    if (tables.is_bool[ids] & (values != 0) & (values != 1)).any():
-        raise InvalidFieldError("telemetry body: a bool signal's value must be 0 or 1")
-    physical = values * tables.multiplier[ids] / tables.divisor[ids]
-    columns = SampleColumns(
-        tuple(((times + t0) * 1_000_000).tolist()), tuple(ids.tolist()), tuple(physical.tolist()))
-    return columns, raw_ids
