@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from lienwatch.clock import Clock
 from protocol.messages import ClockQuality, Header
@@ -14,8 +15,17 @@ from protocol.messages import ClockQuality, Header
 _TIME_ERROR = 5  # adjtimex(2): the kernel clock is not synchronised
 
 
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")  # systemd-timesyncd touches it when synced
+
+
 def kernel_clock_quality() -> ClockQuality:
-    """NTP if the kernel says its clock is synchronised (adjtimex), else RTC; UNKNOWN if unsure."""
+    """NTP if the clock is synchronised, RTC if the kernel says it is not, UNKNOWN if unsure.
+
+    systemd-timesyncd's flag file is read first: under the unit's ProtectClock=true, adjtimex(2)
+    is filtered out even for reading, and then this falls back to UNKNOWN.
+    """
+    if TIMESYNC_FLAG.exists():
+        return ClockQuality.NTP
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         timex = ctypes.create_string_buffer(512)  # struct timex with modes = 0: read only
