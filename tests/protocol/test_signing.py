@@ -132,3 +132,25 @@ def test_verifier_reads_the_injected_clock():
 def test_bad_key_bytes_are_a_protocol_error():
     with pytest.raises(errors.ProtocolError):
         signing.public_key_from_bytes(b"short")
+
+
+def test_signature_of_the_wrong_length_is_refused_by_the_decoder():
+    import cbor2
+
+    envelope = cbor2.loads(protocol.encode(signing.sign_command(mf.command(), KEY)))
+    envelope[3] = envelope[3][:10]
+    with pytest.raises(errors.InvalidFieldError, match="signature"):
+        protocol.decode(cbor2.dumps(envelope))
+
+
+def test_no_trusted_keys_means_no_command_verifies():
+    with pytest.raises(errors.BadSignatureError):
+        signing.verify_command(signing.sign_command(mf.command(), KEY), [], device_id="veh-0001",
+                               now_ns=NOW, replay_cache=signing.ReplayCache())
+
+
+def test_key_rotation_accepts_any_trusted_key():
+    old, new = signing.generate_key(), KEY
+    signed = signing.sign_command(mf.command(), new)
+    assert signing.verify_command(signed, [old.public_key(), PUBLIC], device_id="veh-0001", now_ns=NOW,
+                                  replay_cache=signing.ReplayCache()) == mf.command()
