@@ -416,3 +416,30 @@ def test_bad_samples_and_buggy_detectors_never_stop_the_agent(setup: Setup) -> N
         assert status["telemetry_refused_samples"] == 3 and "encode_errors" in status["errors"]
     finally:
         agent.shutdown(flush_timeout_s=0)
+
+
+def test_everything_the_agent_sends_passes_the_cloud_receivers_validation(
+        setup: Setup, pki: Pki, tls_broker: MosquittoBroker,
+        running: tuple[Agent, threading.Event]) -> None:
+    """The contract with cloud/ingest: telemetry, events, heartbeats, acks and the last will are
+    all accepted by the receiver's own validator (topic, decoding, device id, time ranges)."""
+    from cloud.ingest.validate import Accepted, Incoming, Validator
+
+    agent, _ = running
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    cloud = Cloud(setup, pki, tls_broker)
+    try:
+        command = cloud.command(RequestPosition())
+        cloud.send(encode(sign_command(command, setup.key)))
+        kinds = {"telemetry", "event", "status", "ack"}
+        assert wait_until(lambda: {t.rsplit("/", 1)[1] for t, _ in receiver.messages} >= kinds, 15), \
+            {t for t, _ in receiver.messages}
+        validator = Validator(lambda device: device == DEVICE_A, lambda table: 0, 3600 * 10**9,
+                              time.time_ns)
+        messages = [*receiver.messages, (f"lienwatch/v1/{DEVICE_A}/up/event", agent._will_payload())]
+        for mid, (topic, payload) in enumerate(messages):
+            outcome = validator.check(Incoming(topic, payload, mid, 1, time.time_ns()))
+            assert isinstance(outcome, Accepted), (topic, outcome)
+    finally:
+        receiver.close()
+        cloud.receiver.close()
