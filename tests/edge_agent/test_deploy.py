@@ -38,8 +38,12 @@ def test_systemd_accepts_the_unit() -> None:
     if analyze is None:  # not every CI image has systemd; the directive test above still runs
         return
     result = subprocess.run([analyze, "verify", str(UNIT)], capture_output=True, text=True, check=False)
+    # Only complaints about the unit's own text count (an unknown or invalid directive); the
+    # missing /usr/bin/lienwatch and the host's own state (no bus, other units) do not.
     problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if line.strip() and "is not executable" not in line and "/usr/bin/lienwatch" not in line]
+                if "lienwatch-agent.service" in line
+                and any(word in line for word in ("Unknown", "unknown", "Invalid", "invalid",
+                                                   "Failed to parse", "not a valid"))]
     assert problems == []
 
 
