@@ -163,7 +163,7 @@ class Agent:
         self._history: dict[int, RingBuffer] = {}
         self._history_signals = frozenset().union(*(d.history_signals for d in self.detectors))
         if self._history_signals:
-            from cython_ext.ring import RingBuffer  # numpy: only when a detector reads history
+            from cython_ext.ring import RingBuffer  # history only for signals a detector reads
 
             self._history = {sid: RingBuffer(RING_CAPACITY) for sid in self._history_signals}
         self._started_mono_ns = self.clock.monotonic_ns()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from edge.sources.base import Sample
 from protocol.messages import GnssFix, Severity
 
-if TYPE_CHECKING:  # numpy is imported only when a detector asks for history
+if TYPE_CHECKING:
     from cython_ext.ring import RingBuffer
 
 
