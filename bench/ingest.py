@@ -16,7 +16,8 @@ each (a fresh migrated database per part, the same pre-encoded messages):
 4. end to end, one receiver with `merge = "staging"` (every batch COPYed to staging and merged
    with INSERT ... ON CONFLICT DO NOTHING), to show what the copy-first path saves.
 5. track query: 30 days of one position a minute for one device (43,200 rows, among the other
-   devices' rows), fetched in time order; median of 7 runs after a warm-up.
+   devices' rows), fetched in time order with `cloud.store.tracks.track` (fixes packed by the server,
+   read by numpy); median of 7 runs after a warm-up. The same query as psycopg rows is printed beside it.
 
 Goals: end-to-end ≥ 50 % of raw COPY and ≥ 100,000 signal rows/s; event p99 ≤ 500 ms; track
 query ≤ 50 ms.
@@ -45,12 +46,13 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 
 import protocol  # noqa: E402
 from bench.report import print_json_line, print_table  # noqa: E402
-from cloud.ingest.copybin import HEADER, TRAILER  # noqa: E402
 from cloud.ingest.writer import POSITIONS, SIGNALS, BatchWriter, PreparedBatch  # noqa: E402
+from cloud.store.copybin import HEADER, TRAILER  # noqa: E402
 from cloud.store.db import connect  # noqa: E402
 from cloud.store.devices import Device, add_device  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
 from cloud.store.partitions import PartitionKeeper  # noqa: E402
+from cloud.store.tracks import track  # noqa: E402
 from lienwatch.services import free_port, start_mosquitto, start_postgres  # noqa: E402
 from protocol.messages import (  # noqa: E402
     ClockQuality,
@@ -253,8 +255,9 @@ def end_to_end(dsn: str, port: int, payloads: list[tuple[str, bytes]], receivers
     }
 
 
-def track_query_ms(dsn: str) -> tuple[float, int]:
-    """Median time to fetch one device's 30-day track (1 fix/min) in time order."""
+def track_query_ms(dsn: str) -> tuple[float, float, int]:
+    """Median times to fetch one device's 30-day track (1 fix/min) in time order: with
+    `cloud.store.tracks.track` (packed server-side, numpy columns), and as psycopg rows."""
     n = 30 * 24 * 60
     start_ns = (NOW_S - 30 * 86400) * 10**9
     chunk = 1440
@@ -279,14 +282,20 @@ def track_query_ms(dsn: str) -> tuple[float, int]:
                  "AND time >= now() - interval '30 days' ORDER BY time")
         cursor = conn.cursor(binary=True)
         cursor.execute(query, ("gw-0020",)).fetchall()  # warm-up
-        times = []
+        rows_ms = []
         count = 0
         for _ in range(7):
             started = time.perf_counter()
             count = len(cursor.execute(query, ("gw-0020",)).fetchall())
-            times.append((time.perf_counter() - started) * 1000)
-    assert count >= n - 1440, count
-    return statistics.median(times), count
+            rows_ms.append((time.perf_counter() - started) * 1000)
+        numpy_ms = []
+        for _ in range(7):
+            started = time.perf_counter()
+            end = dt.datetime.now(dt.UTC)
+            fetched = track(conn, "gw-0020", end - dt.timedelta(days=30), end)
+            numpy_ms.append((time.perf_counter() - started) * 1000)
+    assert count >= n - 1440 and len(fetched) == count, (count, len(fetched))
+    return statistics.median(numpy_ms), statistics.median(rows_ms), count
 
 
 def main() -> None:
@@ -312,7 +321,7 @@ def main() -> None:
         staging = end_to_end(new_database(pg.dsn, "bench_staging"), broker.port, payloads, 1, workdir,
                              "staging", merge="staging")
         print("30-day track query ...", flush=True)
-        track_ms, track_rows = track_query_ms(one_dsn)
+        track_ms, track_rows_ms, track_rows = track_query_ms(one_dsn)
     finally:
         broker.stop()
         pg.stop()
@@ -345,7 +354,8 @@ def main() -> None:
             ["event p99 ms (1 receiver)", one["event_p99_ms"], "<= 500"],
             ["event p99 ms (2 receivers)", two["event_p99_ms"], "-"],
             ["events stored (1 receiver)", one["events"], "-"],
-            [f"30-day track query ms ({track_rows} fixes)", track_ms, "<= 50"],
+            [f"30-day track query ms ({track_rows} fixes, tracks.track)", track_ms, "<= 50"],
+            ["same query as psycopg rows (fetchall) ms", track_rows_ms, "-"],
             ["2 receivers / 1 receiver throughput", two["rows_per_s"] / one["rows_per_s"], "-"],
             ["bulk writer busy in write+commit (1 receiver)", one["writer_busy"], "-"],
             ["bulk batches committed (1 receiver)", one["batches"], "-"],

@@ -26,9 +26,9 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.ingest.copybin import HEADER, TRAILER, RowLayout
 from cloud.ingest.validate import Incoming, Outcome, Rejected, time_ranges_ns
 from cloud.store import summaries
+from cloud.store.copybin import HEADER, TRAILER, RowLayout
 from cloud.store.db import Conn
 from cloud.store.devices import registered_time_zones
 from cloud.store.migrate import StorageMode
