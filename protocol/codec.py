@@ -16,6 +16,7 @@ from protocol.errors import (
     InternalDecodeError,
     InvalidFieldError,
     MalformedMessageError,
+    PayloadTooLargeError,
     ProtocolError,
     UnknownMessageKindError,
     UnsupportedVersionError,
@@ -76,7 +77,8 @@ def encode(message: Message | Command, *, deflate: bool = False, catalog: Catalo
     except (ValueError, TypeError, OverflowError) as error:
         raise EncodeError(f"cannot encode {type(message).__name__}: {error}") from None
     if len(data) > MAX_MESSAGE_BYTES:
-        raise InvalidFieldError(f"encoded message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+        raise PayloadTooLargeError(
+            f"encoded message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}: split the batch")
     return data
 
 

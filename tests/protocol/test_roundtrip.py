@@ -154,3 +154,18 @@ def test_ragged_columns_are_refused_on_encode():
     fixes = dataclasses.replace(mf.fixes(3), hdop=(0.9, 0.9))
     with pytest.raises(errors.InvalidFieldError, match="same length"):
         protocol.encode(dataclasses.replace(mf.batch(3), fixes=fixes))
+
+
+def test_a_batch_too_big_for_one_message_is_refused_on_encode():
+    import random
+
+    rnd = random.Random(1)
+    n = 3600  # random walk over the whole globe: every difference spills to the widest plane
+    fixes = protocol.FixColumns(
+        tuple(mf.T0 + i * 10**9 for i in range(n)), tuple(rnd.randint(-900, 900) / 10 for _ in range(n)),
+        tuple(rnd.randint(-1800, 1800) / 10 for _ in range(n)), (0.0,) * n, (0.0,) * n, (0.0,) * n,
+        (1.0,) * n, (9,) * n, (2,) * n)
+    samples = protocol.SampleColumns(tuple(mf.T0 + i * 10**6 for i in range(16384)), (2,) * 16384,
+                                     tuple(float(rnd.randint(0, 2**39)) for _ in range(16384)))
+    with pytest.raises(errors.PayloadTooLargeError, match="split"):
+        protocol.encode(protocol.TelemetryBatch(mf.HEADER, fixes, samples))
