@@ -293,25 +293,28 @@ cdef inline void trapz_recompute(trapz_t* z, const int64_t* t, const double* v, 
 # ---------------------------------------------------------------- sorted window (median, MAD)
 
 cdef inline Py_ssize_t lower_bound(const double* a, Py_ssize_t n, double x) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """First index with a[i] >= x. Branch-free halving (a conditional move per step), so random
+    data costs no branch mispredictions."""
+    cdef Py_ssize_t base = 0, half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if a[base + half] < x else base
+        n -= half
+    return base + (a[base] < x)
 
 
 cdef inline Py_ssize_t upper_bound(const double* a, Py_ssize_t n, double x) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """First index with a[i] > x (branch-free, as lower_bound)."""
+    cdef Py_ssize_t base = 0, half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if a[base + half] <= x else base
+        n -= half
+    return base + (a[base] <= x)
 
 
 cdef inline void sorted_insert(sorted_t* s, double x) noexcept nogil:
@@ -361,13 +364,13 @@ cdef inline double kth_distance(const double* a, Py_ssize_t n, Py_ssize_t split,
     if lo < 0:
         lo = 0
     hi = k + 1 if k + 1 < p else p
+    cdef bint more_left
     while lo < hi:
         i = (lo + hi) >> 1
         j = k + 1 - i
-        if (m - a[split - 1 - i]) < (a[split + j - 1] - m):
-            lo = i + 1
-        else:
-            hi = i
+        more_left = (m - a[split - 1 - i]) < (a[split + j - 1] - m)
+        lo = i + 1 if more_left else lo
+        hi = hi if more_left else i
     i = lo
     j = k + 1 - i
     if i > 0:
