@@ -26,6 +26,7 @@ from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError, LienwatchError
 from protocol import decode
 from protocol.errors import CommandRefusedError, ProtocolError
+from protocol.limits import MAX_TEXT
 from protocol.messages import (
     AckStatus,
     Command,
@@ -108,10 +109,10 @@ class CommandHandler:
             command = self.verifier.verify(message)
         except CommandRefusedError as error:
             self._count(error, nonce)
-            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}"[:300])
+            return CommandAck(header(), nonce, AckStatus.REJECTED, _reason(error))
         except ProtocolError as error:  # a body that decodes badly after the signature checked out
             self._count(error, nonce)
-            return CommandAck(header(), nonce, AckStatus.REJECTED, f"{type(error).__name__}: {error}"[:300])
+            return CommandAck(header(), nonce, AckStatus.REJECTED, _reason(error))
         self._save_cache()
         outcome = self._execute(command)
         self.executed += 1
@@ -134,10 +135,10 @@ class CommandHandler:
             if isinstance(action, Reboot):
                 return Outcome(AckStatus.DONE, "agent restarts after this ack", reboot=True)
         except LienwatchError as error:
-            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}"[:300])
+            return Outcome(AckStatus.FAILED, _reason(error))
         except Exception as error:  # a failure while executing: answer FAILED, keep running
             log.exception("command failed")
-            return Outcome(AckStatus.FAILED, f"{type(error).__name__}: {error}"[:300])
+            return Outcome(AckStatus.FAILED, _reason(error))
         return Outcome(AckStatus.FAILED, f"{type(action).__name__} is not supported by this agent version")
 
     def _count(self, error: Exception, nonce: bytes | None) -> None:
@@ -174,3 +175,8 @@ class CommandHandler:
     def snapshot(self) -> dict[str, object]:
         return {"executed": self.executed, "refused": dict(self.refused),
                 "remembered_nonces": len(self.verifier.replay_cache)}
+
+
+def _reason(error: Exception) -> str:
+    """An ack's detail: the error's class and message, within the protocol's text limit."""
+    return f"{type(error).__name__}: {error}"[:MAX_TEXT]
