@@ -1,0 +1,19 @@
+"""bench/features.py keeps working (tiny sizes, no timing assertions: speed lives in bench/)."""
+
+from __future__ import annotations
+
+from bench import features as bench
+
+
+def test_every_benchmark_path_runs_on_a_tiny_stream() -> None:
+    rates = [
+        bench.cython_batch(5_000, read_rows=True),
+        bench.cython_batch(5_000, read_rows=False),
+        bench.cython_per_sample(2_000),
+        bench.python_reference(20, repeats=1),
+        bench.numpy_window(200),
+        bench.median_mad(5_000),
+    ]
+    assert all(rate > 0 for rate in rates)
+    river = bench.river_rolling(700)
+    assert river is not None and river > 0
