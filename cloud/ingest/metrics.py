@@ -27,6 +27,9 @@ class IngestMetrics:
         r = self.registry
         self.received = Counter("lienwatch_ingest_received_messages", "Messages received from the broker",
                                 registry=r)
+        self.dropped_qos0 = Counter("lienwatch_ingest_dropped_qos0_messages",
+                                    "QoS 0 messages (statuses) not queued: the receiver was overloaded",
+                                    registry=r)
         self.messages = Counter("lienwatch_ingest_messages", "Messages committed, by kind and outcome",
                                 ["kind", "outcome"], registry=r)
         self.rows = Counter("lienwatch_ingest_rows", "Rows newly stored, by table", ["table"], registry=r)

@@ -127,6 +127,9 @@ class Lane:
         self._next_partitions_ns = 0
         self._next_retention_ns = 0
         self._next_summaries_ns = 0
+        self._qos0_limit = 4 * self.config.mqtt.receive_maximum
+        self._next_progress_ns = 0
+        self._progress_totals = (0, 0, 0)
 
     # -- MQTT ----------------------------------------------------------------------------------
 
@@ -171,9 +174,14 @@ class Lane:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self.receiver.stopping.is_set():
             return  # not acknowledged: the broker keeps it for our session
+        self.metrics.received.inc()
+        if message.qos == 0 and self.queue.qsize() >= self._qos0_limit:
+            # QoS 1 is bounded by receive_maximum; QoS 0 (heartbeats, superseded by the next
+            # one) has no flow control, so past this bound it is counted and not queued.
+            self.metrics.dropped_qos0.inc()
+            return
         self.queue.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos,
                                 self.clock.wall_ns(), self.generation))
-        self.metrics.received.inc()
 
     def connect(self) -> None:
         cfg = self.config.mqtt
@@ -389,10 +397,22 @@ class Lane:
             if force or now_ns >= self._next_summaries_ns:
                 self._next_summaries_ns = now_ns + int(cfg.summaries_interval_s * 1e9)
                 self.refresh_summaries()
+            if now_ns >= self._next_progress_ns:
+                self._next_progress_ns = now_ns + 60 * 10**9
+                self._log_progress()
         except psycopg.Error as error:
             log.warning("maintenance failed (%s); will retry", error)
             if is_connection_error(error) or self.db().closed:
                 self._reopen_database()
+
+    def _log_progress(self) -> None:
+        """One INFO line a minute: what the whole receiver committed since the previous line."""
+        totals = self.receiver.totals
+        now = (totals.stored_messages, sum(totals.inserted.values()), sum(totals.rejected.values()))
+        before, self._progress_totals = self._progress_totals, now
+        if now != before:
+            log.info("last minute: %d messages stored, %d rows, %d rejected (totals %d / %d / %d)",
+                     now[0] - before[0], now[1] - before[1], now[2] - before[2], *now)
 
     def _retention(self) -> None:
         assert self.writer is not None

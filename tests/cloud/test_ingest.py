@@ -217,3 +217,31 @@ def test_a_message_the_database_refuses_is_kept_aside_and_the_rest_of_its_batch_
     stored = db.execute("SELECT detail FROM events WHERE seq = 4").fetchone()
     assert stored == ("NUL \ufffd is valid CBOR text but not PostgreSQL text",)
     assert receiver.failure is None
+
+
+def test_qos0_statuses_beyond_the_queue_bound_are_counted_not_queued(
+    db: Conn, migrated_db: str, mosquitto: MosquittoBroker, publisher: Publisher
+) -> None:
+    import psycopg
+
+    from protocol.messages import ClockQuality, Header, PowerState, Status
+
+    register(db, "gw-s")
+    base = receiver_config(migrated_db, mosquitto.port, "receiver-qos0", group="qos0",
+                           urgent_batch_max_delay_ms=1)
+    receiver = Receiver(replace(base, mqtt=replace(base.mqtt, receive_maximum=2)))  # queue bound: 8
+    receiver.start()
+    try:
+        statuses = [Status(Header("gw-s", 1, seq, time.time_ns(), ClockQuality.NTP), PowerState.IDLE, 12.5,
+                           4.0, "1.0", 1, 0) for seq in range(40)]
+        topic = uplink_topic(MessageKind.STATUS, "gw-s")
+        with psycopg.connect(migrated_db) as locker:
+            locker.execute("LOCK TABLE device_status IN SHARE MODE")  # the urgent writer waits
+            publisher.publish([(topic, protocol.encode(s)) for s in statuses], qos=0)
+            wait_for(lambda: receiver.metrics.received._value.get() == 40, what="all 40 received")
+        dropped = int(receiver.metrics.dropped_qos0._value.get())
+        assert dropped > 0
+        wait_for(lambda: receiver.totals.messages == 40 - dropped, what="the queued statuses stored")
+        assert count(db, "device_status") == 40 - dropped
+    finally:
+        receiver.stop()
