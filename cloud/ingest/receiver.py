@@ -116,6 +116,7 @@ class Lane:
         self.gen_lock = threading.Lock()
         self.busy = 0
         self.busy_lock = threading.Lock()
+        self.collecting = False
         self.totals = WriteResult()
         self.totals_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
@@ -212,7 +213,7 @@ class Lane:
                 conn.close()
 
     def idle(self) -> bool:
-        return self.queue.empty() and self.handoff.empty() and not self.busy
+        return self.queue.empty() and self.handoff.empty() and not self.busy and not self.collecting
 
     # -- database ------------------------------------------------------------------------------
 
@@ -278,6 +279,7 @@ class Lane:
                 if outcomes:
                     with self.busy_lock:
                         self.busy += 1
+                        self.collecting = False
                     assert self.writer is not None
                     self.handoff.put(self.writer.prepare(outcomes))
                 elif self.receiver.stopping.is_set():
@@ -328,6 +330,7 @@ class Lane:
                 break
             if first_ns is None:
                 first_ns = time.monotonic_ns()
+                self.collecting = True
             assert self.validator is not None
             outcome = self.validator.check(incoming)
             outcomes.append(outcome)
