@@ -123,6 +123,7 @@ class MqttLink:
         self._socket_open = False
         self._awaiting_connack_since_ns: int | None = None
         self._needs_subscribe = False
+        self._subacks_pending = 0
         self.state = "disconnected"
         self.last_error = ""
         self.connects = 0
@@ -151,6 +152,11 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def subscribed(self) -> bool:
+        """Connected and every downlink subscription confirmed by the broker (SUBACK)."""
+        return self._connected and not self._needs_subscribe and self._subacks_pending == 0
+
     # ------------------------------------------------------------------ paho set-up
 
     def _make_client(self) -> mqtt.Client:
@@ -169,6 +175,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _set_will(self, client: mqtt.Client) -> None:
@@ -191,7 +198,15 @@ class MqttLink:
             return
         self._connected = True
         self._needs_subscribe = True
+        self._subacks_pending = len(self.settings.subscribe_topics)
         self.events.put(Connected(bool(flags.session_present)))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        if any(reason.is_failure for reason in reasons):
+            self.last_error = f"SUBACK refused: {', '.join(str(r) for r in reasons)}"
+            return
+        self._subacks_pending = max(0, self._subacks_pending - 1)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:

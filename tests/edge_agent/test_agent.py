@@ -136,7 +136,7 @@ def running(setup: Setup) -> Iterator[tuple[Agent, threading.Event]]:
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
-    assert wait_until(lambda: agent.link.connected, 10), agent.link.last_error
+    assert wait_until(lambda: agent.link.subscribed, 10), agent.link.last_error
     yield agent, stop
     stop.set()
     thread.join(15)
@@ -288,7 +288,7 @@ def test_replay_cache_survives_a_restart(setup: Setup, pki: Pki, tls_broker: Mos
             stop = threading.Event()
             thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
             thread.start()
-            assert wait_until(lambda a=agent: a.link.connected, 10)  # type: ignore[misc]
+            assert wait_until(lambda a=agent: a.link.subscribed, 10)  # type: ignore[misc]
             cloud.send(signed)
             assert wait_until(lambda e=expected: any(  # type: ignore[misc]
                 m.nonce == command.nonce and m.status == e for m in decoded(cloud.receiver, CommandAck)), 10)
@@ -334,7 +334,7 @@ def test_reboot_command_acks_then_exits_75(setup: Setup, pki: Pki, tls_broker: M
     thread = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
     thread.start()
     try:
-        assert wait_until(lambda: agent.link.connected, 10)
+        assert wait_until(lambda: agent.link.subscribed, 10)
         command = cloud.command(Reboot())
         cloud.send(encode(sign_command(command, setup.key)))
         assert cloud.ack_for(command.nonce).status == AckStatus.DONE
