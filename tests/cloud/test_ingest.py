@@ -245,3 +245,21 @@ def test_qos0_statuses_beyond_the_queue_bound_are_counted_not_queued(
         assert count(db, "device_status") == 40 - dropped
     finally:
         receiver.stop()
+
+
+def test_receiver_keeps_partitions_ahead_and_drops_expired_ones_at_start(
+    db: Conn, start_receiver: Callable[..., Receiver]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cloud.store.layout import BY_NAME
+    from cloud.store.partitions import PartitionKeeper, list_partitions
+
+    today = datetime.now(UTC).date()
+    old = today - timedelta(days=45)  # rejected messages are kept 30 days
+    PartitionKeeper().ensure(db, "rejected_messages", old, old)
+    start_receiver()
+    wait_for(lambda: not [p for p in list_partitions(db, BY_NAME["rejected_messages"]) if p.start == old],
+             what="the expired partition to go")
+    ahead = {p.start for p in list_partitions(db, BY_NAME["signal_samples"])}
+    assert {today + timedelta(days=n) for n in range(8)} <= ahead
