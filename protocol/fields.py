@@ -56,6 +56,8 @@ def real(value: object, what: str, lo: float = -math.inf, hi: float = math.inf) 
 def text(value: object, what: str, max_len: int, *, min_len: int = 0) -> str:
     if not isinstance(value, str) or not min_len <= len(value) <= max_len:
         raise InvalidFieldError(f"{what} must be a text string of {min_len}..{max_len} characters")
+    if "\x00" in value:  # no store or log line can hold it (PostgreSQL text refuses U+0000)
+        raise InvalidFieldError(f"{what} must not contain U+0000 (NUL)")
     return str(value)
 
 

@@ -36,7 +36,9 @@ from protocol.messages import (
 
 MS = 1_000_000
 device_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
-names = st.text(min_size=1, max_size=64)
+# Text fields may hold any character but U+0000 (refused: no store can keep it).
+_chars = st.characters(blacklist_characters="\x00")
+names = st.text(_chars, min_size=1, max_size=64)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 times_ns = st.integers(0, MAX_TIME_MS).map(lambda ms: ms * MS)
 
@@ -101,16 +103,17 @@ def batches(draw: Any, max_fixes: int = 40, max_samples: int = 40) -> TelemetryB
 
 events = st.builds(Event, headers, st.integers(0, INT63_MAX), st.sampled_from(Severity), names,
                    st.integers(0, MAX_TIME_MS * MS), st.dictionaries(names, finite, max_size=8),
-                   st.none() | fixes, st.text(max_size=256))
+                   st.none() | fixes, st.text(_chars, max_size=256))
 statuses = st.builds(
     Status, headers, st.sampled_from(PowerState), grid(0, 65535, 1000), grid(0, 65535, 1000),
-    st.text(max_size=64), st.integers(0, UINT32_MAX), st.integers(0, UINT32_MAX), st.integers(0, 2**48),
+    st.text(_chars, max_size=64), st.integers(0, UINT32_MAX), st.integers(0, UINT32_MAX),
+    st.integers(0, 2**48),
     st.integers(0, UINT32_MAX), st.none() | grid(0, 3_650_000, 100), st.none() | grid(0, 10_000_000, 100),
     st.none() | st.integers(-200, 0), st.none() | fixes,
 )
 acks = st.builds(CommandAck, headers, st.binary(min_size=16, max_size=16), st.sampled_from(AckStatus),
-                 st.text(max_size=256), st.none() | fixes)
-setting_values = st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(max_size=256)
+                 st.text(_chars, max_size=256), st.none() | fixes)
+setting_values = st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(_chars, max_size=256)
 configs = st.builds(Config, st.integers(0, UINT32_MAX), st.dictionaries(names, setting_values, max_size=12))
 geofences = st.builds(Geofence, st.integers(0, UINT32_MAX), grid(-900_000_000, 900_000_000, 1e7),
                       grid(-1_800_000_000, 1_800_000_000, 1e7), grid(1, 100_000_000, 10))

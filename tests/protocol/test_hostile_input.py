@@ -147,3 +147,21 @@ def test_non_bytes_input_is_a_protocol_error():
     for value in (None, "text", 42, [1, 2]):
         with pytest.raises(errors.MalformedMessageError):
             protocol.decode(value)  # type: ignore[arg-type]
+
+
+def test_text_with_nul_is_refused_on_encode_and_decode() -> None:
+    """U+0000 cannot be stored (PostgreSQL text) or logged safely: refused at the boundary."""
+    import dataclasses
+
+    from protocol import decode, encode
+    from protocol.errors import InvalidFieldError
+    from tests.protocol.messages_fixture import event as sample_event
+
+    event = sample_event()
+    with pytest.raises(InvalidFieldError, match="U\\+0000"):
+        encode(dataclasses.replace(event, detail="tow\x00truck"))
+    payload = encode(dataclasses.replace(event, detail="tow_truck"))
+    tampered = payload.replace(b"tow_truck", b"tow\x00truck")
+    assert tampered != payload
+    with pytest.raises(InvalidFieldError, match="U\\+0000"):
+        decode(tampered)
