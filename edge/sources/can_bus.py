@@ -50,6 +50,18 @@ def check_channel(interface: str, channel: str) -> None:
         )
 
 
+def multicast_port(name: str, port: int) -> int | None:
+    """A `port` option of a CAN source: None for python-can's default (0), else 1..65535.
+
+    udp_multicast delivers by UDP port: every socket bound to a port receives every ff11:: group
+    any socket on that port joined. Two emulated buses that must not see each other's frames
+    (OBD and the body CAN, as behind a real car's gateway) need different groups *and* ports.
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"sources.{name}.port must be 0 (default) or a UDP port 1..65535, got {port}")
+    return port or None
+
+
 def open_bus(
     interface: str,
     channel: str,

@@ -13,6 +13,7 @@ from edge.sources.base import HealthState, SourceRunner
 from edge.sources.obd.client import NegativeResponse, ObdClient
 from edge.sources.obd.scheduler import PollSpec
 from edge.sources.obd.source import ObdConfig, ObdSource
+from edge.sources.registry import build_source
 from hil.ecu import EcuEmulator, EmulatedEcu, demo_vehicle
 from lienwatch.clock import SystemClock
 
@@ -233,3 +234,29 @@ def test_a_bus_that_dies_under_the_source_is_reopened_with_backoff(emulate: Emul
     assert "CAN send failed" in health.last_error or "poll failed" in health.last_error
     assert health.state is HealthState.OK
     runner.stop()
+
+
+def test_udp_multicast_buses_are_apart_only_on_different_ports() -> None:
+    """Why the bench (and the config) give OBD and the body CAN their own group *and* port."""
+    from edge.sources.can_bus import multicast_port, open_bus
+    from lienwatch.errors import ConfigError
+
+    rng = random.Random()
+    port = rng.randrange(40000, 60000)
+    groups = [f"ff11::5:{rng.randrange(1, 0xFFFF):x}:{i}" for i in range(2)]
+    obd = open_bus("udp_multicast", groups[0], port=port)
+    body_same_port = open_bus("udp_multicast", groups[1], port=port)
+    body_own_port = open_bus("udp_multicast", groups[1], port=port + 1)
+    try:
+        body_own_port.send(can.Message(arbitration_id=0x3B0, data=b"\x01", is_extended_id=False))
+        body_same_port.send(can.Message(arbitration_id=0x3B1, data=b"\x02", is_extended_id=False))
+        seen = obd.recv(1.0)
+        assert seen is not None and seen.arbitration_id == 0x3B1  # same port: the other group leaks in
+        assert obd.recv(0.2) is None  # the bus on its own port stays apart
+    finally:
+        for bus in (obd, body_same_port, body_own_port):
+            bus.shutdown()
+    assert multicast_port("obd", 0) is None and multicast_port("obd", 43200) == 43200
+    for bad in (-1, 65536):
+        with pytest.raises(ConfigError, match=r"sources\.obd\.port"):
+            build_source({"kind": "obd", "interface": "udp_multicast", "channel": "ff11::1", "port": bad})

@@ -14,7 +14,7 @@ from typing import Any
 import can
 
 from edge.sources.base import HealthState, SampleSink, Source
-from edge.sources.can_bus import BusMonitor, check_channel, open_bus
+from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus
 from edge.sources.obd.client import MAX_PIDS_PER_REQUEST, ObdClient
 from edge.sources.obd.pids import PIDS, decode_pid
 from edge.sources.obd.scheduler import PollScheduler, PollSpec, TokenBucket
@@ -65,6 +65,7 @@ class ObdConfig:
     read_vin: bool = True
     asleep_probe_s: float = 10.0
     silent_after_s: float = 5.0
+    port: int | None = None  # udp_multicast only
     plan: list[PollSpec] = field(default_factory=lambda: [PollSpec(*row) for row in DEFAULT_PLAN])
 
 
@@ -99,7 +100,10 @@ class ObdSource(Source):
             if cfg.extended_29bit
             else {"can_id": 0x7E8, "can_mask": 0x7F8, "extended": False}
         )
-        self.bus = open_bus(cfg.interface, cfg.channel, bitrate=cfg.bitrate, can_filters=[response_filter])
+        extra: dict[str, Any] = {"port": cfg.port} if cfg.port and cfg.interface == "udp_multicast" else {}
+        self.bus = open_bus(
+            cfg.interface, cfg.channel, bitrate=cfg.bitrate, can_filters=[response_filter], **extra
+        )
         self.monitor = BusMonitor(self.clock, silent_after_s=cfg.silent_after_s)
         self.client = ObdClient(
             self.bus,
@@ -259,6 +263,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         read_vin=options["read_vin"],
         asleep_probe_s=options["asleep_probe_s"],
         silent_after_s=options["silent_after_s"],
+        port=multicast_port(name, options["port"]),
         plan=plan,
     )
     return ObdSource(name, context.clock, config, context.catalog)
@@ -278,6 +283,7 @@ SPEC = SourceSpec(
         Option("read_vin", bool, True, "read the VIN (mode 09) after discovery"),
         Option("asleep_probe_s", float, 10.0, "when no ECU answers, probe this often"),
         Option("silent_after_s", float, 5.0, "no CAN frame for this long = bus silent"),
+        Option("port", int, 0, "udp_multicast only: UDP port (0 = python-can's 43113)"),
         Option(
             "pids",
             list,
