@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.detect.base import Detector
-from edge.sources.registry import Option
+from edge.options import Option, validate_options
 from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError
 from protocol.catalog import Catalog, default_catalog
@@ -45,25 +45,8 @@ class DetectorSpec:
     factory: Factory
 
     def validate(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        known = {o.name: o for o in self.options}
-        for key in table:
-            if key not in known and key not in ("kind", "name"):
-                raise ConfigError(f"detectors.{self.kind}: unknown option {key!r}")
-        values: dict[str, Any] = {}
-        for option in self.options:
-            if option.name in table:
-                value = table[option.name]
-                if option.type is float and isinstance(value, int) and not isinstance(value, bool):
-                    value = float(value)
-                if not isinstance(value, option.type) or (
-                        option.type in (int, float) and isinstance(value, bool)):
-                    raise ConfigError(f"detectors.{self.kind}.{option.name} must be {option.type.__name__}")
-                values[option.name] = value
-            elif option.required:
-                raise ConfigError(f"detectors.{self.kind}.{option.name} is required")
-            else:
-                values[option.name] = option.default
-        return values
+        """Options from a config table with defaults filled in; `ConfigError` on any bad key."""
+        return validate_options(f"detectors.{self.kind}", self.options, table)
 
 
 _BUILTIN: dict[str, str] = {}

@@ -23,26 +23,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.options import Option, sample_toml, validate_options
 from edge.sources.base import Source
 from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError
+
+__all__ = ["Option", "SourceContext", "SourceSpec", "build_source", "get_spec", "register_source",
+           "source_kinds"]
 from protocol.catalog import Catalog, default_catalog
-
-_REQUIRED = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One config key of a source: its type (`str`, `int`, `float`, `bool`, `list`, `dict`)."""
-
-    name: str
-    type: type
-    default: Any = _REQUIRED
-    help: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
 
 
 @dataclass(frozen=True)
@@ -74,55 +62,11 @@ class SourceSpec:
 
     def validate(self, table: Mapping[str, Any]) -> dict[str, Any]:
         """Options from a config table with defaults filled in; `ConfigError` on any bad key."""
-        known = {o.name: o for o in self.options}
-        for key in table:
-            if key not in known and key not in ("kind", "name"):
-                raise ConfigError(
-                    f"sources.{self.kind}: unknown option {key!r} (known: {', '.join(sorted(known))})"
-                )
-        values: dict[str, Any] = {}
-        for option in self.options:
-            if option.name in table:
-                value = table[option.name]
-                if option.type is float and isinstance(value, int) and not isinstance(value, bool):
-                    value = float(value)
-                ok = isinstance(value, option.type) and not (
-                    option.type in (int, float) and isinstance(value, bool)
-                )
-                if not ok:
-                    raise ConfigError(
-                        f"sources.{self.kind}.{option.name} must be {option.type.__name__}, "
-                        f"got {type(value).__name__}"
-                    )
-                values[option.name] = value
-            elif option.required:
-                raise ConfigError(f"sources.{self.kind}.{option.name} is required")
-            else:
-                values[option.name] = option.default
-        return values
+        return validate_options(f"sources.{self.kind}", self.options, table)
 
     def sample_config(self) -> str:
         """A commented TOML example of this source with every option at its default."""
-        lines = [f"# {self.description}", "[[sources]]", f'kind = "{self.kind}"']
-        for option in self.options:
-            help_text = f"  # {option.help}" if option.help else ""
-            if option.required:
-                lines.append(f"# {option.name} = ...  (required){help_text}")
-            else:
-                lines.append(f"{option.name} = {_toml_value(option.default)}{help_text}")
-        return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
+        return sample_toml("sources", self.kind, self.description, self.options)
 
 
 # name -> "module:attribute" holding a SourceSpec; imported lazily.
