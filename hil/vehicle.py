@@ -40,6 +40,9 @@ class EmulatedVehicle:
         self.course_deg = course_deg
         self.gnss_hz = gnss_hz
         self.can_group = f"ff11::1c:{os.getpid() & 0xFFFF:x}"
+        # udp_multicast delivers by UDP port, whatever the group: a port of its own keeps other
+        # emulated buses on this machine (benchmarks, parallel tests) off this car's bus.
+        self.udp_port = 44000 + os.getpid() % 8000
         self.sysfs = FakeSysfs(work_dir / "sys")
         self.supply_prefix = self.sysfs.iio_voltage(13.9, divider=11.0)
         self.backup_dir = self.sysfs.power_supply(
@@ -47,7 +50,7 @@ class EmulatedVehicle:
                                                   status="Charging", online=1)
         self.epochs_sent = 0
         self._stop = threading.Event()
-        self._bus = open_bus("udp_multicast", self.can_group)
+        self._bus = open_bus("udp_multicast", self.can_group, port=self.udp_port)
         self._ecus = EcuEmulator(self._bus, demo_vehicle()).start()
         self._pty_master, self._pty_slave = os.openpty()
         self.gnss_device = os.ttyname(self._pty_slave)
@@ -82,7 +85,7 @@ class EmulatedVehicle:
         """The agent's `[[sources]]` tables for this vehicle."""
         return "\n".join([
             "[[sources]]", 'kind = "obd"', 'interface = "udp_multicast"', f'channel = "{self.can_group}"',
-            "max_bus_load = 0.3",
+            f"port = {self.udp_port}", "max_bus_load = 0.3",
             "[[sources]]", 'kind = "gnss"', f'device = "{self.gnss_device}"',
             "[[sources]]", 'kind = "power"',
             f'supply = {{ kind = "iio", path = "{self.supply_prefix}", divider = 11.0 }}',
