@@ -140,3 +140,16 @@ def test_edge_extra_pulls_no_web_framework_or_database_driver(tmp_path: Path) ->
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert {"python-can", "paho-mqtt", "cbor2"} <= names
     assert not names & {"fastapi", "psycopg", "psycopg-binary", "uvicorn", "starlette"}
+
+
+def test_build_without_a_c_compiler_fails_with_a_clear_message(tmp_path: Path) -> None:
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-temp", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CC": "no-such-c-compiler"},
+    )
+    assert result.returncode != 0
+    assert "no C compiler found ('no-such-c-compiler')" in result.stderr
+    assert "build-essential" in result.stderr
