@@ -26,7 +26,7 @@ from typing import Any
 import can
 
 from edge.sources.base import SampleSink, Source
-from edge.sources.can_bus import BusMonitor, check_channel, open_bus
+from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -155,6 +155,10 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
         for frame_id, maps in by_frame.items()
     }
     return Manifest(db, {k: tuple(v) for k, v in by_frame.items()}, masks)
+
+
+BATCH_FRAMES = 100
+"""Frames the dbc source lets queue in the socket between two reads (see `DbcSource.poll`)."""
 
 
 class _FrameState:
@@ -286,7 +290,7 @@ class DbcSource(Source):
         silent_after_s: float = 5.0,
         max_frames_per_poll: int = 2000,
         refresh_s: float = 1.0,
-        read_interval_s: float = 0.02,
+        read_interval_s: float = 0.1,
         kernel_filter: bool = True,
         port: int | None = None,
     ) -> None:
@@ -300,6 +304,7 @@ class DbcSource(Source):
         self.port = port
         self.bus: can.BusABC | None = None
         self.monitor = BusMonitor(clock, silent_after_s=silent_after_s)
+        self._last_read_ns: int | None = None
 
     def open(self) -> None:
         options: dict[str, Any] = {}
@@ -312,6 +317,7 @@ class DbcSource(Source):
             options["port"] = self.port
         self.bus = open_bus(self.interface, self.channel, bitrate=self.bitrate, **options)
         self.monitor = BusMonitor(self.clock, silent_after_s=self.silent_after_s)
+        self._last_read_ns = None
 
     def close(self) -> None:
         if self.bus is not None:
@@ -319,14 +325,17 @@ class DbcSource(Source):
             bus.shutdown()
 
     def poll(self, sink: SampleSink) -> float:
-        """Drain what the bus has queued; then rest `read_interval_s` while frames queue up.
+        """Drain what the bus has queued, then rest while frames queue up in the socket.
 
-        Reading in batches wakes the thread ~50 times a second instead of once per frame (or
-        burst); the socket's receive queue holds the frames meanwhile (20 ms at a fully loaded
-        1 Mbit/s bus is ~150 frames, within SocketCAN's and UDP's default receive buffers).
+        Reading in batches wakes the thread a few dozen times a second instead of once per frame
+        (or burst). The rest is `read_interval_s`, shortened so that at the rate just seen about
+        `BATCH_FRAMES` frames queue meanwhile — well within the default socket receive buffer
+        (212,992 bytes; a queued CAN frame takes under 1 KiB of it on SocketCAN and UDP alike).
         """
         assert self.bus is not None
+        since_ns = self._last_read_ns
         msg = self.bus.recv(0.25)
+        now_ns = self._last_read_ns = self.clock.monotonic_ns()
         n = 0
         while msg is not None:
             self.handle(msg, sink)
@@ -335,7 +344,12 @@ class DbcSource(Source):
                 break
             msg = self.bus.recv(0)
         self._update_health()
-        return self.read_interval_s if n else 0.0
+        if not n:
+            return 0.0
+        if since_ns is None or now_ns <= since_ns:
+            return self.read_interval_s
+        rate_per_s = n * 1e9 / (now_ns - since_ns)
+        return min(self.read_interval_s, BATCH_FRAMES / rate_per_s)
 
     def handle(self, msg: can.Message, sink: SampleSink) -> None:
         """Decode one frame (also usable by another reader of the same bus)."""
@@ -374,7 +388,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         refresh_s=options["refresh_s"],
         read_interval_s=options["read_interval_s"],
         kernel_filter=options["kernel_filter"],
-        port=options["port"] or None,
+        port=multicast_port(name, options["port"]),
     )
 
 
@@ -394,7 +408,12 @@ SPEC = SourceSpec(
             "emit a signal on change, and again at least this often while its message repeats; "
             "0 = decode and emit every frame",
         ),
-        Option("read_interval_s", float, 0.02, "rest between reads of the receive queue (batches frames)"),
+        Option(
+            "read_interval_s",
+            float,
+            0.1,
+            f"longest rest between reads of the receive queue (less if {BATCH_FRAMES} frames would queue)",
+        ),
         Option(
             "kernel_filter",
             bool,

@@ -294,3 +294,32 @@ def test_dbc_options_are_checked() -> None:
         build_source({"kind": "dbc", "manifest": str(HIL_MANIFEST), "refresh_s": "often"})
     with pytest.raises(ConfigError, match="refresh_s must be >= 0"):
         build_source({"kind": "dbc", "manifest": str(HIL_MANIFEST), "refresh_s": -1.0})
+
+
+def test_reads_in_batches_that_stay_small_at_high_rates(channel: str,
+                                                        bus_factory: Callable[[], can.BusABC]) -> None:
+    from edge.sources.dbc import BATCH_FRAMES
+
+    clock = ManualClock()
+    source = DbcSource("dbc", clock, manifest=load_manifest(HIL_MANIFEST), interface="virtual",
+                       channel=channel, read_interval_s=0.1)
+    source.open()
+    car = bus_factory()
+    sink = Collect()
+    try:
+        power = can.Message(arbitration_id=960, data=b"\x03", is_extended_id=False)
+        car.send(power)
+        assert source.poll(sink) == 0.1  # nothing to go by yet: the longest rest
+        for _ in range(2):  # 2 frames in 0.1 s: rest the whole interval
+            car.send(power)
+        clock.advance(0.1)
+        assert source.poll(sink) == 0.1
+        for _ in range(4 * BATCH_FRAMES):  # 4,000 frames/s: rest so that ~BATCH_FRAMES queue
+            car.send(power)
+        clock.advance(0.1)
+        assert source.poll(sink) == pytest.approx(BATCH_FRAMES / 4000)
+        assert source.health.frames == 3 + 4 * BATCH_FRAMES
+        clock.advance(0.1)
+        assert source.poll(sink) == 0.0  # a silent bus: waited in recv, no rest needed
+    finally:
+        source.close()
