@@ -10,8 +10,12 @@ Part 2 (real time, `--seconds`, default 60 s measured after a 10 s warm-up): the
 (`lienwatch edge run`) with its real sources at full driving rates — OBD-II 10 PIDs at 1–10 Hz
 over ISO-TP to the HIL ECU emulator (another process), 2,000 passive CAN frames/s decoded with the
 HIL DBC, GNSS NMEA at 10 Hz on a pty — uplinking over mutual TLS to mosquitto started from the
-shipped production config. Cross-process CAN is python-can udp_multicast on an interface-local
-ff11:: group. Baseline: the same agent with no sources, measured in the same run. CPU is the
+shipped production config. Cross-process CAN is python-can udp_multicast on interface-local
+ff11:: groups: the OBD port and the passive body CAN are two buses (own group and UDP port each),
+as behind a real car's gateway. The passive flood is the HIL DBC's four messages in turn (500/s
+each), with contents that move like a driving EV's: pack current in every BMS_Status frame,
+pack voltage and cell voltages every few frames, state of charge and temperature slowly, a door
+now and then. Baseline: the same agent with no sources, measured in the same run. CPU is the
 agent process's utime+stime over wall time; RSS is the maximum VmRSS seen; flash bytes per hour
 are the agent process's write_bytes over the window, ×3600/window (extrapolated).
 """
@@ -143,16 +147,67 @@ def bench_sqlite(directory: Path) -> dict[str, float]:
 # ------------------------------------------------------------------------------ part 2: agent
 
 
+FLOOD_CYCLE_S = 30  # the flood's contents repeat after this long
+
+
+def body_can_frames(count: int, seed: int = 7) -> list[Any]:
+    """`count` body CAN frames (the HIL DBC's messages in turn) whose signals move like a driving EV's.
+
+    Per BMS_Status frame the pack current takes a random step (±2 A around −40 A: it changes in
+    nearly every frame); the pack voltage sags with it and the cell voltages wander every few
+    frames; the state of charge falls 0.1 % a minute, the temperature rises 1 °C a minute; a
+    door opens or closes every ~10 s; the power mode stays ON.
+    """
+    import random
+
+    import can
+    import cantools
+
+    db = cantools.database.load_file(str(REPO / "hil/vehicle.dbc"))
+    assert isinstance(db, cantools.database.can.Database)
+    messages = list(db.messages)
+    rng = random.Random(seed)
+    current_a, doors = -40.0, 0
+    cell_min, cell_max = 3.612, 3.648
+    frames = []
+    values: dict[str, float]
+    for i in range(count):
+        message = messages[i % len(messages)]
+        t_s = i / CAN_FRAMES_PER_S
+        if message.name == "BodyDoors":
+            if rng.random() < 1 / (10 * CAN_FRAMES_PER_S / len(messages)):
+                doors ^= 1 << rng.randrange(6)
+            values = {s.name: doors >> k & 1 for k, s in enumerate(message.signals)}
+        elif message.name == "PowerMode":
+            values = {"PowerMode": 3}
+        elif message.name == "BMS_Status":
+            current_a = min(max(current_a + rng.uniform(-2.0, 2.0), -120.0), 40.0)
+            values = {"StateOfCharge": round(81.3 - t_s / 600, 1), "StateOfHealth": 96.5,
+                      "PackCurrent": round(current_a, 1), "PackTemperature": 27 + int(t_s / 60)}
+        else:
+            if rng.random() < 0.2:
+                cell_min = round(cell_min + rng.choice((-0.001, 0.001)), 3)
+                cell_max = round(cell_max + rng.choice((-0.001, 0.001)), 3)
+            values = {"CellVoltageMin": cell_min, "CellVoltageMax": cell_max,
+                      "PackVoltage": round(388.0 + current_a * 0.05, 1)}
+        frames.append(can.Message(arbitration_id=message.frame_id, data=message.encode(values),
+                                  is_extended_id=False))
+    return frames
+
+
 class Traffic:
     """The vehicle: ECU emulator process, a passive CAN flood and a 10 Hz NMEA stream on a pty."""
 
-    def __init__(self, group: str, *, can_flood: bool = True) -> None:
-        self.group = group
+    def __init__(self, tag: int, *, can_flood: bool = True) -> None:
+        # Two buses, each its own ff11:: group and UDP port (udp_multicast delivers by port).
+        self.obd_group, self.obd_port = f"ff11::4c:{tag:x}", 44000 + 2 * (tag % 8000)
+        self.body_group, self.body_port = f"ff11::4d:{tag:x}", self.obd_port + 1
         self.can_flood = can_flood
         self.stop = threading.Event()
         self.can_sent = 0
         self.nmea_epochs = 0
-        self.ecu = subprocess.Popen([sys.executable, "-m", "hil.ecu", "--channel", group], cwd=REPO,
+        self.ecu = subprocess.Popen([sys.executable, "-m", "hil.ecu", "--channel", self.obd_group,
+                                     "--port", str(self.obd_port)], cwd=REPO,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.ecu.stdout is not None and self.ecu.stdout.readline().strip() == "ready"
         self.master, slave = os.openpty()
@@ -165,19 +220,10 @@ class Traffic:
             thread.start()
 
     def _can(self) -> None:
-        import can
-        import cantools
-
         from edge.sources.can_bus import open_bus
 
-        db = cantools.database.load_file(str(REPO / "hil/vehicle.dbc"))
-        assert isinstance(db, cantools.database.can.Database)
-        frames = []
-        for message in db.messages:
-            values = {s.name: (s.minimum or 0) + 1 if s.length > 1 else 1 for s in message.signals}
-            frames.append(can.Message(arbitration_id=message.frame_id, data=message.encode(values),
-                                      is_extended_id=False))
-        bus = open_bus("udp_multicast", self.group)
+        frames = body_can_frames(FLOOD_CYCLE_S * CAN_FRAMES_PER_S)
+        bus = open_bus("udp_multicast", self.body_group, port=self.body_port)
         started = time.monotonic()
         while not self.stop.is_set():
             due = int((time.monotonic() - started) * CAN_FRAMES_PER_S)
@@ -237,10 +283,10 @@ def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic 
     if traffic is not None:
         pids = ", ".join(f"{{ pid = {pid}, period_s = {period} }}" for pid, period in OBD_PLAN)
         lines += [
-            "[[sources]]", 'kind = "obd"', 'interface = "udp_multicast"', f'channel = "{traffic.group}"',
-            "max_bus_load = 0.3", "read_vin = false", f"pids = [{pids}]",
+            "[[sources]]", 'kind = "obd"', 'interface = "udp_multicast"', f'channel = "{traffic.obd_group}"',
+            f"port = {traffic.obd_port}", "max_bus_load = 0.3", "read_vin = false", f"pids = [{pids}]",
             "[[sources]]", 'kind = "dbc"', f'manifest = "{REPO}/hil/vehicle_manifest.toml"',
-            'interface = "udp_multicast"', f'channel = "{traffic.group}"',
+            'interface = "udp_multicast"', f'channel = "{traffic.body_group}"', f"port = {traffic.body_port}",
             "[[sources]]", 'kind = "gnss"', f'device = "{traffic.pty_path}"',
         ]
     path = work / "agent.toml"
@@ -305,6 +351,9 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
     window = t1 - t0
     samples = {name: s["samples"] - status0["sources"].get(name, {}).get("samples", 0)
                for name, s in status1["sources"].items()}
+    dbc0, dbc1 = status0["sources"].get("dbc", {}), status1["sources"].get("dbc", {})
+    frames = {key: (dbc1.get("counters", {}).get(key, 0) - dbc0.get("counters", {}).get(key, 0)) / (t1 - t0)
+              for key in ("decoded_frames", "unchanged_frames")}
     queue0, queue1 = status0["queue"], status1["queue"]
     return {
         "cpu_pct": 100 * (cpu1 - cpu0) / window,
@@ -312,6 +361,7 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
         "flash_bytes_per_hour": (wb1 - wb0) * 3600 / window,
         "outbox_bytes_per_hour": (queue1["bytes_written"] - queue0["bytes_written"]) * 3600 / window,
         "samples_per_s": {k: v / window for k, v in samples.items()},
+        "dbc_frames_per_s": frames,
         "published_per_s": (status1["uplink"]["acknowledged"] - status0["uplink"]["acknowledged"]) / window,
         "inbox_overflow": status1["inbox"]["overflow"],
         "window_s": window,
@@ -360,10 +410,10 @@ def main() -> int:
     traffic: Traffic | None = None
     try:
         idle = measure_agent(work / "idle", etc, broker.port, None, 3.0, args.idle_seconds)
-        traffic = Traffic(f"ff11::4c:{os.getpid() & 0xFFFF:x}", can_flood=False)
+        traffic = Traffic(os.getpid() & 0xFFFF, can_flood=False)
         no_flood = measure_agent(work / "no-flood", etc, broker.port, traffic, 5.0, args.no_flood_seconds)
         traffic.close()
-        traffic = Traffic(f"ff11::4d:{os.getpid() & 0xFFFF:x}")
+        traffic = Traffic((os.getpid() + 1) & 0xFFFF)
         full = measure_agent(work / "full", etc, broker.port, traffic, args.warmup, args.seconds)
     finally:
         if traffic is not None:
@@ -387,6 +437,8 @@ def main() -> int:
                 ["source", "samples/s", "state"],
                 [[name, rate, full["states"][name]] for name, rate in sorted(rates.items())]
                 + [["CAN frames/s sent (passive flood)", CAN_FRAMES_PER_S, ""],
+                   ["  decoded (mapped bits changed)", full["dbc_frames_per_s"]["decoded_frames"], ""],
+                   ["  skipped (mapped bits repeated)", full["dbc_frames_per_s"]["unchanged_frames"], ""],
                    ["inbox overflow (samples dropped)", full["inbox_overflow"], ""]])
     threads = full["thread_cpu_pct"]
     print_table("Where the agent's CPU goes at full driving rates (% of one core, per thread)",
