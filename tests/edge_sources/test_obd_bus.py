@@ -260,3 +260,27 @@ def test_udp_multicast_buses_are_apart_only_on_different_ports() -> None:
     for bad in (-1, 65536):
         with pytest.raises(ConfigError, match=r"sources\.obd\.port"):
             build_source({"kind": "obd", "interface": "udp_multicast", "channel": "ff11::1", "port": bad})
+
+
+def test_mixed_ecus_get_multi_pid_requests_physically_and_no_stale_nrc(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    """One ECU refuses multi-PID requests: only its PIDs go one by one; the other ECU still gets
+    up to 6 PIDs per request on its physical id, which the refusing ECU never sees."""
+    from edge.sources.obd.client import PidRequest
+
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    refusals = client.ecus[0x7E9].negative.get(0x12, 0)
+    assert refusals >= 1  # the discovery request was refused
+    plan = client.plan([0x0C, 0x0D, 0x05, 0xA6, 0x42])
+    assert plan == [PidRequest((0x0C, 0xA6, 0x42), 0x7E8), PidRequest((0x0D,)), PidRequest((0x05,))]
+    sent = client.requests
+    for _ in range(5):
+        values = client.read_pids([0x0C, 0x0D, 0x05, 0xA6, 0x42])
+        assert set(values[0x7E8]) == {0x0C, 0x0D, 0x05, 0xA6, 0x42}
+        assert values[0x7E9] == {0x0D: b"\x32", 0x05: bytes([120])}
+    assert client.ecus[0x7E9].negative.get(0x12, 0) == refusals  # never asked for several PIDs again
+    assert client.stale_replies == 0
+    assert client.requests - sent == 5 * 3  # instead of 5 × 5 single-PID requests

@@ -8,6 +8,12 @@ answer to an earlier request is counted as stale, not taken for the current one.
 
 Per ECU the client tracks: supported PIDs, whether it accepts multi-PID requests (an ECU that
 answers NRC 0x12 to one gets single-PID requests from then on), timeouts and negative responses.
+
+When the ECUs disagree (one takes multi-PID requests, another refuses them), PIDs a refusing ECU
+supports are asked one per functional request, and the others in multi-PID requests sent to each
+accepting ECU's physical id (0x7E0+n / 0x18DAxxF1), where no refusing ECU sees them — so one old
+ECU does not turn every request into a single-PID one, and no late NRC 0x12 can be mistaken for
+the answer to the next request.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ class NegativeResponse:
 
 
 Reply = bytes | NegativeResponse
+
+
+@dataclass(frozen=True, slots=True)
+class PidRequest:
+    """One mode 01 request: its PIDs, and the ECU (response id) it goes to, or None: functional."""
+
+    pids: tuple[int, ...]
+    target: int | None = None
+
+
+def _chunks(pids: Sequence[int], size: int, target: int | None) -> list[PidRequest]:
+    return [PidRequest(tuple(pids[i : i + size]), target) for i in range(0, len(pids), size)]
 
 
 @dataclass
@@ -131,17 +149,21 @@ class ObdClient:
                 raise SourceError(f"CAN send failed (flow control): {error}") from None
         return payloads
 
-    def request(self, payload: bytes, *, expect: Iterable[int] | None = None) -> dict[int, Reply]:
-        """Send one functional request; collect each ECU's reply until the timeout.
+    def request(
+        self, payload: bytes, *, expect: Iterable[int] | None = None, target: int | None = None
+    ) -> dict[int, Reply]:
+        """Send one request; collect each ECU's reply until the timeout.
 
-        With `expect`, returns as soon as every expected ECU has answered (and counts a timeout
-        against each that did not); without it (discovery), waits the whole timeout.
+        Functional (0x7DF) by default; with `target` (an ECU's response id) physical, to that ECU
+        alone. With `expect`, returns as soon as every expected ECU has answered (and counts a
+        timeout against each that did not); without it (discovery), waits the whole timeout.
         """
         expected = set(expect) if expect is not None else None
+        arbitration_id = (
+            self.addressing.functional_id if target is None else self.addressing.request_id_for(target)
+        )
         try:
-            self.bus.send(
-                single_frame(self.addressing.functional_id, payload, extended=self.addressing.extended_29bit)
-            )
+            self.bus.send(single_frame(arbitration_id, payload, extended=self.addressing.extended_29bit))
         except can.CanError as error:
             self.monitor.send_failed()
             raise SourceError(f"CAN send failed: {error}") from None
@@ -162,7 +184,7 @@ class ObdClient:
             horizon = max([default_deadline, *[deadline[e] for e in waiting]])
             if now >= horizon:
                 break
-            for ecu, reply_bytes in self.pump(min(0.005, (horizon - now) / 1e9)):
+            for ecu, reply_bytes in self.pump((horizon - now) / 1e9):
                 reply = self._match(payload, reply_bytes)
                 if reply is None:
                     continue
@@ -252,43 +274,64 @@ class ObdClient:
             parsed, _ = parse_mode01(reply)
             state.supported |= decode_supported(base, parsed.get(base, b"\0" * 4))
 
-    def read_pids(self, pids: Sequence[int]) -> dict[int, dict[int, bytes]]:
-        """Read mode 01 PIDs from every ECU that supports them: {ecu: {pid: data bytes}}.
+    def plan(self, pids: Sequence[int]) -> list[PidRequest]:
+        """The requests that read `pids` (in the given order of importance) from every ECU.
 
-        PIDs go in requests of up to 6; if any ECU that should answer refuses a multi-PID request
-        (NRC 0x12) it is marked single-PID and the PIDs are asked again one by one.
+        Up to 6 PIDs per functional request while every ECU concerned accepts multi-PID requests;
+        one PID per request if none does; when they disagree, see the module docstring.
         """
-        out: dict[int, dict[int, bytes]] = {}
         wanted = (
             [p for p in pids if any(p in s.supported for s in self.ecus.values())]
             if self.ecus
             else list(pids)
         )
-        multi = all(s.multi_pid_ok for s in self.ecus.values() if set(wanted) & s.supported)
-        groups = (
-            [wanted[i : i + MAX_PIDS_PER_REQUEST] for i in range(0, len(wanted), MAX_PIDS_PER_REQUEST)]
-            if multi
-            else [[p] for p in wanted]
-        )
-        for group in groups:
-            self._read_group(group, out)
+        concerned = [s for s in self.ecus.values() if set(wanted) & s.supported]
+        if all(s.multi_pid_ok for s in concerned):
+            return _chunks(wanted, MAX_PIDS_PER_REQUEST, None)
+        if not any(s.multi_pid_ok for s in concerned):
+            return _chunks(wanted, 1, None)
+        single_only = {p for s in concerned if not s.multi_pid_ok for p in s.supported}
+        requests: list[tuple[int, PidRequest]] = [
+            (wanted.index(p), PidRequest((p,), None)) for p in wanted if p in single_only
+        ]
+        for state in concerned:
+            if state.multi_pid_ok:
+                mine = [p for p in wanted if p not in single_only and p in state.supported]
+                requests += [(wanted.index(r.pids[0]), r)
+                             for r in _chunks(mine, MAX_PIDS_PER_REQUEST, state.response_id)]
+        return [r for _, r in sorted(requests, key=lambda item: item[0])]
+
+    def read_pids(self, pids: Sequence[int]) -> dict[int, dict[int, bytes]]:
+        """Read mode 01 PIDs from every ECU that supports them: {ecu: {pid: data bytes}}.
+
+        Requests as `plan` makes them; if an ECU that should answer refuses a multi-PID request
+        (NRC 0x12) it is marked single-PID and the PIDs are asked again one by one.
+        """
+        out: dict[int, dict[int, bytes]] = {}
+        for request in self.plan(pids):
+            self.read(request, out)
         return out
 
-    def _read_group(self, group: list[int], out: dict[int, dict[int, bytes]]) -> None:
-        expect = [e for e, s in self.ecus.items() if set(group) & s.supported and not s.silent] or None
-        replies = self.request(bytes([0x01, *group]), expect=expect)
+    def read(self, request: PidRequest, out: dict[int, dict[int, bytes]]) -> None:
+        """Send one planned request; add what each ECU answered to `out`."""
+        group, target = list(request.pids), request.target
+        if target is not None:
+            expect: list[int] | None = [target]
+        else:
+            expect = [e for e, s in self.ecus.items() if set(group) & s.supported and not s.silent] or None
+        replies = self.request(bytes([0x01, *group]), expect=expect, target=target)
         retry_single = False
         for ecu, reply in replies.items():
             if isinstance(reply, NegativeResponse):
                 if reply.nrc == NRC_SUB_FUNCTION_NOT_SUPPORTED and len(group) > 1:
-                    self.ecus[ecu].multi_pid_ok = False
+                    self.ecus.setdefault(ecu, EcuState(ecu)).multi_pid_ok = False
                     retry_single = True
                 continue
             parsed, _ = parse_mode01(reply)
             out.setdefault(ecu, {}).update(parsed)
         if retry_single:
             for pid in group:
-                self._read_group([pid], out)
+                self.read(PidRequest((pid,), target), out)
 
     def read_dtcs(self, mode: int = 0x03) -> dict[int, list[str]]:
         """Stored (mode 03) or pending (mode 07) DTCs per ECU; malformed replies are counted."""

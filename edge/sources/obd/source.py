@@ -15,7 +15,7 @@ import can
 
 from edge.sources.base import HealthState, SampleSink, Source
 from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus
-from edge.sources.obd.client import MAX_PIDS_PER_REQUEST, ObdClient
+from edge.sources.obd.client import ObdClient
 from edge.sources.obd.pids import PIDS, decode_pid
 from edge.sources.obd.scheduler import PollScheduler, PollSpec, TokenBucket
 from edge.sources.registry import Option, SourceContext, SourceSpec
@@ -139,19 +139,18 @@ class ObdSource(Source):
         if not due:
             client.pump(0)  # keep the receive queue drained and the bus monitor current
         ecus = max(1, sum(1 for s in client.ecus.values() if not s.silent))
-        polled: list[int] = []
-        single = not all(s.multi_pid_ok for s in client.ecus.values())
-        step = 1 if single else MAX_PIDS_PER_REQUEST
-        for i in range(0, len(due), step):
-            group = due[i : i + step]
-            if not self.bucket.try_take(1 + ecus * (1 + len(group) // 2)):
+        polled: set[int] = set()
+        for request in client.plan(due):
+            answering = 1 if request.target is not None else ecus
+            if not self.bucket.try_take(1 + answering * (1 + len(request.pids) // 2)):
                 break
-            values = client.read_pids(group)
+            values: dict[int, dict[int, bytes]] = {}
+            client.read(request, values)
             for data in values.values():
                 for pid, raw in data.items():
                     if pid in PIDS:
                         self.emit(sink, self.catalog.id_of(PIDS[pid].vss), decode_pid(pid, raw).value)
-            polled.extend(group)
+            polled.update(request.pids)
         self.scheduler.done(polled)
         if self.clock.monotonic_ns() >= self._next_dtc_ns:
             self._read_dtcs(sink)
