@@ -110,11 +110,6 @@ def _utc_day(ns: int) -> date:
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).date()
 
 
-def _text(value: str) -> str:
-    """PostgreSQL text cannot hold NUL, which CBOR text may: keep the rest, mark the spot."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -204,7 +199,7 @@ class BatchWriter:
                 batch.statuses.append(self._status_row(message))
             elif isinstance(message, CommandAck):
                 batch.acks.append((header.device_id, _ts(header.sent_ns), header.boot_id, header.seq,
-                                   message.nonce, message.status.name.lower(), _text(message.detail),
+                                   message.nonce, message.status.name.lower(), message.detail,
                                    int(header.clock_quality)))
         return batch
 
@@ -302,10 +297,10 @@ class BatchWriter:
         header = message.header
         position: GnssFix | None = message.position
         return (header.device_id, _ts(message.time_ns), header.boot_id, header.seq, message.event_id,
-                _text(message.detector), message.severity.name,
+                message.detector, message.severity.name,
                 position.lat_deg if position else None, position.lon_deg if position else None,
                 _finite(position.speed_kmh) if position else None,
-                Jsonb({_text(k): _finite(v) for k, v in message.features.items()}), _text(message.detail),
+                Jsonb({k: _finite(v) for k, v in message.features.items()}), message.detail,
                 int(header.clock_quality), _ts(incoming.received_ns))
 
     @staticmethod
@@ -321,7 +316,7 @@ class BatchWriter:
         }
         return (header.device_id, _ts(header.sent_ns), header.boot_id, header.seq, message.power_state.name,
                 _finite(message.supply_v), _finite(message.backup_v), message.queue_depth,
-                _text(message.firmware_version), message.config_version,
+                message.firmware_version, message.config_version,
                 _finite(message.energy_forecast_days),
                 Jsonb(json.loads(json.dumps(body))), int(header.clock_quality))
 
