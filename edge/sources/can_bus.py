@@ -8,6 +8,7 @@ real interface; python-can's default IPv4 group would leave the machine, so it i
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -112,12 +113,12 @@ class BusMonitor:
         self.send_errors = 0
         self._opened_ns = clock.monotonic_ns()
         self._last_frame_ns: int | None = None
-        self._recent: list[bool] = []
-        self._window = error_window
+        self._recent: collections.deque[bool] = collections.deque(maxlen=error_window)
+        self._recent_errors = 0  # error frames among `_recent`
 
-    def observe(self, msg: can.Message) -> bool:
-        """Account one received message; True if it is an ordinary data frame to process."""
-        self._last_frame_ns = self.clock.monotonic_ns()
+    def observe(self, msg: can.Message, now_ns: int | None = None) -> bool:
+        """Account one message received at `now_ns` (default: now); True if it is a data frame."""
+        self._last_frame_ns = self.clock.monotonic_ns() if now_ns is None else now_ns
         if msg.is_error_frame:
             self.error_frames += 1
             self._remember(True)
@@ -137,9 +138,11 @@ class BusMonitor:
         self.send_errors += 1
 
     def _remember(self, is_error: bool) -> None:
-        self._recent.append(is_error)
-        if len(self._recent) > self._window:
-            del self._recent[0]
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._recent_errors -= 1
+        recent.append(is_error)
+        self._recent_errors += is_error
 
     def status(self, bus: can.BusABC | None = None) -> BusStatus:
         if bus is not None and getattr(bus, "state", None) == can.BusState.ERROR:
@@ -149,6 +152,6 @@ class BusMonitor:
         since = self._last_frame_ns if self._last_frame_ns is not None else self._opened_ns
         if self.clock.monotonic_ns() - since >= self.silent_after_ns:
             return BusStatus(HealthState.DEGRADED, "bus silent")
-        if len(self._recent) >= 10 and sum(self._recent) * 2 > len(self._recent):
+        if len(self._recent) >= 10 and self._recent_errors * 2 > len(self._recent):
             return BusStatus(HealthState.DEGRADED, "error frames on the bus")
         return BusStatus(HealthState.OK, "")

@@ -353,9 +353,9 @@ class DbcSource(Source):
 
     def handle(self, msg: can.Message, sink: SampleSink) -> None:
         """Decode one frame (also usable by another reader of the same bus)."""
-        if not self.monitor.observe(msg):
-            return
         t = self.clock.monotonic_ns()
+        if not self.monitor.observe(msg, t):
+            return
         for signal_id, value in self.decoder.changes(msg, t):
             self.emit(sink, signal_id, value, t)
 

@@ -323,3 +323,21 @@ def test_reads_in_batches_that_stay_small_at_high_rates(channel: str,
         assert source.poll(sink) == 0.0  # a silent bus: waited in recv, no rest needed
     finally:
         source.close()
+
+
+def test_error_frame_share_is_counted_over_a_rolling_window() -> None:
+    from edge.sources.base import HealthState
+    from edge.sources.can_bus import BusMonitor
+
+    monitor = BusMonitor(ManualClock(), error_window=100)
+    error = can.Message(arbitration_id=0x008, is_error_frame=True, data=bytes(8))
+    data = can.Message(arbitration_id=0x3B0, data=b"\x01", is_extended_id=False)
+    for _ in range(150):
+        monitor.observe(error)
+    assert monitor.status().detail == "error frames on the bus"
+    for _ in range(49):
+        monitor.observe(data)
+    assert monitor.status().detail == "error frames on the bus"  # 51 of the last 100
+    monitor.observe(data)
+    assert monitor.status().state is HealthState.OK  # 50 of the last 100: not more than half
+    assert (monitor.error_frames, monitor.frames) == (150, 50)
