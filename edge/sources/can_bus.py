@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +86,29 @@ def open_bus(
         return can.Bus(interface=interface, channel=channel, **options)
     except (can.CanError, OSError, ValueError, ImportError, NotImplementedError) as error:
         raise SourceError(f"cannot open CAN {interface}:{channel}: {error}") from None
+
+
+def set_receive_buffer(bus: can.BusABC, size_bytes: int) -> int | None:
+    """Ask for a `size_bytes` kernel receive buffer on the bus's socket, as `candump -r` does.
+
+    Returns the size in effect (Linux doubles the request for its bookkeeping and caps it at
+    2 × net.core.rmem_max), or None when the bus has no socket (e.g. `virtual`).
+    """
+    try:
+        fd = bus.fileno()
+    except (NotImplementedError, AttributeError, OSError):
+        return None
+    if fd < 0:
+        return None
+    sock = socket.socket(fileno=os.dup(fd))  # the same kernel socket; closing it closes the dup only
+    try:
+        if size_bytes > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size_bytes)
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return None
+    finally:
+        sock.close()
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from typing import Any
 import can
 
 from edge.sources.base import SampleSink, Source
-from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus
+from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus, set_receive_buffer
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -158,7 +158,10 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
 
 
 BATCH_FRAMES = 100
-"""Frames the dbc source lets queue in the socket between two reads (see `DbcSource.poll`)."""
+"""Frames the dbc source lets queue between two reads when it cannot learn the socket's buffer."""
+FRAME_BUFFER_BYTES = 1024
+"""Receive-buffer bytes one queued frame is reckoned to take (measured: ~830 for a udp_multicast
+datagram; a SocketCAN frame's socket buffer is of the same order)."""
 
 
 class _FrameState:
@@ -293,6 +296,7 @@ class DbcSource(Source):
         read_interval_s: float = 0.1,
         kernel_filter: bool = True,
         port: int | None = None,
+        receive_buffer_bytes: int = 1 << 20,
     ) -> None:
         super().__init__(name, clock)
         self.decoder = DbcDecoder(manifest, refresh_s=refresh_s)
@@ -302,6 +306,8 @@ class DbcSource(Source):
         self.read_interval_s = read_interval_s
         self.kernel_filter = kernel_filter
         self.port = port
+        self.receive_buffer_bytes = receive_buffer_bytes
+        self.batch_frames = BATCH_FRAMES
         self.bus: can.BusABC | None = None
         self.monitor = BusMonitor(clock, silent_after_s=silent_after_s)
         self._last_read_ns: int | None = None
@@ -318,6 +324,11 @@ class DbcSource(Source):
         self.bus = open_bus(self.interface, self.channel, bitrate=self.bitrate, **options)
         self.monitor = BusMonitor(self.clock, silent_after_s=self.silent_after_s)
         self._last_read_ns = None
+        buffer_bytes = set_receive_buffer(self.bus, self.receive_buffer_bytes)
+        self.batch_frames = (
+            BATCH_FRAMES if buffer_bytes is None else max(16, buffer_bytes // FRAME_BUFFER_BYTES // 2)
+        )
+        self.health.counters["receive_buffer_bytes"] = buffer_bytes or 0
 
     def close(self) -> None:
         if self.bus is not None:
@@ -328,9 +339,9 @@ class DbcSource(Source):
         """Drain what the bus has queued, then rest while frames queue up in the socket.
 
         Reading in batches wakes the thread a few dozen times a second instead of once per frame
-        (or burst). The rest is `read_interval_s`, shortened so that at the rate just seen about
-        `BATCH_FRAMES` frames queue meanwhile — well within the default socket receive buffer
-        (212,992 bytes; a queued CAN frame takes under 1 KiB of it on SocketCAN and UDP alike).
+        (or burst). The rest is `read_interval_s`, shortened so that at the rate just seen at most
+        `batch_frames` frames queue meanwhile: half of what the socket's receive buffer holds at
+        `FRAME_BUFFER_BYTES` a frame (`BATCH_FRAMES` when the bus has no socket).
         """
         assert self.bus is not None
         since_ns = self._last_read_ns
@@ -349,7 +360,7 @@ class DbcSource(Source):
         if since_ns is None or now_ns <= since_ns:
             return self.read_interval_s
         rate_per_s = n * 1e9 / (now_ns - since_ns)
-        return min(self.read_interval_s, BATCH_FRAMES / rate_per_s)
+        return min(self.read_interval_s, self.batch_frames / rate_per_s)
 
     def handle(self, msg: can.Message, sink: SampleSink) -> None:
         """Decode one frame (also usable by another reader of the same bus)."""
@@ -376,6 +387,8 @@ class DbcSource(Source):
 
 def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
     check_channel(options["interface"], options["channel"])
+    if options["receive_buffer_bytes"] < 0:
+        raise ConfigError(f"sources.{name}.receive_buffer_bytes must be >= 0 (0 = the system default)")
     manifest = load_manifest(options["manifest"], context.catalog)
     return DbcSource(
         name,
@@ -389,6 +402,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         read_interval_s=options["read_interval_s"],
         kernel_filter=options["kernel_filter"],
         port=multicast_port(name, options["port"]),
+        receive_buffer_bytes=options["receive_buffer_bytes"],
     )
 
 
@@ -421,6 +435,12 @@ SPEC = SourceSpec(
             "SocketCAN: the kernel passes only the manifest's frame ids (silent = no mapped frame)",
         ),
         Option("port", int, 0, "udp_multicast only: UDP port (0 = python-can's 43113)"),
+        Option(
+            "receive_buffer_bytes",
+            int,
+            1 << 20,
+            "kernel receive buffer to ask for (capped by net.core.rmem_max); 0 = the system default",
+        ),
     ),
     factory=_factory,
 )

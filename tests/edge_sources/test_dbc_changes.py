@@ -341,3 +341,31 @@ def test_error_frame_share_is_counted_over_a_rolling_window() -> None:
     monitor.observe(data)
     assert monitor.status().state is HealthState.OK  # 50 of the last 100: not more than half
     assert (monitor.error_frames, monitor.frames) == (150, 50)
+
+
+def test_receive_buffer_is_enlarged_and_sizes_the_batches(channel: str) -> None:
+    from edge.sources.can_bus import open_bus, set_receive_buffer
+    from edge.sources.dbc import BATCH_FRAMES, FRAME_BUFFER_BYTES
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    port = random.Random().randrange(40000, 60000)
+    source = DbcSource("dbc", ManualClock(), manifest=load_manifest(HIL_MANIFEST), interface="udp_multicast",
+                       channel=f"ff11::6:{port:x}", port=port, receive_buffer_bytes=1 << 20)
+    source.open()
+    try:
+        assert source.bus is not None
+        effective = set_receive_buffer(source.bus, 0)  # 0: only read what is in effect
+        assert effective == min(2 << 20, 2 * rmem_max)  # Linux doubles the request, capped by rmem_max
+        assert source.batch_frames == effective // FRAME_BUFFER_BYTES // 2
+        assert source.health.counters["receive_buffer_bytes"] == effective
+    finally:
+        source.close()
+    virtual = open_bus("virtual", channel)
+    try:
+        assert set_receive_buffer(virtual, 1 << 20) is None  # no socket: the fixed batch size
+    finally:
+        virtual.shutdown()
+    assert DbcSource("dbc", ManualClock(), manifest=load_manifest(HIL_MANIFEST), interface="virtual",
+                     channel=channel).batch_frames == BATCH_FRAMES
+    with pytest.raises(ConfigError, match="receive_buffer_bytes must be >= 0"):
+        build_source({"kind": "dbc", "manifest": str(HIL_MANIFEST), "receive_buffer_bytes": -1})
