@@ -284,3 +284,23 @@ def test_mixed_ecus_get_multi_pid_requests_physically_and_no_stale_nrc(
     assert client.ecus[0x7E9].negative.get(0x12, 0) == refusals  # never asked for several PIDs again
     assert client.stale_replies == 0
     assert client.requests - sent == 5 * 3  # instead of 5 × 5 single-PID requests
+
+
+def test_a_silent_ecu_gets_no_physical_requests_to_wait_for(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    from edge.sources.obd.client import PidRequest
+
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    pids = [0x0C, 0x0D, 0x05]
+    client.ecus[0x7E8].consecutive_timeouts = 3  # the multi-PID ECU went silent: singles for all
+    assert client.plan(pids) == [PidRequest((0x0C,)), PidRequest((0x0D,)), PidRequest((0x05,))]
+    client.ecus[0x7E8].consecutive_timeouts = 0
+    client.ecus[0x7E9].consecutive_timeouts = 3  # the refusing ECU went silent: one multi-PID request
+    assert client.plan(pids) == [PidRequest((0x0C, 0x0D, 0x05))]
+    timeouts = client.ecus[0x7E9].timeouts
+    values = client.read_pids(pids)
+    assert set(values[0x7E8]) == {0x0C, 0x0D, 0x05}
+    assert client.ecus[0x7E9].timeouts == timeouts  # not waited for, so no timeout against it

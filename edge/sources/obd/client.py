@@ -285,7 +285,9 @@ class ObdClient:
             if self.ecus
             else list(pids)
         )
-        concerned = [s for s in self.ecus.values() if set(wanted) & s.supported]
+        # A silent ECU (ignition off, unplugged) gets no physical requests to wait for; functional
+        # ones still reach it, so an answer brings it back.
+        concerned = [s for s in self.ecus.values() if set(wanted) & s.supported and not s.silent]
         if all(s.multi_pid_ok for s in concerned):
             return _chunks(wanted, MAX_PIDS_PER_REQUEST, None)
         if not any(s.multi_pid_ok for s in concerned):
