@@ -112,6 +112,9 @@ SCHEMA: tuple[Key, ...] = (
         "a telemetry batch is closed and queued after this long …", _range(1, 3600), remote=True),
     Key("uplink.telemetry.batch_max_bytes", int, 8192, "… or when its encoded size reaches this",
         _range(256, 200_000), remote=True),
+    Key("uplink.telemetry.deflate", bool, True,
+        "deflate telemetry batches when that makes them smaller (~24 % fewer bytes on the cellular "
+        "plan, measured in bench/wire.py)", remote=True),
     Key("uplink.telemetry.sample_period_s", float, 1.0,
         "per signal, at most one sample per period goes into telemetry (sources may run faster)",
         _range(0.01, 3600), remote=True),

@@ -430,7 +430,8 @@ class Agent:
         """Encode and queue a batch; samples or fixes the wire format refuses are dropped, counted."""
         fixes = fixes or FixColumns()
         try:
-            payload = encode(TelemetryBatch(self.headers.header(), fixes=fixes, samples=columns))
+            payload = encode(TelemetryBatch(self.headers.header(), fixes=fixes, samples=columns),
+                             deflate=bool(self.config["uplink.telemetry.deflate"]))
         except ProtocolError as error:
             self._count("encode_errors", "TelemetryBatch", error)
             keep = [i for i in range(len(columns)) if _sample_encodes(columns, i)]
@@ -442,7 +443,8 @@ class Agent:
                                     tuple(columns.signal_id[i] for i in keep),
                                     tuple(columns.value[i] for i in keep))
             payload = encode(TelemetryBatch(self.headers.header(), fixes=FixColumns.from_fixes(good_fixes),
-                                            samples=columns))
+                                            samples=columns),
+                             deflate=bool(self.config["uplink.telemetry.deflate"]))
         self._queue(Channel.TELEMETRY, Priority.TELEMETRY, payload)
 
     def _queue_event(self, finding: Finding) -> None:

@@ -164,6 +164,9 @@ def test_samples_become_telemetry_and_findings_become_events(
         assert event.header.device_id == DEVICE_A
         batch = decoded(receiver, TelemetryBatch)[0]
         assert set(batch.samples.signal_id) == {SPEED}
+        # uplink.telemetry.deflate (default on): the bytes sent are the deflate-if-smaller encoding
+        raw = next(p for _, p in list(receiver.messages) if isinstance(decode(p), TelemetryBatch))
+        assert raw == encode(batch, deflate=True)
         times = batch.samples.time_ns
         assert all(b - a >= 49_000_000 for a, b in itertools.pairwise(times))  # decimated
         # the status command reads what the running agent writes
