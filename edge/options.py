@@ -7,9 +7,10 @@ example. Unknown keys, wrong types and missing required options raise `ConfigErr
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from lienwatch.errors import ConfigError
 
@@ -81,3 +82,62 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
+
+
+class KindSpec(Protocol):
+    """What a registry holds: a kind name and a validator of that kind's config tables."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def validate(self, table: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+SpecT = TypeVar("SpecT", bound=KindSpec)
+
+
+class SpecRegistry(Generic[SpecT]):
+    """Kinds by name (Telegraf-style): built-ins named as lazily imported `"module:ATTRIBUTE"`
+    strings, so a gateway without an optional library can still run the other kinds, plus specs
+    registered at run time (e.g. a board-specific source)."""
+
+    def __init__(self, array: str, spec_type: type[SpecT], builtin: Mapping[str, str],
+                 *, none_known: str = "") -> None:
+        self.array = array  # "sources" or "detectors": the [[array]] tables of the agent config
+        self._spec_type = spec_type
+        self._builtin = dict(builtin)
+        self._registered: dict[str, SpecT] = {}
+        self._none_known = none_known
+
+    def register(self, spec: SpecT) -> None:
+        """Add (or replace) a kind."""
+        self._registered[spec.kind] = spec
+
+    def kinds(self) -> list[str]:
+        return sorted({*self._builtin, *self._registered})
+
+    def get(self, kind: str) -> SpecT:
+        if kind in self._registered:
+            return self._registered[kind]
+        target = self._builtin.get(kind)
+        if target is None:
+            known = ", ".join(self.kinds()) or self._none_known
+            raise ConfigError(f"unknown {self.array[:-1]} kind {kind!r} (known: {known})")
+        module_name, _, attribute = target.partition(":")
+        spec = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(spec, self._spec_type):  # pragma: no cover - a packaging mistake
+            raise ConfigError(f"{target} is not a {self._spec_type.__name__}")
+        self._registered[kind] = spec
+        return spec
+
+    def resolve(self, table: Mapping[str, Any]) -> tuple[SpecT, str, dict[str, Any]]:
+        """The spec, instance name and validated options of one `[[array]]` table."""
+        kind = table.get("kind")
+        if not isinstance(kind, str):
+            known = " | ".join(f'"{k}"' for k in self.kinds()) or '"..."'
+            raise ConfigError(f"{self.array}: every [[{self.array}]] table needs kind = {known}")
+        spec = self.get(kind)
+        name = table.get("name", kind)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{self.array}.{kind}.name must be a non-empty string")
+        return spec, name, spec.validate(table)

@@ -18,15 +18,13 @@ required options raise `ConfigError` naming the key.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.options import Option, sample_toml, validate_options
+from edge.options import Option, SpecRegistry, sample_toml, validate_options
 from edge.sources.base import Source
 from lienwatch.clock import Clock, SystemClock
-from lienwatch.errors import ConfigError
 
 __all__ = ["Option", "SourceContext", "SourceSpec", "build_source", "get_spec", "register_source",
            "source_kinds"]
@@ -69,47 +67,19 @@ class SourceSpec:
         return sample_toml("sources", self.kind, self.description, self.options)
 
 
-# name -> "module:attribute" holding a SourceSpec; imported lazily.
-_BUILTIN: dict[str, str] = {
+REGISTRY = SpecRegistry("sources", SourceSpec, {
     "obd": "edge.sources.obd.source:SPEC",
     "dbc": "edge.sources.dbc:SPEC",
     "gnss": "edge.sources.gnss.source:SPEC",
     "power": "edge.sources.power:POWER_SPEC",
     "motion": "edge.sources.power:MOTION_SPEC",
-}
-_REGISTERED: dict[str, SourceSpec] = {}
-
-
-def register_source(spec: SourceSpec) -> None:
-    """Add (or replace) a kind of source, e.g. a board-specific one."""
-    _REGISTERED[spec.kind] = spec
-
-
-def source_kinds() -> list[str]:
-    return sorted({*_BUILTIN, *_REGISTERED})
-
-
-def get_spec(kind: str) -> SourceSpec:
-    if kind in _REGISTERED:
-        return _REGISTERED[kind]
-    target = _BUILTIN.get(kind)
-    if target is None:
-        raise ConfigError(f"unknown source kind {kind!r} (known: {', '.join(source_kinds())})")
-    module_name, _, attribute = target.partition(":")
-    spec = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(spec, SourceSpec):  # pragma: no cover - a packaging mistake
-        raise ConfigError(f"{target} is not a SourceSpec")
-    _REGISTERED[kind] = spec
-    return spec
+})
+register_source = REGISTRY.register
+source_kinds = REGISTRY.kinds
+get_spec = REGISTRY.get
 
 
 def build_source(table: Mapping[str, Any], context: SourceContext | None = None) -> Source:
     """A source from one `[[sources]]` table of the agent config."""
-    kind = table.get("kind")
-    if not isinstance(kind, str):
-        raise ConfigError('sources: every [[sources]] table needs kind = "obd" | "dbc" | "gnss" | ...')
-    spec = get_spec(kind)
-    name = table.get("name", kind)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"sources.{kind}.name must be a non-empty string")
-    return spec.factory(name, spec.validate(table), context or SourceContext())
+    spec, name, options = REGISTRY.resolve(table)
+    return spec.factory(name, options, context or SourceContext())
