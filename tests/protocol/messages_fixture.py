@@ -1,4 +1,8 @@
-"""One realistic example of every message type, shared by the protocol tests."""
+"""One realistic example of every message type, shared by the protocol tests.
+
+Kept apart from `protocol.golden`'s examples on purpose: those are frozen (they define the golden
+vectors byte for byte), these may be sized and varied by tests (`batch(n)`, RTK fix types).
+"""
 
 from __future__ import annotations
 
