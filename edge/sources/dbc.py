@@ -1,10 +1,12 @@
-"""The `dbc` source: passive CAN signals decoded with cantools and mapped to VSS by a manifest.
+"""The `dbc` source: passive CAN signals decoded with a DBC and mapped to VSS by a manifest.
 
 The manifest (TOML, see hil/vehicle_manifest.toml) names the DBC and, per signal, the DBC
 message and signal and the catalog VSS path, optionally a `values` map (raw DBC value → catalog
 enum value) and a `scale`. Only frames of mapped messages are decoded (a dict lookup first; on
 SocketCAN the kernel drops the others); a frame that does not decode (wrong length, unmapped enum
-value) is counted, never passed on.
+value) is counted, never passed on. The DBC is compiled by cantools into bit layouts
+(edge/sources/dbc_layout.py) — in a child process when the agent builds the source, so the agent
+never holds cantools — and frames are decoded from those layouts.
 
 Body and battery messages repeat every 10–100 ms with the same content, so the source emits on
 change with a refresh (`DbcDecoder.changes`): a frame whose manifest-mapped bits equal those of
@@ -27,6 +29,12 @@ import can
 
 from edge.sources.base import SampleSink, Source
 from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus, set_receive_buffer
+from edge.sources.dbc_layout import (
+    FrameDecodeError,
+    FrameLayout,
+    compile_dbc,
+    compile_dbc_isolated,
+)
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -46,13 +54,13 @@ class SignalMap:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A loaded manifest: the cantools database and, per frame id, the signals to take from it.
+    """A loaded manifest: per frame id the message's layout and the signals to take from it.
 
     `masks[frame_id]` has a 1 at every payload bit (int.from_bytes(data, "little") numbering) that
     a mapped signal of that message reads; a multiplexed message's mask covers the whole payload.
     """
 
-    db: Any  # cantools.database.can.Database (cantools ships no type information)
+    layouts: Mapping[int, FrameLayout]
     by_frame: Mapping[int, tuple[SignalMap, ...]]
     masks: Mapping[int, int] = field(default_factory=dict)
 
@@ -60,42 +68,27 @@ class Manifest:
         """python-can filters that pass exactly the mapped frame ids (for the kernel on SocketCAN)."""
         filters: list[dict[str, Any]] = []
         for frame_id in sorted(self.by_frame):
-            extended = bool(self.db.get_message_by_frame_id(frame_id).is_extended_frame)
+            extended = self.layouts[frame_id].extended
             filters.append({"can_id": frame_id, "can_mask": 0x1FFFFFFF if extended else 0x7FF,
                             "extended": extended})
         return filters
 
 
-def signal_bits(start: int, length: int, byte_order: str) -> int:
-    """The payload bits of one DBC signal as a mask over int.from_bytes(data, "little").
-
-    Intel (little-endian) signals occupy bits start..start+length-1. Motorola (big-endian) ones
-    start at their most significant bit and run down within a byte, then on to the next byte's
-    bit 7 (DBC "sawtooth" numbering, where bit n is bit n % 8 of byte n // 8).
-    """
-    if byte_order == "little_endian":
-        return ((1 << length) - 1) << start
-    mask, position = 0, start
-    for _ in range(length):
-        mask |= 1 << position
-        position = position + 15 if position % 8 == 0 else position - 1
-    return mask
-
-
-def _message_mask(message: Any, signal_names: set[str]) -> int:
-    mask = 0
-    if message.is_multiplexed():  # which signals a frame carries depends on its multiplexer
+def _message_mask(layout: FrameLayout, signal_names: set[str]) -> int:
+    if layout.multiplexed:  # which signals a frame carries depends on its multiplexer
         return (1 << (8 * 64)) - 1
-    for signal in message.signals:
+    mask = 0
+    for signal in layout.signals:
         if signal.name in signal_names:
-            mask |= signal_bits(signal.start, signal.length, signal.byte_order)
+            mask |= signal.bits()
     return mask
 
 
-def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
-    """Read and check a manifest and its DBC; `ConfigError` naming the entry on any problem."""
-    import cantools
+def load_manifest(path: str | Path, catalog: Catalog | None = None, *, isolate: bool = False) -> Manifest:
+    """Read and check a manifest and its DBC; `ConfigError` naming the entry on any problem.
 
+    With `isolate` the DBC is compiled in a child process (cantools never loads into this one).
+    """
     catalog = catalog or default_catalog()
     path = Path(path)
     try:
@@ -108,12 +101,7 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
     if not isinstance(dbc_name, str):
         raise ConfigError(f'DBC manifest {path}: `dbc = "file.dbc"` is required')
     dbc_path = path.parent / dbc_name
-    try:
-        db: Any = cantools.database.load_file(str(dbc_path), database_format="dbc")
-    except OSError as error:
-        raise ConfigError(f"cannot read DBC {dbc_path}: {error.strerror}") from None
-    except Exception as error:  # cantools raises its own ParseError and others on a broken DBC
-        raise ConfigError(f"DBC {dbc_path} does not parse: {error}") from None
+    messages = compile_dbc_isolated(dbc_path) if isolate else compile_dbc(dbc_path)
     by_frame: dict[int, list[SignalMap]] = {}
     entries = data.get("signal", [])
     if not isinstance(entries, list) or not entries:
@@ -125,12 +113,11 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
         unknown = set(entry) - {"message", "signal", "vss", "values", "scale"}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
-        try:
-            message = db.get_message_by_name(str(entry.get("message")))
-        except KeyError:
-            raise ConfigError(f"{where}: message {entry.get('message')!r} is not in {dbc_name}") from None
+        message = messages.get(str(entry.get("message")))
+        if message is None:
+            raise ConfigError(f"{where}: message {entry.get('message')!r} is not in {dbc_name}")
         signal_name = str(entry.get("signal"))
-        if signal_name not in [s.name for s in message.signals]:
+        if signal_name not in {s.name for s in message.signals}:
             raise ConfigError(f"{where}: signal {signal_name!r} is not in message {message.name}")
         try:
             signal_id = catalog.id_of(str(entry.get("vss")))
@@ -150,11 +137,12 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None) -> Manifest:
         by_frame.setdefault(message.frame_id, []).append(
             SignalMap(signal_name, signal_id, values, float(scale))
         )
+    layouts = {layout.frame_id: layout for layout in messages.values() if layout.frame_id in by_frame}
     masks = {
-        frame_id: _message_mask(db.get_message_by_frame_id(frame_id), {m.signal for m in maps})
+        frame_id: _message_mask(layouts[frame_id], {m.signal for m in maps})
         for frame_id, maps in by_frame.items()
     }
-    return Manifest(db, {k: tuple(v) for k, v in by_frame.items()}, masks)
+    return Manifest(layouts, {k: tuple(v) for k, v in by_frame.items()}, masks)
 
 
 BATCH_FRAMES = 100
@@ -194,8 +182,8 @@ class DbcDecoder:
         self.ignored = 0
         self.rejected = 0
         self.unchanged = 0
-        self._messages = {frame_id: manifest.db.get_message_by_frame_id(frame_id)
-                          for frame_id in manifest.by_frame}
+        self._decoders = {frame_id: manifest.layouts[frame_id].decoder({m.signal for m in maps})
+                          for frame_id, maps in manifest.by_frame.items()}
         self._state: dict[int, _FrameState] = {}
 
     def decode(self, msg: can.Message) -> list[tuple[int, float]]:
@@ -210,8 +198,8 @@ class DbcDecoder:
     ) -> tuple[list[tuple[int, float]], bool]:
         """The frame's signals and whether all of them decoded."""
         try:
-            raw = self._messages[frame_id].decode(data, decode_choices=False)
-        except Exception:  # cantools raises DecodeError, ValueError, KeyError... on a bad frame
+            raw = self._decoders[frame_id].decode(data)
+        except FrameDecodeError:
             self.rejected += 1
             return [], False
         out: list[tuple[int, float]] = []
@@ -389,7 +377,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
     check_channel(options["interface"], options["channel"])
     if options["receive_buffer_bytes"] < 0:
         raise ConfigError(f"sources.{name}.receive_buffer_bytes must be >= 0 (0 = the system default)")
-    manifest = load_manifest(options["manifest"], context.catalog)
+    manifest = load_manifest(options["manifest"], context.catalog, isolate=True)
     return DbcSource(
         name,
         context.clock,
