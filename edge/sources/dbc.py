@@ -131,9 +131,11 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None, *, isolate: 
                 values = {int(k): float(v) for k, v in values.items()}
             except (TypeError, ValueError):
                 raise ConfigError(f"{where}: values must map integers to numbers") from None
+            if not all(math.isfinite(v) for v in values.values()):
+                raise ConfigError(f"{where}: values must be finite numbers")
         scale = entry.get("scale", 1.0)
-        if not isinstance(scale, int | float) or isinstance(scale, bool):
-            raise ConfigError(f"{where}: scale must be a number")
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not math.isfinite(scale):
+            raise ConfigError(f"{where}: scale must be a finite number")
         by_frame.setdefault(message.frame_id, []).append(
             SignalMap(signal_name, signal_id, values, float(scale))
         )
@@ -152,12 +154,18 @@ FRAME_BUFFER_BYTES = 1024
 datagram; a SocketCAN frame's socket buffer is of the same order)."""
 
 
-class _FrameState:
-    """What `DbcDecoder.changes` remembers about one mapped frame id."""
+class _Frame:
+    """One mapped frame id: how to decode it and what `DbcDecoder.changes` remembers about it."""
 
-    __slots__ = ("key", "last", "length", "refresh_at_ns")
+    __slots__ = ("decoder", "entries", "key", "last", "length", "mask", "refresh_at_ns")
 
-    def __init__(self) -> None:
+    def __init__(self, maps: tuple[SignalMap, ...], layout: FrameLayout, mask: int) -> None:
+        self.decoder = layout.decoder({m.signal for m in maps})
+        floats = {s.name for s in layout.signals if s.is_float}
+        # (DBC signal, catalog id, enum map or None, scale, may be inf/NaN), in manifest order;
+        # only an IEEE-float signal can decode to inf or NaN (an integer times a finite factor can't)
+        self.entries = tuple((m.signal, m.signal_id, m.values, m.scale, m.signal in floats) for m in maps)
+        self.mask = mask
         self.key: int | None = None  # mapped bits of the last cleanly decoded frame
         self.length = -1
         self.last: dict[int, float] = {}  # signal id → value last emitted
@@ -182,47 +190,46 @@ class DbcDecoder:
         self.ignored = 0
         self.rejected = 0
         self.unchanged = 0
-        self._decoders = {frame_id: manifest.layouts[frame_id].decoder({m.signal for m in maps})
-                          for frame_id, maps in manifest.by_frame.items()}
-        self._state: dict[int, _FrameState] = {}
+        self._frames = {
+            frame_id: _Frame(maps, manifest.layouts[frame_id], manifest.masks[frame_id])
+            for frame_id, maps in manifest.by_frame.items()
+        }
 
     def decode(self, msg: can.Message) -> list[tuple[int, float]]:
-        maps = self.manifest.by_frame.get(msg.arbitration_id)
-        if maps is None or msg.is_error_frame or msg.is_remote_frame:
+        frame = self._frames.get(msg.arbitration_id)
+        if frame is None or msg.is_error_frame or msg.is_remote_frame:
             self.ignored += 1
             return []
-        return self._decode(msg.arbitration_id, bytes(msg.data), maps)[0]
+        return self._decode(frame, msg.data)[0]
 
-    def _decode(
-        self, frame_id: int, data: bytes, maps: tuple[SignalMap, ...]
-    ) -> tuple[list[tuple[int, float]], bool]:
+    def _decode(self, frame: _Frame, data: bytes | bytearray) -> tuple[list[tuple[int, float]], bool]:
         """The frame's signals and whether all of them decoded."""
         try:
-            raw = self._decoders[frame_id].decode(data)
+            raw = frame.decoder.decode(data)
         except FrameDecodeError:
             self.rejected += 1
             return [], False
         out: list[tuple[int, float]] = []
         clean = True
-        for entry in maps:
-            value = raw.get(entry.signal)
-            if not isinstance(value, int | float):
+        for signal, signal_id, values, scale, maybe_not_finite in frame.entries:
+            value = raw.get(signal)
+            if value is None:  # a multiplexed signal this frame does not carry
                 self.rejected += 1
                 clean = False
                 continue
-            if entry.values is not None:
-                mapped = entry.values.get(int(value))
+            if values is not None:
+                mapped = values.get(int(value))
                 if mapped is None:
                     self.rejected += 1
                     clean = False
                     continue
                 value = mapped
-            value = float(value) * entry.scale
-            if not math.isfinite(value):
+            value = float(value) * scale
+            if maybe_not_finite and not math.isfinite(value):
                 self.rejected += 1
                 clean = False
                 continue
-            out.append((entry.signal_id, value))
+            out.append((signal_id, value))
         self.decoded += 1
         return out, clean
 
@@ -231,32 +238,28 @@ class DbcDecoder:
 
         With `refresh_s` = 0 every mapped frame is decoded and all its signals returned.
         """
-        frame_id = msg.arbitration_id
-        maps = self.manifest.by_frame.get(frame_id)
-        if maps is None or msg.is_error_frame or msg.is_remote_frame:
+        frame = self._frames.get(msg.arbitration_id)
+        if frame is None or msg.is_error_frame or msg.is_remote_frame:
             self.ignored += 1
             return []
         data = msg.data
         if not self.refresh_ns:
-            return self._decode(frame_id, bytes(data), maps)[0]
-        state = self._state.get(frame_id)
-        if state is None:
-            state = self._state[frame_id] = _FrameState()
-        key = int.from_bytes(data, "little") & self.manifest.masks[frame_id]
-        if key == state.key and len(data) == state.length:
+            return self._decode(frame, data)[0]
+        key = int.from_bytes(data, "little") & frame.mask
+        if key == frame.key and len(data) == frame.length:
             self.unchanged += 1
-            if mono_ns < state.refresh_at_ns:
+            if mono_ns < frame.refresh_at_ns:
                 return []
-            state.refresh_at_ns = mono_ns + self.refresh_ns
-            return list(state.last.items())
-        values, clean = self._decode(frame_id, bytes(data), maps)
+            frame.refresh_at_ns = mono_ns + self.refresh_ns
+            return list(frame.last.items())
+        values, clean = self._decode(frame, data)
         # Only a clean frame may stand for its repetitions: a rejected one is decoded (and
         # counted) again each time it comes.
-        state.key, state.length = (key, len(data)) if clean else (None, -1)
-        last = state.last
-        if mono_ns >= state.refresh_at_ns:
+        frame.key, frame.length = (key, len(data)) if clean else (None, -1)
+        last = frame.last
+        if mono_ns >= frame.refresh_at_ns:
             if clean:  # a signal left out of this frame is still due for its refresh
-                state.refresh_at_ns = mono_ns + self.refresh_ns
+                frame.refresh_at_ns = mono_ns + self.refresh_ns
             out = values
         else:
             out = [(signal_id, value) for signal_id, value in values if last.get(signal_id) != value]

@@ -156,7 +156,7 @@ class FrameDecoder:
             ))
         self._steps = tuple(steps)
 
-    def decode(self, data: bytes) -> dict[str, int | float]:
+    def decode(self, data: bytes | bytearray) -> dict[str, int | float]:
         length = self.length
         if len(data) < length:
             raise FrameDecodeError(f"wrong data size: {len(data)} instead of {length} bytes")

@@ -177,6 +177,16 @@ def test_silent_bus_is_degraded() -> None:
             "values = { a = 1 }\n",
             "values must map",
         ),
+        (
+            'dbc = "vehicle.dbc"\n[[signal]]\nmessage="PowerMode"\nsignal="PowerMode"\nvss="Vehicle.Speed"\n'
+            "values = { 1 = nan }\n",
+            "values must be finite",
+        ),
+        (
+            'dbc = "vehicle.dbc"\n[[signal]]\nmessage="PowerMode"\nsignal="PowerMode"\nvss="Vehicle.Speed"\n'
+            "scale = inf\n",
+            "scale must be a finite number",
+        ),
         ('dbc = "garbage.dbc"\n[[signal]]\n', "does not parse"),
     ],
 )
