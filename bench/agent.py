@@ -268,10 +268,8 @@ class Traffic:
 def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic | None) -> Path:
     keys = etc / "command-keys.pem"
     if not keys.exists():
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-        keys.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
-            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        from protocol.signing import generate_key, public_key_to_pem
+        keys.write_bytes(public_key_to_pem(generate_key().public_key()))
     lines = [
         "[device]", f'id = "{DEVICE}"',
         "[agent]", f'state_dir = "{work}/state"', f'status_file = "{run}/status.json"',

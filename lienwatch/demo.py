@@ -136,12 +136,10 @@ port = 0
 summaries_interval_s = 2.0
 """)
     receiver = _lienwatch("cloud", "ingest", "--config", str(receiver_toml), log=root / "receiver.log")
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from protocol.signing import generate_key, public_key_to_pem
 
     keys = etc / "command-keys.pem"
-    keys.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    keys.write_bytes(public_key_to_pem(generate_key().public_key()))
     try:
         with EmulatedVehicle(root / "vehicle", speed_kmh=50.0) as car:
             agent_toml = root / "agent.toml"

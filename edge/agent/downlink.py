@@ -19,9 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError, LienwatchError
 from protocol import decode
@@ -38,30 +35,21 @@ from protocol.messages import (
     SetConfig,
     SignedCommand,
 )
-from protocol.signing import CommandVerifier, ReplayCache
+from protocol.signing import CommandVerifier, PublicKey, ReplayCache, public_keys_from_pem
 
 log = logging.getLogger("lienwatch.downlink")
 
 
-def load_command_keys(path: Path) -> list[Ed25519PublicKey]:
-    """Ed25519 public keys from a PEM file (several blocks allowed, for key rotation)."""
+def load_command_keys(path: Path) -> list[PublicKey]:
+    """Ed25519 public keys from a PEM file (several PUBLIC KEY blocks allowed, for key rotation)."""
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"downlink.command_keys: cannot read {path}: {error}") from None
-    keys: list[Ed25519PublicKey] = []
-    for block in text.split("-----END PUBLIC KEY-----")[:-1]:
-        pem = block[block.find("-----BEGIN PUBLIC KEY-----"):] + "-----END PUBLIC KEY-----\n"
-        try:
-            key = load_pem_public_key(pem.encode())
-        except ValueError as error:
-            raise ConfigError(f"downlink.command_keys: {path}: {error}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ConfigError(f"downlink.command_keys: {path} holds a non-Ed25519 key")
-        keys.append(key)
-    if not keys:
-        raise ConfigError(f"downlink.command_keys: {path} holds no PEM public key")
-    return keys
+    try:
+        return public_keys_from_pem(text)
+    except ProtocolError as error:
+        raise ConfigError(f"downlink.command_keys: {path}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +69,7 @@ PositionSource = Callable[[], GnssFix | None]
 class CommandHandler:
     """Turns downlink payloads into acks; executes what verifies."""
 
-    def __init__(self, device_id: str, keys: Sequence[Ed25519PublicKey], clock: Clock,
+    def __init__(self, device_id: str, keys: Sequence[PublicKey], clock: Clock,
                  state_dir: Path, *, apply_config: ConfigApplier, position: PositionSource,
                  max_lifetime_s: float = 7 * 86400.0, replay_cache_size: int = 4096) -> None:
         self.clock = clock

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge.agent.config import AgentConfig
 from edge.agent.runtime import Agent
@@ -39,7 +37,7 @@ from protocol.messages import (
     Severity,
     TelemetryBatch,
 )
-from protocol.signing import sign_command
+from protocol.signing import PrivateKey, generate_key, public_key_to_pem, sign_command
 from protocol.topics import command_topic
 from tests.edge_agent.conftest import DEVICE_A, DEVICE_B, Pki, Receiver, wait_until
 
@@ -91,14 +89,14 @@ class OverSpeed(Detector):
 @dataclass
 class Setup:
     config: AgentConfig
-    key: Ed25519PrivateKey
+    key: PrivateKey
     tmp: Path
 
 
-def write_config(tmp: Path, pki: Pki, broker: MosquittoBroker, key: Ed25519PrivateKey,
+def write_config(tmp: Path, pki: Pki, broker: MosquittoBroker, key: PrivateKey,
                  device: str = DEVICE_A, **sections: dict[str, object]) -> Path:
     keys = tmp / "command-keys.pem"
-    keys.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    keys.write_bytes(public_key_to_pem(key.public_key()))
     cert, private = pki.cert(device)
     document: dict[str, dict[str, object]] = {
         "device": {"id": device},
@@ -124,7 +122,7 @@ def write_config(tmp: Path, pki: Pki, broker: MosquittoBroker, key: Ed25519Priva
 
 @pytest.fixture
 def setup(tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> Setup:
-    key = Ed25519PrivateKey.generate()
+    key = generate_key()
     path = write_config(tmp_path, pki, tls_broker, key)
     from edge.agent.config import load_config
     return Setup(load_config(path), key, tmp_path)
@@ -236,7 +234,7 @@ def test_commands_are_verified_executed_and_refused_with_distinct_reasons(
         refusals["ReplayedCommandError"] = good
         # Forged: signed by a key the device does not trust.
         forged = cloud.command(RequestPosition())
-        cloud.send(encode(sign_command(forged, Ed25519PrivateKey.generate())))
+        cloud.send(encode(sign_command(forged, generate_key())))
         refusals["BadSignatureError"] = forged
         # Expired.
         expired = cloud.command(RequestPosition(), issued_offset_s=-120, lifetime_s=60)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.uplink.queue import Channel, FlashQueue
 from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
@@ -21,6 +20,7 @@ from lienwatch.services import REPO_ROOT, MosquittoBroker
 from protocol import decode
 from protocol.catalog import default_catalog
 from protocol.messages import ClockQuality, TelemetryBatch
+from protocol.signing import generate_key
 from tests.edge_agent.conftest import Pki, Receiver, wait_until
 from tests.edge_agent.test_agent import write_config
 
@@ -63,7 +63,7 @@ def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def test_agent_killed_mid_stream_delivers_everything_it_accepted_after_restart(
         tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker, gnss_pty: str) -> None:
-    config = write_config(tmp_path, pki, tls_broker, Ed25519PrivateKey.generate(),
+    config = write_config(tmp_path, pki, tls_broker, generate_key(),
                           uplink__telemetry={"batch_interval_s": 1.0, "sample_period_s": 0.05})
     with open(config, "a") as handle:
         handle.write(f'[[sources]]\nkind = "gnss"\ndevice = "{gnss_pty}"\n')
