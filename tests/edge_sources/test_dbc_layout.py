@@ -44,7 +44,8 @@ def dbc_messages(draw: st.DrawFn) -> tuple[str, int]:
         listed = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True))
     for i in range(draw(st.integers(1, 6))):
         is_float = draw(st.booleans()) and bits >= 32 and draw(st.booleans())
-        size = draw(st.sampled_from([32, 64] if bits >= 64 else [32])) if is_float else draw(st.integers(1, 16))
+        float_sizes = [32, 64] if bits >= 64 else [32]
+        size = draw(st.sampled_from(float_sizes)) if is_float else draw(st.integers(1, 16))
         little = draw(st.booleans())
         start = draw(st.integers(0, bits - 1))
         mask = signal_bits(start, size, "little_endian" if little else "big_endian")
@@ -94,7 +95,7 @@ def test_layout_decoding_equals_cantools(tmp_path_factory: pytest.TempPathFactor
         assert _same(got, expected), (text, payload.hex(), got, expected)
 
 
-def test_a_decoder_for_some_signals_returns_just_those_and_still_checks_the_multiplexer(tmp_path: Path) -> None:
+def test_a_decoder_for_some_signals_returns_those_and_checks_the_multiplexer(tmp_path: Path) -> None:
     path = tmp_path / "mux.dbc"
     path.write_text('VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: ECU\n\nBO_ 512 Frame: 2 ECU\n'
                     ' SG_ Mux M : 0|2@1+ (1,0) [0|3] "" ECU\n'
@@ -134,5 +135,6 @@ def test_the_agent_builds_a_dbc_source_without_loading_cantools() -> None:
         " 'interface': 'virtual', 'channel': 'layout-test'})\n"
         "print(sorted(source.decoder.manifest.layouts), 'cantools' in sys.modules)\n"
     )
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           cwd=REPO)
     assert child.stdout.split() == ["[944,", "960,", "1184,", "1185]", "False"]
