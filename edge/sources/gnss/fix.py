@@ -4,6 +4,13 @@ An epoch is the set of sentences with the same UTC time of day (GGA, RMC, GST, Z
 GSV and VTG, which do not, belong to the epoch being assembled). A new time closes the previous
 epoch. Per constellation the fix keeps satellites in view, satellites used and their C/N0, so a
 jamming detector can see all carriers drop at once while the position still holds.
+
+Sentences a `SlowSentenceThrottle` kept from being parsed (GSA, GSV, GST, VTG, ZDA; see
+`throttle.py`) still arrive here, unparsed. An epoch whose GSAs, GSVs or GST were all throttled
+reuses what the last epoch that parsed them had: the GSA's 2D/3D mode (so the fix type is the same
+as with every sentence parsed), PDOP and used satellites, the GSV's satellites in view and C/N0,
+the GST's accuracy; `GnssFix.reused` names those types, so nobody takes the values for this
+epoch's. A type the receiver did not send in an epoch is not reused (it is None, as before).
 """
 
 from __future__ import annotations
@@ -148,6 +155,9 @@ class GnssFix:
     pdop: float | None = None
     h_acc_m: float | None = None
     constellations: dict[str, Constellation] = field(default_factory=dict)
+    reused: frozenset[str] = frozenset()
+    """Sentence types (`GSA`, `GSV`, `GST`) whose values are the last parsed ones, not this epoch's:
+    they were throttled here (`slow_sentence_interval_s`), so at most about that interval old."""
 
     @property
     def mean_cn0(self) -> float | None:
@@ -212,6 +222,16 @@ def _float(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
+@dataclass
+class _GsaState:
+    """What an epoch's GSAs said, kept to be reused by epochs whose GSAs were throttled."""
+
+    mode: int | None = None
+    pdop: float | None = None
+    hdop: float | None = None
+    used: dict[str, int] = field(default_factory=dict)
+
+
 class EpochAssembler:
     """Turns a stream of `Sentence`s into `GnssFix`es; `feed` returns the fixes it completed."""
 
@@ -222,7 +242,14 @@ class EpochAssembler:
         self._gsa_mode: int | None = None
         self._rmc_mode: FixType | None = None
         self._gga_quality: FixType | None = None
-        self._kinds: set[str] = set()
+        self._kinds: set[str] = set()  # types parsed in this epoch
+        self._throttled: set[str] = set()  # types sent in this epoch but not parsed
+        self._gsa = _GsaState()
+        self._gsv_in_view: dict[str, int] = {}
+        # The last parsed values of the slow types, for epochs where they were throttled.
+        self._last_gsa: _GsaState | None = None
+        self._last_gsv: tuple[dict[str, dict[int, float]], dict[str, int]] | None = None
+        self._last_gst: tuple[float | None] | None = None  # (h_acc_m,) once a GST was parsed
         self.epochs = 0
 
     def feed(self, sentence: Sentence, mono_ns: int) -> list[GnssFix]:
@@ -234,7 +261,6 @@ class EpochAssembler:
             or (sentence.kind in ("GGA", "RMC") and sentence.kind in self._kinds)
         ):
             done.append(self._close())
-        self._kinds.add(sentence.kind)
         if isinstance(time_of_day, dt.time):
             if self._fix is None:
                 self._fix = GnssFix(mono_ns=mono_ns, time_of_day=time_of_day)
@@ -245,7 +271,11 @@ class EpochAssembler:
         fix = self._fix
         assert fix is not None
         fix.mono_ns = mono_ns
-        getattr(self, f"_on_{sentence.kind.lower()}")(fix, sentence)
+        if sentence.msg is None:  # throttled: sent, not parsed
+            self._throttled.add(sentence.kind)
+        else:
+            self._kinds.add(sentence.kind)
+            getattr(self, f"_on_{sentence.kind.lower()}")(fix, sentence)
         return done
 
     def flush(self) -> list[GnssFix]:
@@ -258,6 +288,7 @@ class EpochAssembler:
         fix = self._fix
         assert fix is not None
         self._fix = None
+        self._remember_or_reuse(fix)
         if self._gga_quality is not None:
             kind = self._gga_quality
             if kind is FixType.FIX_3D and self._gsa_mode == 2:
@@ -279,10 +310,44 @@ class EpochAssembler:
             stamp = dt.datetime.combine(self._date, t.replace(tzinfo=None), dt.UTC)
             fix.time_utc_ns = int(stamp.timestamp()) * 1_000_000_000 + t.microsecond * 1000
         self._gsv = {}
+        self._gsv_in_view = {}
+        self._gsa = _GsaState()
         self._kinds = set()
+        self._throttled = set()
         self._gsa_mode = self._rmc_mode = self._gga_quality = None
         self.epochs += 1
         return fix
+
+    def _remember_or_reuse(self, fix: GnssFix) -> None:
+        """Keep the values of the slow types parsed in this epoch; reuse them where throttled."""
+        parsed, throttled, reused = self._kinds, self._throttled - self._kinds, set()
+        if "GSA" in parsed:
+            self._gsa.mode = self._gsa_mode
+            self._last_gsa = self._gsa
+        elif "GSA" in throttled and self._last_gsa is not None:
+            last = self._last_gsa
+            self._gsa_mode = last.mode
+            fix.pdop = last.pdop
+            if fix.hdop is None:
+                fix.hdop = last.hdop
+            for name, used in last.used.items():
+                fix.constellations.setdefault(name, Constellation()).used = used
+            reused.add("GSA")
+        if "GSV" in parsed:  # copies: the fix hands its own dicts to whoever receives it
+            self._last_gsv = ({name: dict(cn0) for name, cn0 in self._gsv.items()}, self._gsv_in_view)
+        elif "GSV" in throttled and self._last_gsv is not None:
+            cn0s, in_view = self._last_gsv
+            self._gsv = {name: dict(cn0) for name, cn0 in cn0s.items()}
+            for name, n in in_view.items():
+                entry = fix.constellations.setdefault(name, Constellation())
+                entry.in_view = max(entry.in_view, n)
+            reused.add("GSV")
+        if "GST" in parsed:
+            self._last_gst = (fix.h_acc_m,)
+        elif "GST" in throttled and self._last_gst is not None:
+            (fix.h_acc_m,) = self._last_gst
+            reused.add("GST")
+        fix.reused = frozenset(reused)
 
     # --- per sentence ---------------------------------------------------------------------------
 
@@ -331,6 +396,7 @@ class EpochAssembler:
             self._gsa_mode = int(mode)
         svids = [int(v) for i in range(1, 13) if (v := s.get(f"svid_{i:02d}")) is not None]
         system = s.get("systemId")
+        gsa = self._gsa
         for svid in svids:
             if system is not None and int(system) in _SYSTEM_ID:
                 name = _SYSTEM_ID[int(system)]
@@ -339,9 +405,13 @@ class EpochAssembler:
             else:
                 name = constellation_of_svid(svid)
             fix.constellations.setdefault(name, Constellation()).used += 1
+            gsa.used[name] = gsa.used.get(name, 0) + 1
         fix.pdop = _float(s.get("PDOP")) if fix.pdop is None else fix.pdop
+        gsa.pdop = fix.pdop
+        if gsa.hdop is None:
+            gsa.hdop = _float(s.get("HDOP"))
         if fix.hdop is None:
-            fix.hdop = _float(s.get("HDOP"))
+            fix.hdop = gsa.hdop
 
     def _on_gsv(self, fix: GnssFix, s: Sentence) -> None:
         name = TALKER_CONSTELLATION.get(s.talker, "unknown")
@@ -357,6 +427,7 @@ class EpochAssembler:
         if total is not None:
             entry = fix.constellations.setdefault(name, Constellation())
             entry.in_view = max(entry.in_view, int(total))
+            self._gsv_in_view[name] = max(self._gsv_in_view.get(name, 0), int(total))
 
     def _on_gst(self, fix: GnssFix, s: Sentence) -> None:
         lat_err, lon_err = _float(s.get("stdLat")), _float(s.get("stdLong"))

@@ -5,6 +5,13 @@ dropped and counted), parsed by `NmeaParser` and assembled into `GnssFix`es. Eac
 catalog samples (position, altitude, heading, accuracy, fix type, speed, satellites, HDOP, mean
 C/N0), is handed whole to `on_fix` (the agent batches fixes into telemetry) and disciplines the
 wall clock through `discipline`.
+
+Slow sentences (GSA, GSV, GST, ZDA; VTG when RMC has speed and course) are parsed at most about
+once per `slow_sentence_interval_s` (default 1 s; 0 parses every sentence), see `throttle.py`;
+with a 10 Hz receiver that is about 30 % less CPU for this thread. Fixes keep their rate and their
+position, time, speed and fix type; HorizontalAccuracy and MeanCN0 samples come from parsed
+GST/GSV only (a fix's reused values, `GnssFix.reused`, are not sent again as new samples). Health
+counts the lines not parsed as `sentences_skipped`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from edge.sources.base import HealthState, SampleSink, Source, SourceError
 from edge.sources.gnss.clock import ClockDiscipline, ClockQuality, DisciplineHook
 from edge.sources.gnss.fix import EpochAssembler, GnssFix
 from edge.sources.gnss.nmea import NmeaParser
+from edge.sources.gnss.throttle import SlowSentenceThrottle, check_interval
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -96,10 +104,12 @@ class GnssSource(Source):
         on_clock_discipline: DisciplineHook | None = None,
         catalog: Catalog | None = None,
         chunk_bytes: int = 4096,
+        slow_sentence_interval_s: float = 1.0,
     ) -> None:
         super().__init__(name, clock)
         if baudrate not in _BAUD:
             raise ConfigError(f"sources.{name}.baudrate {baudrate} is not one of {sorted(_BAUD)}")
+        interval_s = check_interval(slow_sentence_interval_s, f"sources.{name}.slow_sentence_interval_s")
         self.device = device
         self.baudrate = baudrate
         self.loop_file = loop_file
@@ -109,7 +119,7 @@ class GnssSource(Source):
         self.catalog = catalog or default_catalog()
         self.chunk_bytes = chunk_bytes
         self.discipline = ClockDiscipline(clock, fallback=fallback_quality, hook=on_clock_discipline)
-        self.parser = NmeaParser()
+        self.parser = NmeaParser(SlowSentenceThrottle(interval_s, clock) if interval_s > 0 else None)
         self.assembler = EpochAssembler()
         self.splitter = LineSplitter()
         self.latest_fix: GnssFix | None = None
@@ -238,6 +248,11 @@ class GnssSource(Source):
         if not fix.fix.has_position:
             for key in ("lat", "lon", "alt", "heading", "hacc", "speed"):
                 values[key] = None
+        if fix.reused:  # values of an earlier epoch: already sent as samples then
+            if "GST" in fix.reused:
+                values["hacc"] = None
+            if "GSV" in fix.reused:
+                values["cn0"] = None
         for key, value in values.items():
             if value is not None:
                 self.emit(sink, ids[key], float(value), t)
@@ -247,6 +262,7 @@ class GnssSource(Source):
         for reason, n in self.parser.stats.rejected.items():
             health.counters[f"nmea_{reason}"] = n
         health.counters["line_overflows"] = self.splitter.overflows
+        health.counters["sentences_skipped"] = sum(self.parser.stats.throttled.values())
         health.counters["epochs"] = self.assembler.epochs
         if self._is_file and self._at_eof:
             health.set(HealthState.DEGRADED, "end of replay file")
@@ -288,6 +304,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         catalog=context.catalog,
         on_fix=context.on_fix,
         on_clock_discipline=context.on_clock_discipline,
+        slow_sentence_interval_s=options["slow_sentence_interval_s"],
     )
 
 
@@ -302,6 +319,10 @@ SPEC = SourceSpec(
         Option("no_fix_after_s", float, 10.0, "no position for this long = degraded"),
         Option(
             "fallback_clock_quality", str, "unknown", "clock quality without GNSS time: ntp, rtc, unknown"
+        ),
+        Option(
+            "slow_sentence_interval_s", float, 1.0,
+            "parse GSA/GSV/GST/ZDA (and VTG) at most about this often; 0 = parse every sentence",
         ),
     ),
     factory=_factory,
