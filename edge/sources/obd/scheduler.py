@@ -1,4 +1,4 @@
-"""When to ask for which PID: per-PID periods and priorities under a bus-load cap.
+"""When to ask for which PID: per-PID periods and priorities under a bus-load cap, coalesced.
 
 Each PID has a period and a priority (0 is the most important). `due()` lists the PIDs whose
 time has come, most important first, then most overdue first. The source spends tokens from a
@@ -6,12 +6,32 @@ time has come, most important first, then most overdue first. The source spends 
 request it sends; when the bucket is empty the rest of the due PIDs wait for the next round. So
 under the cap low-priority PIDs are delayed, high-priority ones keep their rate, and the poller
 never takes more than its share of a car's bus.
+
+Phase. Each PID keeps a grid: polling it moves its due time on by one period from the previous due
+time (not from "now"), so jitter in poll latency never shifts it, and PIDs that were polled
+together stay together. Only a PID more than a whole period late (a stall: bus busy, ECU
+timeouts) is re-phased to now + period, so a stall costs one poll, never a burst of catch-up polls.
+
+Coalescing (`coalesce`). A PID whose due time is at most `coalesce` x its period away (the
+horizon: by default half the period, so a 1 Hz PID up to 0.5 s early, a 10 Hz one 50 ms early) is
+a *rider*: it may be polled early, but only in a free place of a request that is sent anyway for
+due PIDs. The requests are planned for the due PIDs followed by the riders (each group most
+important first); requests that would carry riders alone are not sent, and if adding riders would
+make more requests carry due PIDs (another planning of the ECUs' mix) the riders stay home. So
+riders never cost a request, never take a due PID's place, and never wake the poll loop.
+
+The rate rule. An early poll also moves the grid on by one period, so with period P and horizon
+H = coalesce x P the n-th poll of a PID after its phase origin g (its first poll, or its last
+re-phase) is never before g + n·P - H: over any stretch of time T it is polled at most
+T/P + 2 times, on average exactly once per period when nothing is late, and two polls of it
+are at least P - H apart unless the first of them was late.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -73,12 +93,30 @@ class TokenBucket:
         return max(0.0, (cost - self.tokens) / self.rate_per_s)
 
 
-class PollScheduler:
-    """Tracks when each PID is next due."""
+class Request(Protocol):
+    """What `PollScheduler.coalesce` needs of a planned request: the PIDs it carries."""
 
-    def __init__(self, specs: Iterable[PollSpec], clock: Clock) -> None:
+    @property
+    def pids(self) -> tuple[int, ...]: ...
+
+
+RequestT = TypeVar("RequestT", bound=Request)
+
+
+class PollScheduler:
+    """Tracks when each PID is next due, on a per-PID grid; see the module docstring for the rules.
+
+    `coalesce` (0 <= coalesce < 1) is the horizon as a share of each PID's period; 0 turns riding
+    along off.
+    """
+
+    def __init__(self, specs: Iterable[PollSpec], clock: Clock, coalesce: float = 0.5) -> None:
+        if not 0 <= coalesce < 1:
+            raise ConfigError(f"obd: coalesce must be in [0, 1), got {coalesce}")
         self.clock = clock
         self.specs = {s.pid: s for s in specs}
+        self._period_ns = {pid: round(s.period_s * 1e9) for pid, s in self.specs.items()}
+        self._horizon_ns = {pid: round(s.period_s * coalesce * 1e9) for pid, s in self.specs.items()}
         now = clock.monotonic_ns()
         self._next_ns = {pid: now for pid in self.specs}
 
@@ -88,23 +126,59 @@ class PollScheduler:
         for pid in dropped:
             del self.specs[pid]
             del self._next_ns[pid]
+            del self._period_ns[pid]
+            del self._horizon_ns[pid]
         return dropped
 
+    def _ordered(self, pids: list[int]) -> list[int]:
+        return sorted(pids, key=lambda pid: (self.specs[pid].priority, self._next_ns[pid], pid))
+
     def due(self) -> list[int]:
+        """The PIDs whose time has come, most important first, then most overdue first."""
         now = self.clock.monotonic_ns()
-        ready = [pid for pid, t in self._next_ns.items() if t <= now]
-        return sorted(ready, key=lambda pid: (self.specs[pid].priority, self._next_ns[pid], pid))
+        return self._ordered([pid for pid, t in self._next_ns.items() if t <= now])
+
+    def riders(self) -> list[int]:
+        """The PIDs not due yet but within their horizon, most important first, then soonest first."""
+        now = self.clock.monotonic_ns()
+        return self._ordered(
+            [pid for pid, t in self._next_ns.items() if now < t <= now + self._horizon_ns[pid]]
+        )
+
+    def coalesce(
+        self, due: Sequence[int], plan: Callable[[Sequence[int]], Sequence[RequestT]]
+    ) -> list[RequestT]:
+        """The requests to send for `due`, with riders in their free places.
+
+        `plan` turns PIDs (in order of importance) into requests, as `ObdClient.plan` does. The
+        result carries every due PID that `plan(due)` carries, in no more requests than it; riders
+        only fill places in those requests (see the module docstring).
+        """
+        alone = list(plan(due))
+        riders = self.riders() if due else []
+        if not riders:
+            return alone
+        wanted = set(due)
+        together = [r for r in plan([*due, *riders]) if wanted.intersection(r.pids)]
+        carried = {p for r in together for p in r.pids if p in wanted}
+        if len(together) > len(alone) or carried != {p for r in alone for p in r.pids if p in wanted}:
+            return alone
+        return together
 
     def done(self, pids: Iterable[int]) -> None:
-        """Mark PIDs as polled now; a late poll does not cause a burst of catch-up polls."""
+        """Mark PIDs as polled now (due or riding early): each moves on one period on its grid.
+
+        A PID polled more than a period late is re-phased to now + period instead, so a stall
+        does not cause a burst of catch-up polls.
+        """
         now = self.clock.monotonic_ns()
         for pid in pids:
             if pid in self.specs:
-                period = round(self.specs[pid].period_s * 1e9)
-                following = self._next_ns[pid] + period
-                self._next_ns[pid] = following if following > now else now + period
+                following = self._next_ns[pid] + self._period_ns[pid]
+                self._next_ns[pid] = following if following > now else now + self._period_ns[pid]
 
     def next_due_s(self) -> float:
+        """Seconds until the next PID is due (riders never wake the poll loop); 1.0 with no PIDs."""
         if not self._next_ns:
             return 1.0
         return max(0.0, (min(self._next_ns.values()) - self.clock.monotonic_ns()) / 1e9)

@@ -8,7 +8,7 @@ the bus cannot be opened (the runner reopens it with backoff).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import can
@@ -66,6 +66,7 @@ class ObdConfig:
     asleep_probe_s: float = 10.0
     silent_after_s: float = 5.0
     port: int | None = None  # udp_multicast only
+    coalesce: float = 0.5  # PIDs up to this share of their period early ride along (scheduler docstring)
     plan: list[PollSpec] = field(default_factory=lambda: [PollSpec(*row) for row in DEFAULT_PLAN])
 
 
@@ -112,7 +113,7 @@ class ObdSource(Source):
             timeout_s=cfg.timeout_s,
             monitor=self.monitor,
         )
-        self.scheduler = PollScheduler(cfg.plan, self.clock)
+        self.scheduler = PollScheduler(cfg.plan, self.clock, cfg.coalesce)
         self.bucket = TokenBucket.for_bus_load(self.clock, cfg.bitrate, cfg.max_bus_load)
         self._discovered = False
         self._next_discovery_ns = self.clock.monotonic_ns()
@@ -140,10 +141,18 @@ class ObdSource(Source):
             client.pump(0)  # keep the receive queue drained and the bus monitor current
         ecus = max(1, sum(1 for s in client.ecus.values() if not s.silent))
         polled: set[int] = set()
-        for request in client.plan(due):
+        wanted = set(due)
+        # Due PIDs in as few requests as the client can; PIDs due soon ride along in free places.
+        for request in self.scheduler.coalesce(due, client.plan):
             answering = 1 if request.target is not None else ecus
             if not self.bucket.try_take(1 + answering * (1 + len(request.pids) // 2)):
-                break
+                # Riders make a reply longer: under the cap, send the due PIDs without them.
+                bare = tuple(p for p in request.pids if p in wanted)
+                if len(bare) == len(request.pids) or not self.bucket.try_take(
+                    1 + answering * (1 + len(bare) // 2)
+                ):
+                    break
+                request = replace(request, pids=bare)
             values: dict[int, dict[int, bytes]] = {}
             client.read(request, values)
             for data in values.values():
@@ -172,7 +181,7 @@ class ObdSource(Source):
             self.health.count("discovery_timeouts")
             return
         supported = set().union(*(s.supported for s in client.ecus.values()))
-        self.scheduler = PollScheduler(self.config.plan, self.clock)
+        self.scheduler = PollScheduler(self.config.plan, self.clock, self.config.coalesce)
         for pid in self.scheduler.restrict(supported):
             self.health.count(f"pid_0x{pid:02X}_unsupported")
         if self.config.read_vin:
