@@ -16,6 +16,7 @@ from edge.sources.obd.source import ObdConfig, ObdSource
 from edge.sources.registry import build_source
 from hil.ecu import EcuEmulator, EmulatedEcu, demo_vehicle
 from lienwatch.clock import SystemClock
+from lienwatch.errors import ConfigError
 
 from .conftest import Collect
 
@@ -304,3 +305,50 @@ def test_a_silent_ecu_gets_no_physical_requests_to_wait_for(
     values = client.read_pids(pids)
     assert set(values[0x7E8]) == {0x0C, 0x0D, 0x05}
     assert client.ecus[0x7E9].timeouts == timeouts  # not waited for, so no timeout against it
+
+
+def test_primary_only_asks_each_pid_of_one_ecu_and_falls_back_when_it_goes_silent(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    """The source's policy: one value per PID per poll, from the lowest live response id that has it."""
+    from edge.sources.obd.client import PidRequest
+
+    emulate(demo_vehicle())
+    client = client_on(bus_factory, primary_only=True)
+    client.discover()
+    pids = [0x0C, 0x0D, 0x05, 0xA6, 0x42]
+    assert client.plan(pids) == [PidRequest((0x0C, 0x0D, 0x05, 0xA6, 0x42), 0x7E8)]
+    sent = client.requests
+    values = client.read_pids(pids)
+    assert values == {0x7E8: {0x0C: b"\x1a\xf8", 0x0D: b"\x32", 0x05: bytes([128]),
+                              0xA6: bytes.fromhex("0012D687"), 0x42: values[0x7E8][0x42]}}
+    assert client.requests - sent == 1  # instead of 3 when every ECU answers
+    # The engine ECU goes silent: the transmission (single-PID only) takes over what it has; the
+    # rest is asked functionally, so an answer from the engine brings it back.
+    client.ecus[0x7E8].consecutive_timeouts = 3
+    assert client.plan(pids) == [PidRequest((0x0C, 0xA6, 0x42)), PidRequest((0x0D,), 0x7E9),
+                                 PidRequest((0x05,), 0x7E9)]
+    client.ecus[0x7E8].consecutive_timeouts = 0
+    assert client.stale_replies == 0
+
+
+def test_the_obd_source_reads_each_pid_from_its_primary_ecu_unless_told_all(
+    channel: str, emulate: Emulate
+) -> None:
+    emulate(demo_vehicle())
+    for ecus, polled in (("primary", {0x7E8}), ("all", {0x7E8, 0x7E9})):
+        source = build_source({"kind": "obd", "interface": "virtual", "channel": channel, "ecus": ecus,
+                               "read_vin": False, "pids": [{"pid": 0x0D, "period_s": 0.05}]})
+        assert isinstance(source, ObdSource)
+        sink = Collect()
+        runner = SourceRunner(source, sink)
+        run_until(runner, lambda sink=sink: len(sink.samples) >= 1)  # discovery and the first DTC read done
+        assert source.client is not None
+        after_start = {e: s.replies for e, s in source.client.ecus.items()}
+        run_until(runner, lambda sink=sink: len(sink.samples) >= 12)
+        answered = {e for e, s in source.client.ecus.items() if s.replies > after_start.get(e, 0)}
+        assert answered == polled
+        assert len(sink.by_path()["Vehicle.Speed"]) >= 6
+        runner.stop()
+    with pytest.raises(ConfigError, match='ecus must be "primary" or "all"'):
+        build_source({"kind": "obd", "interface": "virtual", "channel": channel, "ecus": "both"})

@@ -14,6 +14,14 @@ supports are asked one per functional request, and the others in multi-PID reque
 accepting ECU's physical id (0x7E0+n / 0x18DAxxF1), where no refusing ECU sees them — so one old
 ECU does not turn every request into a single-PID one, and no late NRC 0x12 can be mistaken for
 the answer to the next request.
+
+Which ECUs answer a PID (`primary_only`): by default (`False`, the probe tool and `read_pids`)
+every ECU that supports it. The `obd` source sets `primary_only`: each PID is asked, on its
+physical id, of one ECU only — the lowest response id among the live ECUs that support it
+(0x7E8, the engine ECU, by J1979 convention), the next one when that ECU goes silent — so a
+signal gets one value per poll instead of one per ECU (a transmission ECU repeating vehicle speed
+used to double the samples and the requests), and no other ECU's late answer can interfere.
+PIDs that only silent ECUs support are still asked functionally, so an answer brings them back.
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ class ObdClient:
         pending_timeout_s: float = 2.0,
         monitor: BusMonitor | None = None,
         on_other_frame: Callable[[can.Message], None] | None = None,
+        primary_only: bool = False,
     ) -> None:
         self.bus = bus
         self.clock = clock
@@ -109,6 +118,7 @@ class ObdClient:
         self.pending_timeout_ns = round(pending_timeout_s * 1e9)
         self.monitor = monitor or BusMonitor(clock)
         self.on_other_frame = on_other_frame
+        self.primary_only = primary_only
         self.ecus: dict[int, EcuState] = {}
         self._endpoints: dict[int, IsoTpEndpoint] = {}
         self.stale_replies = 0
@@ -275,16 +285,33 @@ class ObdClient:
             state.supported |= decode_supported(base, parsed.get(base, b"\0" * 4))
 
     def plan(self, pids: Sequence[int]) -> list[PidRequest]:
-        """The requests that read `pids` (in the given order of importance) from every ECU.
+        """The requests that read `pids` (in the given order of importance).
 
-        Up to 6 PIDs per functional request while every ECU concerned accepts multi-PID requests;
-        one PID per request if none does; when they disagree, see the module docstring.
+        From every ECU: up to 6 PIDs per functional request while every ECU concerned accepts
+        multi-PID requests; one PID per request if none does; when they disagree, see the module
+        docstring. With `primary_only`, physical requests to each PID's primary ECU (up to 6
+        PIDs each if it accepts multi-PID requests).
         """
         wanted = (
             [p for p in pids if any(p in s.supported for s in self.ecus.values())]
             if self.ecus
             else list(pids)
         )
+        if not self.primary_only or not self.ecus:
+            return self._plan_every_ecu(wanted)
+        live = sorted(e for e, s in self.ecus.items() if not s.silent)
+        owners: dict[int | None, list[int]] = {}
+        for pid in wanted:
+            owner = next((e for e in live if pid in self.ecus[e].supported), None)
+            owners.setdefault(owner, []).append(pid)
+        requests = [(wanted.index(r.pids[0]), r) for r in self._plan_every_ecu(owners.pop(None, []))]
+        for ecu, mine in owners.items():
+            assert ecu is not None
+            size = MAX_PIDS_PER_REQUEST if self.ecus[ecu].multi_pid_ok else 1
+            requests += [(wanted.index(r.pids[0]), r) for r in _chunks(mine, size, ecu)]
+        return [r for _, r in sorted(requests, key=lambda item: item[0])]
+
+    def _plan_every_ecu(self, wanted: list[int]) -> list[PidRequest]:
         # A silent ECU (ignition off, unplugged) gets no physical requests to wait for; functional
         # ones still reach it, so an answer brings it back.
         concerned = [s for s in self.ecus.values() if set(wanted) & s.supported and not s.silent]

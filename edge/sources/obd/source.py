@@ -66,12 +66,13 @@ class ObdConfig:
     asleep_probe_s: float = 10.0
     silent_after_s: float = 5.0
     port: int | None = None  # udp_multicast only
+    ecus: str = "primary"  # "primary": each PID from one ECU; "all": from every ECU that has it
     coalesce: float = 0.5  # PIDs up to this share of their period early ride along (scheduler docstring)
     plan: list[PollSpec] = field(default_factory=lambda: [PollSpec(*row) for row in DEFAULT_PLAN])
 
 
 class ObdSource(Source):
-    """Polls J1979 PIDs from every ECU that supports them and emits catalog samples."""
+    """Polls J1979 PIDs, each from its primary ECU (see edge.sources.obd.client), emits catalog samples."""
 
     kind = "obd"
 
@@ -112,6 +113,7 @@ class ObdSource(Source):
             extended_29bit=cfg.extended_29bit,
             timeout_s=cfg.timeout_s,
             monitor=self.monitor,
+            primary_only=cfg.ecus == "primary",
         )
         self.scheduler = PollScheduler(cfg.plan, self.clock, cfg.coalesce)
         self.bucket = TokenBucket.for_bus_load(self.clock, cfg.bitrate, cfg.max_bus_load)
@@ -260,6 +262,8 @@ def _plan_from_config(name: str, rows: list[Any]) -> list[PollSpec]:
 def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
     check_channel(options["interface"], options["channel"])
     plan = _plan_from_config(name, options["pids"]) if options["pids"] else ObdConfig().plan
+    if options["ecus"] not in ("primary", "all"):
+        raise ConfigError(f'sources.{name}.ecus must be "primary" or "all", not {options["ecus"]!r}')
     config = ObdConfig(
         interface=options["interface"],
         channel=options["channel"],
@@ -272,6 +276,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         asleep_probe_s=options["asleep_probe_s"],
         silent_after_s=options["silent_after_s"],
         port=multicast_port(name, options["port"]),
+        ecus=options["ecus"],
         plan=plan,
     )
     return ObdSource(name, context.clock, config, context.catalog)
@@ -292,6 +297,12 @@ SPEC = SourceSpec(
         Option("asleep_probe_s", float, 10.0, "when no ECU answers, probe this often"),
         Option("silent_after_s", float, 5.0, "no CAN frame for this long = bus silent"),
         Option("port", int, 0, "udp_multicast only: UDP port (0 = python-can's 43113)"),
+        Option(
+            "ecus",
+            str,
+            "primary",
+            'which ECUs answer a PID: "primary" (one each: the lowest live response id that has it) or "all"',
+        ),
         Option(
             "pids",
             list,
