@@ -70,17 +70,11 @@ class FrameLayout:
     extended: bool
     length: int
     signals: tuple[SignalLayout, ...]
-    multiplexers: tuple[str, ...] = ()  # signals that select others; their listed ids, per signal
+    multiplexers: tuple[str, ...] = ()  # names of the signals that select others
 
     @property
     def multiplexed(self) -> bool:
         return any(s.mux_signal is not None for s in self.signals)
-
-    def signal(self, name: str) -> SignalLayout:
-        for layout in self.signals:
-            if layout.name == name:
-                return layout
-        raise KeyError(name)
 
     def decoder(self, names: Iterable[str]) -> FrameDecoder:
         """A decoder for the named signals (and the multiplexers they depend on)."""
