@@ -28,7 +28,14 @@ from typing import Any
 import can
 
 from edge.sources.base import SampleSink, Source
-from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus, set_receive_buffer
+from edge.sources.can_bus import (
+    BusMonitor,
+    QueuedFrameReader,
+    check_channel,
+    multicast_port,
+    open_bus,
+    set_receive_buffer,
+)
 from edge.sources.dbc_layout import (
     FrameDecodeError,
     FrameLayout,
@@ -300,6 +307,7 @@ class DbcSource(Source):
         self.receive_buffer_bytes = receive_buffer_bytes
         self.batch_frames = BATCH_FRAMES
         self.bus: can.BusABC | None = None
+        self.reader: QueuedFrameReader | None = None
         self.monitor = BusMonitor(clock, silent_after_s=silent_after_s)
         self._last_read_ns: int | None = None
 
@@ -313,6 +321,7 @@ class DbcSource(Source):
         if self.port is not None and self.interface == "udp_multicast":
             options["port"] = self.port
         self.bus = open_bus(self.interface, self.channel, bitrate=self.bitrate, **options)
+        self.reader = QueuedFrameReader(self.bus, self.interface)
         self.monitor = BusMonitor(self.clock, silent_after_s=self.silent_after_s)
         self._last_read_ns = None
         buffer_bytes = set_receive_buffer(self.bus, self.receive_buffer_bytes)
@@ -322,6 +331,9 @@ class DbcSource(Source):
         self.health.counters["receive_buffer_bytes"] = buffer_bytes or 0
 
     def close(self) -> None:
+        if self.reader is not None:
+            reader, self.reader = self.reader, None
+            reader.close()
         if self.bus is not None:
             bus, self.bus = self.bus, None
             bus.shutdown()
@@ -334,17 +346,13 @@ class DbcSource(Source):
         `batch_frames` frames queue meanwhile: half of what the socket's receive buffer holds at
         `FRAME_BUFFER_BYTES` a frame (`BATCH_FRAMES` when the bus has no socket).
         """
-        assert self.bus is not None
+        assert self.reader is not None
         since_ns = self._last_read_ns
-        msg = self.bus.recv(0.25)
+        frames = self.reader.read(0.25, self.max_frames_per_poll)
         now_ns = self._last_read_ns = self.clock.monotonic_ns()
-        n = 0
-        while msg is not None:
-            self.handle(msg, sink)
-            n += 1
-            if n >= self.max_frames_per_poll:
-                break
-            msg = self.bus.recv(0)
+        for msg in frames:  # a batch is stamped with the time it was read
+            self.handle(msg, sink, now_ns)
+        n = len(frames)
         self._update_health()
         if not n:
             return 0.0
@@ -353,9 +361,9 @@ class DbcSource(Source):
         rate_per_s = n * 1e9 / (now_ns - since_ns)
         return min(self.read_interval_s, self.batch_frames / rate_per_s)
 
-    def handle(self, msg: can.Message, sink: SampleSink) -> None:
-        """Decode one frame (also usable by another reader of the same bus)."""
-        t = self.clock.monotonic_ns()
+    def handle(self, msg: can.Message, sink: SampleSink, mono_ns: int | None = None) -> None:
+        """Decode one frame received at `mono_ns` (default: now); also usable by another reader."""
+        t = self.clock.monotonic_ns() if mono_ns is None else mono_ns
         if not self.monitor.observe(msg, t):
             return
         for signal_id, value in self.decoder.changes(msg, t):
@@ -364,8 +372,10 @@ class DbcSource(Source):
     def _update_health(self) -> None:
         health = self.health
         health.frames = self.monitor.frames
-        health.errors = self.decoder.rejected
+        malformed = self.reader.malformed if self.reader is not None else 0
+        health.errors = self.decoder.rejected + malformed
         health.counters.update(
+            malformed_datagrams=malformed,
             decoded_frames=self.decoder.decoded,
             unchanged_frames=self.decoder.unchanged,
             ignored_frames=self.decoder.ignored,

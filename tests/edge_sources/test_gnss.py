@@ -354,3 +354,37 @@ def test_registry_built_gnss_source_hands_fixes_and_clock_offsets_to_the_agent(t
     assert len(fixes) == 3
     assert offsets and offsets[0][1] is ClockQuality.GNSS
     assert offsets[0][0] == int(START.timestamp()) * 10**9 - clock.wall_ns()
+
+
+def test_pty_reads_rest_read_interval_s_unless_a_read_filled_the_chunk() -> None:
+    master, slave = os.openpty()
+    try:
+        source = GnssSource("gnss", ManualClock(), device=os.ttyname(slave), read_interval_s=0.2,
+                            chunk_bytes=64)
+        source.open()
+        sink = Collect()
+        assert source.poll(sink) == 0.2  # nothing queued: rest
+        lines = b"".join(line.encode() + b"\r\n" for line in epoch_sentences(NmeaEpoch(time=START,
+                                                                                         sats=default_sats())))
+        assert len(lines) > 3 * 64
+        os.write(master, lines)
+        delays = []
+        for _ in range(len(lines) // 64 + 2):
+            delays.append(source.poll(sink))
+            if delays[-1] > 0:
+                break
+        assert delays[:-1] == [0.0] * (len(delays) - 1) and len(delays) > 3  # full chunks: read on at once
+        assert delays[-1] == 0.2
+        source.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.parametrize("interval", [0.0, -0.1, 0.3, float("nan"), float("inf")])
+def test_read_interval_outside_its_range_is_a_config_error(interval: float) -> None:
+    from edge.sources.registry import build_source
+    from lienwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="read_interval_s"):
+        build_source({"kind": "gnss", "device": "/dev/null", "read_interval_s": interval})

@@ -35,6 +35,8 @@ from lienwatch.errors import ConfigError
 from protocol.catalog import Catalog, default_catalog
 
 MAX_PENDING = 4096
+MAX_READ_INTERVAL_S = 0.25
+"""Longest rest between reads: the tty's 4 KiB line buffer fills in ~0.35 s at 115,200 baud."""
 _BAUD = {
     4800: termios.B4800,
     9600: termios.B9600,
@@ -105,11 +107,18 @@ class GnssSource(Source):
         catalog: Catalog | None = None,
         chunk_bytes: int = 4096,
         slow_sentence_interval_s: float = 1.0,
+        read_interval_s: float = 0.1,
     ) -> None:
         super().__init__(name, clock)
         if baudrate not in _BAUD:
             raise ConfigError(f"sources.{name}.baudrate {baudrate} is not one of {sorted(_BAUD)}")
         interval_s = check_interval(slow_sentence_interval_s, f"sources.{name}.slow_sentence_interval_s")
+        if not 0 < read_interval_s <= MAX_READ_INTERVAL_S:
+            raise ConfigError(
+                f"sources.{name}.read_interval_s must be > 0 and <= {MAX_READ_INTERVAL_S} s, "
+                f"got {read_interval_s}"
+            )
+        self.read_interval_s = float(read_interval_s)
         self.device = device
         self.baudrate = baudrate
         self.loop_file = loop_file
@@ -174,7 +183,9 @@ class GnssSource(Source):
         self._update_health(now)
         if self._is_file:
             return 0.0 if data else 0.5
-        return 0.05
+        # Bytes queue in the tty meanwhile (N_TTY holds 4 KiB: 0.1 s of a 10 Hz receiver at
+        # 115,200 baud is ~1.2 kB). A full read means more is queued: read again at once.
+        return 0.0 if len(data) >= self.chunk_bytes else self.read_interval_s
 
     def _read(self) -> bytes:
         assert self._fd is not None
@@ -305,6 +316,7 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         on_fix=context.on_fix,
         on_clock_discipline=context.on_clock_discipline,
         slow_sentence_interval_s=options["slow_sentence_interval_s"],
+        read_interval_s=options["read_interval_s"],
     )
 
 
@@ -323,6 +335,10 @@ SPEC = SourceSpec(
         Option(
             "slow_sentence_interval_s", float, 1.0,
             "parse GSA/GSV/GST/ZDA (and VTG) at most about this often; 0 = parse every sentence",
+        ),
+        Option(
+            "read_interval_s", float, 0.1,
+            f"rest between reads of the receiver's tty (bytes queue meanwhile), <= {MAX_READ_INTERVAL_S}",
         ),
     ),
     factory=_factory,
