@@ -1,10 +1,12 @@
 """The MQTT 5 link: mutual TLS, persistent session, QoS 1, reconnect with backoff and jitter.
 
 `MqttLink` owns one paho-mqtt client and one network thread. That thread is the only one that
-calls into paho (connect, loop, publish, subscribe), so no paho call ever races another. paho's
-callbacks run on it too and only put `LinkEvent`s on `events` — the agent's own thread does all
-the work (flash reads, commits, command checks). Requests go the other way through `publish` and
-`subscribe`, which only enqueue.
+calls into paho (connect, read, write, publish, subscribe), so no paho call ever races another.
+paho's callbacks run on it too and only put `LinkEvent`s on `events` — the agent's own thread does
+all the work (flash reads, commits, command checks). Requests go the other way through `publish`,
+which enqueues and wakes the thread through a socket pair: the thread waits in one select() on
+the broker's socket and that pair (paho's external-loop API: `loop_read`, `loop_write`,
+`loop_misc`), so a publish leaves at once and an idle link wakes about once a second.
 
 Reconnects use exponential backoff with full jitter (`backoff_s`), so a fleet that lost the same
 cell tower does not return in lock step.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import random
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -53,7 +57,7 @@ class MqttSettings:
     will_retain: bool = False
     will_delay_s: int = 60
     subscribe_topics: tuple[str, ...] = ()
-    loop_interval_s: float = 0.1  # the longest a queued publish waits for the network thread
+    loop_interval_s: float = 1.0  # longest idle wait of the network thread (keepalive, CONNACK timer)
 
     def check_files(self) -> None:
         for name in ("ca_file", "cert_file", "key_file"):
@@ -118,6 +122,9 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._mid_to_token: dict[int, int] = {}
         self._connected = False
         self._socket_open = False
@@ -140,6 +147,7 @@ class MqttLink:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect cleanly (the broker then discards the will) and end the thread."""
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -147,6 +155,11 @@ class MqttLink:
     def publish(self, token: int, topic: str, payload: bytes, qos: int = 1) -> None:
         """Ask for a publish. QoS 1: a `Published(token)` event follows the PUBACK. QoS 0: none."""
         self._requests.put((token, topic, payload, qos))
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is already pending
+            self._wake_w.send(b"\0")
 
     @property
     def connected(self) -> bool:
@@ -257,7 +270,7 @@ class MqttLink:
                 elif self._connack_overdue():
                     self._drop_socket("no CONNACK within connect_timeout_s")
                     continue
-                rc = self._client.loop(timeout=self.settings.loop_interval_s)
+                rc = self._loop_once(self.settings.loop_interval_s)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._socket_open:
                     self._drop_socket(f"connection lost ({mqtt.error_string(rc)})")
         finally:
@@ -270,6 +283,32 @@ class MqttLink:
             self.state = "stopped"
             with contextlib.suppress(Exception):
                 self._client._sock_close()
+
+    def _loop_once(self, timeout_s: float) -> MQTTErrorCode:
+        """paho's `loop()`, with our wake-up socket in its select (paho's external-loop API)."""
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        # TLS may hold decrypted bytes the kernel socket no longer shows as readable.
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        try:
+            readable, writable, _ = select.select([sock, self._wake_r], [sock] if client.want_write() else [],
+                                                  [], 0.0 if pending else timeout_s)
+        except (OSError, ValueError, TypeError):  # the socket was closed under us
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
+        if sock in readable or pending:
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc
+        if sock in writable:
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc
+        return client.loop_misc()
 
     def _connect(self) -> None:
         s = self.settings

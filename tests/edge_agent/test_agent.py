@@ -419,15 +419,24 @@ def test_bad_samples_and_buggy_detectors_never_stop_the_agent(setup: Setup) -> N
         agent.shutdown(flush_timeout_s=0)
 
 
+@pytest.fixture
+def early_receiver(pki: Pki, tls_broker: MosquittoBroker) -> Iterator[Receiver]:
+    """A receiver subscribed before the agent starts (request it before `running`): it sees the
+    heartbeat the agent sends as soon as it connects."""
+    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    yield receiver
+    receiver.close()
+
+
 def test_everything_the_agent_sends_passes_the_cloud_receivers_validation(
-        setup: Setup, pki: Pki, tls_broker: MosquittoBroker,
+        setup: Setup, pki: Pki, tls_broker: MosquittoBroker, early_receiver: Receiver,
         running: tuple[Agent, threading.Event]) -> None:
     """The contract with cloud/ingest: telemetry, events, heartbeats, acks and the last will are
     all accepted by the receiver's own validator (topic, decoding, device id, time ranges)."""
     from cloud.ingest.validate import Accepted, Incoming, Validator
 
     agent, _ = running
-    receiver = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    receiver = early_receiver
     cloud = Cloud(setup, pki, tls_broker)
     try:
         command = cloud.command(RequestPosition())
@@ -442,5 +451,4 @@ def test_everything_the_agent_sends_passes_the_cloud_receivers_validation(
             outcome = validator.check(Incoming(topic, payload, mid, 1, time.time_ns()))
             assert isinstance(outcome, Accepted), (topic, outcome)
     finally:
-        receiver.close()
         cloud.receiver.close()

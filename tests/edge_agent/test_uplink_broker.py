@@ -94,6 +94,28 @@ def test_broker_down_then_back_delivers_every_queued_message(
         receiver.close()
 
 
+def test_a_publish_wakes_the_idle_link_at_once(pki: Pki, tls_broker: MosquittoBroker) -> None:
+    """With a 60 s idle wait, PUBACKs still come back within a second: publish wakes the thread."""
+    from edge.uplink.mqtt import Published
+
+    link = MqttLink(device_settings(pki, tls_broker, loop_interval_s=60.0))
+    link.start()
+    try:
+        assert isinstance(_first_connect_outcome(link), Connected), link.last_error
+        time.sleep(0.3)  # let the thread settle into its 60 s wait
+        for token in range(5):
+            started = time.monotonic()
+            link.publish(token, f"lienwatch/v1/{DEVICE_A}/up/event", b"x", qos=1)
+            event = link.events.get(timeout=5)
+            assert isinstance(event, Published) and event.token == token and event.ok, event
+            assert time.monotonic() - started < 1.0
+            time.sleep(0.2)
+    finally:
+        stopped = time.monotonic()
+        link.stop()
+        assert time.monotonic() - stopped < 3.0  # stop wakes the thread too
+
+
 @pytest.mark.parametrize("case", ["wrong_ca", "expired", "foreign"])
 def test_bad_certificates_are_refused(case: str, pki: Pki, tls_broker: MosquittoBroker) -> None:
     if case == "wrong_ca":  # the device does not trust the server: it pins another CA
