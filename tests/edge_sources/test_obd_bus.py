@@ -287,6 +287,25 @@ def test_mixed_ecus_get_multi_pid_requests_physically_and_no_stale_nrc(
     assert client.requests - sent == 5 * 3  # instead of 5 × 5 single-PID requests
 
 
+def test_a_refusing_ecu_that_has_none_of_the_pids_sees_no_multi_pid_request(
+    emulate: Emulate, bus_factory: BusFactory
+) -> None:
+    """Only the engine ECU has 0x0C and 0xA6; the refusing transmission ECU must not get them in a
+    functional multi-PID request, which it would refuse (NRC 0x12), perhaps after the deadline."""
+    from edge.sources.obd.client import PidRequest
+
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    refusals = client.ecus[0x7E9].negative.get(0x12, 0)
+    assert client.plan([0x0C, 0xA6]) == [PidRequest((0x0C, 0xA6), 0x7E8)]
+    for _ in range(3):
+        values = client.read_pids([0x0C, 0xA6])
+        assert set(values[0x7E8]) == {0x0C, 0xA6} and 0x7E9 not in values
+    assert client.ecus[0x7E9].negative.get(0x12, 0) == refusals
+    assert client.stale_replies == 0
+
+
 def test_a_silent_ecu_gets_no_physical_requests_to_wait_for(
     emulate: Emulate, bus_factory: BusFactory
 ) -> None:
@@ -324,10 +343,11 @@ def test_primary_only_asks_each_pid_of_one_ecu_and_falls_back_when_it_goes_silen
                               0xA6: bytes.fromhex("0012D687"), 0x42: values[0x7E8][0x42]}}
     assert client.requests - sent == 1  # instead of 3 when every ECU answers
     # The engine ECU goes silent: the transmission (single-PID only) takes over what it has; the
-    # rest is asked functionally, so an answer from the engine brings it back.
+    # rest is asked functionally, so an answer from the engine brings it back — one PID per
+    # request, as the live transmission ECU refuses multi-PID requests.
     client.ecus[0x7E8].consecutive_timeouts = 3
-    assert client.plan(pids) == [PidRequest((0x0C, 0xA6, 0x42)), PidRequest((0x0D,), 0x7E9),
-                                 PidRequest((0x05,), 0x7E9)]
+    assert client.plan(pids) == [PidRequest((0x0C,)), PidRequest((0x0D,), 0x7E9), PidRequest((0x05,), 0x7E9),
+                                 PidRequest((0xA6,)), PidRequest((0x42,))]
     client.ecus[0x7E8].consecutive_timeouts = 0
     assert client.stale_replies == 0
 

@@ -287,7 +287,7 @@ class ObdClient:
     def plan(self, pids: Sequence[int]) -> list[PidRequest]:
         """The requests that read `pids` (in the given order of importance).
 
-        From every ECU: up to 6 PIDs per functional request while every ECU concerned accepts
+        From every ECU: up to 6 PIDs per functional request while every live ECU accepts
         multi-PID requests; one PID per request if none does; when they disagree, see the module
         docstring. With `primary_only`, physical requests to each PID's primary ECU (up to 6
         PIDs each if it accepts multi-PID requests).
@@ -314,8 +314,11 @@ class ObdClient:
     def _plan_every_ecu(self, wanted: list[int]) -> list[PidRequest]:
         # A silent ECU (ignition off, unplugged) gets no physical requests to wait for; functional
         # ones still reach it, so an answer brings it back.
-        concerned = [s for s in self.ecus.values() if set(wanted) & s.supported and not s.silent]
-        if all(s.multi_pid_ok for s in concerned):
+        live = [s for s in self.ecus.values() if not s.silent]
+        concerned = [s for s in live if set(wanted) & s.supported]
+        # A functional multi-PID request reaches every ECU: only when none refuses them, or a
+        # refusing ECU that supports none of the PIDs would still answer NRC 0x12, maybe late.
+        if len(wanted) <= 1 or all(s.multi_pid_ok for s in live):
             return _chunks(wanted, MAX_PIDS_PER_REQUEST, None)
         if not any(s.multi_pid_ok for s in concerned):
             return _chunks(wanted, 1, None)
