@@ -64,6 +64,13 @@ def _frames(count: int, seed: int = 3) -> list[can.Message]:
     return frames
 
 
+def _send(sender: can.BusABC, count: int) -> list[can.Message]:
+    frames = _frames(count)
+    for msg in frames:
+        sender.send(msg)
+    return frames
+
+
 def _recv_all(bus: can.BusABC, count: int) -> list[can.Message]:
     out: list[can.Message] = []
     while len(out) < count:
@@ -84,9 +91,7 @@ def _read_all(reader: QueuedFrameReader, count: int) -> list[can.Message]:
 def test_batches_equal_python_can_recv_frame_for_frame(buses: tuple[can.BusABC, ...]) -> None:
     sender, ours, theirs = buses
     reader = QueuedFrameReader(ours, "udp_multicast")
-    sent = _frames(200)
-    for msg in sent:
-        sender.send(msg)
+    sent = _send(sender, 200)
     expected = _recv_all(theirs, len(sent))
     got = _read_all(reader, len(sent))
     assert [_fields(m) for m in got] == [_fields(m) for m in expected] == [_fields(m) for m in sent]
@@ -98,9 +103,7 @@ def test_batches_equal_python_can_recv_frame_for_frame(buses: tuple[can.BusABC, 
 def test_a_batch_stops_at_the_limit_and_the_rest_stays_queued(buses: tuple[can.BusABC, ...]) -> None:
     sender, ours, _ = buses
     reader = QueuedFrameReader(ours, "udp_multicast")
-    sent = _frames(10)
-    for msg in sent:
-        sender.send(msg)
+    sent = _send(sender, 10)
     time.sleep(0.05)  # let the loopback deliver all ten
     first = reader.read(1.0, 4)
     rest = _read_all(reader, 6)
