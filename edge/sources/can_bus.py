@@ -112,6 +112,10 @@ def set_receive_buffer(bus: can.BusABC, size_bytes: int) -> int | None:
         sock.close()
 
 
+MAX_DATAGRAM_BYTES = 4096
+"""python-can's udp_multicast receive size (its `max_buffer`); a CAN FD frame packs to ~200 bytes."""
+
+
 class QueuedFrameReader:
     """Reads what a bus has queued in one batch: wait once for the first frame, then drain.
 
@@ -128,7 +132,6 @@ class QueuedFrameReader:
         self.bus = bus
         self.malformed = 0
         self._sock: socket.socket | None = None
-        self._max_bytes = 4096
         if interface == "udp_multicast" and not bus.filters:
             from can.interfaces.udp_multicast.utils import unpack_message
 
@@ -136,7 +139,6 @@ class QueuedFrameReader:
             fd = bus.fileno()
             if fd >= 0:  # the same kernel socket; closing the dup closes the dup only
                 self._sock = socket.socket(fileno=os.dup(fd))
-                self._max_bytes = int(getattr(getattr(bus, "_multicast", None), "max_buffer", 4096))
 
     def read(self, timeout_s: float, limit: int) -> list[can.Message]:
         """Up to `limit` frames: those queued, or the first to come within `timeout_s`."""
@@ -155,7 +157,7 @@ class QueuedFrameReader:
         recv, unpack = sock.recv, self._unpack
         while len(frames) < limit:
             try:
-                datagram = recv(self._max_bytes, socket.MSG_DONTWAIT)
+                datagram = recv(MAX_DATAGRAM_BYTES, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as error:
