@@ -77,7 +77,7 @@ def _scratch(keep: bool) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from lienwatch.errors import ServiceError
-    from lienwatch.services import REPO_ROOT, start_mosquitto, start_postgres
+    from lienwatch.services import REPO_ROOT, share_with_broker, start_mosquitto, start_postgres
 
     say = _Say()
     with _scratch(args.keep) as root:
@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
             _check(subprocess.run([str(REPO_ROOT / "deploy/pki/make-test-pki.sh"), str(etc), DEVICE_ID],
                                   capture_output=True, text=True), "make-test-pki.sh")
             (etc / "mosquitto").mkdir()
+            (etc / "mosquitto").chmod(0o755)
             shutil.copy(REPO_ROOT / "deploy/mosquitto/acl", etc / "mosquitto/acl")
+            # What the broker reads once it has dropped to its own user (run as root).
+            share_with_broker([etc / "mosquitto/acl", *(etc / "pki" / name for name in
+                                                         ("ca.crt", "server.crt", "server.key"))])
             try:
                 broker = start_mosquitto(REPO_ROOT / "deploy/mosquitto/lienwatch.conf",
                                          path_map={"/etc/lienwatch/": f"{etc}/"}, work_dir=root / "mqtt")

