@@ -1,7 +1,11 @@
 """Benchmark: cloud ingest end to end against the physical limit (raw binary COPY), in one run.
 
-Starts its own PostgreSQL and mosquitto (lienwatch.services) and measures, on one database state
-each (a fresh migrated database per part, the same pre-encoded messages):
+Starts its own PostgreSQL (plain storage) and mosquitto (lienwatch.services), or with
+`--dsn DSN` uses the PostgreSQL server of that DSN (a role that may create databases; the
+benchmark makes its databases there and drops them afterwards) in the storage mode `--storage`
+picks (default: auto, i.e. TimescaleDB where the server runs it). Measures, on one database state
+each (a fresh migrated database per part, the same pre-encoded messages), in the same storage
+mode, so raw COPY into hypertables is the baseline for ingest into hypertables:
 
 1. raw COPY (baseline): the rows of every telemetry message, already laid out as binary COPY
    data, copied straight into signal_samples and positions (unique index included) and committed.
@@ -25,7 +29,9 @@ query ≤ 50 ms.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import os
 import re
 import statistics
 import subprocess
@@ -35,6 +41,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -50,9 +57,10 @@ from cloud.ingest.writer import POSITIONS, SIGNALS, BatchWriter, PreparedBatch  
 from cloud.store.copybin import HEADER, TRAILER  # noqa: E402
 from cloud.store.db import connect  # noqa: E402
 from cloud.store.devices import Device, add_device  # noqa: E402
-from cloud.store.migrate import migrate  # noqa: E402
+from cloud.store.migrate import StorageMode, migrate  # noqa: E402
 from cloud.store.partitions import PartitionKeeper  # noqa: E402
 from cloud.store.tracks import track  # noqa: E402
+from lienwatch.errors import LienwatchError  # noqa: E402
 from lienwatch.services import free_port, start_mosquitto, start_postgres  # noqa: E402
 from protocol.messages import (  # noqa: E402
     ClockQuality,
@@ -91,16 +99,41 @@ def telemetry(device: int, seq: int) -> TelemetryBatch:
     return TelemetryBatch(Header(f"gw-{device:04d}", 1, seq, t0, ClockQuality.GNSS), fixes, samples)
 
 
-def new_database(admin_dsn: str, name: str) -> str:
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    dsn = make_conninfo(admin_dsn, dbname=name)
-    migrate(dsn)
-    with connect(dsn) as conn:
-        for device in range(DEVICES + 1):
-            add_device(conn, Device(f"gw-{device:04d}", time_zone="Europe/Berlin"))
-        PartitionKeeper().ensure_ahead(conn, _day(-40), 45)
-    return dsn
+class Databases:
+    """The benchmark's databases on one server, made migrated in one storage mode, then dropped."""
+
+    def __init__(self, admin_dsn: str, storage: StorageMode | Literal["auto"]) -> None:
+        self.admin_dsn = admin_dsn
+        self.storage = storage
+        self.mode: StorageMode | None = None
+        self.made: list[str] = []
+
+    def new(self, part: str) -> str:
+        name = f"lienwatch_bench_{os.getpid()}_{part}"
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        self.made.append(name)
+        dsn = make_conninfo(self.admin_dsn, dbname=name)
+        self.mode = migrate(dsn, mode=self.storage).mode
+        with connect(dsn) as conn:
+            for device in range(DEVICES + 1):
+                add_device(conn, Device(f"gw-{device:04d}", time_zone="Europe/Berlin"))
+            if self.mode == "plain":  # hypertables make their chunks themselves
+                PartitionKeeper().ensure_ahead(conn, _day(-40), 45)
+        return dsn
+
+    def server(self) -> str:
+        """PostgreSQL (and TimescaleDB) version of the server, for the report."""
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('server_version'), (SELECT default_version "
+                               "FROM pg_available_extensions WHERE name = 'timescaledb')").fetchone()
+        assert row is not None
+        return f"PostgreSQL {row[0]}" + (f", TimescaleDB {row[1]}" if self.mode == "timescaledb" else "")
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 def _day(offset: int) -> dt.date:
@@ -298,37 +331,66 @@ def track_query_ms(dsn: str) -> tuple[float, float, int]:
     return statistics.median(numpy_ms), statistics.median(rows_ms), count
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", help="PostgreSQL server to measure (a role that may create "
+                        "databases); default: start a throwaway server of the benchmark's own")
+    parser.add_argument("--storage", choices=["auto", "plain", "timescaledb"], default="auto",
+                        help="storage mode of the benchmark's databases (default: auto)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args.dsn, args.storage)
+    except (psycopg.Error, LienwatchError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"bench/ingest.py: {type(error).__name__}: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(dsn: str | None, storage: StorageMode | Literal["auto"]) -> None:
     print(f"encoding {MESSAGES} telemetry messages of {SAMPLES_PER_MESSAGE} samples + "
           f"{FIXES_PER_MESSAGE} fixes from {DEVICES} devices ...", flush=True)
     messages = [telemetry(n % DEVICES, n // DEVICES) for n in range(MESSAGES)]
     payloads = [(uplink_topic(MessageKind.TELEMETRY, m.header.device_id), protocol.encode(m))
                 for m in messages]
     mean_bytes = sum(len(p) for _, p in payloads) / len(payloads)
-    pg = start_postgres(settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"})
+    if dsn is not None:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10):
+            pass  # a bad --dsn fails here, before anything is started
+    pg = None if dsn is not None else start_postgres(
+        settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"})
+    databases = Databases(pg.dsn if pg is not None else str(dsn), storage)
     broker = start_mosquitto()
     workdir = Path(tempfile.mkdtemp(prefix="lienwatch-bench-ingest-"))
     try:
         print("raw COPY baseline ...", flush=True)
-        copy_s, copy_rows = raw_copy(new_database(pg.dsn, "bench_raw"), messages)
+        copy_s, copy_rows = raw_copy(databases.new("raw"), messages)
         raw_rows_per_s = copy_rows / copy_s
-        print("end to end, one receiver ...", flush=True)
-        one_dsn = new_database(pg.dsn, "bench_one")
+        print(f"storage mode {databases.mode}; end to end, one receiver ...", flush=True)
+        one_dsn = databases.new("one")
         one = end_to_end(one_dsn, broker.port, payloads, 1, workdir, "one")
         print("end to end, two receivers ...", flush=True)
-        two = end_to_end(new_database(pg.dsn, "bench_two"), broker.port, payloads, 2, workdir, "two")
+        two = end_to_end(databases.new("two"), broker.port, payloads, 2, workdir, "two")
         print("end to end, one receiver, staging merge for every batch ...", flush=True)
-        staging = end_to_end(new_database(pg.dsn, "bench_staging"), broker.port, payloads, 1, workdir,
+        staging = end_to_end(databases.new("staging"), broker.port, payloads, 1, workdir,
                              "staging", merge="staging")
         print("30-day track query ...", flush=True)
         track_ms, track_rows_ms, track_rows = track_query_ms(one_dsn)
+        server = databases.server()
     finally:
         broker.stop()
-        pg.stop()
+        if pg is not None:
+            pg.stop()
+        else:
+            databases.drop_all()
     expected_rows = MESSAGES * (SAMPLES_PER_MESSAGE + FIXES_PER_MESSAGE)
     print_table(
         f"cloud ingest: {MESSAGES} messages × {SAMPLES_PER_MESSAGE + FIXES_PER_MESSAGE} rows "
-        f"({mean_bytes / 1024:.1f} KiB each), {DEVICES} devices",
+        f"({mean_bytes / 1024:.1f} KiB each), {DEVICES} devices; {server}, storage {databases.mode}",
         ["path", "rows", "seconds", "rows/s", "signal rows/s", "vs raw COPY", "stored once"],
         [
             ["raw binary COPY (baseline)", copy_rows, copy_s, raw_rows_per_s,
@@ -362,6 +424,7 @@ def main() -> None:
         ],
     )
     print_json_line({
+        "storage": databases.mode, "server": server,
         "rows_per_s": {"end_to_end": round(one["rows_per_s"]), "raw_copy": round(raw_rows_per_s)},
         "event_latency_ms": {"p50": round(one["event_p50_ms"], 1), "p99": round(one["event_p99_ms"], 1)},
         "track_query_ms": round(track_ms, 2),
@@ -369,4 +432,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

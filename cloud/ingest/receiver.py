@@ -390,7 +390,7 @@ class Lane:
         cfg = self.config.maintenance
         assert self.writer is not None
         try:
-            if force or now_ns >= self._next_partitions_ns:
+            if self.writer.mode == "plain" and (force or now_ns >= self._next_partitions_ns):
                 self.writer.partitions.ensure_ahead(self.db(), self.receiver.now().date(),
                                                     cfg.partitions_ahead_days)
                 self._next_partitions_ns = now_ns + 3600 * 10**9

@@ -10,7 +10,16 @@ import pytest
 
 from cloud.store.db import connect
 from cloud.store.errors import SchemaError, StoreError
-from cloud.store.migrate import available_migrations, check_schema, latest_version, migrate
+from cloud.store.layout import TIME_SERIES
+from cloud.store.migrate import (
+    StorageMode,
+    available_migrations,
+    check_schema,
+    detect_mode,
+    latest_version,
+    migrate,
+)
+from cloud.store.retention import REFRESH_END_OFFSET, REFRESH_SCHEDULE, RetentionPolicy, timescale_settings
 from lienwatch.cli import main
 
 TABLES = {"devices", "points_of_interest", "positions", "signal_samples", "events", "event_lifecycle",
@@ -18,9 +27,14 @@ TABLES = {"devices", "points_of_interest", "positions", "signal_samples", "event
           "schema_migrations", "lienwatch_storage", "device_latest", "summary_dirty"}
 
 
+def _server_runs_timescaledb(dsn: str) -> bool:
+    with connect(dsn) as conn:
+        return detect_mode(conn) == "timescaledb"
+
+
 def test_migrate_creates_every_table_and_records_plain_mode(fresh_db: str) -> None:
-    result = migrate(fresh_db)
-    assert result.mode == "plain"  # no TimescaleDB on this server
+    result = migrate(fresh_db, mode="plain")
+    assert result.mode == "plain"
     assert result.applied == tuple(range(1, latest_version() + 1))
     with connect(fresh_db) as conn:
         names = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
@@ -35,16 +49,33 @@ def test_migrate_creates_every_table_and_records_plain_mode(fresh_db: str) -> No
         assert kinds == {"positions": "p", "signal_samples": "p"}
 
 
+def test_auto_mode_detects_the_server(fresh_db: str) -> None:
+    with connect(fresh_db) as conn:
+        available = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    result = migrate(fresh_db)
+    expected = "timescaledb" if _server_runs_timescaledb(fresh_db) else "plain"
+    assert result.mode == expected
+    if available == (0,):
+        assert result.mode == "plain"
+    with connect(fresh_db) as conn:
+        assert check_schema(conn) == expected
+        assert migrate(fresh_db, mode="auto").applied == ()  # the recorded mode wins from now on
+    other: StorageMode = "plain" if expected == "timescaledb" else "timescaledb"
+    with pytest.raises(SchemaError, match="set up in storage mode"):
+        migrate(fresh_db, mode=other)
+
+
 def test_migrate_twice_applies_nothing_the_second_time(fresh_db: str) -> None:
-    migrate(fresh_db)
-    again = migrate(fresh_db)
+    migrate(fresh_db, mode="plain")
+    again = migrate(fresh_db, mode="plain")
     assert again.applied == ()
     with connect(fresh_db) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (latest_version(),)
 
 
 def test_migrate_refuses_a_newer_schema(fresh_db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    migrate(fresh_db)
+    migrate(fresh_db, mode="plain")
     with connect(fresh_db) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')")
     with pytest.raises(SchemaError, match="newer"):
@@ -57,7 +88,7 @@ def test_migrate_refuses_a_newer_schema(fresh_db: str, capsys: pytest.CaptureFix
 
 
 def test_migrate_refuses_a_migration_changed_after_it_was_applied(fresh_db: str) -> None:
-    migrate(fresh_db)
+    migrate(fresh_db, mode="plain")
     with connect(fresh_db) as conn:
         conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
     with pytest.raises(SchemaError, match="changed after it was applied"):
@@ -70,6 +101,9 @@ def test_check_schema_says_to_migrate_an_empty_database(fresh_db: str) -> None:
 
 
 def test_forcing_timescaledb_where_it_is_missing_is_a_clear_error(fresh_db: str) -> None:
+    if _server_runs_timescaledb(fresh_db):
+        pytest.skip("this server runs TimescaleDB, so it cannot be missing here; "
+                    "tests/cloud/test_timescaledb.py forces TimescaleDB mode on such a server")
     with pytest.raises(StoreError, match="timescaledb"):
         migrate(fresh_db, mode="timescaledb")
 
@@ -116,7 +150,26 @@ def test_a_failing_migration_leaves_no_trace(fresh_db: str) -> None:
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE positions (x int)")  # collides with migration 0002
     with pytest.raises(StoreError, match="0002"):
-        migrate(fresh_db)
+        migrate(fresh_db, mode="plain")
     with connect(fresh_db) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
         assert conn.execute("SELECT to_regclass('signal_samples')").fetchone() == (None,)
+
+
+def test_the_timescaledb_policy_migration_says_what_the_retention_defaults_say() -> None:
+    """Migration 0003 spells the default horizons out in SQL; they must be DEFAULT_DAYS (checked
+    here without a server; tests/cloud/test_timescaledb.py checks the jobs on a real one)."""
+    sql = next(m.sql for m in available_migrations("timescaledb") if m.version == 3)
+    retention = {name: int(days) for name, days in re.findall(
+        r"add_retention_policy\('(\w+)', drop_after => INTERVAL '(\d+) days', if_not_exists => true\)", sql)}
+    wanted = timescale_settings(RetentionPolicy())
+    assert retention == {s.relation: s.days for s in wanted if s.proc == "policy_retention"}
+    refresh = re.findall(r"start_offset => INTERVAL '(\d+) days', end_offset => INTERVAL '([^']+)',\s*"
+                         r"schedule_interval => INTERVAL '([^']+)'", sql)
+    start = next(s.days for s in wanted if s.proc == "policy_refresh_continuous_aggregate")
+    assert refresh == [(str(start), REFRESH_END_OFFSET, REFRESH_SCHEDULE)]
+    assert f"jsonb_build_object('start_offset', '{start} days')" in sql
+    # Every default (time) index create_hypertable made in 0002 is dropped.
+    dropped = set(re.findall(r"DROP INDEX IF EXISTS (\w+);", sql))
+    assert dropped == {f"{t.name}_{t.time_column}_idx" for t in TIME_SERIES}
+    assert "materialized_only = false" in sql

@@ -1,0 +1,336 @@
+"""TimescaleDB storage mode on a real TimescaleDB server (hypertables, indexes, compression,
+policies, the real-time aggregate, retention by chunk drop, exactly-once into compressed chunks).
+
+Runs whenever LIENWATCH_TEST_TSDB_DSN is the DSN of a superuser on a PostgreSQL server with
+`shared_preload_libraries = 'timescaledb'` (each test makes and drops its own database there);
+docs/DEVELOPING.md says how. Without it every test here is reported as skipped with a reason
+saying the suite did NOT run (the harness starts no TimescaleDB: none can be installed here);
+with it set to a server that cannot run TimescaleDB the tests fail, they are not skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from cloud.ingest.receiver import Receiver
+from cloud.ingest.validate import Accepted, Incoming
+from cloud.ingest.writer import BatchWriter
+from cloud.store.db import Conn, connect
+from cloud.store.layout import TIME_SERIES
+from cloud.store.migrate import check_schema, migrate
+from cloud.store.retention import (
+    AGGREGATE,
+    DEFAULT_DAYS,
+    REFRESH_END_OFFSET,
+    REFRESH_SCHEDULE,
+    RetentionPolicy,
+    reconcile_timescale_jobs,
+    timescale_settings,
+)
+from lienwatch.services import MosquittoBroker
+from protocol.messages import TelemetryBatch
+from tests.cloud.helpers import receiver_config, telemetry
+
+TSDB_DSN = os.environ.get("LIENWATCH_TEST_TSDB_DSN", "")
+NOT_RUN = ("TimescaleDB suite NOT RUN: LIENWATCH_TEST_TSDB_DSN is not set. Run it with "
+           "LIENWATCH_TEST_TSDB_DSN=postgresql://SUPERUSER@HOST:PORT/postgres (a server with "
+           "shared_preload_libraries=timescaledb), see docs/DEVELOPING.md")
+pytestmark = pytest.mark.skipif(not TSDB_DSN, reason=NOT_RUN)
+
+# The one unique key of each ingest table, in index order.
+UNIQUE_KEYS = {
+    "positions": ["device_id", "time", "boot_id", "seq", "row_idx"],
+    "signal_samples": ["device_id", "time", "boot_id", "seq", "row_idx"],
+    "events": ["device_id", "time", "boot_id", "seq"],
+    "device_status": ["device_id", "time", "boot_id", "seq"],
+    "command_acks": ["device_id", "time", "boot_id", "seq"],
+}
+
+
+@pytest.fixture(scope="module")
+def tsdb_server() -> str:
+    """The TimescaleDB server named by LIENWATCH_TEST_TSDB_DSN, checked to be one."""
+    try:
+        with psycopg.connect(TSDB_DSN, autocommit=True, connect_timeout=10) as conn:
+            preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+            available = conn.execute("SELECT default_version FROM pg_available_extensions "
+                                     "WHERE name = 'timescaledb'").fetchone()
+    except psycopg.Error as error:
+        pytest.fail(f"LIENWATCH_TEST_TSDB_DSN: cannot connect: {error}", pytrace=False)
+    if available is None or preload is None or "timescaledb" not in str(preload[0]):
+        pytest.fail("LIENWATCH_TEST_TSDB_DSN names a server without TimescaleDB (extension available: "
+                    f"{available}, shared_preload_libraries: {preload})", pytrace=False)
+    return TSDB_DSN
+
+
+@pytest.fixture
+def tsdb(tsdb_server: str) -> Iterator[str]:
+    """DSN of a new database on the TimescaleDB server, migrated in TimescaleDB mode."""
+    name = f"tsdb_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(tsdb_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    dsn = make_conninfo(tsdb_server, dbname=name)
+    try:
+        assert migrate(dsn, mode="timescaledb").mode == "timescaledb"
+        yield dsn
+    finally:
+        with psycopg.connect(tsdb_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tdb(tsdb: str) -> Iterator[Conn]:
+    with connect(tsdb) as conn:
+        yield conn
+
+
+def jobs(conn: Conn) -> dict[tuple[str, str], tuple[int, dict[str, Any], timedelta]]:
+    """(relation, proc) -> (job id, config, schedule interval) of every policy job."""
+    rows = conn.execute(
+        "SELECT hypertable_name, proc_name, job_id, config, schedule_interval "
+        "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL").fetchall()
+    found = {(str(r[0]), str(r[1])): (int(r[2]), dict(r[3]), r[4]) for r in rows}
+    assert len(found) == len(rows), "one job per relation and kind"
+    return found
+
+
+def job_id(conn: Conn, relation: str, proc: str) -> int:
+    return jobs(conn)[(relation, proc)][0]
+
+
+def run_job(conn: Conn, relation: str, proc: str) -> None:
+    """Run a policy job now, in this session, as the scheduler would."""
+    conn.execute("CALL run_job(%s)", (job_id(conn, relation, proc),))
+
+
+def write(conn: Conn, messages: list[TelemetryBatch], merge: str = "copy_first") -> tuple[int, int]:
+    """Store `messages` with the receiver's writer; (signal rows inserted, duplicates)."""
+    writer = BatchWriter(conn, mode="timescaledb", receiver_id="t", policy=RetentionPolicy(),
+                         merge=merge)  # type: ignore[arg-type]
+    outcomes = [Accepted(Incoming("t", b"", 1, 1, time.time_ns()), m, len(m.samples)) for m in messages]
+    result = writer.write(outcomes, datetime.now(UTC))  # type: ignore[arg-type]
+    return result.inserted["signal_samples"], result.duplicates["signal_samples"]
+
+
+def hours_ago_ns(hours: float) -> int:
+    now_s = int(time.time()) // 3600 * 3600  # whole hours keep a message inside one bucket
+    return int((now_s - hours * 3600) * 10**9)
+
+
+def raw_hourly(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT device_id, signal_id, time_bucket(INTERVAL '1 hour', time), count(*), sum(value) "
+        "FROM signal_samples GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+
+
+def aggregate_hourly(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        f"SELECT device_id, signal_id, bucket, samples, round((avg_value * samples)::numeric, 6)::float8 "
+        f"FROM {AGGREGATE} ORDER BY 1, 2, 3").fetchall()  # type: ignore[arg-type]
+
+
+def rounded(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(*r[:4], round(float(r[4]), 6)) for r in rows]
+
+
+def chunks(conn: Conn, table: str) -> list[tuple[str, bool]]:
+    """(schema.chunk, compressed?) of each chunk of `table`, oldest first."""
+    return [(str(r[0]), bool(r[1])) for r in conn.execute(
+        "SELECT format('%%I.%%I', chunk_schema, chunk_name), is_compressed "
+        "FROM timescaledb_information.chunks "
+        "WHERE hypertable_name = %s ORDER BY range_start", (table,))]
+
+
+def test_every_time_series_table_is_a_hypertable_by_its_time_column(tdb: Conn) -> None:
+    assert check_schema(tdb) == "timescaledb"
+    dims: dict[str, str] = dict(tdb.execute(
+        "SELECT d.hypertable_name, d.column_name FROM timescaledb_information.dimensions d "
+        "JOIN timescaledb_information.hypertables h USING (hypertable_schema, hypertable_name) "
+        "WHERE h.hypertable_schema = current_schema()").fetchall())
+    assert dims == {t.name: t.time_column for t in TIME_SERIES}
+    cagg = tdb.execute("SELECT hypertable_name, materialized_only FROM "
+                       "timescaledb_information.continuous_aggregates WHERE view_name = %s",
+                       (AGGREGATE,)).fetchone()
+    assert cagg == ("signal_samples", False)  # real-time: the newest hour is visible
+    version = tdb.execute("SELECT timescaledb_version FROM lienwatch_storage").fetchone()
+    assert version and version[0]
+
+
+def _indexes(conn: Conn, table: str) -> dict[str, tuple[bool, list[str]]]:
+    rows = conn.execute(
+        "SELECT c.relname, i.indisunique, array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY "
+        "  k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY n) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(%s)",
+        (table,)).fetchall()
+    return {str(r[0]): (bool(r[1]), list(r[2])) for r in rows}
+
+
+def test_each_hypertable_and_its_chunks_carry_only_the_unique_key(tdb: Conn) -> None:
+    for table, key in UNIQUE_KEYS.items():
+        assert _indexes(tdb, table) == {f"{table}_device_time_key": (True, key)}, table
+    # The other hypertables: their primary key (and event_lifecycle its open-events index), and no
+    # default (time DESC) index from create_hypertable.
+    for table in {t.name for t in TIME_SERIES} - set(UNIQUE_KEYS):
+        found = _indexes(tdb, table)
+        assert f"{table}_pkey" in found and found[f"{table}_pkey"][0], table
+        assert set(found) <= {f"{table}_pkey", "event_lifecycle_open"}, (table, found)
+    write(tdb, [telemetry("gw-i", 1, start_ns=hours_ago_ns(30))])
+    for table in ("signal_samples", "positions"):
+        (chunk, _), = chunks(tdb, table)
+        found = _indexes(tdb, chunk)
+        assert [v for v in found.values()] == [(True, UNIQUE_KEYS[table])], (table, found)
+
+
+def test_compression_segments_and_orders_by_the_whole_unique_key(tdb: Conn) -> None:
+    rows = tdb.execute(
+        "SELECT hypertable_name, attname, segmentby_column_index, orderby_column_index, orderby_asc "
+        "FROM timescaledb_information.compression_settings WHERE hypertable_schema = current_schema() "
+        "ORDER BY 1, 3 NULLS LAST, 4").fetchall()
+    settings: dict[str, dict[str, list[str]]] = {}
+    for table, column, segment, order, asc in rows:
+        entry = settings.setdefault(table, {"segmentby": [], "orderby": []})
+        if segment is not None:
+            entry["segmentby"].append(column)
+        elif order is not None:
+            entry["orderby"].append(column if asc else f"{column} DESC")
+    assert settings == {
+        "positions": {"segmentby": ["device_id"], "orderby": ["time DESC", "boot_id", "seq", "row_idx"]},
+        "signal_samples": {"segmentby": ["device_id", "signal_id"],
+                           "orderby": ["time DESC", "boot_id", "seq", "row_idx"]},
+        "device_status": {"segmentby": ["device_id"], "orderby": ["time DESC", "boot_id", "seq"]},
+    }
+    for table, entry in settings.items():
+        covered = set(entry["segmentby"]) | {c.split()[0] for c in entry["orderby"]}
+        assert set(UNIQUE_KEYS[table]) <= covered, table
+
+
+def test_every_policy_exists_right_after_migrate(tdb: Conn) -> None:
+    found = jobs(tdb)
+    for setting in timescale_settings(RetentionPolicy()):
+        _, config, _ = found[(setting.relation, setting.proc)]
+        assert config[setting.key] == f"{setting.days} days", setting
+    _, refresh, schedule = found[(AGGREGATE, "policy_refresh_continuous_aggregate")]
+    assert refresh["start_offset"] == f"{DEFAULT_DAYS['signals']} days"
+    assert refresh["end_offset"] in (REFRESH_END_OFFSET, "01:00:00")
+    assert schedule == timedelta(minutes=30) and REFRESH_SCHEDULE == "30 minutes"
+    compress = {r: c["compress_after"] for (r, p), (_, c, _) in found.items() if p == "policy_compression"}
+    assert compress == {"positions": "7 days", "signal_samples": "3 days", "device_status": "7 days"}
+    retention = {r for (r, p) in found if p == "policy_retention"}
+    assert retention == {t.name for t in TIME_SERIES} | {AGGREGATE}
+    assert reconcile_timescale_jobs(tdb, RetentionPolicy()) == ()  # the defaults: nothing to change
+
+
+def _receiver_pass(dsn: str, mosquitto: MosquittoBroker, policy: RetentionPolicy,
+                   caplog: pytest.LogCaptureFixture, expect: str) -> None:
+    """Start a receiver, wait for its retention pass to log `expect`, stop it."""
+    caplog.clear()
+    group = f"tsdb{time.monotonic_ns()}"
+    config = replace(receiver_config(dsn, mosquitto.port, f"r-{group}", group=group), retention=policy)
+    receiver = Receiver(config)
+    receiver.start()
+    try:
+        deadline = time.monotonic() + 30
+        while expect not in caplog.text:
+            assert receiver.failure is None, receiver.failure
+            assert time.monotonic() < deadline, f"no {expect!r} logged: {caplog.text}"
+            time.sleep(0.05)
+    finally:
+        receiver.stop()
+    assert "maintenance failed" not in caplog.text
+
+
+def test_receiver_restarts_keep_the_jobs_and_a_changed_horizon_is_altered_in_place(
+    tsdb: str, tdb: Conn, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="cloud.store.retention")
+    after_migrate = jobs(tdb)
+    for _ in range(2):
+        _receiver_pass(tsdb, mosquitto, RetentionPolicy(), caplog, "timescaledb jobs unchanged")
+        assert jobs(tdb) == after_migrate  # same ids, same configs, same schedules
+    shorter = RetentionPolicy(days={**DEFAULT_DAYS, "signals": 60})
+    _receiver_pass(tsdb, mosquitto, shorter, caplog, "timescaledb jobs reconciled")
+    changed = jobs(tdb)
+    assert {k: v[0] for k, v in changed.items()} == {k: v[0] for k, v in after_migrate.items()}
+    differs = {k for k in after_migrate if changed[k] != after_migrate[k]}
+    assert differs == {("signal_samples", "policy_retention"), (AGGREGATE, "policy_retention"),
+                       (AGGREGATE, "policy_refresh_continuous_aggregate")}
+    assert changed[("signal_samples", "policy_retention")][1]["drop_after"] == "60 days"
+    assert changed[(AGGREGATE, "policy_refresh_continuous_aggregate")][1]["start_offset"] == "60 days"
+    _receiver_pass(tsdb, mosquitto, shorter, caplog, "timescaledb jobs unchanged")
+    assert jobs(tdb) == changed
+
+
+def test_a_removed_policy_is_added_back_and_only_that_one(tdb: Conn) -> None:
+    before = jobs(tdb)
+    tdb.execute("SELECT remove_retention_policy('rejected_messages')")
+    changed = reconcile_timescale_jobs(tdb, RetentionPolicy())
+    assert changed == ("rejected_messages.drop_after = 30 days (new job)",)
+    after = jobs(tdb)
+    assert {k: v for k, v in after.items() if k[0] != "rejected_messages"} == \
+        {k: v for k, v in before.items() if k[0] != "rejected_messages"}
+    assert after[("rejected_messages", "policy_retention")][1]["drop_after"] == "30 days"
+
+
+def test_the_newest_hour_is_visible_and_weeks_late_data_reaches_the_aggregate(tdb: Conn) -> None:
+    write(tdb, [telemetry("gw-a", 1, start_ns=hours_ago_ns(0.5))])
+    assert rounded(aggregate_hourly(tdb)) == rounded(raw_hourly(tdb)) != []  # real-time, no refresh yet
+    # Three weeks old (out of coverage), then compressed, then more of the same hour arrives late.
+    write(tdb, [telemetry("gw-a", 2, start_ns=hours_ago_ns(21 * 24))])
+    run_job(tdb, AGGREGATE, "policy_refresh_continuous_aggregate")
+    run_job(tdb, "signal_samples", "policy_compression")
+    old_chunk = [c for c in chunks(tdb, "signal_samples") if c[1]]
+    assert len(old_chunk) == 1, chunks(tdb, "signal_samples")
+    assert write(tdb, [telemetry("gw-a", 3, start_ns=hours_ago_ns(21 * 24) + 200 * 10**9)]) == (100, 0)
+    write(tdb, [telemetry("gw-b", 1, start_ns=hours_ago_ns(21 * 24))])
+    run_job(tdb, AGGREGATE, "policy_refresh_continuous_aggregate")
+    assert rounded(aggregate_hourly(tdb)) == rounded(raw_hourly(tdb))
+    materialized = tdb.execute(
+        f"SELECT sum(samples) FROM {AGGREGATE} WHERE bucket < now() - INTERVAL '20 days'"  # type: ignore[arg-type]
+    ).fetchone()
+    assert materialized == (300,)  # seq 2, the late seq 3, and gw-b
+
+
+def test_retention_drops_whole_expired_chunks_per_data_class(tdb: Conn) -> None:
+    old, recent = datetime.now(UTC) - timedelta(days=120), datetime.now(UTC) - timedelta(days=10)
+    for seq, at in enumerate((old, recent)):
+        tdb.execute("INSERT INTO signal_samples VALUES ('gw', %s, 1, %s, 0, 1, 42.0)", (at, seq))
+        tdb.execute("INSERT INTO positions (device_id, time, boot_id, seq, row_idx, lat_deg, lon_deg, "
+                    "clock_quality) VALUES ('gw', %s, 1, %s, 0, 48.1, 11.5, 3)", (at, seq))
+    tdb.execute(f"CALL refresh_continuous_aggregate('{AGGREGATE}', NULL, NULL)")  # type: ignore[arg-type]
+    signal_chunks = chunks(tdb, "signal_samples")
+    assert len(signal_chunks) == 2
+    for relation in ("signal_samples", "positions", AGGREGATE):
+        run_job(tdb, relation, "policy_retention")
+    assert chunks(tdb, "signal_samples") == signal_chunks[1:]  # the old chunk is gone, whole
+    assert [r[0] for r in tdb.execute("SELECT seq FROM signal_samples")] == [1]
+    assert tdb.execute("SELECT count(*) FROM positions").fetchone() == (2,)  # kept 5 years
+    buckets = tdb.execute(f"SELECT bucket FROM {AGGREGATE}").fetchall()  # type: ignore[arg-type]
+    assert len(buckets) == 1 and buckets[0][0] > datetime.now(UTC) - timedelta(days=90)
+
+
+@pytest.mark.parametrize("merge", ["copy_first", "staging"])
+def test_redelivery_into_compressed_chunks_is_stored_exactly_once(tdb: Conn, merge: str) -> None:
+    start = hours_ago_ns(10 * 24)
+    first = [telemetry("gw-c", seq, start_ns=start) for seq in (1, 2)]
+    assert write(tdb, first, merge) == (200, 0)
+    for table in ("signal_samples", "positions"):
+        tdb.execute("SELECT compress_chunk(c) FROM show_chunks(%s, older_than => INTERVAL '3 days') c",
+                    (table,))
+        assert [c[1] for c in chunks(tdb, table)] == [True], table
+    assert write(tdb, first, merge) == (0, 200)  # redelivered: nothing stored twice
+    again = [first[1], telemetry("gw-c", 3, start_ns=start)]  # one redelivered, one new
+    assert write(tdb, again, merge) == (100, 100)
+    assert tdb.execute("SELECT count(*), count(DISTINCT (device_id, time, boot_id, seq, row_idx)) "
+                       "FROM signal_samples").fetchone() == (300, 300)
+    assert tdb.execute("SELECT count(*) FROM positions").fetchone() == (15,)
