@@ -20,6 +20,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
     status.set_defaults(handler=lazy("edge.agent.main:status"))
 
+    power = edge.add_parser("power", help="The energy budget: plans, forecasts and why.",
+                            description="The energy budget: plans, forecasts and why.")
+    power_commands = power.add_subparsers(dest="power_command", metavar="SUBCOMMAND", required=True)
+    plan = power_commands.add_parser("plan", help="Print every power state's plan, its forecast and why.")
+    plan.add_argument("--profile", default="tbox-reference",
+                      help="board power profile: a built-in name or a .toml file")
+    plan.add_argument("--days", type=float, default=90.0, help="horizon the parked budget must last")
+    plan.add_argument("--capacity-ah", type=float, default=60.0, help="vehicle battery capacity (Ah)")
+    plan.add_argument("--soc-pct", type=float, default=80.0, help="battery state of charge now (%%)")
+    plan.add_argument("--crank-soc-pct", type=float, default=50.0,
+                      help="state of charge below which the engine may not crank (%%)")
+    plan.add_argument("--temperature-c", type=float, default=25.0, help="battery temperature (°C)")
+    plan.add_argument("--vehicle-quiescent-ma", type=float, default=None,
+                      help="the car's own parked draw (mA), if known")
+    plan.add_argument("--policy", help="TOML file with a [power] table of policy options")
+    plan.add_argument("--json", action="store_true", help="print the plans as JSON")
+    plan.set_defaults(handler=lazy("edge.power.cli_handlers:plan"))
+
     probe = edge.add_parser("probe", help="Discover ECUs, supported OBD-II PIDs and the VIN.")
     probe.add_argument("--channel", required=True, help="CAN channel (e.g. can0, or ff11::1:2:3)")
     probe.add_argument("--interface", default="socketcan", help="python-can interface name")
