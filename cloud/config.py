@@ -36,6 +36,7 @@ class MqttConfig:
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 1000  # unacknowledged messages the broker may send us at once
+    reconnect_max_s: float = 30.0  # broker unreachable at start: retry, full-jitter backoff up to this
     username: str = ""
     password: str = ""
     tls: TlsConfig | None = None
@@ -52,6 +53,7 @@ class IngestConfig:
     rejected_payload_max_bytes: int = 64 * 1024
     device_refresh_s: float = 30.0
     merge: str = "copy_first"  # or "staging": always COPY to staging + INSERT ... ON CONFLICT DO NOTHING
+    receipt_interval_ms: int = 2000  # stored receipts to devices that ask, at most this often; 0: none
 
 
 @dataclass(frozen=True)

@@ -407,6 +407,7 @@ def start_mosquitto(
     *,
     path_map: Mapping[str, str] | None = None,
     work_dir: Path | None = None,
+    port: int | None = None,
 ) -> MosquittoBroker:
     """Start mosquitto from a shipped config (default: deploy/mosquitto/lienwatch-dev.conf).
 
@@ -423,7 +424,7 @@ def start_mosquitto(
     data.mkdir(exist_ok=True)
     if user is not None:
         user.own(data, 0o700)
-    port = free_port()
+    port = port or free_port()
     mapping = {"/var/lib/lienwatch/mosquitto/": f"{data}/", **(path_map or {})}
     conf_path = root / "mosquitto.conf"
     text = render_mosquitto_conf(conf.read_text(), port, mapping)

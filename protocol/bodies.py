@@ -107,13 +107,16 @@ def _milli(value: float | None, what: str, lo: int, hi: int, scale: float = 1000
 
 
 def encode_header(header: Header) -> list[Any]:
-    return [
+    items = [
         f.device_id(header.device_id),
         f.integer(header.boot_id, "boot_id", 0, UINT32_MAX),
         f.integer(header.seq, "seq", 0, INT63_MAX),
         f.integer(header.sent_ns, "sent_ns", 0, MAX_TIME_NS),
         _enum_out(ClockQuality, header.clock_quality, "clock_quality"),
     ]
+    if header.flags:  # minor version 1.1: left out when 0, so 1.0 senders' bytes are unchanged
+        items.append(f.integer(header.flags, "flags", 0, UINT32_MAX))
+    return items
 
 
 def decode_header(value: object) -> Header:
@@ -124,6 +127,7 @@ def decode_header(value: object) -> Header:
         f.integer(items[2], "seq", 0, INT63_MAX),
         f.integer(items[3], "sent_ns", 0, MAX_TIME_NS),
         _enum(ClockQuality, items[4], "clock_quality"),
+        f.integer(items[5], "flags", 0, UINT32_MAX) if len(items) > 5 else 0,
     )
 
 

@@ -1,7 +1,8 @@
 """`encode` and `decode`: typed messages ↔ the lienwatch CBOR envelope.
 
 Envelope (docs/protocol.md): uplink `[major, kind, header, body]`, command
-`[major, 16, bstr .cbor command-body, signature / null]`, config `[major, 17, body]`.
+`[major, 16, bstr .cbor command-body, signature / null]`, config `[major, 17, body]`,
+stored receipt `[major, 18, body]`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protocol import bodies, cbor, fields, telemetry_codec
+from protocol import bodies, cbor, fields, receipts, telemetry_codec
 from protocol.catalog import Catalog, default_catalog
 from protocol.errors import (
     EncodeError,
@@ -32,6 +33,7 @@ from protocol.messages import (
     MessageKind,
     SignedCommand,
     Status,
+    StoredReceipt,
     TelemetryBatch,
 )
 
@@ -70,6 +72,8 @@ def encode(message: Message | Command, *, deflate: bool = False, catalog: Catalo
         envelope = [MAJOR_VERSION, 16, encode_command_body(message), None]
     elif isinstance(message, Config):
         envelope = [MAJOR_VERSION, 17, bodies.encode_config(message)]
+    elif isinstance(message, StoredReceipt):
+        envelope = [MAJOR_VERSION, 18, receipts.encode_body(message)]
     else:
         raise EncodeError(f"cannot encode a {type(message).__name__} as a lienwatch message")
     try:
@@ -147,6 +151,10 @@ def _decode_kind(kind: int, envelope: list[Any], catalog: Catalog | None) -> Mes
         if len(envelope) != 3:
             raise MalformedMessageError("a config is [version, 17, body]")
         return bodies.decode_config(fields.body_map(envelope[2], "config body"))
+    if kind == MessageKind.STORED_RECEIPT:
+        if len(envelope) != 3:
+            raise MalformedMessageError("a stored receipt is [version, 18, body]")
+        return receipts.decode_body(fields.body_map(envelope[2], "stored receipt body"))
     raise UnknownMessageKindError(
         f"message kind {fields._show(kind)} is not defined in version {MAJOR_VERSION}")
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from protocol import codec, jsonform, signing
 from protocol.messages import (
+    HEADER_WANTS_RECEIPTS,
     AckStatus,
+    BootReceipt,
     ClockQuality,
     Command,
     CommandAck,
@@ -35,6 +37,7 @@ from protocol.messages import (
     SetConfig,
     Severity,
     Status,
+    StoredReceipt,
     TelemetryBatch,
 )
 
@@ -98,9 +101,24 @@ def command() -> Message:
     return signing.sign_command(body, signing.private_key_from_bytes(TEST_SIGNING_SEED))
 
 
+def stored_receipt() -> StoredReceipt:
+    """The receiver confirms seqs 40..42 and 45 of boot 7 and 3 of boot 8 (kind 18, version 1.1)."""
+    return StoredReceipt("veh-0001", T0 + 13_000_000_000,
+                         (BootReceipt(7, ((40, 42), (45, 45))), BootReceipt(8, ((3, 3),))))
+
+
+def telemetry_receipts() -> TelemetryBatch:
+    """An agent of version 1.1 that asks for stored receipts (header flags, bit 0)."""
+    batch = telemetry()
+    header = Header(HEADER.device_id, HEADER.boot_id, HEADER.seq, HEADER.sent_ns, HEADER.clock_quality,
+                    flags=HEADER_WANTS_RECEIPTS)
+    return TelemetryBatch(header, batch.fixes, batch.samples, batch.catalog_version)
+
+
 EXAMPLES: dict[str, Callable[[], Message]] = {
     "telemetry": telemetry, "event": event, "status": status, "command_ack": command_ack,
     "command": command, "config": config,
+    "stored_receipt": stored_receipt, "telemetry_receipts": telemetry_receipts,
 }
 # Deflate output depends on the zlib build, so this vector is checked in the decode direction only.
 DEFLATED = {"telemetry_deflate": telemetry}

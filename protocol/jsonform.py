@@ -17,6 +17,7 @@ from protocol.codec import encode_command_body
 from protocol.errors import InvalidFieldError, MalformedMessageError, UnknownSignalError
 from protocol.messages import (
     AckStatus,
+    BootReceipt,
     ClearGeofence,
     ClockQuality,
     Command,
@@ -41,6 +42,7 @@ from protocol.messages import (
     StartDiagnosticSession,
     Status,
     StopDiagnosticSession,
+    StoredReceipt,
     TelemetryBatch,
 )
 
@@ -113,12 +115,20 @@ def to_json(message: Message, *, catalog: Catalog | None = None) -> JsonObject:
                 "signature": None if message.signature is None else message.signature.hex()}
     if isinstance(message, Config):
         return {"kind": "config", **_config_json(message)}
+    if isinstance(message, StoredReceipt):
+        return {"kind": "stored_receipt", "target_device_id": message.target_device_id,
+                "issued_ns": message.issued_ns,
+                "boots": [{"boot_id": b.boot_id, "ranges": [list(r) for r in b.ranges]}
+                          for b in message.boots]}
     raise InvalidFieldError(f"no JSON form for {type(message).__name__}")
 
 
 def _header_json(header: Header) -> JsonObject:
-    return {"device_id": header.device_id, "boot_id": header.boot_id, "seq": header.seq,
-            "sent_ns": header.sent_ns, "clock_quality": ClockQuality(header.clock_quality).name}
+    out: JsonObject = {"device_id": header.device_id, "boot_id": header.boot_id, "seq": header.seq,
+                       "sent_ns": header.sent_ns, "clock_quality": ClockQuality(header.clock_quality).name}
+    if header.flags:
+        out["flags"] = header.flags
+    return out
 
 
 def _fix_json(fix: GnssFix | None) -> JsonObject | None:
@@ -268,14 +278,31 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
         return SignedCommand(command, encode_command_body(command), signature)
     if kind == "config":
         return _config_from(r)
-    raise InvalidFieldError(
-        f"message.kind must be one of telemetry, event, status, command_ack, command, config; got {kind!r}")
+    if kind == "stored_receipt":
+        return _receipt_from(r)
+    raise InvalidFieldError("message.kind must be one of telemetry, event, status, command_ack, command, "
+                            f"config, stored_receipt; got {kind!r}")
+
+
+def _receipt_from(r: _Reader) -> StoredReceipt:
+    boots = r._get("boots")
+    if not isinstance(boots, list):
+        raise InvalidFieldError("message.boots must be a list")
+    out = []
+    for item in boots:
+        b = _Reader(item, "boots[]")
+        ranges = b._get("ranges")
+        if not isinstance(ranges, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) for p in ranges):
+            raise InvalidFieldError("boots[].ranges must be a list of [first, last] integer pairs")
+        out.append(BootReceipt(b.integer("boot_id"), tuple((p[0], p[1]) for p in ranges)))
+    return StoredReceipt(r.text("target_device_id"), r.integer("issued_ns"), tuple(out))
 
 
 def _header_from(document: object) -> Header:
     r = _Reader(document, "header")
     return Header(r.text("device_id"), r.integer("boot_id"), r.integer("seq"), r.integer("sent_ns"),
-                  r.enum("clock_quality", ClockQuality))
+                  r.enum("clock_quality", ClockQuality), r.integer("flags", 0))
 
 
 def _fix_from(document: object) -> GnssFix | None:

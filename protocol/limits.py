@@ -26,3 +26,6 @@ MAX_TIME_MS = 9_000_000_000_000  # 2255-03-14, so times in ns stay within int64
 MAX_TIME_NS = MAX_TIME_MS * 1_000_000
 UINT32_MAX = 2**32 - 1
 INT63_MAX = 2**63 - 1
+MAX_RECEIPT_BOOTS = 16  # boots named in one stored receipt
+MAX_RECEIPT_RANGES = 2048  # seq ranges in one stored receipt, over all its boots
+MAX_RECEIPT_SPAN = 65536  # seqs one range may cover (a receipt confirms a few seconds of messages)

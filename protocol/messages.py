@@ -27,6 +27,7 @@ class MessageKind(IntEnum):
     COMMAND_ACK = 4
     COMMAND = 16
     CONFIG = 17
+    STORED_RECEIPT = 18
 
 
 class ClockQuality(IntEnum):
@@ -78,6 +79,9 @@ class AckStatus(IntEnum):
     FAILED = 3  # accepted but execution failed
 
 
+HEADER_WANTS_RECEIPTS = 1  # Header.flags bit 0: "confirm what you store" (StoredReceipt, kind 18)
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     """Identity of one uplink message: (device_id, boot_id, seq) is unique, for deduplication."""
@@ -87,6 +91,7 @@ class Header:
     seq: int  # 0..2**63-1, per boot, increases by one per message
     sent_ns: int  # UTC ns when the message was built
     clock_quality: ClockQuality
+    flags: int = 0  # capabilities of the sender (HEADER_WANTS_RECEIPTS); on the wire when not 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +326,32 @@ class SignedCommand:
     signature: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class BootReceipt:
+    """The seqs of one boot that are stored: inclusive (first, last) ranges, ascending, disjoint."""
+
+    boot_id: int
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    """The receiver's word that it committed these (boot, seq) of a device to the database."""
+
+    target_device_id: str
+    issued_ns: int
+    boots: tuple[BootReceipt, ...]
+
+    def stored_keys(self) -> Iterator[tuple[int, int]]:
+        """Every (boot_id, seq) this receipt confirms."""
+        for boot in self.boots:
+            for first, last in boot.ranges:
+                for seq in range(first, last + 1):
+                    yield boot.boot_id, seq
+
+
 UplinkMessage: TypeAlias = TelemetryBatch | Event | Status | CommandAck
-Message: TypeAlias = TelemetryBatch | Event | Status | CommandAck | SignedCommand | Config
+Message: TypeAlias = TelemetryBatch | Event | Status | CommandAck | SignedCommand | Config | StoredReceipt
 
 KIND_OF: dict[type, MessageKind] = {
     TelemetryBatch: MessageKind.TELEMETRY,
@@ -332,4 +361,5 @@ KIND_OF: dict[type, MessageKind] = {
     SignedCommand: MessageKind.COMMAND,
     Command: MessageKind.COMMAND,
     Config: MessageKind.CONFIG,
+    StoredReceipt: MessageKind.STORED_RECEIPT,
 }

@@ -2,6 +2,7 @@
 
     lienwatch/v1/{device_id}/up/{telemetry|event|status|ack}    device → cloud
     lienwatch/v1/{device_id}/down/command                       cloud → device
+    lienwatch/v1/{device_id}/down/receipt                       cloud → device (stored receipts)
 
 The device id is the third level so that a broker ACL can pin a client certificate to its own
 subtree (mosquitto: `pattern readwrite lienwatch/v1/%u/#`). The `v1` level is the protocol major
@@ -29,7 +30,7 @@ _UP_NAMES: dict[MessageKind, str] = {
     MessageKind.STATUS: "status",
     MessageKind.COMMAND_ACK: "ack",
 }
-_DOWN_NAMES: dict[MessageKind, str] = {MessageKind.COMMAND: "command"}
+_DOWN_NAMES: dict[MessageKind, str] = {MessageKind.COMMAND: "command", MessageKind.STORED_RECEIPT: "receipt"}
 _BY_NAME: dict[tuple[str, str], MessageKind] = {
     **{("up", name): kind for kind, name in _UP_NAMES.items()},
     **{("down", name): kind for kind, name in _DOWN_NAMES.items()},
@@ -44,6 +45,7 @@ QOS: dict[MessageKind, int] = {
     MessageKind.STATUS: 0,
     MessageKind.COMMAND_ACK: 1,
     MessageKind.COMMAND: 1,
+    MessageKind.STORED_RECEIPT: 1,  # kept for an offline device's session: saves a re-send
 }
 
 
@@ -84,6 +86,11 @@ def uplink_topic(kind: MessageKind, device_id: str) -> str:
 def command_topic(device_id: str) -> str:
     """The topic a device subscribes to for its commands."""
     return topic_for(MessageKind.COMMAND, device_id)
+
+
+def receipt_topic(device_id: str) -> str:
+    """The topic a device subscribes to for its stored receipts (kind 18)."""
+    return topic_for(MessageKind.STORED_RECEIPT, device_id)
 
 
 def qos_for(kind: MessageKind) -> int:

@@ -22,12 +22,15 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        receiver.stopping.set()  # also ends a wait for an unreachable broker
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
         receiver.start()
     except ConnectionError as error:
+        if stop.is_set():
+            return 0  # SIGTERM while waiting for the broker: nothing was received
         print(f"lienwatch: {error}", file=sys.stderr)
         return 1
     port = receiver.metrics.port

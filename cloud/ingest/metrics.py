@@ -53,6 +53,17 @@ class IngestMetrics:
         self.commit_delay = Histogram("lienwatch_ingest_receive_to_commit_seconds",
                                       "From receipt by this receiver to commit", registry=r,
                                       buckets=_LATENCY_BUCKETS)
+        self.queue_depth = Gauge("lienwatch_ingest_queue_depth_messages",
+                                 "Messages received and waiting for the decoder, by lane (refreshed "
+                                 "between batches; near receive_maximum = the receiver is behind)",
+                                 ["lane"], registry=r)
+        self.lag = Gauge("lienwatch_ingest_lag_seconds",
+                         "Age at commit of the oldest message of the last batch (broker receipt to "
+                         "commit), by lane", ["lane"], registry=r)
+        self.receipts = Counter("lienwatch_ingest_receipts_sent",
+                                "Stored receipts published to devices", registry=r)
+        self.receipt_bytes = Counter("lienwatch_ingest_receipt_bytes",
+                                     "Payload bytes of stored receipts published", registry=r)
         self._server: Any = None
         self.port: int | None = None
 
@@ -69,6 +80,9 @@ class IngestMetrics:
             self.rows.labels(table).inc(count)
         for table, count in result.duplicates.items():
             self.duplicates.labels(table).inc(count)
+        if batch:
+            oldest = min(outcome.incoming.received_ns for outcome in batch)
+            self.lag.labels(lane).set(max(now_ns - oldest, 0) / 1e9)
         for outcome in batch:
             self.commit_delay.observe(max(now_ns - outcome.incoming.received_ns, 0) / 1e9)
             if isinstance(outcome, Accepted):

@@ -24,6 +24,12 @@ Threads of a lane, one job each:
 Client ids are stable (`<client_id>-bulk`, `<client_id>-urgent`) and sessions persistent
 (clean_start false + session expiry), so a receiver that crashed gets every unacknowledged
 message again when it comes back.
+
+End to end: after each commit the writer notes the (boot, seq) of every stored message whose
+sender asked for receipts (header flags) and, every `ingest.receipt_interval_ms`, publishes one
+stored receipt per device on its downlink (`.../down/receipt`, QoS 1): only then may the device
+forget the records. A message the broker lost (a restart, an overflowing queue) is never
+confirmed, so the device sends it again (docs/cloud.md, "Delivery guarantee").
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import random
 import ssl
 import threading
 import time
@@ -38,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import cbor2
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -56,13 +64,68 @@ from cloud.store.devices import registered_time_zones
 from cloud.store.layout import BY_NAME
 from cloud.store.migrate import check_schema
 from cloud.store.retention import apply_retention
+from lienwatch.backoff import backoff_s
 from lienwatch.clock import Clock, SystemClock
-from protocol.topics import PREFIX
+from protocol.codec import encode
+from protocol.messages import HEADER_WANTS_RECEIPTS
+from protocol.receipts import receipts_for
+from protocol.topics import PREFIX, receipt_topic
 
 log = logging.getLogger("lienwatch.ingest")
 _MAINTENANCE_LOCK = 0x6C77_0001  # one receiver at a time runs retention and summaries
 BULK_TOPICS = (f"{PREFIX}/+/up/telemetry",)
 URGENT_TOPICS = (f"{PREFIX}/+/up/event", f"{PREFIX}/+/up/status", f"{PREFIX}/+/up/ack")
+
+
+class BrokerTlsError(ConnectionError):
+    """The TLS handshake with the broker failed: a configuration error, not worth retrying."""
+
+
+class ReceiptBook:
+    """What a lane committed for devices that ask for receipts, until the next receipt round."""
+
+    def __init__(self) -> None:
+        self._stored: dict[str, dict[int, set[int]]] = {}
+
+    def note(self, outcomes: list[Outcome]) -> None:
+        """Call after the commit of `outcomes`: their keys are stored (new rows or duplicates)."""
+        for outcome in outcomes:
+            key = _receipt_key(outcome)
+            if key is not None:
+                device, boot, seq = key
+                self._stored.setdefault(device, {}).setdefault(boot, set()).add(seq)
+
+    def take(self) -> dict[str, dict[int, set[int]]]:
+        stored, self._stored = self._stored, {}
+        return stored
+
+    def __bool__(self) -> bool:
+        return bool(self._stored)
+
+
+def _receipt_key(outcome: Outcome) -> tuple[str, int, int] | None:
+    """(device, boot, seq) to confirm: an accepted message that asked for it, or a rejected one
+    (kept aside in rejected_messages: sending it again cannot help) from a device that asked,
+    on its own topic. Unknown devices get nothing."""
+    if isinstance(outcome, Accepted):
+        header = outcome.message.header
+        if header.flags & HEADER_WANTS_RECEIPTS:
+            return header.device_id, header.boot_id, header.seq
+        return None
+    if outcome.reason_code == "unknown_device" or outcome.claimed_device_id is None:
+        return None
+    try:
+        envelope = cbor2.loads(outcome.incoming.payload)
+        header = envelope[2]
+        device, boot, seq = header[0], header[1], header[2]
+        flags = header[5] if len(header) > 5 else 0
+    except Exception:  # undecodable: nothing to confirm (it is kept aside anyway)
+        return None
+    if device != outcome.claimed_device_id or not all(type(v) is int for v in (boot, seq, flags)):
+        return None
+    if not flags & HEADER_WANTS_RECEIPTS or not (0 <= boot < 2**32 and 0 <= seq < 2**63):
+        return None
+    return device, boot, seq
 
 
 class DeviceCache:
@@ -131,6 +194,8 @@ class Lane:
         self._qos0_limit = 4 * self.config.mqtt.receive_maximum
         self._next_progress_ns = 0
         self._progress_totals = (0, 0, 0)
+        self.receipts = ReceiptBook()
+        self._next_receipts_ns = 0
 
     # -- MQTT ----------------------------------------------------------------------------------
 
@@ -185,6 +250,7 @@ class Lane:
                                 self.clock.wall_ns(), self.generation))
 
     def connect(self) -> None:
+        """One TCP + TLS connect (ConnectionError if the broker is unreachable), then paho's thread."""
         cfg = self.config.mqtt
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
@@ -192,6 +258,8 @@ class Lane:
         try:
             self.client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
                                 properties=props)
+        except ssl.SSLError as error:
+            raise BrokerTlsError(f"TLS with the broker at {cfg.host}:{cfg.port} failed: {error}") from None
         except OSError as error:
             raise ConnectionError(f"cannot reach the broker at {cfg.host}:{cfg.port}: {error}") from None
         self.client.loop_start()
@@ -297,15 +365,18 @@ class Lane:
                 except queue.Empty:
                     if self.receiver.failure is not None:
                         return
+                    self._send_receipts()
                     self._maintain()
                     continue
                 if batch is None:
+                    self._send_receipts(force=True)
                     return
                 try:
                     self._process(batch)
                 finally:
                     with self.busy_lock:
                         self.busy -= 1
+                self._send_receipts()
                 self._maintain()
         except BaseException as error:
             self.receiver.fail(error)
@@ -349,9 +420,29 @@ class Lane:
             incoming = outcome.incoming
             if incoming.qos > 0 and incoming.generation == generation:
                 self.client.ack(incoming.mid, incoming.qos)
+        if self.config.ingest.receipt_interval_ms:
+            self.receipts.note(batch)  # committed: these may be confirmed to their devices
         with self.totals_lock:
             self.totals.add(result)
         self.metrics.record(self.spec.name, result, elapsed, batch, self.clock.wall_ns(), self.queue.qsize())
+
+    def _send_receipts(self, *, force: bool = False) -> None:
+        """Every receipt_interval_ms: one stored receipt (or a few, within the limits) per device."""
+        now = self.clock.monotonic_ns()
+        if not self.receipts or (now < self._next_receipts_ns and not force):
+            self.metrics.queue_depth.labels(self.spec.name).set(self.queue.qsize())
+            return
+        self._next_receipts_ns = now + self.config.ingest.receipt_interval_ms * 1_000_000
+        issued = self.clock.wall_ns()
+        for device, stored in self.receipts.take().items():
+            for receipt in receipts_for(device, stored, issued):
+                payload = encode(receipt)
+                # QoS 1: the broker keeps it for a device that just went offline (saves a re-send).
+                # Lost anyway (broker restart), the device re-sends and is confirmed again.
+                self.client.publish(receipt_topic(device), payload, qos=1)
+                self.metrics.receipts.inc()
+                self.metrics.receipt_bytes.inc(len(payload))
+        self.metrics.queue_depth.labels(self.spec.name).set(self.queue.qsize())
 
     def _write(self, batch: PreparedBatch | list[Outcome]) -> WriteResult:
         """Write the batch; on a database outage (or a deadlock) wait and retry; a batch the
@@ -476,8 +567,7 @@ class Receiver:
         try:
             for lane in self.lanes:
                 lane.open_database()
-            for lane in self.lanes:
-                lane.connect()
+            self._connect_lanes()
             for lane in self.lanes:
                 if not lane.connected.wait(connect_timeout_s):
                     cfg = self.config.mqtt
@@ -490,6 +580,31 @@ class Receiver:
         self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
         for lane in self.lanes:
             lane.start_threads()
+
+    def _connect_lanes(self) -> None:
+        """Connect every lane; while the broker is unreachable retry with full-jitter backoff up to
+        mqtt.reconnect_max_s, logging each retry, until it answers or `stop()` is called. A TLS
+        refusal (wrong CA, certificate, key) is a configuration error and is raised at once."""
+        cfg = self.config.mqtt
+        rng = random.Random()
+        pending = list(self.lanes)
+        attempt = 0
+        while pending:
+            lane = pending[0]
+            try:
+                lane.connect()
+                pending.pop(0)
+                attempt = 0
+                continue
+            except ConnectionError as error:
+                if isinstance(error, BrokerTlsError):
+                    raise
+                attempt += 1
+                delay = backoff_s(attempt, 1.0, cfg.reconnect_max_s, rng)
+                log.warning("%s; retrying in %.1f s (attempt %d; the receiver waits for the broker)",
+                            error, delay, attempt)
+            if self.stopping.wait(delay):
+                raise ConnectionError(f"stopped while waiting for the broker at {cfg.host}:{cfg.port}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful shutdown: take no more messages, store and acknowledge those received, leave."""

@@ -42,8 +42,9 @@ class HeaderFactory:
 
     def __init__(self, device_id: str, clock: Clock, *, boot_id: int | None = None,
                  clock_quality: Callable[[], ClockQuality] = kernel_clock_quality,
-                 wall_ns: Callable[[], int] | None = None) -> None:
+                 wall_ns: Callable[[], int] | None = None, flags: int = 0) -> None:
         self.device_id = device_id
+        self.flags = flags  # Header.flags of every message (HEADER_WANTS_RECEIPTS)
         self.clock = clock
         self._wall_ns = wall_ns or clock.wall_ns
         self.boot_id = boot_id if boot_id is not None else int.from_bytes(os.urandom(4), "big")
@@ -63,7 +64,7 @@ class HeaderFactory:
         with self._lock:
             seq = self._seq
             self._seq += 1
-        return Header(self.device_id, self.boot_id, seq, self._wall_ns(), self._quality)
+        return Header(self.device_id, self.boot_id, seq, self._wall_ns(), self._quality, self.flags)
 
     def event_id(self) -> int:
         """Unique per device: boot id in the high bits, a per-boot counter in the low 31."""

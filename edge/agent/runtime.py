@@ -31,7 +31,7 @@ from edge.sources.base import Sample, Source, SourceRunner
 from edge.sources.registry import SourceContext, build_source
 from edge.uplink.mqtt import MqttLink, MqttSettings
 from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig, QueueError
-from edge.uplink.sender import DataBudget, Uplink
+from edge.uplink.sender import DataBudget, ReceiptSettings, Uplink
 from lienwatch import __version__
 from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError, LienwatchError
@@ -39,6 +39,7 @@ from protocol import encode
 from protocol.catalog import default_catalog
 from protocol.errors import ProtocolError
 from protocol.messages import (
+    HEADER_WANTS_RECEIPTS,
     AckStatus,
     ClockQuality,
     Event,
@@ -53,7 +54,8 @@ from protocol.messages import (
     Status,
     TelemetryBatch,
 )
-from protocol.topics import command_topic, topic_for
+from protocol.receipts import uplink_key
+from protocol.topics import command_topic, receipt_topic, topic_for
 
 if TYPE_CHECKING:
     from cython_ext.ring import RingBuffer
@@ -68,6 +70,7 @@ T = TypeVar("T")
 GNSS_HOLDOVER_NS = 600 * 10**9  # GNSS-disciplined time is trusted this long after the last fix
 RING_CAPACITY = 1024  # newest samples kept per signal a detector reads (≈100 s at 10 Hz)
 REMOTE_CONFIG_FILE = "remote_config.json"
+RECEIPTS_SEEN_FILE = "receipts_seen"  # the cloud confirmed a record once: from now on wait for receipts
 
 
 class Inbox(Generic[T]):
@@ -129,8 +132,10 @@ class Agent:
         self.device_id = cfg.device_id
         self._wall_offset_ns = 0  # GNSS time − system wall time, set by the GNSS clock discipline
         self._last_gnss_time_mono_ns: int | None = None
+        self.receipts = self._receipt_settings(cfg)
         self.headers = HeaderFactory(self.device_id, self.clock, boot_id=boot_id,
-                                     clock_quality=self._clock_quality, wall_ns=self.wall_ns)
+                                     clock_quality=self._clock_quality, wall_ns=self.wall_ns,
+                                     flags=HEADER_WANTS_RECEIPTS if self.receipts.asks else 0)
         self.notifier = notifier or Notifier(self.clock)
         self.catalog = default_catalog()
         self.inbox: Inbox[Sample] = Inbox(int(cfg["agent.sample_inbox"]))
@@ -152,7 +157,8 @@ class Agent:
                                  float(cfg["uplink.budget.event_reserve_fraction"]), self.clock)
         self.link = MqttLink(self._mqtt_settings(cfg), self.clock)
         topics = {channel: topic_for(kind, self.device_id) for channel, kind in _CHANNEL_KIND.items()}
-        self.uplink = Uplink(self.outbox, self.link, topics, self.budget, clock=self.clock)
+        self.uplink = Uplink(self.outbox, self.link, topics, self.budget, clock=self.clock,
+                             receipts=self.receipts, device_id=self.device_id)
         self.batcher = TelemetryBatcher(self._telemetry_settings(cfg), self.clock)
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
@@ -219,10 +225,18 @@ class Agent:
             will_topic=topic_for(MessageKind.EVENT, self.device_id),
             will_factory=self._will_payload,
             will_delay_s=int(cfg["uplink.mqtt.will_delay_s"]),
-            subscribe_topics=(command_topic(self.device_id),),
+            subscribe_topics=(command_topic(self.device_id),
+                              *((receipt_topic(self.device_id),) if self.receipts.asks else ())),
         )
         settings.check_files()
         return settings
+
+    def _receipt_settings(self, cfg: AgentConfig) -> ReceiptSettings:
+        mode = str(cfg["uplink.receipts.mode"])
+        return ReceiptSettings(mode=mode, timeout_s=float(cfg["uplink.receipts.timeout_s"]),
+                               max_unconfirmed=int(cfg["uplink.receipts.max_unconfirmed"]),
+                               receipt_topic=receipt_topic(self.device_id),
+                               seen_file=self.state_dir / RECEIPTS_SEEN_FILE)
 
     def _will_payload(self) -> bytes:
         """The last will: an offline WARNING event the broker publishes if we vanish."""
@@ -399,8 +413,9 @@ class Agent:
     # ------------------------------------------------------------------ messages
 
     def _queue(self, channel: Channel, priority: Priority, payload: bytes) -> None:
+        key = uplink_key(payload) if self.receipts.asks else None  # kept until its stored receipt
         try:
-            self.outbox.append(payload, priority=priority, channel=channel)
+            self.outbox.append(payload, priority=priority, channel=channel, key=key)
         except QueueError as error:
             name = type(error).__name__
             self.append_failures[name] = self.append_failures.get(name, 0) + 1

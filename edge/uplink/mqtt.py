@@ -9,7 +9,8 @@ the broker's socket and that pair (paho's external-loop API: `loop_read`, `loop_
 `loop_misc`), so a publish leaves at once and an idle link wakes about once a second.
 
 Reconnects use exponential backoff with full jitter (`backoff_s`), so a fleet that lost the same
-cell tower does not return in lock step.
+cell tower does not return in lock step; `kick()` ends the current wait at once (an ALERT or
+EMERGENCY was queued: it must not wait for the backoff).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from lienwatch.backoff import backoff_s as backoff_s  # re-exported: the agent's reconnect delays
 from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError
 
@@ -49,7 +51,7 @@ class MqttSettings:
     session_expiry_s: int = 7 * 86_400
     inflight_window: int = 16
     reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 300.0
+    reconnect_max_s: float = 60.0
     connect_timeout_s: float = 30.0
     will_topic: str | None = None
     will_payload: bytes = b""
@@ -104,12 +106,6 @@ class MessageReceived:
 LinkEvent = Connected | ConnectRefused | Disconnected | Published | MessageReceived
 
 
-def backoff_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt `attempt` (1, 2, …): uniform in [min, min(max, min·2^(a-1))]."""
-    ceiling = min(max_s, min_s * (2 ** min(max(attempt - 1, 0), 30)))
-    return rng.uniform(min_s, max(ceiling, min_s))
-
-
 class MqttLink:
     """A paho client on a network thread of its own; all results arrive as `events`."""
 
@@ -121,6 +117,7 @@ class MqttLink:
         self._requests: queue.SimpleQueue[tuple[int, str, bytes, int]] = queue.SimpleQueue()
         self._rng = rng or random.Random()
         self._stop = threading.Event()
+        self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -147,10 +144,16 @@ class MqttLink:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect cleanly (the broker then discards the will) and end the thread."""
         self._stop.set()
+        self._kick.set()
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+    def kick(self) -> None:
+        """Reconnect now if the link is waiting out a backoff delay."""
+        self._kick.set()
+        self._wake()
 
     def publish(self, token: int, topic: str, payload: bytes, qos: int = 1) -> None:
         """Ask for a publish. QoS 1: a `Published(token)` event follows the PUBACK. QoS 0: none."""
@@ -255,7 +258,9 @@ class MqttLink:
                     if attempt > 0:
                         delay = backoff_s(attempt, self.settings.reconnect_min_s,
                                           self.settings.reconnect_max_s, self._rng)
-                        if self._stop.wait(delay):
+                        self._kick.wait(delay)
+                        self._kick.clear()
+                        if self._stop.is_set():
                             break
                     attempt += 1
                     self._connect()

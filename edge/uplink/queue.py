@@ -1,11 +1,15 @@
 """The outbox on flash: a checksummed segment log with transactional take/commit.
 
 Every accepted message is appended as one record to the active segment file. A record leaves the
-queue only when the uplink commits it (the broker's PUBACK arrived) or when the queue itself drops
-it by a written-down policy (eviction under the size bound, a broker rejection); both are written
-to the log as small marker records and counted. Opening the queue replays the log, so the state
-survives kill -9 (appends go to the page cache before `append` returns) and power loss (a torn or
-corrupt tail is detected by its CRC, truncated and counted, never fatal).
+queue only when the uplink commits it — the cloud confirmed it stored the message (a stored
+receipt naming its (boot, seq) key), or, for a record without a key or with receipts off, the
+broker's PUBACK arrived — or when the queue itself drops it by a written-down policy (eviction
+under the size bound, a broker rejection); both are written to the log as small marker records
+and counted. A keyed record the broker acknowledged stays on flash as "delivered" until its
+receipt arrives; `redeliver` makes it pending again (a re-send) after a timeout. Opening the
+queue replays the log, so the state survives kill -9 (appends go to the page cache before
+`append` returns) and power loss (a torn or corrupt tail is detected by its CRC, truncated and
+its lost records counted, never fatal).
 
 Why a segment log and not SQLite: see docs/agent.md ("Queue on flash") — in the same workload the
 log writes several times fewer bytes per message and its sync cadence is ours to choose.
@@ -14,6 +18,9 @@ Record layout (little endian), CRC-32 over everything before it:
 
     magic u16 | kind u8 | priority u8 | channel u8 | record_id u64 | created_wall_ns u64 |
     payload_len u32 | payload | crc32 u32
+
+A keyed data record (kind 4) starts its payload with `boot_id u32 | seq u64`, the message's
+protocol key; kind 1 records (written before keys existed) have none and commit on PUBACK.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ _MAGIC = 0x51A7
 _HEAD = struct.Struct("<HBBBQQI")
 _CRC = struct.Struct("<I")
 _ID = struct.Struct("<Q")
+_KEY = struct.Struct("<IQ")
 RECORD_OVERHEAD = _HEAD.size + _CRC.size  # 29 bytes around each payload
 MAX_PAYLOAD_BYTES = 1 << 20
 _SEGMENT_PREFIX = "seg-"
@@ -80,8 +88,13 @@ class Channel(IntEnum):
 
 class _Kind(IntEnum):
     DATA = 1
-    COMMIT = 2  # payload: record ids delivered (PUBACK)
+    COMMIT = 2  # payload: record ids done (stored receipt, or PUBACK without receipts)
     DROP = 3  # payload: reason u8 + record ids dropped by policy
+    DATA_KEYED = 4  # payload: boot_id u32 + seq u64 + message
+
+
+_DATA_KINDS = (_Kind.DATA, _Kind.DATA_KEYED)
+Key = tuple[int, int]  # (boot_id, seq) of the protocol header
 
 
 class DropReason(IntEnum):
@@ -98,6 +111,7 @@ class QueuedRecord:
     channel: Channel
     created_wall_ns: int
     payload: bytes
+    key: Key | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +122,7 @@ class _Entry:
     priority: Priority
     channel: Channel
     created_wall_ns: int
+    key: Key | None = None
 
 
 @dataclass(slots=True)
@@ -119,7 +134,10 @@ class QueueStats:
     evicted: int = 0
     rejected: int = 0
     refused_full: int = 0
-    torn_tails: int = 0  # corrupt regions found on open (each lost at least one record)
+    torn_tails: int = 0  # corrupt regions found on open
+    torn_records: int = 0  # data records lost in those regions (counted by their headers)
+    confirmed: int = 0  # records the cloud confirmed stored (stored receipts)
+    redelivered: int = 0  # delivered records made pending again: no receipt within the timeout
     recovered_loss_bytes: int = 0
     bytes_written: int = 0
     bytes_written_today: int = 0
@@ -167,6 +185,8 @@ class FlashQueue:
             (p, c): {} for p in Priority for c in Channel}
         self._live_bytes = 0
         self._in_flight: set[int] = set()
+        self._delivered: dict[int, int] = {}  # record id -> monotonic ns of its PUBACK, oldest first
+        self._by_key: dict[Key, int] = {}
         self._segments: dict[int, int] = {}  # segment number -> size on disk
         self._live_per_segment: dict[int, int] = {}
         self._next_id = 1
@@ -182,8 +202,10 @@ class FlashQueue:
 
     # ------------------------------------------------------------------ public API
 
-    def append(self, payload: bytes, *, priority: Priority, channel: Channel) -> int:
+    def append(self, payload: bytes, *, priority: Priority, channel: Channel, key: Key | None = None) -> int:
         """Store one message and return its record id; durable once this returns (see module doc).
+
+        `key` is the message's (boot_id, seq): a keyed record waits for the cloud's stored receipt.
 
         Raises QueueFullError when the bound leaves no room for this priority, QueueDiskFullError
         when the file system is full. Neither loses a record that was already accepted.
@@ -193,13 +215,15 @@ class FlashQueue:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise QueueError(f"queue payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         priority, channel = Priority(priority), Channel(channel)
-        size = RECORD_OVERHEAD + len(payload)
+        body = bytes(payload) if key is None else _KEY.pack(*key) + bytes(payload)
+        size = RECORD_OVERHEAD + len(body)
         with self._lock:
             self._check_open()
             self._make_room(size, priority)
             record_id = self._next_id
             created = self.clock.wall_ns()
-            record = _encode(_Kind.DATA, priority, channel, record_id, created, bytes(payload))
+            kind = _Kind.DATA if key is None else _Kind.DATA_KEYED
+            record = _encode(kind, priority, channel, record_id, created, body)
             try:
                 offset, segment = self._write(record)
             except QueueDiskFullError:
@@ -217,7 +241,9 @@ class FlashQueue:
                     ) from None
                 offset, segment = self._write(record)
             self._next_id += 1
-            self._entries[record_id] = _Entry(segment, offset, size, priority, channel, created)
+            self._entries[record_id] = _Entry(segment, offset, size, priority, channel, created, key)
+            if key is not None:
+                self._by_key[key] = record_id
             self._pending[priority, channel][record_id] = None
             self._live_bytes += size
             self._live_per_segment[segment] = self._live_per_segment.get(segment, 0) + 1
@@ -251,22 +277,24 @@ class FlashQueue:
                     del self._pending[priority, entry.channel][record_id]
                     self._in_flight.add(record_id)
                     taken.append(QueuedRecord(record_id, entry.priority, entry.channel,
-                                              entry.created_wall_ns, self._read_payload(entry)))
+                                              entry.created_wall_ns, self._read_payload(entry), entry.key))
         return taken
 
     def end(self, *, accepted: Sequence[int] = (), rejected: Sequence[int] = (),
-            released: Sequence[int] = ()) -> None:
-        """Finish in-flight records: accepted (delivered), rejected (dropped, counted) or released."""
+            released: Sequence[int] = (), delivered: Sequence[int] = ()) -> None:
+        """Finish in-flight records: accepted (done), rejected (dropped, counted), released
+        (pending again) or delivered (the broker has it: kept until `confirm` or `redeliver`)."""
         with self._lock:
             self._check_open()
             for record_id in released:
                 if record_id in self._in_flight:
                     self._in_flight.discard(record_id)
-                    entry = self._entries[record_id]
-                    key = (entry.priority, entry.channel)
-                    self._pending[key][record_id] = None
-                    # Keep id (age) order: re-sort this pending dict (releases are rare).
-                    self._pending[key] = dict(sorted(self._pending[key].items()))
+                    self._make_pending(record_id)
+            now = self.clock.monotonic_ns()
+            for record_id in delivered:
+                if record_id in self._in_flight:
+                    self._in_flight.discard(record_id)
+                    self._delivered[record_id] = now
             done = [i for i in accepted if i in self._in_flight]
             for record_id in done:
                 self._forget(record_id)
@@ -279,6 +307,50 @@ class FlashQueue:
                 self.stats.rejected += len(bad)
                 self._write(_encode_ids(_Kind.DROP, bad, DropReason.REJECTED))
             self._maybe_sync()
+
+    def confirm(self, keys: Iterable[Key]) -> int:
+        """The cloud stored these (boot, seq): forget their records, whatever their state; returns
+        how many were known. A PUBACK that comes later for one of them is ignored."""
+        with self._lock:
+            self._check_open()
+            done = [i for i in (self._by_key.get(k) for k in keys) if i is not None]
+            for record_id in done:
+                self._forget(record_id)
+            self.stats.confirmed += len(done)
+            self.stats.committed += len(done)
+            self._pending_commits.extend(done)
+            self._maybe_sync()
+            return len(done)
+
+    def redeliver(self, older_than_ns: int) -> int:
+        """Delivered records whose PUBACK is older than `older_than_ns` (monotonic) become pending
+        again, to be re-sent (no receipt came: the broker or the receiver lost them, or is slow)."""
+        with self._lock:
+            self._check_open()
+            late = [i for i, at in self._delivered.items() if at < older_than_ns]
+            for record_id in late:
+                del self._delivered[record_id]
+                self._make_pending(record_id)
+            self.stats.redelivered += len(late)
+            return len(late)
+
+    def oldest_delivered_ns(self) -> int | None:
+        """Monotonic ns of the oldest PUBACK still waiting for its receipt."""
+        with self._lock:
+            return min(self._delivered.values(), default=None)
+
+    @property
+    def delivered(self) -> int:
+        """Records the broker acknowledged that wait for the cloud's stored receipt."""
+        with self._lock:
+            return len(self._delivered)
+
+    def _make_pending(self, record_id: int) -> None:
+        entry = self._entries[record_id]
+        key = (entry.priority, entry.channel)
+        self._pending[key][record_id] = None
+        # Keep id (age) order: re-sort this pending dict (releases and re-sends are rare).
+        self._pending[key] = dict(sorted(self._pending[key].items()))
 
     def tick(self) -> None:
         """Write batched commit markers and sync if the interval or byte threshold is reached."""
@@ -315,7 +387,7 @@ class FlashQueue:
     def depth_by_priority(self) -> dict[str, int]:
         with self._lock:
             counts = {p.name: sum(len(self._pending[p, c]) for c in Channel) for p in Priority}
-            for record_id in self._in_flight:
+            for record_id in (*self._in_flight, *self._delivered):
                 counts[self._entries[record_id].priority.name] += 1
             return counts
 
@@ -337,7 +409,8 @@ class FlashQueue:
     def oldest_wall_ns(self) -> int | None:
         with self._lock:
             firsts = [next(iter(p)) for p in self._pending.values() if p]
-            candidates = [self._entries[i].created_wall_ns for i in (*firsts, *self._in_flight)]
+            candidates = [self._entries[i].created_wall_ns
+                          for i in (*firsts, *self._in_flight, *self._delivered)]
             return min(candidates, default=None)
 
     def snapshot(self) -> dict[str, object]:
@@ -348,6 +421,7 @@ class FlashQueue:
                 "depth": len(self._entries),
                 "depth_by_priority": self.depth_by_priority(),
                 "in_flight": len(self._in_flight),
+                "delivered_unconfirmed": len(self._delivered),
                 "disk_bytes": sum(self._segments.values()),
                 "max_bytes": self.config.max_bytes,
                 "disk_full_bound": self._fs_bound,
@@ -360,6 +434,9 @@ class FlashQueue:
                 "rejected": self.stats.rejected,
                 "refused_full": self.stats.refused_full,
                 "torn_tails": self.stats.torn_tails,
+                "torn_records": self.stats.torn_records,
+                "confirmed": self.stats.confirmed,
+                "redelivered": self.stats.redelivered,
                 "recovered_loss_bytes": self.stats.recovered_loss_bytes,
                 "bytes_written": self.stats.bytes_written,
                 "bytes_written_today": self.stats.bytes_written_today,
@@ -451,7 +528,10 @@ class FlashQueue:
 
     def _forget(self, record_id: int) -> None:
         self._in_flight.discard(record_id)
+        self._delivered.pop(record_id, None)
         entry = self._entries.pop(record_id)
+        if entry.key is not None and self._by_key.get(entry.key) == record_id:
+            del self._by_key[entry.key]
         self._pending[entry.priority, entry.channel].pop(record_id, None)
         self._live_bytes -= entry.size
         self._live_per_segment[entry.segment] -= 1
@@ -493,8 +573,10 @@ class FlashQueue:
                 break
             if victim_priority > priority:
                 break  # never evict something more important than what is being added
-            # Oldest first across channels of this priority.
-            for record_id in sorted(i for c in Channel for i in self._pending[victim_priority, c]):
+            # Oldest first across channels of this priority, pending or waiting for a receipt.
+            delivered = (i for i in self._delivered if self._entries[i].priority == victim_priority)
+            for record_id in sorted((*(i for c in Channel for i in self._pending[victim_priority, c]),
+                                     *delivered)):
                 if live <= target:
                     break
                 victims.append(record_id)
@@ -603,7 +685,8 @@ class FlashQueue:
 
     def _read_payload(self, entry: _Entry) -> bytes:
         raw = self._read_record(entry)
-        return raw[_HEAD.size:-_CRC.size]
+        start = _HEAD.size + (0 if entry.key is None else _KEY.size)
+        return raw[start:-_CRC.size]
 
     def _recover(self) -> None:
         numbers = sorted(
@@ -618,23 +701,36 @@ class FlashQueue:
             data = path.read_bytes()
             good_end = 0
             position = 0
+            previous_id = 0  # id of the last data record read in this segment
+            damaged: int | None = None  # data records counted in a damaged region just skipped
             while position < len(data):
                 parsed = _parse_at(data, position)
                 if parsed is None:
                     # Corrupt or torn: skip to the next offset where a valid record starts.
                     resync = _resync(data, position + 1)
                     lost = (resync if resync is not None else len(data)) - position
+                    damaged = _records_in(data, position, position + lost)
                     self.stats.torn_tails += 1
+                    self.stats.torn_records += damaged
                     self.stats.recovered_loss_bytes += lost
                     if resync is None:
                         break
                     position = resync
                     continue
                 kind, priority, channel, record_id, created, payload, end = parsed
-                if kind == _Kind.DATA:
+                if kind in _DATA_KINDS:
+                    if damaged is not None and previous_id and record_id > previous_id + 1:
+                        # Ids are consecutive within a segment (compacted copies aside): the gap
+                        # across a damaged region also counts records whose headers were lost.
+                        self.stats.torn_records += max(record_id - previous_id - 1 - damaged, 0)
+                    damaged = None
+                    previous_id = record_id
                     if record_id not in gone:
+                        key = None
+                        if kind == _Kind.DATA_KEYED and len(payload) >= _KEY.size:
+                            key = _KEY.unpack_from(payload)
                         self._entries[record_id] = _Entry(number, position, end - position,
-                                                          Priority(priority), Channel(channel), created)
+                                                          Priority(priority), Channel(channel), created, key)
                     max_id = max(max_id, record_id)
                 else:
                     ids = _decode_ids(payload[1:] if kind == _Kind.DROP else payload)
@@ -652,6 +748,8 @@ class FlashQueue:
             self._segments[number] = len(data)
         for record_id in sorted(self._entries):
             entry = self._entries[record_id]
+            if entry.key is not None:
+                self._by_key[entry.key] = record_id
             self._pending[entry.priority, entry.channel][record_id] = None
             self._live_bytes += entry.size
             self._live_per_segment[entry.segment] = self._live_per_segment.get(entry.segment, 0) + 1
@@ -685,7 +783,7 @@ def _parse_at(data: bytes, position: int) -> tuple[int, int, int, int, int, byte
     if position + _HEAD.size > len(data):
         return None
     magic, kind, priority, channel, record_id, created, length = _HEAD.unpack_from(data, position)
-    if magic != _MAGIC or kind not in (1, 2, 3) or length > MAX_PAYLOAD_BYTES:
+    if magic != _MAGIC or kind not in (1, 2, 3, 4) or length > MAX_PAYLOAD_BYTES:
         return None
     if priority > max(Priority) or channel > max(Channel):
         return None
@@ -697,6 +795,35 @@ def _parse_at(data: bytes, position: int) -> tuple[int, int, int, int, int, byte
     if crc != zlib.crc32(payload, zlib.crc32(data[position: position + _HEAD.size])):
         return None
     return kind, priority, channel, record_id, created, payload, end
+
+
+def _records_in(data: bytes, start: int, end: int) -> int:
+    """How many data records a damaged region [start, end) held: each header that still reads
+    (magic, a data kind, a sane length) is one, and a region whose first header is unreadable
+    lost at least one record of unknown kind. A torn marker loses no record (its records
+    become pending again: a duplicate later, never a loss)."""
+    count = 0
+    position = start
+    first = True
+    while position < end:
+        if position + 4 <= len(data):
+            magic, kind = struct.unpack_from("<HB", data, position)
+        else:
+            magic, kind = 0, 0
+        length = _HEAD.unpack_from(data, position)[6] if position + _HEAD.size <= len(data) else None
+        if magic == _MAGIC and kind in (1, 2, 3, 4) and (length is None or length <= MAX_PAYLOAD_BYTES):
+            count += kind in _DATA_KINDS
+            if length is None:
+                break
+            position += _HEAD.size + length + _CRC.size
+        else:
+            count += first  # the region starts with an unreadable header: one record, at least
+            found = data.find(struct.pack("<H", _MAGIC), position + 1, end)
+            if found == -1:
+                break
+            position = found
+        first = False
+    return count
 
 
 def _resync(data: bytes, start: int) -> int | None:

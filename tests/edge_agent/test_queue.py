@@ -335,3 +335,89 @@ def test_random_operations_match_a_model_and_survive_reopen(tmp_path: Path, seed
     assert {r.record_id: r.payload for r in reopened.begin(10_000)} == model
     assert reopened.stats.torn_tails == 0
     reopened.close()
+
+
+# --- torn regions count records, end-to-end keys -------------------------------------------------
+
+
+def test_a_damaged_region_counts_every_record_it_held(tmp_path: Path) -> None:
+    queue = FlashQueue(tmp_path, clock=ManualClock())
+    for i in range(8):
+        queue.append(bytes([65 + i]) * 40, priority=Priority.TELEMETRY, channel=TEL)
+    queue.close()
+    (segment,) = _segments(tmp_path)
+    raw = bytearray(segment.read_bytes())
+    size = 40 + RECORD_OVERHEAD
+    raw[2 * size: 5 * size + 7] = bytes(3 * size + 7)  # a zeroed flash page: records 3..6 lost
+    segment.write_bytes(bytes(raw))
+    reopened = FlashQueue(tmp_path, clock=ManualClock())
+    assert [r.payload[0] for r in reopened.begin(10)] == [65, 66, 71, 72]
+    assert reopened.stats.torn_tails == 1
+    assert reopened.stats.torn_records == 4
+    reopened.close()
+
+
+def test_a_torn_tail_across_records_counts_each_readable_header(tmp_path: Path) -> None:
+    queue = FlashQueue(tmp_path, clock=ManualClock())
+    for i in range(6):
+        queue.append(bytes([i]) * 40, priority=Priority.TELEMETRY, channel=TEL)
+    queue.close()
+    (segment,) = _segments(tmp_path)
+    raw = bytearray(segment.read_bytes())
+    size = 40 + RECORD_OVERHEAD
+    raw[3 * size + 30] ^= 0xFF  # the 4th record is corrupt, the 5th intact, the 6th torn
+    segment.write_bytes(bytes(raw[: 6 * size - 9]))
+    reopened = FlashQueue(tmp_path, clock=ManualClock())
+    assert reopened.depth == 4 and reopened.stats.torn_records == 2 and reopened.stats.torn_tails == 2
+    reopened.close()
+
+
+def test_keyed_records_wait_for_their_receipt_and_survive_reopen(tmp_path: Path) -> None:
+    clock = ManualClock()
+    queue = FlashQueue(tmp_path, clock=clock)
+    ids = [queue.append(f"m{i}".encode(), priority=Priority.TELEMETRY, channel=TEL, key=(7, i))
+           for i in range(4)]
+    taken = queue.begin(4)
+    assert [r.key for r in taken] == [(7, 0), (7, 1), (7, 2), (7, 3)]
+    assert [r.payload for r in taken] == [b"m0", b"m1", b"m2", b"m3"]  # the key is not payload
+    queue.end(delivered=ids)
+    assert queue.depth == 4 and queue.delivered == 4 and queue.begin(4) == []
+    assert queue.confirm([(7, 1), (7, 3), (9, 9)]) == 2
+    assert queue.depth == 2 and queue.stats.confirmed == 2
+    queue.close()
+    reopened = FlashQueue(tmp_path, clock=clock)  # unconfirmed records are pending again
+    again = reopened.begin(10)
+    assert [(r.key, r.payload) for r in again] == [((7, 0), b"m0"), ((7, 2), b"m2")]
+    assert reopened.confirm([(7, 0)]) == 1  # a receipt for a record in flight: done all the same
+    reopened.end(delivered=[r.record_id for r in again])
+    assert reopened.depth == 1 and reopened.delivered == 1
+    reopened.close()
+
+
+def test_overdue_delivered_records_are_sent_again(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with FlashQueue(tmp_path, clock=clock) as queue:
+        first = [queue.append(b"a", priority=Priority.TELEMETRY, channel=TEL, key=(1, i)) for i in range(2)]
+        queue.begin(2)
+        queue.end(delivered=first)
+        clock.advance(10)
+        late = queue.append(b"b", priority=Priority.WARNING, channel=EVT, key=(1, 2))
+        queue.begin(1)
+        queue.end(delivered=[late])
+        assert queue.redeliver(clock.monotonic_ns() - 5 * 10**9) == 2
+        assert [r.record_id for r in queue.begin(10)] == first and queue.stats.redelivered == 2
+        assert queue.delivered == 1 and queue.depth == 3
+
+
+def test_eviction_also_takes_delivered_telemetry_oldest_first(tmp_path: Path) -> None:
+    config = QueueConfig(max_bytes=64 * 1024, segment_bytes=8 * 1024, reserve_bytes=0)
+    with FlashQueue(tmp_path, config, clock=ManualClock()) as queue:
+        ids = [queue.append(b"t" * 900, priority=Priority.TELEMETRY, channel=TEL, key=(1, i))
+               for i in range(40)]
+        queue.begin(10)
+        queue.end(delivered=ids[:10])
+        for i in range(40, 80):
+            queue.append(b"t" * 900, priority=Priority.TELEMETRY, channel=TEL, key=(1, i))
+        assert queue.stats.evicted > 0
+        left = {r.key for r in queue.begin(1000)}
+        assert (1, 0) not in left and (1, 79) in left  # the oldest went first, delivered or not

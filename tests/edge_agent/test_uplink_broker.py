@@ -260,3 +260,107 @@ def test_sigkill_mid_publish_loses_nothing(tmp_path: Path, pki: Pki, tls_broker:
         print(f"accepted {len(accepted)}, received {len(receiver.payloads())}, duplicates {duplicates}")
     finally:
         receiver.close()
+
+
+# --- end-to-end receipts -------------------------------------------------------------------------
+
+
+def _receipt(device: str, boot: int, seqs: list[int]) -> bytes:
+    from protocol import encode
+    from protocol.receipts import receipts_for
+
+    (receipt,) = receipts_for(device, {boot: seqs}, 1_767_225_600_000_000_000)
+    return encode(receipt)
+
+
+def test_records_stay_until_the_stored_receipt_and_are_resent_without_one(
+        tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    from edge.uplink.sender import ReceiptSettings
+    from protocol.topics import receipt_topic
+
+    clock = ManualClock()
+    ingest = Receiver(pki, tls_broker, "lienwatch/v1/+/up/#")
+    outbox = FlashQueue(tmp_path / "q", clock=clock)
+    settings = ReceiptSettings(mode="required", timeout_s=60, receipt_topic=receipt_topic(DEVICE_A),
+                               seen_file=tmp_path / "seen")
+    link = MqttLink(device_settings(pki, tls_broker, subscribe_topics=(receipt_topic(DEVICE_A),)))
+    uplink = Uplink(outbox, link, topics(DEVICE_A), DataBudget(10**9), clock=clock, receipts=settings,
+                    device_id=DEVICE_A)
+    device_b = _raw_client(pki, tls_broker, DEVICE_B)
+    link.start()
+    try:
+        assert wait_until(lambda: (uplink.pump(), link.subscribed)[1], 10), link.last_error
+        for seq in range(6):
+            outbox.append(f"m{seq}".encode(), priority=Priority.TELEMETRY, channel=Channel.TELEMETRY,
+                          key=(3, seq))
+        assert wait_until(lambda: (uplink.pump(), outbox.delivered == 6)[1], 10)
+        assert outbox.depth == 6 and uplink.acknowledged == 6  # PUBACKed, kept
+        # Nobody but the receiver's identity may confirm: B (and A itself) are refused by the ACL.
+        device_b.publish(receipt_topic(DEVICE_A), _receipt(DEVICE_A, 3, [0, 1, 2, 3, 4, 5]),
+                         qos=1).wait_for_publish(5)
+        ingest.client.publish(receipt_topic(DEVICE_A), _receipt(DEVICE_B, 3, [0, 1]), qos=1)  # not ours
+        ingest.client.publish(receipt_topic(DEVICE_A), _receipt(DEVICE_A, 3, [0, 1, 2, 4]), qos=1)
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 2)[1], 10), uplink.snapshot()
+        assert uplink.receipts_refused == 1 and outbox.stats.confirmed == 4
+        clock.advance(61)  # no receipt for seqs 3 and 5 within the timeout: sent again
+        before = len(ingest.payloads())
+        assert wait_until(lambda: (uplink.pump(), len(ingest.payloads()) >= before + 2)[1], 10)
+        assert sorted(ingest.payloads()[before:]) == [b"m3", b"m5"] and outbox.stats.redelivered == 2
+        ingest.client.publish(receipt_topic(DEVICE_A), _receipt(DEVICE_A, 3, [3, 5]), qos=1)
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 0)[1], 10)
+    finally:
+        link.stop()
+        outbox.close()
+        device_b.loop_stop()
+        device_b.disconnect()
+        ingest.close()
+
+
+def test_without_receipts_ever_seen_auto_mode_falls_back_to_puback(
+        tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    from edge.uplink.sender import ReceiptSettings
+    from protocol.topics import receipt_topic
+
+    clock = ManualClock()
+    outbox = FlashQueue(tmp_path / "q", clock=clock)
+    settings = ReceiptSettings(mode="auto", timeout_s=30, receipt_topic=receipt_topic(DEVICE_A),
+                               seen_file=tmp_path / "seen")
+    link = MqttLink(device_settings(pki, tls_broker))
+    uplink = Uplink(outbox, link, topics(DEVICE_A), DataBudget(10**9), clock=clock, receipts=settings,
+                    device_id=DEVICE_A)
+    link.start()
+    try:
+        assert wait_until(lambda: (uplink.pump(), link.connected)[1], 10), link.last_error
+        for seq in range(3):  # an old receiver, no receipt ever seen: the PUBACK is the end
+            outbox.append(b"x", priority=Priority.TELEMETRY, channel=Channel.TELEMETRY, key=(1, seq))
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 0)[1], 10)
+        assert outbox.delivered == 0 and uplink.published == 3 and not uplink.waits_for_receipts
+        clock.advance(300)
+        uplink.pump()
+        assert outbox.stats.redelivered == 0 and uplink.published == 3
+    finally:
+        link.stop()
+        outbox.close()
+
+
+def test_an_alert_queued_while_offline_reconnects_at_once(
+        tmp_path: Path, pki: Pki, tls_broker: MosquittoBroker) -> None:
+    outbox = FlashQueue(tmp_path / "q")
+    link = MqttLink(device_settings(pki, tls_broker, reconnect_min_s=30.0, reconnect_max_s=60.0))
+    uplink = Uplink(outbox, link, topics(DEVICE_A), DataBudget(10**9))
+    link.start()
+    try:
+        assert wait_until(lambda: (uplink.pump(), link.connected)[1], 10), link.last_error
+        tls_broker.stop(remove=False)
+        assert wait_until(lambda: (uplink.pump(), not link.connected)[1], 10)
+        tls_broker.restart()
+        time.sleep(0.5)  # the link now waits out a 30 s backoff …
+        uplink.pump()
+        assert not link.connected
+        started = time.monotonic()
+        outbox.append(b"towed", priority=Priority.EMERGENCY, channel=Channel.EVENT)  # … unless this
+        assert wait_until(lambda: (uplink.pump(), outbox.depth == 0)[1], 10), link.last_error
+        assert time.monotonic() - started < 10
+    finally:
+        link.stop()
+        outbox.close()

@@ -13,7 +13,8 @@ NAMES = sorted(golden.EXAMPLES)
 def test_every_message_kind_has_a_vector():
     kinds = {jsonform.loads((golden.VECTOR_DIR / f"{name}.json").read_text())
              .__class__.__name__ for name in NAMES}
-    assert kinds == {"TelemetryBatch", "Event", "Status", "CommandAck", "SignedCommand", "Config"}
+    assert kinds == {"TelemetryBatch", "Event", "Status", "CommandAck", "SignedCommand", "Config",
+                     "StoredReceipt"}
 
 
 @pytest.mark.parametrize("name", NAMES)
