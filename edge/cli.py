@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lienwatch.cli import add_group, lazy
+from lienwatch.cliargs import integer, number, udp_port
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +42,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     probe = edge.add_parser("probe", help="Discover ECUs, supported OBD-II PIDs and the VIN.")
     probe.add_argument("--channel", required=True, help="CAN channel (e.g. can0, or ff11::1:2:3)")
     probe.add_argument("--interface", default="socketcan", help="python-can interface name")
-    probe.add_argument("--bitrate", type=int, default=500_000, help="bus bitrate in bit/s (socketcan)")
-    probe.add_argument("--timeout", type=float, default=0.2, help="seconds to wait for ECU replies")
+    probe.add_argument("--bitrate", type=integer(1, 8_000_000), default=500_000,
+                       help="bus bitrate in bit/s (socketcan)")
+    probe.add_argument("--port", type=udp_port,
+                       help="udp_multicast only: UDP port (default: python-can's 43113)")
+    probe.add_argument("--timeout", type=number(0, 60), default=0.2, help="seconds to wait for ECU replies")
     probe.add_argument("--29bit", dest="extended_29bit", action="store_true",
                        help="29-bit OBD addressing (0x18DB33F1 / 0x18DAF1xx)")
     probe.set_defaults(handler=lazy("edge.sources.cli_handlers:edge_probe"))

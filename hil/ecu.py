@@ -27,6 +27,7 @@ import can
 
 from edge.sources.obd.isotp_link import IsoTpEndpoint, parse_single_frame
 from edge.sources.obd.pids import PIDS, SUPPORTED_PID_RANGES, encode_dtc, encode_supported
+from lienwatch.cliargs import number, udp_port
 from lienwatch.clock import Clock, SystemClock
 
 NRC_SERVICE_NOT_SUPPORTED = 0x11
@@ -225,10 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Emulate the HIL vehicle's OBD-II ECUs on a CAN bus.")
     parser.add_argument("--interface", default="udp_multicast")
     parser.add_argument("--channel", default="ff11::1:2:3")
-    parser.add_argument("--port", type=int, default=43113, help="udp_multicast UDP port")
+    parser.add_argument("--port", type=udp_port, default=43113, help="udp_multicast UDP port")
     parser.add_argument("--29bit", dest="extended", action="store_true")
     parser.add_argument(
-        "--seconds", type=float, default=0.0, help="stop after this long (0: run until killed)"
+        "--seconds", type=number(0, low_open=False), default=0.0,
+        help="stop after this long (0: run until killed)"
     )
     args = parser.parse_args(argv)
     from edge.sources.can_bus import open_bus

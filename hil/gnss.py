@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from edge.sources.gnss.nmea import make_sentence
+from lienwatch.cliargs import integer
 
 # Constellation → (GSV talker, NMEA 4.10 GSA system id).
 CONSTELLATIONS = {
@@ -170,7 +171,7 @@ def quirky_log(start: dt.datetime, seconds: int = 12, seed: int = 5) -> list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write an NMEA log of a short drive (with quirks).")
-    parser.add_argument("--seconds", type=int, default=12)
+    parser.add_argument("--seconds", type=integer(1, 86400), default=12)
     parser.add_argument("--clean", action="store_true", help="no quirks")
     args = parser.parse_args(argv)
     start = dt.datetime(2026, 3, 14, 9, 27, 25, tzinfo=dt.UTC)

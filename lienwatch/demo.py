@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from lienwatch.cliargs import number
+
 DEVICE_ID = "demo-car-1"
 VIN = "WVWZZZ1KZAW000001"
 _HELP = "Drive an emulated car through the real agent, broker, receiver and database (~30 s)."
@@ -33,7 +35,7 @@ _HELP = "Drive an emulated car through the real agent, broker, receiver and data
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser("demo", help=_HELP, description=_HELP)
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long the car drives")
+    demo.add_argument("--seconds", type=number(0, 86400), default=20.0, help="how long the car drives")
     demo.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, PKI)")
     demo.set_defaults(handler=run)
 

@@ -15,9 +15,27 @@ from lienwatch.errors import LienwatchError
 
 
 class StatusUnavailableError(LienwatchError):
-    """No (readable, fresh) status file: the agent is not running or writes elsewhere."""
+    """No (fresh) status file: the agent is not running or writes elsewhere (exit code 1)."""
 
     exit_code = 1
+
+
+class StatusFileError(LienwatchError):
+    """The file is not an agent status file (not JSON, binary, empty, the wrong shape): exit 2."""
+
+
+MAX_STATUS_BYTES = 4 * 1024 * 1024  # the agent writes a few kB; anything bigger is not ours
+_NUMBER = (int, float)
+# What `render` and `edge status` read, by type; a nested dict describes a JSON object, and
+# `"*"` every member of one. Absent keys are fine (older agents), present ones must match.
+_SHAPE: dict[str, Any] = {
+    "written_ns": int, "uptime_s": _NUMBER, "stopped": bool,
+    "uplink": {"state": str, "last_error": (str, type(None)), "budget": {"telemetry_open": bool}},
+    "queue": {"depth_by_priority": dict},
+    "clock": {"quality": str, "gnss_offset_ms": _NUMBER},
+    "sources": {"*": {"state": str, "detail": str}},
+    "inbox": {}, "downlink": {"refused": dict},
+}
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
@@ -28,15 +46,43 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
 
 
 def read_status(path: Path) -> dict[str, Any]:
+    """The status dict in `path`; StatusUnavailableError if there is none, StatusFileError if the
+    file is not one the agent wrote (so `render` never meets a value of the wrong type)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_STATUS_BYTES + 1)
     except FileNotFoundError:
         raise StatusUnavailableError(f"no status file at {path}: is the agent running?") from None
-    except (OSError, ValueError) as error:
-        raise StatusUnavailableError(f"cannot read the status file {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise StatusUnavailableError(f"{path} is not an agent status file")
-    return data
+    except OSError as error:
+        raise StatusFileError(f"cannot read the status file {path}: {error.strerror}") from None
+    if len(raw) > MAX_STATUS_BYTES:
+        raise StatusFileError(f"{path} is not an agent status file (over {MAX_STATUS_BYTES} bytes)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        detail = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise StatusFileError(f"{path} is not an agent status file (not JSON: {detail})") from None
+    problem = _shape_problem(data, _SHAPE, "")
+    if problem:
+        raise StatusFileError(f"{path} is not an agent status file ({problem})")
+    return data  # type: ignore[no-any-return]
+
+
+def _shape_problem(value: object, shape: dict[str, Any], where: str) -> str | None:
+    """What in `value` does not match `shape` (None if it all does)."""
+    if not isinstance(value, dict):
+        return f"{where or 'the document'} must be a JSON object"
+    for name, expected in shape.items():
+        members = value.items() if name == "*" else [(name, value[name])] if name in value else []
+        for key, member in members:
+            at = f"{where}.{key}" if where else str(key)
+            if isinstance(expected, dict):
+                problem = _shape_problem(member, expected, at)
+                if problem:
+                    return problem
+            elif not isinstance(member, expected) or (expected is not bool and isinstance(member, bool)):
+                return f"{at} has the wrong type ({type(member).__name__})"
+    return None
 
 
 def _mib(n: object) -> str:

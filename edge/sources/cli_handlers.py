@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from lienwatch.errors import LienwatchError
+from lienwatch.errors import ConfigError, LienwatchError
 
 NRC_NAMES = {
     0x10: "generalReject",
@@ -136,7 +136,11 @@ def edge_probe(args: argparse.Namespace) -> int:
     from edge.sources.obd.pids import PIDS, decode_pid
     from lienwatch.clock import SystemClock
 
-    bus = open_bus(args.interface, args.channel, bitrate=args.bitrate)
+    port = getattr(args, "port", None)
+    if port is not None and args.interface != "udp_multicast":
+        raise ConfigError("--port applies to --interface udp_multicast only")
+    extra = {"port": port} if port is not None else {}
+    bus = open_bus(args.interface, args.channel, bitrate=args.bitrate, **extra)
     try:
         client = ObdClient(bus, SystemClock(), extended_29bit=args.extended_29bit, timeout_s=args.timeout)
         ecus = client.discover()

@@ -13,7 +13,7 @@ import pytest
 from edge.agent import logs
 from edge.agent.messages import HeaderFactory
 from edge.agent.runtime import SampleInbox
-from edge.agent.status import StatusUnavailableError, read_status, render, write_status
+from edge.agent.status import StatusFileError, StatusUnavailableError, read_status, render, write_status
 from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
 from edge.agent.watchdog import Notifier
 from edge.sources.base import Sample
@@ -54,10 +54,10 @@ def test_status_file_round_trip_and_garbage(tmp_path: Path) -> None:
     text = render(read_status(path), 10**18 + 2 * 10**9)
     assert "veh-1" in text and "(status 2.0 s old)" in text and "depth 3" in text and "gnss" in text
     path.write_text("{not json")
-    with pytest.raises(StatusUnavailableError):
+    with pytest.raises(StatusFileError):
         read_status(path)
     path.write_text("[1, 2]")
-    with pytest.raises(StatusUnavailableError):
+    with pytest.raises(StatusFileError):
         read_status(path)
     with pytest.raises(StatusUnavailableError, match="is the agent running"):
         read_status(tmp_path / "missing.json")
@@ -149,3 +149,24 @@ def test_notifier_is_silent_outside_systemd() -> None:
     other_pid = Notifier(environ={"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000000",
                                   "WATCHDOG_PID": "1"})
     assert other_pid.watchdog_interval_ns is None  # the watchdog is for another process
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\xff\xfe\x00binary\x00", b"{not json", b"[1, 2]", b'"status"', b"null",
+    b'{"uplink": [1]}', b'{"uplink": {"budget": 3}}', b'{"queue": "full"}', b'{"written_ns": "soon"}',
+    b'{"written_ns": 1e400}', b'{"uptime_s": "long"}', b'{"clock": {"gnss_offset_ms": [0]}}',
+    b'{"sources": {"gnss": 5}}', b'{"sources": {"gnss": {"state": null}}}', b"[" * 100_000,
+])
+def test_status_cli_on_a_file_that_is_not_a_status_file_exits_2_with_one_line(
+        tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "status.json"
+    path.write_bytes(content)
+    for extra in ([], ["--json"]):
+        assert main(["edge", "status", "--status-file", str(path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("lienwatch: StatusFileError: ") and str(path) in err
+
+
+def test_status_cli_on_a_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["edge", "status", "--status-file", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("lienwatch: StatusFileError: cannot read")

@@ -130,8 +130,9 @@ def test_edge_probe_with_no_car_and_with_a_bad_interface(channel: str, capsys: C
     assert "would leave this machine" in err[1]
 
 
-def test_obd_across_processes_over_udp_multicast_ff11() -> None:
-    """The HIL ECU emulator in its own process, the client here, on an interface-local IPv6 group."""
+def test_obd_across_processes_over_udp_multicast_ff11(capsys: Capsys) -> None:
+    """The HIL ECU emulator in its own process, the client and `edge probe --port` here, on an
+    interface-local IPv6 group and a port of its own."""
     rng = random.Random()
     group = f"ff11::1:2:{rng.randrange(1, 0xFFFF):x}"
     port = rng.randrange(40000, 60000)
@@ -170,6 +171,9 @@ def test_obd_across_processes_over_udp_multicast_ff11() -> None:
             assert client.read_pids([0x0C])[0x7E8] == {0x0C: b"\x1a\xf8"}
         finally:
             bus.shutdown()
+        probe = ["edge", "probe", "--interface", "udp_multicast", "--channel", group, "--timeout", "0.3"]
+        assert main([*probe, "--port", str(port)]) == 0
+        assert "WVWZZZ1KZAW000001" in capsys.readouterr().out
     finally:
         emulator.terminate()
         emulator.wait(10)
