@@ -171,6 +171,7 @@ def receiver_process(dsn: str, port: int, client_id: str, group: str, workdir: P
 dsn = "{dsn}"
 [mqtt]
 port = {port}
+insecure_plaintext = true  # the bench broker on loopback: TLS cost is not what this measures
 client_id = "{client_id}"
 share_group = "{group}"
 receive_maximum = 1000

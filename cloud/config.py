@@ -8,29 +8,44 @@ be an integer >= 1`). deploy/receiver/receiver.toml is the annotated example, an
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cloud.store.layout import RETENTION_CLASSES
 from cloud.store.retention import DEFAULT_DAYS, RetentionPolicy
+from lienwatch.clock import SystemClock
 from lienwatch.errors import ConfigError
+from lienwatch.tls import check_ca_file, check_cert_and_key
 from protocol.limits import MAX_MESSAGE_BYTES
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """TLS to the broker: the CA that signed the broker's certificate and the receiver's own pair."""
+    """TLS to the broker: the CA that signed the broker's certificate (pinned: the system CA store
+    is never used) and the receiver's own certificate and key (both, or neither for a broker that
+    authenticates by username and password)."""
 
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.ca_file:
+            raise ConfigError("mqtt.tls.ca_file is required: the CA that signed the broker's certificate "
+                              "(pinned; the system CA store is never used)")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("mqtt.tls.cert_file and mqtt.tls.key_file go together: set both or neither")
+
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """The broker connection: TLS (`[mqtt.tls]`) unless `insecure_plaintext = true` says otherwise."""
+
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = 8883
     client_id: str = ""  # stable per receiver: the persistent session is keyed by it
     share_group: str = "lienwatch-ingest"
     keepalive_s: int = 30
@@ -40,6 +55,17 @@ class MqttConfig:
     username: str = ""
     password: str = ""
     tls: TlsConfig | None = None
+    insecure_plaintext: bool = False  # no TLS at all: for a broker on this machine's loopback only
+
+    def __post_init__(self) -> None:
+        if self.tls is None and not self.insecure_plaintext:
+            raise ConfigError("mqtt.tls is required: add [mqtt.tls] with ca_file (and cert_file, key_file), "
+                              "or set mqtt.insecure_plaintext = true for a broker on loopback")
+        if self.tls is not None and self.insecure_plaintext:
+            raise ConfigError("mqtt.insecure_plaintext = true contradicts [mqtt.tls]: remove one")
+        if self.insecure_plaintext and self.host not in _LOOPBACK:
+            raise ConfigError(f"mqtt.insecure_plaintext is for a broker on loopback ({', '.join(_LOOPBACK)}) "
+                              f"only, not {self.host!r}: use [mqtt.tls]")
 
 
 @dataclass(frozen=True)
@@ -101,14 +127,18 @@ def _section(cls: type[Any], data: object, where: str) -> Any:
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     values: dict[str, Any] = {}
-    defaults = cls() if cls is not MqttConfig else MqttConfig()
     for name, value in data.items():
         key = f"{where}.{name}"
-        default = getattr(defaults, name)
+        default = known[name].default
         if name == "tls":
             values[name] = _section(TlsConfig, value, key)
             continue
-        if isinstance(default, bool) or default is None:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false (got {value!r})")
+            values[name] = value
+            continue
+        if default is None or default is MISSING:
             raise ConfigError(f"{key} cannot be set here")
         if isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -132,6 +162,8 @@ def _section(cls: type[Any], data: object, where: str) -> Any:
             raise ConfigError(f"{key} must be 1..65535 (got {value!r})")
         if name == "port" and not (0 if where == "metrics" else 1) <= values[name] < 65536:
             raise ConfigError(f"{key} must be a TCP port 1..65535 (got {value!r})")
+        if name.endswith("_file") and any(ord(c) < 0x20 for c in values[name]):
+            raise ConfigError(f"{key} must not contain control characters")
     return cls(**values)
 
 
@@ -183,8 +215,25 @@ def _retention(data: object) -> RetentionPolicy:
     return RetentionPolicy(days=days, action=data.get("action", "drop"))
 
 
-def load_config(path: str | Path) -> ReceiverConfig:
-    """Read and check a receiver TOML file."""
+def check_files(config: ReceiverConfig, now_s: float) -> None:
+    """The TLS material loads (lienwatch.tls) and the receiver's certificate is valid at `now_s`;
+    ConfigError naming the key and the file otherwise (a server's clock is set: dates refuse)."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return
+    dates = check_ca_file(Path(tls.ca_file), "mqtt.tls.ca_file")
+    if tls.cert_file:
+        leaf = check_cert_and_key(Path(tls.cert_file), Path(tls.key_file), "mqtt.tls.cert_file",
+                                  "mqtt.tls.key_file")
+        dates += [leaf] if leaf else []
+    for window in dates:
+        problem = window.problem(now_s)
+        if problem:
+            raise ConfigError(f"{problem}; the broker would refuse the connection")
+
+
+def load_config(path: str | Path, *, check_tls: bool = True) -> ReceiverConfig:
+    """Read and check a receiver TOML file, and (`check_tls`) the TLS files it names."""
     try:
         text = Path(path).read_text("utf-8")
     except OSError as error:
@@ -193,4 +242,7 @@ def load_config(path: str | Path) -> ReceiverConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    return parse_config(data)
+    config = parse_config(data)
+    if check_tls:
+        check_files(config, SystemClock().wall_ns() / 1e9)
+    return config

@@ -564,6 +564,9 @@ class Receiver:
 
     def start(self, *, connect_timeout_s: float = 15.0) -> None:
         """Check the schema, open the database, connect to the broker and start the pipelines."""
+        if self.config.mqtt.insecure_plaintext:
+            log.warning("mqtt.insecure_plaintext = true: connecting to %s:%d WITHOUT TLS; anyone on the "
+                        "path reads and forges device data", self.config.mqtt.host, self.config.mqtt.port)
         try:
             for lane in self.lanes:
                 lane.open_database()

@@ -50,6 +50,13 @@ def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def _path(value: Any) -> str | None:
+    """A file or directory name; whether it is usable is checked at start (edge.agent.preflight)."""
+    if not value:
+        return "must name a file or directory"
+    return "must not contain control characters" if any(ord(c) < 0x20 for c in value) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One config key: dotted name, type, default (None = required), check, help, remote."""
@@ -66,9 +73,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("device.id", str, None, "device id = the CN of the device certificate = the MQTT username",
         _device_id),
     Key("agent.state_dir", str, "/var/lib/lienwatch/agent",
-        "persistent state: the outbox, remote config, nonces (on flash)", _non_empty),
+        "persistent state: the outbox, remote config, nonces (on flash)", _path),
     Key("agent.status_file", str, "/run/lienwatch/status.json",
-        "status for `lienwatch edge status`, rewritten every few seconds (keep it on tmpfs)", _non_empty),
+        "status for `lienwatch edge status`, rewritten every few seconds (keep it on tmpfs)", _path),
     Key("agent.status_interval_s", float, 2.0, "how often the status file is rewritten", _positive),
     Key("agent.tick_s", float, 0.1, "run-loop period: drain samples, run detectors, pump the uplink",
         _range(0.005, 5)),
@@ -79,11 +86,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("uplink.mqtt.host", str, None, "broker host name (must match its certificate)", _non_empty),
     Key("uplink.mqtt.port", int, 8883, "broker TLS port", _range(1, 65535)),
     Key("uplink.mqtt.ca_file", str, "/etc/lienwatch/pki/ca.crt",
-        "the ONE CA the broker certificate must chain to (pinned)", _non_empty),
+        "the ONE CA the broker certificate must chain to (pinned)", _path),
     Key("uplink.mqtt.cert_file", str, "/etc/lienwatch/pki/device.crt", "this device's certificate",
-        _non_empty),
+        _path),
     Key("uplink.mqtt.key_file", str, "/etc/lienwatch/pki/device.key", "this device's private key",
-        _non_empty),
+        _path),
     Key("uplink.mqtt.keepalive_s", int, 240,
         "MQTT keepalive: below common cellular NAT idle timeouts (~5 min), few radio wake-ups",
         _range(10, 1200)),
@@ -138,7 +145,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("uplink.status_interval_s", float, 300.0, "heartbeat Status message period (QoS 0)",
         _range(5, 86400), remote=True),
     Key("downlink.command_keys", str, "/etc/lienwatch/command-keys.pem",
-        "PEM file of the Ed25519 public key(s) whose signatures commands must carry", _non_empty),
+        "PEM file of the Ed25519 public key(s) whose signatures commands must carry", _path),
     Key("downlink.max_command_lifetime_s", float, 604800.0,
         "commands whose validity window (expiry − issue time) is longer are refused", _positive),
     Key("downlink.replay_cache_size", int, 4096,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -17,11 +18,16 @@ from lienwatch.clock import SystemClock
 
 def run(args: argparse.Namespace) -> int:
     """Run the agent until SIGTERM/SIGINT; exit 75 when a Reboot command asks for a restart."""
+    from edge.agent.preflight import preflight
     from edge.agent.runtime import Agent  # the heavy imports only when really running
 
     config = load_config(Path(args.config))
+    clock = SystemClock()
+    warnings = preflight(config, clock)  # every path the config names, before anything starts
     logs.configure(str(config["agent.log_level"]))
-    agent = Agent(config)
+    for warning in warnings:
+        logging.getLogger("lienwatch.agent").warning(warning)
+    agent = Agent(config, clock=clock)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -34,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from lienwatch.backoff import backoff_s as backoff_s  # re-exported: the agent's reconnect delays
 from lienwatch.clock import Clock, SystemClock
-from lienwatch.errors import ConfigError
+from lienwatch.tls import check_tls_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +62,9 @@ class MqttSettings:
     loop_interval_s: float = 1.0  # longest idle wait of the network thread (keepalive, CONNACK timer)
 
     def check_files(self) -> None:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path: Path = getattr(self, name)
-            if not path.is_file():
-                raise ConfigError(f"uplink.mqtt.{name}: {path} does not exist or is not a file")
+        """The CA, certificate and key load as ssl will load them (ConfigError naming the key)."""
+        check_tls_files(*((f"uplink.mqtt.{name}", getattr(self, name))
+                          for name in ("ca_file", "cert_file", "key_file")))
 
 
 # --- events the link reports (put on `MqttLink.events`, read by the agent's thread) ----------

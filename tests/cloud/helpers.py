@@ -90,7 +90,8 @@ def receiver_config(dsn: str, port: int, client_id: str = "receiver-test", *, gr
     persistent session stays in its share group and is given messages to keep)."""
     return ReceiverConfig(
         dsn=dsn,
-        mqtt=MqttConfig(port=port, client_id=client_id, share_group=group),
+        # The test broker listens on loopback without TLS (test_ingest_tls.py covers mutual TLS).
+        mqtt=MqttConfig(port=port, client_id=client_id, share_group=group, insecure_plaintext=True),
         ingest=IngestConfig(**{"batch_max_delay_ms": 50, **ingest}),
         metrics=MetricsConfig(port=0),
         maintenance=MaintenanceConfig(summaries_interval_s=3600.0),

@@ -23,6 +23,7 @@ def _config(path: Path, dsn: str, port: int) -> Path:
 dsn = "{dsn}"
 [mqtt]
 port = {port}
+insecure_plaintext = true  # the test broker on loopback
 client_id = "receiver-crash-test"
 share_group = "crash"
 [ingest]

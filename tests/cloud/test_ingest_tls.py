@@ -61,7 +61,7 @@ def test_receiver_ingests_over_mutual_tls_through_the_production_acl(
                     cert_file=str(pki_dir / "pki/devices/lienwatch-ingest.crt"),
                     key_file=str(pki_dir / "pki/devices/lienwatch-ingest.key"))
     base = receiver_config(migrated_db, broker.port, "lienwatch-ingest", group="tls")
-    receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=tls)))
+    receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=tls, insecure_plaintext=False)))
     receiver.start()
     device = _device_client(pki_dir, broker.port)
     try:
@@ -83,6 +83,6 @@ def test_receiver_without_a_client_certificate_is_refused(
                             path_map={"/etc/lienwatch/": f"{pki_dir}/"})
     base = receiver_config(migrated_db, broker.port, "lienwatch-ingest", group="tls")
     no_client_cert = TlsConfig(ca_file=str(pki_dir / "pki/ca.crt"))
-    receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=no_client_cert)))
+    receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=no_client_cert, insecure_plaintext=False)))
     with pytest.raises(ConnectionError):
         receiver.start(connect_timeout_s=3)
