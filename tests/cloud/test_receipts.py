@@ -141,7 +141,7 @@ def test_the_receiver_waits_for_a_broker_that_is_down_and_says_so(
     broker = start_mosquitto(path_map={}, port=port)
     try:
         assert started.wait(20), failed
-        assert "cannot reach the broker" in caplog.records[0].getMessage()
+        assert any("cannot reach the broker" in r.getMessage() for r in caplog.records)
     finally:
         receiver.stop()
         thread.join(10)
