@@ -131,17 +131,19 @@ def check_schema(conn: Conn) -> StorageMode:
     return mode
 
 
-def migrate(dsn: str, *, mode: StorageMode | Literal["auto"] = "auto") -> MigrateResult:
-    """Apply every missing migration to the database at `dsn`; safe to run again."""
+def migrate(dsn: str, *, mode: StorageMode | Literal["auto"] = "auto",
+            until: int | None = None) -> MigrateResult:
+    """Apply every missing migration (up to version `until`, for upgrade tests) to the database
+    at `dsn`; safe to run again."""
     with connect(dsn, application_name="lienwatch-migrate") as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
-            return _migrate_locked(conn, mode)
+            return _migrate_locked(conn, mode, until)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 
 
-def _migrate_locked(conn: Conn, wanted: StorageMode | Literal["auto"]) -> MigrateResult:
+def _migrate_locked(conn: Conn, wanted: StorageMode | Literal["auto"], until: int | None) -> MigrateResult:
     with conn.transaction():
         conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -194,7 +196,7 @@ def _migrate_locked(conn: Conn, wanted: StorageMode | Literal["auto"]) -> Migrat
             )
     done: list[int] = []
     for migration in migrations:
-        if migration.version in applied:
+        if migration.version in applied or (until is not None and migration.version > until):
             continue
         try:
             with conn.transaction():

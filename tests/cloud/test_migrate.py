@@ -173,3 +173,17 @@ def test_the_timescaledb_policy_migration_says_what_the_retention_defaults_say()
     dropped = set(re.findall(r"DROP INDEX IF EXISTS (\w+);", sql))
     assert dropped == {f"{t.name}_{t.time_column}_idx" for t in TIME_SERIES}
     assert "materialized_only = false" in sql
+
+
+def test_a_version_2_database_is_upgraded_in_place(fresh_db: str) -> None:
+    assert migrate(fresh_db, mode="plain", until=2).applied == (1, 2)
+    with connect(fresh_db) as conn:
+        with pytest.raises(SchemaError, match="needs"):
+            check_schema(conn)
+        conn.execute("CREATE TABLE signal_samples_p20260101 PARTITION OF signal_samples "
+                     "FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2026-01-02 00:00+00')")
+        conn.execute("INSERT INTO signal_samples VALUES ('gw', '2026-01-01 12:00+00', 1, 1, 0, 1, 4.5)")
+    assert migrate(fresh_db).applied == tuple(range(3, latest_version() + 1))
+    with connect(fresh_db) as conn:
+        assert check_schema(conn) == "plain"
+        assert conn.execute("SELECT value FROM signal_samples").fetchall() == [(4.5,)]

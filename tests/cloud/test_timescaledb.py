@@ -75,8 +75,9 @@ def tsdb_server() -> str:
 
 
 @pytest.fixture
-def tsdb(tsdb_server: str) -> Iterator[str]:
-    """DSN of a new database on the TimescaleDB server, migrated in TimescaleDB mode."""
+def tsdb_fresh(tsdb_server: str) -> Iterator[str]:
+    """DSN of a new database on the TimescaleDB server, migrated in TimescaleDB mode, its policy
+    jobs scheduled as `migrate` left them (the server's scheduler may run them at any time)."""
     name = f"tsdb_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(tsdb_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
@@ -90,8 +91,24 @@ def tsdb(tsdb_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def tsdb(tsdb_fresh: str) -> str:
+    """Like `tsdb_fresh`, with the background scheduling of its policy jobs paused: the tests run
+    each job themselves (`run_job`), so a scheduled run cannot race their assertions."""
+    with connect(tsdb_fresh) as conn:
+        conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                     "WHERE hypertable_name IS NOT NULL")
+    return tsdb_fresh
+
+
+@pytest.fixture
 def tdb(tsdb: str) -> Iterator[Conn]:
     with connect(tsdb) as conn:
+        yield conn
+
+
+@pytest.fixture
+def fresh_conn(tsdb_fresh: str) -> Iterator[Conn]:
+    with connect(tsdb_fresh) as conn:
         yield conn
 
 
@@ -215,7 +232,11 @@ def test_compression_segments_and_orders_by_the_whole_unique_key(tdb: Conn) -> N
         assert set(UNIQUE_KEYS[table]) <= covered, table
 
 
-def test_every_policy_exists_right_after_migrate(tdb: Conn) -> None:
+def test_every_policy_exists_right_after_migrate(fresh_conn: Conn) -> None:
+    tdb = fresh_conn
+    unscheduled = tdb.execute("SELECT job_id FROM timescaledb_information.jobs "
+                              "WHERE hypertable_name IS NOT NULL AND NOT scheduled").fetchall()
+    assert unscheduled == []
     found = jobs(tdb)
     for setting in timescale_settings(RetentionPolicy()):
         _, config, _ = found[(setting.relation, setting.proc)]
@@ -251,8 +272,9 @@ def _receiver_pass(dsn: str, mosquitto: MosquittoBroker, policy: RetentionPolicy
 
 
 def test_receiver_restarts_keep_the_jobs_and_a_changed_horizon_is_altered_in_place(
-    tsdb: str, tdb: Conn, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+    tsdb_fresh: str, fresh_conn: Conn, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
+    tsdb, tdb = tsdb_fresh, fresh_conn
     caplog.set_level(logging.DEBUG, logger="cloud.store.retention")
     after_migrate = jobs(tdb)
     for _ in range(2):
@@ -319,14 +341,59 @@ def test_retention_drops_whole_expired_chunks_per_data_class(tdb: Conn) -> None:
     assert len(buckets) == 1 and buckets[0][0] > datetime.now(UTC) - timedelta(days=90)
 
 
+def test_a_version_2_database_with_data_and_old_policies_is_upgraded_in_place(tsdb_server: str) -> None:
+    name = f"tsdb_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(tsdb_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    dsn = make_conninfo(tsdb_server, dbname=name)
+    try:
+        assert migrate(dsn, mode="timescaledb", until=2).applied == (1, 2)
+        with connect(dsn) as conn:
+            conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                         "WHERE hypertable_name IS NOT NULL")
+            old = [telemetry("gw-u", seq, start_ns=hours_ago_ns(10 * 24)) for seq in (1, 2)]
+            assert write(conn, old) == (200, 0)
+            conn.execute("SELECT compress_chunk(c) FROM show_chunks('signal_samples', "
+                         "older_than => INTERVAL '3 days') c")
+            # What a receiver before 0003 left: a retention policy of an operator's horizon.
+            conn.execute("SELECT add_retention_policy('signal_samples', drop_after => INTERVAL '60 days')")
+            before = jobs(conn)
+        assert migrate(dsn).applied == tuple(range(3, 4))
+        with connect(dsn) as conn:
+            after = jobs(conn)
+            refresh = (AGGREGATE, "policy_refresh_continuous_aggregate")
+            for kept in (("signal_samples", "policy_retention"), refresh):
+                assert after[kept][0] == before[kept][0], kept  # the same jobs, not new ones
+            assert after[("signal_samples", "policy_retention")][1]["drop_after"] == "60 days"  # left alone
+            assert after[refresh][1]["start_offset"] == "90 days"
+            retained = {r for (r, p) in after if p == "policy_retention"}
+            assert retained == {t.name for t in TIME_SERIES} | {AGGREGATE}
+            # The default indexes are gone from the hypertable and its existing chunks.
+            assert _indexes(conn, "signal_samples") == {
+                "signal_samples_device_time_key": (True, UNIQUE_KEYS["signal_samples"])}
+            (chunk, compressed), = chunks(conn, "signal_samples")
+            assert compressed and [v for v in _indexes(conn, chunk).values()] == \
+                [(True, UNIQUE_KEYS["signal_samples"])]
+            # The old compressed chunk still takes a redelivery exactly once, and new rows.
+            assert write(conn, [old[1], telemetry("gw-u", 3, start_ns=hours_ago_ns(10 * 24))]) == (100, 100)
+            assert conn.execute("SELECT count(*) FROM signal_samples").fetchone() == (300,)
+            # The receiver then brings the aggregate's jobs to the operator's 60 days, in place.
+            assert reconcile_timescale_jobs(conn, RetentionPolicy(days={**DEFAULT_DAYS, "signals": 60})) == (
+                f"signal_hourly.drop_after = 60 days (job {after[(AGGREGATE, 'policy_retention')][0]})",
+                f"signal_hourly.start_offset = 60 days (job {after[refresh][0]})")
+    finally:
+        with psycopg.connect(tsdb_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("merge", ["copy_first", "staging"])
 def test_redelivery_into_compressed_chunks_is_stored_exactly_once(tdb: Conn, merge: str) -> None:
     start = hours_ago_ns(10 * 24)
     first = [telemetry("gw-c", seq, start_ns=start) for seq in (1, 2)]
     assert write(tdb, first, merge) == (200, 0)
     for table in ("signal_samples", "positions"):
-        tdb.execute("SELECT compress_chunk(c) FROM show_chunks(%s, older_than => INTERVAL '3 days') c",
-                    (table,))
+        tdb.execute("SELECT compress_chunk(c) "
+                    "FROM show_chunks(%s::regclass, older_than => INTERVAL '3 days') c", (table,))
         assert [c[1] for c in chunks(tdb, table)] == [True], table
     assert write(tdb, first, merge) == (0, 200)  # redelivered: nothing stored twice
     again = [first[1], telemetry("gw-c", 3, start_ns=start)]  # one redelivered, one new
