@@ -27,6 +27,7 @@ from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
 from edge.agent.watchdog import Notifier
 from edge.detect.base import Detector, Finding
 from edge.detect.registry import DetectorContext, build_detector
+from edge.power.manager import PowerManager
 from edge.sources.base import Sample, Source, SourceRunner
 from edge.sources.registry import SourceContext, build_source
 from edge.uplink.mqtt import MqttLink, MqttSettings
@@ -47,7 +48,6 @@ from protocol.messages import (
     FixType,
     GnssFix,
     MessageKind,
-    PowerState,
     SampleColumns,
     SetConfig,
     Severity,
@@ -160,6 +160,7 @@ class Agent:
         self.uplink = Uplink(self.outbox, self.link, topics, self.budget, clock=self.clock,
                              receipts=self.receipts, device_id=self.device_id)
         self.batcher = TelemetryBatcher(self._telemetry_settings(cfg), self.clock)
+        self.power = PowerManager.from_config(cfg.values, self.clock)
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
             self.state_dir, apply_config=self.apply_remote_config, position=self.position,
@@ -374,6 +375,7 @@ class Agent:
             self.exit_code = 75  # EX_TEMPFAIL: systemd's Restart= brings us back
             self.stop_requested.set()
         self.outbox.tick()
+        self._observe_power()
         if now_mono >= self._next_heartbeat_ns and self.link.connected:
             self._next_heartbeat_ns = now_mono + int(float(self.config["uplink.status_interval_s"]) * 1e9)
             self.headers.refresh_clock_quality()
@@ -509,15 +511,22 @@ class Agent:
             FixType._value2member_map_ else FixType.FIX_2D,
         )
 
+    def _observe_power(self) -> None:
+        state = self._value("Vehicle.LowVoltageSystemState")  # ON = 4, START = 5 (edge.sources.power)
+        self.power.observe(ignition=None if state is None else state >= 4.0,
+                           supply_v=self._value("Vehicle.LowVoltageBattery.CurrentVoltage"),
+                           bytes_sent_today=self.budget.spent_today)
+
     def heartbeat(self) -> Status:
         return Status(
-            self.headers.header(), PowerState.UNKNOWN,
+            self.headers.header(), self.power.wire_state,
             supply_v=self._value("Vehicle.LowVoltageBattery.CurrentVoltage") or 0.0,
             backup_v=self._value("Vehicle.Telematics.BackupBattery.CurrentVoltage") or 0.0,
             firmware_version=__version__, config_version=self.config.remote_version,
             queue_depth=self.outbox.depth, queue_bytes=self.outbox.disk_bytes,
             uptime_s=int((self.clock.monotonic_ns() - self._started_mono_ns) / 1e9),
             position=self.position(),
+            energy_forecast_days=self.power.forecast_days(), avg_current_ma=self.power.avg_current_ma(),
         )
 
     # ------------------------------------------------------------------ status
@@ -546,6 +555,7 @@ class Agent:
             "append_failures": dict(self.append_failures),
             "uplink": self.uplink.snapshot(),
             "downlink": self.commands.snapshot(),
+            "power": self.power.snapshot(),
             "watchdog": self.notifier.watchdog_interval_ns is not None,
             # native ids, so per-thread CPU can be read from /proc/<pid>/task/<tid>/stat
             "threads": {t.name: t.native_id for t in threading.enumerate() if t.native_id is not None},

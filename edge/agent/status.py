@@ -35,6 +35,9 @@ _SHAPE: dict[str, Any] = {
     "clock": {"quality": str, "gnss_offset_ms": _NUMBER},
     "sources": {"*": {"state": str, "detail": str}},
     "inbox": {}, "downlink": {"refused": dict},
+    "power": {"state": str, "wire_state": str, "soc_pct": _NUMBER, "replans": int,
+              "forecast_days": (int, float, type(None)), "avg_current_ma": (int, float, type(None)),
+              "ledger": {"spent_mah": _NUMBER}},
 }
 
 
@@ -121,6 +124,15 @@ def render(status: dict[str, Any], now_ns: int) -> str:
     inbox = status.get("inbox", {})
     if inbox.get("overflow"):
         lines.append(f"inbox      {inbox['overflow']} samples dropped: the run loop fell behind")
+    power = status.get("power")
+    if power:
+        forecast, avg = power.get("forecast_days"), power.get("avg_current_ma")
+        lines.append(f"power      {power.get('state', '?')} ({power.get('wire_state', '?')})  "
+                     f"battery {power.get('soc_pct', '?')} %  "
+                     f"avg {'?' if avg is None else f'{avg:.3f}'} mA  "
+                     f"forecast {'?' if forecast is None else f'{forecast:.0f}'} days parked  "
+                     f"spent {power.get('ledger', {}).get('spent_mah', 0):.1f} mAh  "
+                     f"re-plans {power.get('replans', 0)}")
     commands = status.get("downlink", {})
     if commands:
         lines.append(f"downlink   executed {commands.get('executed', 0)}  "

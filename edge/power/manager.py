@@ -1,0 +1,145 @@
+"""The agent's power bookkeeping: the current state, the ledger, the battery estimate, the plan.
+
+The run loop calls `observe()` every tick with the ignition, the supply voltage and the uplink's
+bytes sent today; every `account_interval_s` the manager charges CPU seconds (measured from the
+process) and bytes to the ledger, follows ignition into DRIVING / PARKED_WATCH / PARKED_SLEEP /
+CRITICAL, counts parked consumption against the battery estimate and hands rested voltages to
+the planner (which re-plans if the battery is weaker than counted). The heartbeat reads
+`wire_state`, `forecast_days` and `avg_current_ma`; the status file reads `snapshot()`.
+
+While the agent runs the SoC is awake, so the ledger charges the awake states of the current
+mode; the planned sleep itself happens on the MCU's side (edge/mcu).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from edge.power.accounting import CpuSeconds, EnergyLedger
+from edge.power.battery import LeadAcidBattery
+from edge.power.planner import Planner, Policy, PowerMode
+from edge.power.profile import PowerProfile, load_profile
+from lienwatch.clock import Clock
+from protocol.messages import PowerState
+
+REST_AFTER_S = 4 * 3600.0  # a resting voltage is only one hours after the last load or charge
+REST_READING_INTERVAL_S = 3600.0
+FORECAST_MAX_DAYS = 36_500.0  # what the wire format carries
+MIN_WINDOW_S = 60.0  # below this, the average is the plan's, not a measurement
+
+
+class PowerManager:
+    """Fed once per agent tick; answers what the heartbeat and the status file say about power."""
+
+    def __init__(self, profile: PowerProfile, clock: Clock, *, battery: LeadAcidBattery | None = None,
+                 policy: Policy | None = None, cpu_seconds: CpuSeconds = time.process_time,
+                 account_interval_s: float = 10.0) -> None:
+        self.clock = clock
+        self.planner = Planner(profile, policy, battery)
+        self.ledger = EnergyLedger(profile, clock, states=self._states(PowerMode.PARKED_WATCH),
+                                   cpu_seconds=cpu_seconds)
+        self.mode: PowerMode | None = None  # unknown until the ignition is
+        self.account_interval_ns = round(account_interval_s * 1e9)
+        now = clock.monotonic_ns()
+        self._next_account_ns = now
+        self._parked_since_ns = now
+        self._last_rest_ns: int | None = None
+        self._bytes_today = 0
+        self._accounted_mah = 0.0
+        self._accounted_ns = now
+        self._window = (now, 0.0)
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any], clock: Clock) -> PowerManager:
+        """From the agent config's `power.*` keys; ConfigError if the profile is bad."""
+        profile = load_profile(str(values["power.profile"]))
+        battery = LeadAcidBattery(capacity_ah=float(values["power.battery_capacity_ah"]),
+                                  soc_pct=float(values["power.battery_soc_pct"]))
+        policy = Policy(horizon_days=float(values["power.horizon_days"]),
+                        vehicle_quiescent_ma=float(values["power.vehicle_quiescent_ma"]))
+        return cls(profile, clock, battery=battery, policy=policy)
+
+    def _states(self, mode: PowerMode) -> dict[str, str]:
+        if mode is PowerMode.DRIVING:
+            gnss = "rtk" if self.planner.current.plans[PowerMode.DRIVING].gnss == "rtk" else "tracking"
+            return {"soc": "active", "mcu": "run", "modem": "connected", "gnss": gnss, "can": "normal",
+                    "accel": "active"}
+        modem = "edrx" if mode is PowerMode.PARKED_WATCH else "connected"
+        return self.planner.awake_states(modem=modem, gnss="backup")
+
+    def observe(self, *, ignition: bool | None, supply_v: float | None, bytes_sent_today: int) -> None:
+        """One run-loop tick's worth of facts; cheap except once per `account_interval_s`."""
+        now = self.clock.monotonic_ns()
+        self._count_bytes(bytes_sent_today)
+        if now < self._next_account_ns:
+            return
+        self._next_account_ns = now + self.account_interval_ns
+        self.ledger.sample_cpu()
+        spent = self.ledger.spent_mah
+        hours = (now - self._accounted_ns) / 3.6e12
+        if self.mode is not None and self.mode is not PowerMode.DRIVING:
+            self.planner.consume(spent - self._accounted_mah, hours)  # the alternator pays while driving
+        self._accounted_mah, self._accounted_ns = spent, now
+        if ignition is None and self.mode is None:
+            return
+        on = self.mode is PowerMode.DRIVING if ignition is None else ignition  # unknown: as before
+        if on or self.mode in (None, PowerMode.DRIVING):
+            self._parked_since_ns = now  # driving, or the park starts now (ignition off, or first seen)
+        parked_s = (now - self._parked_since_ns) / 1e9
+        mode = self.planner.mode_for(ignition_on=on, parked_s=parked_s)
+        if mode is not self.mode:
+            self.mode = mode
+            self.ledger.set_states(self._states(mode))
+            self._window = (now, spent)
+        reading_due = self._last_rest_ns is None or now - self._last_rest_ns >= REST_READING_INTERVAL_S * 1e9
+        rested = mode is not PowerMode.DRIVING and parked_s >= REST_AFTER_S
+        if rested and reading_due and supply_v is not None and math.isfinite(supply_v):
+            self._last_rest_ns = now
+            self.planner.observe_rest(supply_v)
+
+    def _count_bytes(self, bytes_today: int) -> None:
+        delta = bytes_today if bytes_today < self._bytes_today else bytes_today - self._bytes_today
+        self._bytes_today = bytes_today  # the uplink's counter restarts at each UTC day
+        if delta > 0:
+            self.ledger.charge_bytes(delta)
+
+    # ------------------------------------------------------------------ answers
+
+    @property
+    def wire_state(self) -> PowerState:
+        if self.mode is None:
+            return PowerState.UNKNOWN
+        return self.planner.current.plans[self.mode].wire_state
+
+    def avg_current_ma(self) -> float | None:
+        """Measured average since the current state began (the plan's until a minute has passed)."""
+        if self.mode is None:
+            return None
+        start_ns, start_mah = self._window
+        seconds = (self.clock.monotonic_ns() - start_ns) / 1e9
+        if seconds < MIN_WINDOW_S:
+            return self.planner.current.plans[self.mode].avg_current_ma
+        return (self.ledger.spent_mah - start_mah) / (seconds / 3600.0)
+
+    def forecast_days(self) -> float | None:
+        """Days to the cranking limit if parked from now, at the planned duty cycle."""
+        days = self.planner.current.forecast_days
+        return None if not math.isfinite(days) else min(days, FORECAST_MAX_DAYS)
+
+    def snapshot(self) -> dict[str, Any]:
+        plans = self.planner.current
+        avg = self.avg_current_ma()
+        return {
+            "state": self.mode.value if self.mode else "unknown",
+            "wire_state": self.wire_state.name,
+            "soc_pct": round(self.planner.estimator.soc_pct, 2),
+            "forecast_days": None if self.forecast_days() is None else round(plans.forecast_days, 1),
+            "avg_current_ma": None if avg is None else round(avg, 3),
+            "budget_ma": round(plans.budget_ma, 3),
+            "replans": self.planner.replans,
+            "profile": self.planner.profile.name,
+            "ledger": self.ledger.snapshot(),
+        }

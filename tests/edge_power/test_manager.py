@@ -1,0 +1,118 @@
+"""The agent's power manager on a ManualClock: states from ignition, measured draw, forecasts."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.agent.config import SCHEMA
+from edge.power.battery import LeadAcidBattery, resting_voltage
+from edge.power.manager import PowerManager
+from edge.power.profile import load_profile
+from lienwatch.clock import ManualClock
+from lienwatch.errors import ConfigError
+from protocol import decode, encode
+from protocol.messages import ClockQuality, Header, PowerState, Status
+
+PROFILE = load_profile("tbox-reference")
+
+
+class Cpu:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def _manager(clock: ManualClock, cpu: Cpu | None = None) -> PowerManager:
+    return PowerManager(PROFILE, clock, battery=LeadAcidBattery(), cpu_seconds=cpu or Cpu(),
+                        account_interval_s=10.0)
+
+
+def _run(manager: PowerManager, clock: ManualClock, seconds: float, *, ignition: bool | None,
+         supply_v: float | None = 12.5, bytes_today: int = 0) -> None:
+    for _ in range(int(seconds // 10)):
+        clock.advance(10)
+        manager.observe(ignition=ignition, supply_v=supply_v, bytes_sent_today=bytes_today)
+
+
+def test_unknown_until_the_ignition_is_known() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 60, ignition=None)
+    assert manager.wire_state is PowerState.UNKNOWN and manager.avg_current_ma() is None
+    assert manager.snapshot()["state"] == "unknown"
+
+
+def test_states_follow_ignition_and_parking_time() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 600, ignition=True)
+    assert manager.snapshot()["state"] == "driving" and manager.snapshot()["wire_state"] == "ACTIVE"
+    driving_ma = PROFILE.battery_ma(manager.ledger.states)
+    assert manager.avg_current_ma() == pytest.approx(driving_ma, rel=0.02)
+    _run(manager, clock, 1800, ignition=False)
+    assert manager.snapshot()["state"] == "parked_watch" and manager.snapshot()["wire_state"] == "IDLE"
+    _run(manager, clock, 1900, ignition=False)
+    assert manager.snapshot()["state"] == "parked_sleep"
+    assert manager.wire_state in (PowerState.SLEEP, PowerState.DEEP_SLEEP)
+    _run(manager, clock, 20, ignition=True)
+    assert manager.snapshot()["state"] == "driving"
+
+
+def test_parked_consumption_lowers_the_estimate_and_driving_does_not() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    start = manager.planner.estimator.soc_pct
+    _run(manager, clock, 3600, ignition=True)
+    assert manager.planner.estimator.soc_pct == start
+    _run(manager, clock, 3600, ignition=False)
+    assert manager.planner.estimator.soc_pct < start
+
+
+def test_cpu_seconds_and_bytes_are_charged() -> None:
+    clock = ManualClock()
+    cpu = Cpu()
+    manager = _manager(clock, cpu)
+    _run(manager, clock, 20, ignition=True, bytes_today=5000)
+    cpu.seconds = 30.0
+    _run(manager, clock, 20, ignition=True, bytes_today=8000)
+    _run(manager, clock, 20, ignition=True, bytes_today=1000)  # a new UTC day: the counter restarted
+    ledger = manager.ledger
+    assert ledger.cpu_s == pytest.approx(30.0)
+    assert ledger.counts["bytes"] == 9000
+    assert ledger.breakdown.events["cpu"] > 0 and ledger.breakdown.events["bytes_sent"] > 0
+
+
+def test_a_low_rested_voltage_replans_and_lowers_the_forecast() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 60, ignition=False)
+    before = manager.forecast_days()
+    _run(manager, clock, 5 * 3600, ignition=False, supply_v=resting_voltage(62.0))
+    assert manager.planner.replans == 1
+    after = manager.forecast_days()
+    assert before is not None and after is not None and after < before
+    assert manager.snapshot()["soc_pct"] == pytest.approx(62.0, abs=0.5)
+
+
+def test_status_with_power_fields_survives_the_wire() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 120, ignition=False)
+    status = Status(Header("veh-1", 1, 0, clock.wall_ns(), ClockQuality.NTP), manager.wire_state, 12.5, 4.0,
+                    "x", 0, 0, energy_forecast_days=manager.forecast_days(),
+                    avg_current_ma=manager.avg_current_ma())
+    back = decode(encode(status))
+    assert isinstance(back, Status)
+    assert back.power_state is PowerState.IDLE
+    assert back.energy_forecast_days == pytest.approx(status.energy_forecast_days, abs=0.01)
+    assert back.avg_current_ma == pytest.approx(status.avg_current_ma, abs=0.01)
+
+
+def test_from_config_refuses_a_bad_profile() -> None:
+    values = {k.name: k.default for k in SCHEMA}
+    manager = PowerManager.from_config(values, ManualClock())
+    assert manager.planner.policy.horizon_days == 90.0
+    with pytest.raises(ConfigError, match="unknown power profile"):
+        PowerManager.from_config({**values, "power.profile": "no-such-board"}, ManualClock())
