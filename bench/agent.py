@@ -395,14 +395,10 @@ def main() -> int:
 
     # Part 2: the real agent process.
     from lienwatch.services import start_mosquitto
+    from lienwatch.testpki import make_test_etc
 
-    etc = Path(tempfile.mkdtemp(prefix="lienwatch-bench-etc-"))
-    etc.chmod(0o755)
+    etc = make_test_etc(Path(tempfile.mkdtemp(prefix="lienwatch-bench-etc-")), [DEVICE])
     work = Path(tempfile.mkdtemp(prefix="lienwatch-bench-agent-", dir="/var/tmp"))
-    subprocess.run([str(REPO / "deploy/pki/make-test-pki.sh"), str(etc), DEVICE], check=True,
-                   capture_output=True)
-    (etc / "mosquitto").mkdir()
-    shutil.copy(REPO / "deploy/mosquitto/acl", etc / "mosquitto/acl")
     broker = start_mosquitto(REPO / "deploy/mosquitto/lienwatch.conf",
                              path_map={"/etc/lienwatch/": f"{etc}/"})
     traffic: Traffic | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cloud import pki
 from lienwatch.cli import add_group, lazy, not_yet
 
 _API = "issue: cloud query API"
@@ -17,6 +18,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     migrate.add_argument("--storage", choices=["auto", "plain", "timescaledb"], default="auto",
                          help="storage mode for a new database (default: timescaledb when available)")
     migrate.set_defaults(handler=lazy("cloud.store.commands:run_migrate"))
+
+    pki.register(cloud)
 
     ingest = cloud.add_parser("ingest", help="Receive device messages from MQTT into the store.")
     ingest.add_argument("--config", required=True, help="receiver TOML config")

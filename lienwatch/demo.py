@@ -79,7 +79,8 @@ def _scratch(keep: bool) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from lienwatch.errors import ServiceError
-    from lienwatch.services import REPO_ROOT, share_with_broker, start_mosquitto, start_postgres
+    from lienwatch.services import REPO_ROOT, start_mosquitto, start_postgres
+    from lienwatch.testpki import make_test_etc
 
     say = _Say()
     with _scratch(args.keep) as root:
@@ -93,17 +94,7 @@ def run(args: argparse.Namespace) -> int:
                                   capture_output=True, text=True), "cloud devices add")
             say(f"schema migrated and device {DEVICE_ID} (VIN {VIN}) registered at {pg.dsn}")
 
-            etc = root / "etc"
-            etc.mkdir()
-            etc.chmod(0o755)
-            _check(subprocess.run([str(REPO_ROOT / "deploy/pki/make-test-pki.sh"), str(etc), DEVICE_ID],
-                                  capture_output=True, text=True), "make-test-pki.sh")
-            (etc / "mosquitto").mkdir()
-            (etc / "mosquitto").chmod(0o755)
-            shutil.copy(REPO_ROOT / "deploy/mosquitto/acl", etc / "mosquitto/acl")
-            # What the broker reads once it has dropped to its own user (run as root).
-            share_with_broker([etc / "mosquitto/acl", *(etc / "pki" / name for name in
-                                                         ("ca.crt", "server.crt", "server.key"))])
+            etc = make_test_etc(root / "etc", [DEVICE_ID])
             try:
                 broker = start_mosquitto(REPO_ROOT / "deploy/mosquitto/lienwatch.conf",
                                          path_map={"/etc/lienwatch/": f"{etc}/"}, work_dir=root / "mqtt")
@@ -111,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
                 raise ServiceError(f"mosquitto (mutual TLS, shipped config) did not start: {error}") from None
             with broker:
                 say(f"mosquitto with mutual TLS and the per-device ACL on 127.0.0.1:{broker.port}")
-                return _drive(args, say, root, etc, pg.dsn, broker.port)
+                return _drive(args, say, root, etc, pg.dsn, broker.port, broker.ports[8884])
 
 
-def _drive(args: argparse.Namespace, say: _Say, root: Path, etc: Path, dsn: str, port: int) -> int:
+def _drive(args: argparse.Namespace, say: _Say, root: Path, etc: Path, dsn: str, port: int,
+           service_port: int) -> int:
     import logging
 
     import psycopg
@@ -130,12 +122,12 @@ def _drive(args: argparse.Namespace, say: _Say, root: Path, etc: Path, dsn: str,
 dsn = "{dsn}"
 [mqtt]
 host = "127.0.0.1"
-port = {port}
+port = {service_port}
 client_id = "demo-receiver"
 [mqtt.tls]
 ca_file = "{etc}/pki/ca.crt"
-cert_file = "{etc}/pki/devices/lienwatch-ingest.crt"
-key_file = "{etc}/pki/devices/lienwatch-ingest.key"
+cert_file = "{etc}/pki/services/lienwatch-ingest.crt"
+key_file = "{etc}/pki/services/lienwatch-ingest.key"
 [metrics]
 port = 0
 [maintenance]

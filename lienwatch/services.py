@@ -293,17 +293,20 @@ def start_postgres(
 # mosquitto
 
 
-def render_mosquitto_conf(text: str, port: int, path_map: Mapping[str, str]) -> str:
-    """The shipped config with only its listener port and path prefixes replaced.
+def render_mosquitto_conf(text: str, port: int, path_map: Mapping[str, str],
+                          ports: Mapping[int, int] | None = None) -> str:
+    """The shipped config with only its listener ports and path prefixes replaced.
 
-    Every `listener PORT ADDRESS` line is bound to 127.0.0.1:`port`; `path_map` maps shipped path
-    prefixes (e.g. `/var/lib/lienwatch/`) to scratch directories.
+    A `listener PORT [ADDRESS]` line is bound to 127.0.0.1:`ports[PORT]`, or to 127.0.0.1:`port`
+    when `ports` does not name it; `path_map` maps shipped path prefixes (e.g.
+    `/var/lib/lienwatch/`) to scratch directories.
     """
     lines = []
     for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("listener "):
-            line = f"listener {port} 127.0.0.1"
+        words = line.split()
+        if words[:1] == ["listener"]:
+            shipped_port = int(words[1]) if len(words) > 1 and words[1].isdigit() else -1
+            line = f"listener {(ports or {}).get(shipped_port, port)} 127.0.0.1"
         for shipped, replacement in path_map.items():
             line = line.replace(shipped, replacement)
         lines.append(line)
@@ -312,7 +315,8 @@ def render_mosquitto_conf(text: str, port: int, path_map: Mapping[str, str]) -> 
 
 @dataclass
 class MosquittoBroker:
-    """A running mosquitto; `port` is its one listener on 127.0.0.1."""
+    """A running mosquitto; `port` is its first listener on 127.0.0.1, `ports` maps each shipped
+    listener port (8883, 8884, ...) to the one it listens on here."""
 
     port: int
     conf_path: Path
@@ -321,6 +325,7 @@ class MosquittoBroker:
     log_path: Path
     owns_dir: bool = True
     extra: dict[str, Path] = field(default_factory=dict)
+    ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -341,7 +346,8 @@ class MosquittoBroker:
         """Start the broker again on the same port with the same data (after `stop(remove=False)`)."""
         self.stop(remove=False)
         self.process = _spawn_mosquitto(self.conf_path, self.log_path)
-        wait_for_port(self.port, 15, self.process)
+        for listening in {self.port, *self.ports.values()}:
+            wait_for_port(listening, 15, self.process)
 
     def __enter__(self) -> MosquittoBroker:
         return self
@@ -424,10 +430,16 @@ def start_mosquitto(
     data.mkdir(exist_ok=True)
     if user is not None:
         user.own(data, 0o700)
-    port = port or free_port()
+    text = conf.read_text()
+    ports: dict[int, int] = {}  # shipped listener port -> ours; the first is `port` if given
+    for words in (line.split() for line in text.splitlines()):
+        if words[:1] == ["listener"] and len(words) > 1 and words[1].isdigit():
+            ports[int(words[1])] = (port if port and not ports
+                                    else _distinct_free_port({*ports.values(), port or 0}))
+    port = port or next(iter(ports.values()), None) or free_port()
     mapping = {"/var/lib/lienwatch/mosquitto/": f"{data}/", **(path_map or {})}
     conf_path = root / "mosquitto.conf"
-    text = render_mosquitto_conf(conf.read_text(), port, mapping)
+    text = render_mosquitto_conf(text, port, mapping, ports)
     conf_path.write_text(text)
     conf_path.chmod(0o644)
     if user is not None and (denied := user.cannot("-r", _broker_files(text)) + user.cannot("-w", [data])):
@@ -437,12 +449,19 @@ def start_mosquitto(
     log_path = root / "mosquitto.log"
     process = _spawn_mosquitto(conf_path, log_path)
     try:
-        wait_for_port(port, 15, process)
+        for listening in {port, *ports.values()}:
+            wait_for_port(listening, 15, process)
     except ServiceError as error:
         process.kill()
         raise ServiceError(f"mosquitto did not start ({error}): {log_path.read_text()[-2000:]}") from None
     return MosquittoBroker(port=port, conf_path=conf_path, work_dir=root, process=process,
-                           log_path=log_path, owns_dir=owns)
+                           log_path=log_path, owns_dir=owns, ports=ports)
+
+
+def _distinct_free_port(taken: set[int]) -> int:
+    while (port := free_port()) in taken:
+        pass
+    return port
 
 
 @contextlib.contextmanager

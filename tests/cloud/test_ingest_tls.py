@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from cloud.config import TlsConfig
 from cloud.ingest.receiver import Receiver
 from cloud.store.db import Conn
 from lienwatch.services import REPO_ROOT, MosquittoBroker
+from lienwatch.testpki import make_test_etc
 from tests.cloud.conftest import register
 from tests.cloud.helpers import receiver_config, telemetry, topic_of
 from tests.cloud.test_ingest import count, wait_for
@@ -28,13 +28,7 @@ DEVICE = "veh-tls"
 
 @pytest.fixture(scope="module")
 def pki_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="lienwatch-cloud-pki-"))
-    root.chmod(0o755)  # mosquitto started as root drops to user `mosquitto`
-    subprocess.run([str(REPO_ROOT / "deploy/pki/make-test-pki.sh"), str(root), DEVICE],
-                   check=True, capture_output=True)
-    (root / "mosquitto").mkdir(mode=0o755)
-    shutil.copy(REPO_ROOT / "deploy/mosquitto/acl", root / "mosquitto/acl")
-    (root / "mosquitto/acl").chmod(0o644)
+    root = make_test_etc(Path(tempfile.mkdtemp(prefix="lienwatch-cloud-pki-")), [DEVICE])
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -58,9 +52,9 @@ def test_receiver_ingests_over_mutual_tls_through_the_production_acl(
                             path_map={"/etc/lienwatch/": f"{pki_dir}/"})
     register(db, DEVICE)
     tls = TlsConfig(ca_file=str(pki_dir / "pki/ca.crt"),
-                    cert_file=str(pki_dir / "pki/devices/lienwatch-ingest.crt"),
-                    key_file=str(pki_dir / "pki/devices/lienwatch-ingest.key"))
-    base = receiver_config(migrated_db, broker.port, "lienwatch-ingest", group="tls")
+                    cert_file=str(pki_dir / "pki/services/lienwatch-ingest.crt"),
+                    key_file=str(pki_dir / "pki/services/lienwatch-ingest.key"))
+    base = receiver_config(migrated_db, broker.ports[8884], "lienwatch-ingest", group="tls")
     receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=tls, insecure_plaintext=False)))
     receiver.start()
     device = _device_client(pki_dir, broker.port)
@@ -81,7 +75,7 @@ def test_receiver_without_a_client_certificate_is_refused(
 ) -> None:
     broker = broker_factory(REPO_ROOT / "deploy/mosquitto/lienwatch.conf",
                             path_map={"/etc/lienwatch/": f"{pki_dir}/"})
-    base = receiver_config(migrated_db, broker.port, "lienwatch-ingest", group="tls")
+    base = receiver_config(migrated_db, broker.ports[8884], "lienwatch-ingest", group="tls")
     no_client_cert = TlsConfig(ca_file=str(pki_dir / "pki/ca.crt"))
     receiver = Receiver(replace(base, mqtt=replace(base.mqtt, tls=no_client_cert, insecure_plaintext=False)))
     with pytest.raises(ConnectionError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from paho.mqtt.properties import Properties
 
 from edge.uplink.mqtt import MqttSettings
 from lienwatch.services import REPO_ROOT, MosquittoBroker
+from lienwatch.testpki import make_test_etc
 
 DEVICE_A = "veh-a"
 DEVICE_B = "veh-b"
@@ -37,15 +37,12 @@ class Pki:
         return self.etc / f"pki/{kind}/{device}.crt", self.etc / f"pki/{kind}/{device}.key"
 
 
+SERVICE_PORT = 8884  # the shipped service listener (service CA, acl-services)
+
+
 @pytest.fixture(scope="session")
 def pki() -> Iterator[Pki]:
-    root = Path(tempfile.mkdtemp(prefix="lienwatch-pki-"))
-    root.chmod(0o755)  # mosquitto started as root drops to user `mosquitto`
-    subprocess.run([str(REPO_ROOT / "deploy/pki/make-test-pki.sh"), str(root), DEVICE_A, DEVICE_B],
-                   check=True, capture_output=True)
-    (root / "mosquitto").mkdir(mode=0o755)
-    shutil.copy(REPO_ROOT / "deploy/mosquitto/acl", root / "mosquitto/acl")
-    (root / "mosquitto/acl").chmod(0o644)
+    root = make_test_etc(Path(tempfile.mkdtemp(prefix="lienwatch-pki-")), [DEVICE_A, DEVICE_B])
     yield Pki(root)
     shutil.rmtree(root, ignore_errors=True)
 
@@ -75,7 +72,7 @@ class Receiver:
         self.messages: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"rx-{time.monotonic_ns()}",
                                   protocol=mqtt.MQTTv5)
-        cert, key = pki.cert(INGEST)
+        cert, key = pki.cert(INGEST, "services")
         self.client.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(key))
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # floats work
@@ -85,7 +82,7 @@ class Receiver:
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        self.client.connect("127.0.0.1", broker.ports[SERVICE_PORT], clean_start=False, properties=props)
         self.client.loop_start()
         wait_until(lambda: bool(subscribed), 10)
 

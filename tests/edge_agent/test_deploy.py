@@ -47,14 +47,34 @@ def test_systemd_accepts_the_unit() -> None:
     assert problems == []
 
 
-def test_broker_config_has_one_listener_and_only_mappable_paths() -> None:
+def test_broker_config_has_a_device_and_a_service_listener_and_only_mappable_paths() -> None:
     conf = (REPO_ROOT / "deploy/mosquitto/lienwatch.conf").read_text().splitlines()
     lines = [line for line in conf if line.strip() and not line.startswith("#")]
-    assert sum(line.startswith("listener ") for line in lines) == 1
     for line in lines:
         for word in line.split()[1:]:
             if word.startswith("/"):
                 assert word.startswith(("/etc/lienwatch/", "/var/lib/lienwatch/")), line
-    settings = dict(line.split(None, 1) for line in lines if not line.startswith("listener"))
-    assert settings["require_certificate"] == "true" and settings["use_identity_as_username"] == "true"
-    assert settings["allow_anonymous"] == "false"
+    # Every listener is a block of its own settings (per_listener_settings true).
+    blocks: dict[str, dict[str, str]] = {}
+    top: dict[str, str] = {}
+    current = top
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name == "listener":
+            current = blocks.setdefault(value, {})
+        else:
+            current[name] = value
+    assert top["per_listener_settings"] == "true"
+    assert set(blocks) == {"8883", "8884"}
+    for settings in blocks.values():
+        assert settings["require_certificate"] == "true" and settings["use_identity_as_username"] == "true"
+        assert settings["allow_anonymous"] == "false" and settings["tls_version"] == "tlsv1.2"
+        assert all("GCM" in suite or "CHACHA20" in suite for suite in settings["ciphers"].split(":"))
+        assert all(suite.startswith("ECDHE-") for suite in settings["ciphers"].split(":"))
+        assert settings["crlfile"] == settings["cafile"].replace("ca.crt", "ca.crl")
+    devices, services = blocks["8883"], blocks["8884"]
+    assert devices["cafile"] != services["cafile"] and devices["acl_file"] != services["acl_file"]
+    # Service rights (`user` lines) exist only in the ACL of the service CA's listener.
+    device_acl = (REPO_ROOT / "deploy/mosquitto/acl").read_text().splitlines()
+    assert not [line for line in device_acl if line.startswith(("user", "topic"))]
+    assert devices["acl_file"].endswith("/acl") and services["acl_file"].endswith("/acl-services")
