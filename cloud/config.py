@@ -45,7 +45,7 @@ class MqttConfig:
     """The broker connection: TLS (`[mqtt.tls]`) unless `insecure_plaintext = true` says otherwise."""
 
     host: str = "127.0.0.1"
-    port: int = 8883
+    port: int = 8884  # the broker's service listener (deploy/mosquitto/lienwatch.conf)
     client_id: str = ""  # stable per receiver: the persistent session is keyed by it
     share_group: str = "lienwatch-ingest"
     keepalive_s: int = 30

@@ -207,8 +207,8 @@ def test_edge_run_when_the_state_dir_is_not_writable_or_the_ca_unreadable(tmp_pa
 # --- `lienwatch cloud ingest` --------------------------------------------------------------------
 
 def _receiver_config(path: Path, pki: Path, **tls: str) -> Path:
-    files = {"ca_file": pki / "ca.crt", "cert_file": pki / "devices/lienwatch-ingest.crt",
-             "key_file": pki / "devices/lienwatch-ingest.key"}
+    files = {"ca_file": pki / "ca.crt", "cert_file": pki / "services/lienwatch-ingest.crt",
+             "key_file": pki / "services/lienwatch-ingest.key"}
     files.update({k: pki / v for k, v in tls.items()})
     path.write_text('[database]\ndsn = "postgresql:///nowhere"\n[mqtt]\nclient_id = "r1"\n[mqtt.tls]\n'
                     + "".join(f'{k} = "{v}"\n' for k, v in files.items()))

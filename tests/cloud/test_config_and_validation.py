@@ -160,7 +160,7 @@ def test_the_receiver_needs_tls_or_an_explicit_plaintext_on_loopback() -> None:
     with pytest.raises(ConfigError, match=r"must be true or false"):
         mqtt(insecure_plaintext="yes")
     config = mqtt(tls={"ca_file": "ca.crt"})
-    assert config.mqtt.port == 8883 and not config.mqtt.insecure_plaintext
+    assert config.mqtt.port == 8884 and not config.mqtt.insecure_plaintext
 
 
 def test_a_plaintext_receiver_says_so_at_warning_on_every_start(
