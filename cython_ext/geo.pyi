@@ -4,6 +4,8 @@ import numpy.typing as npt
 
 from cython_ext.status import PushStatus
 
+def distance_m(lat1_deg: float, lon1_deg: float, lat2_deg: float, lon2_deg: float) -> float: ...
+
 class HaversineDistance:
     """Distance travelled in metres, summed over great-circle steps between accepted fixes."""
 

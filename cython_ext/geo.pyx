@@ -35,6 +35,21 @@ cdef double haversine_m(double lat1_deg, double lon1_deg, double lat2_deg, doubl
     return 2.0 * EARTH_RADIUS_M * asin(a)
 
 
+def distance_m(lat1_deg, lon1_deg, lat2_deg, lon2_deg):
+    """Great-circle distance in metres between two positions (the haversine every extractor uses);
+    NaN if a coordinate is not finite or out of range."""
+    cdef double lat1, lon1, lat2, lon2
+    try:
+        lat1, lon1, lat2, lon2 = <double>lat1_deg, <double>lon1_deg, <double>lat2_deg, <double>lon2_deg
+    except TypeError as error:
+        raise SampleError(f"distance_m takes four numbers (degrees), got ({lat1_deg!r}, {lon1_deg!r}, "
+                          f"{lat2_deg!r}, {lon2_deg!r})") from error
+    if not (isfinite(lat1) and isfinite(lon1) and isfinite(lat2) and isfinite(lon2)) \
+            or fabs(lat1) > 90.0 or fabs(lat2) > 90.0 or fabs(lon1) > 180.0 or fabs(lon2) > 180.0:
+        return NAN
+    return haversine_m(lat1, lon1, lat2, lon2)
+
+
 cdef inline int rule_check(position_rule_t* p, int64_t t_ns, double lat, double lon) noexcept nogil:
     if not (isfinite(lat) and isfinite(lon)):
         p.nonfinite += 1

@@ -46,6 +46,7 @@ from protocol.messages import (
     StartDiagnosticSession,
     Status,
     StopDiagnosticSession,
+    Transition,
 )
 
 # --- a single GNSS fix: [time_ms, lat 1e-7 deg, lon 1e-7 deg, alt dm, speed 0.01 km/h,
@@ -149,6 +150,11 @@ def encode_event(event: Event) -> dict[int, Any]:
         body[6] = encode_fix(event.position, "position")
     if event.detail:
         body[7] = f.text(event.detail, "detail", MAX_TEXT)
+    body[8] = _enum_out(Transition, event.transition, "transition")
+    if event.raised_ns is not None:
+        body[9] = f.integer(event.raised_ns, "raised_ns", 0, MAX_TIME_NS)
+    if event.condition:
+        body[10] = f.text(event.condition, "condition", MAX_NAME)
     return body
 
 
@@ -167,6 +173,9 @@ def decode_event(header: Header, body: Mapping[Any, Any]) -> Event:
          for k, v in features.items()},
         None if position is None else decode_fix(position, "position"),
         f.text(body.get(7, ""), "detail", MAX_TEXT),
+        _enum(Transition, body.get(8, 0), "transition"),  # absent in 1.0: raised
+        None if body.get(9) is None else f.integer(body.get(9), "raised_ns", 0, MAX_TIME_NS),
+        f.text(body.get(10, ""), "condition", MAX_NAME),
     )
 
 

@@ -44,6 +44,7 @@ from protocol.messages import (
     StopDiagnosticSession,
     StoredReceipt,
     TelemetryBatch,
+    Transition,
 )
 
 E = TypeVar("E", bound=IntEnum)
@@ -92,7 +93,8 @@ def to_json(message: Message, *, catalog: Catalog | None = None) -> JsonObject:
         return {"kind": "event", "header": _header_json(message.header), "event_id": message.event_id,
                 "severity": message.severity.name, "detector": message.detector, "time_ns": message.time_ns,
                 "features": dict(message.features), "position": _fix_json(message.position),
-                "detail": message.detail}
+                "detail": message.detail, "transition": message.transition.name,
+                "raised_ns": message.raised_ns, "condition": message.condition}
     if isinstance(message, Status):
         return {"kind": "status", "header": _header_json(message.header),
                 "power_state": message.power_state.name, "supply_v": message.supply_v,
@@ -219,8 +221,10 @@ class _Reader:
         except ValueError:
             raise InvalidFieldError(f"{self.where}.{key} must be hex text") from None
 
-    def enum(self, key: str, enum: type[E]) -> E:
-        name = self._get(key)
+    def enum(self, key: str, enum: type[E], default: object = ...) -> E:
+        name = self._get(key, default)
+        if isinstance(name, enum):
+            return name
         if not isinstance(name, str) or name not in enum.__members__:
             raise InvalidFieldError(f"{self.where}.{key} must be one of {list(enum.__members__)}")
         return enum[name]
@@ -260,7 +264,9 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
         return Event(_header_from(r.object("header")), r.integer("event_id"), r.enum("severity", Severity),
                      r.text("detector"), r.integer("time_ns"),
                      {k: _float(v, "features") for k, v in features.items()},
-                     _fix_from(r.object("position", None)), r.text("detail", ""))
+                     _fix_from(r.object("position", None)), r.text("detail", ""),
+                     r.enum("transition", Transition, Transition.RAISED), r.integer("raised_ns", None),
+                     r.text("condition", ""))
     if kind == "status":
         return Status(_header_from(r.object("header")), r.enum("power_state", PowerState),
                       r.number("supply_v"), r.number("backup_v"), r.text("firmware_version"),

@@ -59,6 +59,15 @@ class Severity(IntEnum):
     EMERGENCY = 3
 
 
+class Transition(IntEnum):
+    """Where an event is in its life: raised, escalated (same event id, higher severity, new
+    evidence) or cleared (the condition is gone, or an operator cleared it by command)."""
+
+    RAISED = 0
+    ESCALATED = 1
+    CLEARED = 2
+
+
 class PowerState(IntEnum):
     """The agent's power mode when it sent a status."""
 
@@ -210,6 +219,10 @@ class Event:
     features: dict[str, float] = field(default_factory=dict)  # evidence, feature name -> value
     position: GnssFix | None = None  # last known position at detection
     detail: str = ""  # one human-readable line
+    # minor version 1.1: the event's lifecycle (older senders: every event is RAISED)
+    transition: Transition = Transition.RAISED
+    raised_ns: int | None = None  # when the event was first raised (escalations and clears)
+    condition: str = ""  # which condition of the detector, when it has several ("spoofing")
 
 
 @dataclass(frozen=True, slots=True)

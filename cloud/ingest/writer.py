@@ -43,7 +43,8 @@ POSITIONS = RowLayout((("device_id", "text"), ("time", "timestamptz"), ("boot_id
                        ("speed_kmh", "float4"), ("heading_deg", "float4"), ("hdop", "float4"),
                        ("sats", "int2"), ("fix_type", "int2"), ("clock_quality", "int2")))
 EVENT_COLUMNS = ("device_id", "time", "boot_id", "seq", "event_id", "detector", "severity", "lat_deg",
-                 "lon_deg", "speed_kmh", "evidence", "detail", "clock_quality", "received_at")
+                 "lon_deg", "speed_kmh", "evidence", "detail", "clock_quality", "received_at", "transition",
+                 "raised_at", "condition")
 STATUS_COLUMNS = ("device_id", "time", "boot_id", "seq", "power_state", "supply_v", "backup_v",
                   "queue_depth", "firmware", "config_version", "energy_forecast_days", "body",
                   "clock_quality")
@@ -249,7 +250,8 @@ class BatchWriter:
                                                [_ts(latest[i][1]) for i in ids]))
             if events:  # last, so that stored_at (clock_timestamp) is closest to the commit
                 self._copy_rows("stage_events", EVENT_COLUMNS, events)
-                cursor = conn.execute(_EVENTS.replace("{harsh}", summaries.count_harsh_sql("ins")), params)
+                cursor = conn.execute(_EVENTS.replace("{harsh}", summaries.count_harsh_sql(
+                    "(SELECT * FROM ins WHERE transition = 'raised')")), params)
                 row = cursor.fetchone()
                 self._count(result, "events", len(events), int(row[0]) if row else 0)
         result.stored_messages = len(outcomes) - len(rejected)
@@ -301,7 +303,8 @@ class BatchWriter:
                 position.lat_deg if position else None, position.lon_deg if position else None,
                 _finite(position.speed_kmh) if position else None,
                 Jsonb({k: _finite(v) for k, v in message.features.items()}), message.detail,
-                int(header.clock_quality), _ts(incoming.received_ns))
+                int(header.clock_quality), _ts(incoming.received_ns), message.transition.name.lower(),
+                None if message.raised_ns is None else _ts(message.raised_ns), message.condition)
 
     @staticmethod
     def _status_row(message: Status) -> tuple[Any, ...]:
@@ -395,10 +398,26 @@ _EVENTS = f"""
     WITH ins AS (
         INSERT INTO events ({", ".join(EVENT_COLUMNS)})
         SELECT {", ".join(EVENT_COLUMNS)} FROM stage_events ON CONFLICT DO NOTHING
-        RETURNING device_id, time, boot_id, seq, detector
+        RETURNING device_id, time, boot_id, seq, detector, event_id, transition, detail
     ), life AS (
-        INSERT INTO event_lifecycle (device_id, event_time, boot_id, seq)
-        SELECT device_id, time, boot_id, seq FROM ins ON CONFLICT DO NOTHING
+        -- one lifecycle row per raised event; resolved at once if its clear came first or with it
+        INSERT INTO event_lifecycle (device_id, event_time, boot_id, seq, event_id, state, updated_by)
+        SELECT r.device_id, r.time, r.boot_id, r.seq, r.event_id,
+               CASE WHEN c.device_id IS NULL THEN 'open' ELSE 'resolved' END,
+               CASE WHEN c.device_id IS NULL THEN NULL ELSE 'device' END
+        FROM ins r LEFT JOIN LATERAL (
+            SELECT device_id FROM ins x WHERE x.transition = 'cleared'
+                AND x.device_id = r.device_id AND x.event_id = r.event_id
+            UNION ALL
+            SELECT device_id FROM events x WHERE x.transition = 'cleared'
+                AND x.device_id = r.device_id AND x.event_id = r.event_id
+            LIMIT 1) c ON true
+        WHERE r.transition = 'raised' ON CONFLICT DO NOTHING
+    ), resolved AS (
+        UPDATE event_lifecycle l SET state = 'resolved', updated_at = c.time, updated_by = 'device',
+                                     note = c.detail
+        FROM ins c WHERE c.transition = 'cleared' AND l.device_id = c.device_id
+            AND l.event_id = c.event_id AND l.state = 'open'
     ), harsh AS ({{harsh}})
     SELECT count(*) FROM ins"""
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.detect.vehicle import VehicleProfile, parse_vehicle
 from lienwatch.errors import ConfigError
 from protocol.fields import DEVICE_ID_RE
 
@@ -176,6 +177,7 @@ class AgentConfig:
     detectors: tuple[Mapping[str, Any], ...]
     path: Path | None = None
     remote_version: int = 0
+    vehicle: VehicleProfile = field(default_factory=VehicleProfile)  # [vehicle] (edge.detect.vehicle)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -195,7 +197,7 @@ class AgentConfig:
                 raise ConfigError(f"{name}: cannot be changed remotely (edit the config file)")
             values[name] = _checked(key, value)
         _check_relations(values)
-        return AgentConfig(values, self.sources, self.detectors, self.path, version)
+        return AgentConfig(values, self.sources, self.detectors, self.path, version, self.vehicle)
 
 
 def _checked(key: Key, value: object) -> Scalar:
@@ -232,7 +234,10 @@ def parse_config(document: Mapping[str, Any], path: Path | None = None) -> Agent
     """Validate a parsed TOML document against `SCHEMA`."""
     flat: dict[str, Any] = {}
     arrays: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    vehicle = parse_vehicle(document.get("vehicle"))
     for name, value in document.items():
+        if name == "vehicle":
+            continue
         if name in _TABLE_ARRAYS:
             if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
                 raise ConfigError(f"{name} must be an array of tables ([[{name}]])")
@@ -253,7 +258,18 @@ def parse_config(document: Mapping[str, Any], path: Path | None = None) -> Agent
         else:
             values[key.name] = key.default
     _check_relations(values)
-    return AgentConfig(values, arrays.get("sources", ()), arrays.get("detectors", ()), path)
+    detectors = arrays.get("detectors", ())
+    _check_detectors(detectors)
+    return AgentConfig(values, arrays.get("sources", ()), detectors, path, vehicle=vehicle)
+
+
+def _check_detectors(tables: tuple[Mapping[str, Any], ...]) -> None:
+    """Every [[detectors]] table against its kind's schema, at load (not when the agent starts)."""
+    from edge.detect.registry import REGISTRY
+
+    names = [REGISTRY.resolve(table)[1] for table in tables]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"detectors: names must be unique, got {names}")
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError, LienwatchError
@@ -26,6 +27,7 @@ from protocol.errors import CommandRefusedError, ProtocolError
 from protocol.limits import MAX_TEXT
 from protocol.messages import (
     AckStatus,
+    ClearGeofence,
     Command,
     CommandAck,
     GnssFix,
@@ -33,9 +35,13 @@ from protocol.messages import (
     Reboot,
     RequestPosition,
     SetConfig,
+    SetGeofence,
     SignedCommand,
 )
 from protocol.signing import CommandVerifier, PublicKey, ReplayCache, public_keys_from_pem
+
+if TYPE_CHECKING:
+    from edge.detect.vehicle import GeofenceStore
 
 log = logging.getLogger("lienwatch.downlink")
 
@@ -71,13 +77,15 @@ class CommandHandler:
 
     def __init__(self, device_id: str, keys: Sequence[PublicKey], clock: Clock,
                  state_dir: Path, *, apply_config: ConfigApplier, position: PositionSource,
-                 max_lifetime_s: float = 7 * 86400.0, replay_cache_size: int = 4096) -> None:
+                 max_lifetime_s: float = 7 * 86400.0, replay_cache_size: int = 4096,
+                 geofences: GeofenceStore | None = None) -> None:
         self.clock = clock
         self.nonce_file = state_dir / "nonces.json"
         self.verifier = CommandVerifier(device_id, keys, clock, self._load_cache(replay_cache_size),
                                         max_lifetime_ns=int(max_lifetime_s * 1e9))
         self.apply_config = apply_config
         self.position = position
+        self.geofences = geofences  # circular geofences for the detectors, kept in state_dir
         self.executed = 0
         self.refused: dict[str, int] = {}
         self.reboot_requested = False
@@ -122,6 +130,12 @@ class CommandHandler:
                 return Outcome(AckStatus.DONE, position=fix)
             if isinstance(action, Reboot):
                 return Outcome(AckStatus.DONE, "agent restarts after this ack", reboot=True)
+            if isinstance(action, SetGeofence) and self.geofences is not None:
+                self.geofences.set(action.geofence)
+                return Outcome(AckStatus.DONE, f"geofence {action.geofence.geofence_id} set")
+            if isinstance(action, ClearGeofence) and self.geofences is not None:
+                removed = self.geofences.clear(action.geofence_id)
+                return Outcome(AckStatus.DONE, f"{removed} geofence(s) cleared")
         except LienwatchError as error:
             return Outcome(AckStatus.FAILED, _reason(error))
         except Exception as error:  # a failure while executing: answer FAILED, keep running

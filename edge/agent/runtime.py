@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -25,7 +25,9 @@ from edge.agent.messages import HeaderFactory, kernel_clock_quality
 from edge.agent.status import write_status
 from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
 from edge.agent.watchdog import Notifier
-from edge.detect.base import Detector, Finding
+from edge.detect.base import Detector
+from edge.detect.lifecycle import Update
+from edge.detect.pipeline import DetectionPipeline
 from edge.detect.registry import DetectorContext, build_detector
 from edge.power.manager import PowerManager
 from edge.sources.base import Sample, Source, SourceRunner
@@ -53,12 +55,13 @@ from protocol.messages import (
     Severity,
     Status,
     TelemetryBatch,
+    Transition,
 )
 from protocol.receipts import uplink_key
 from protocol.topics import command_topic, receipt_topic, topic_for
 
 if TYPE_CHECKING:
-    from cython_ext.ring import RingBuffer
+    from edge.sources.gnss.fix import GnssFix as GnssEpoch
 
 log = logging.getLogger("lienwatch.agent")
 
@@ -68,7 +71,6 @@ _CHANNEL_KIND = {Channel.TELEMETRY: MessageKind.TELEMETRY, Channel.EVENT: Messag
                  Channel.STATUS: MessageKind.STATUS, Channel.COMMAND_ACK: MessageKind.COMMAND_ACK}
 T = TypeVar("T")
 GNSS_HOLDOVER_NS = 600 * 10**9  # GNSS-disciplined time is trusted this long after the last fix
-RING_CAPACITY = 1024  # newest samples kept per signal a detector reads (≈100 s at 10 Hz)
 REMOTE_CONFIG_FILE = "remote_config.json"
 RECEIPTS_SEEN_FILE = "receipts_seen"  # the cloud confirmed a record once: from now on wait for receipts
 
@@ -98,24 +100,6 @@ class Inbox(Generic[T]):
 
 
 SampleInbox = Inbox[Sample]
-
-
-@dataclass
-class _Tick:
-    """The `Observation` handed to detectors (see edge.detect.base)."""
-
-    mono_ns: int
-    wall_ns: int
-    samples: Sequence[Sample]
-    _latest: dict[int, Sample]
-    _history: dict[int, RingBuffer]
-
-    def latest(self, signal_id: int) -> Sample | None:
-        return self._latest.get(signal_id)
-
-    def history(self, signal_id: int) -> RingBuffer | None:
-        """The newest samples of a signal (times in monotonic ns), or None if never seen."""
-        return self._history.get(signal_id)
 
 
 class Agent:
@@ -148,9 +132,15 @@ class Agent:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ConfigError(f"sources: names must be unique, got {names}")
-        detector_context = DetectorContext(clock=self.clock, catalog=self.catalog)
+        detector_context = DetectorContext(clock=self.clock, catalog=self.catalog, vehicle=cfg.vehicle,
+                                           state_dir=self.state_dir)
         self.detectors = list(detectors) if detectors is not None else [
             build_detector(table, detector_context) for table in cfg.detectors]
+        self.detection = DetectionPipeline(self.detectors, event_ids=self.headers.event_id,
+                                           vehicle=cfg.vehicle, state_dir=self.state_dir,
+                                           catalog=self.catalog)
+        self._held_warnings: list[bytes] = []  # WARNING transitions ride the next telemetry batch
+        self._held_since_ns: int | None = None
         self.runners = [SourceRunner(source, self.inbox.put) for source in self.sources]
         self.outbox = FlashQueue(self.state_dir / "outbox", self._queue_config(cfg), self.clock)
         self.budget = DataBudget(int(cfg["uplink.budget.daily_cap_bytes"]),
@@ -164,15 +154,10 @@ class Agent:
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
             self.state_dir, apply_config=self.apply_remote_config, position=self.position,
+            geofences=self.detection.geofences,
             max_lifetime_s=float(cfg["downlink.max_command_lifetime_s"]),
             replay_cache_size=int(cfg["downlink.replay_cache_size"]))
         self._latest: dict[int, Sample] = {}
-        self._history: dict[int, RingBuffer] = {}
-        self._history_signals = frozenset().union(*(d.history_signals for d in self.detectors))
-        if self._history_signals:
-            from cython_ext.ring import RingBuffer  # history only for signals a detector reads
-
-            self._history = {sid: RingBuffer(RING_CAPACITY) for sid in self._history_signals}
         self._started_mono_ns = self.clock.monotonic_ns()
         self._next_status_file_ns = 0
         self._next_heartbeat_ns = 0
@@ -337,32 +322,25 @@ class Agent:
         now_mono = self.clock.monotonic_ns()
         now_wall = self.wall_ns()
         mono_to_wall = now_wall - now_mono
-        for fix in self.fix_inbox.drain():
+        epochs: list[GnssEpoch] = self.fix_inbox.drain()
+        for fix in epochs:
             self._take_fix(fix, mono_to_wall)
         samples = self.inbox.drain()
-        latest, history = self._latest, self._history
+        latest = self._latest
         for sample in samples:
             latest[sample.signal_id] = sample
-        if history:
-            for sample in samples:
-                ring = history.get(sample.signal_id)
-                if ring is not None:
-                    ring.push(sample.mono_ns, sample.value)
         batcher = self.batcher
         batcher.add_many(samples, mono_to_wall)
         if self.detectors:
-            tick = _Tick(now_mono, now_wall, samples, latest, history)
-            for detector in self.detectors:
-                try:
-                    findings = detector.observe(tick)
-                except Exception as error:  # a detector bug must not stop the agent
-                    self._count("detector_errors", detector.name, error)
-                    continue
-                for finding in findings:
-                    self._queue_event(finding)
+            for detector, update in self.detection.step(
+                    now_mono, now_wall, samples, epochs, latest, self.position(),
+                    on_error=lambda name, error: self._count("detector_errors", name, error)):
+                self._queue_event(detector, update)
         batch = batcher.take_due()
         if batch is not None:
             self._queue_telemetry(*batch)
+        if self._held_warnings and (batch is not None or self._warnings_overdue(now_mono)):
+            self._release_warnings()
         for message in self.uplink.pump():
             try:
                 ack = self.commands.handle(message.payload, self.headers.header)
@@ -401,6 +379,8 @@ class Agent:
         batch = self.batcher.take()
         if batch is not None:
             self._queue_telemetry(*batch)
+        self._release_warnings()
+        self.detection.save_detector_state()
         deadline = self.clock.monotonic_ns() + int(flush_timeout_s * 1e9)
         while (self.link.connected and (self.outbox.depth or self.uplink.in_flight)
                and self.clock.monotonic_ns() < deadline):
@@ -464,26 +444,57 @@ class Agent:
                              deflate=bool(self.config["uplink.telemetry.deflate"]))
         self._queue(Channel.TELEMETRY, Priority.TELEMETRY, payload)
 
-    def _queue_event(self, finding: Finding) -> None:
+    def _queue_event(self, detector: Detector, update: Update) -> None:
+        """One lifecycle transition on the wire. ALERT/EMERGENCY go to the outbox at once (this
+        tick's pump publishes them); WARNINGs are held to ride with the next telemetry batch,
+        one radio wake-up for both (at most a batch interval late)."""
+        finding = update.finding
         self.findings += 1
-        event = Event(self.headers.header(), self.headers.event_id(), finding.severity, finding.detector,
+        event = Event(self.headers.header(), update.event_id, finding.severity, finding.detector,
                       finding.time_ns, dict(finding.features), finding.position or self.position(),
-                      finding.detail[:500])
+                      finding.detail[:500], update.transition,
+                      None if update.transition is Transition.RAISED else update.raised_ns,
+                      finding.condition)
         log.warning("event", extra={"detector": finding.detector, "severity": finding.severity.name,
+                                    "transition": update.transition.name, "event_id": update.event_id,
                                     "detail": finding.detail})
         try:
             payload = encode(event)
         except ProtocolError as error:
             # Keep the event, lose the evidence that does not encode (say so in its detail).
             self._count("encode_errors", "Event", error)
-            event = replace(event, features={}, position=None,
+            event = replace(event, features={}, position=None, condition=event.condition[:64],
                             detail=f"{event.detail[:300]} [evidence dropped: {type(error).__name__}]")
             try:
                 payload = encode(event)
             except ProtocolError as again:
                 self._count("encode_errors", "Event", again)
                 return
+        if finding.severity is Severity.WARNING:
+            if self._held_since_ns is None:
+                self._held_since_ns = self.clock.monotonic_ns()
+            self._held_warnings.append(payload)
+            return
         self._queue(Channel.EVENT, _PRIORITY[finding.severity], payload)
+
+    def _warnings_overdue(self, now_mono_ns: int) -> bool:
+        held = self._held_since_ns
+        interval_ns = float(self.config["uplink.telemetry.batch_interval_s"]) * 1e9
+        return held is not None and now_mono_ns - held >= interval_ns
+
+    def _release_warnings(self) -> None:
+        for payload in self._held_warnings:
+            self._queue(Channel.EVENT, Priority.WARNING, payload)
+        self._held_warnings = []
+        self._held_since_ns = None
+
+    def clear_event(self, event_id: int) -> bool:
+        """Clear an open event (an operator's command); False if no such event is open."""
+        cleared = self.detection.clear_event(event_id, self.clock.monotonic_ns(), self.wall_ns())
+        if cleared is None:
+            return False
+        self._queue_event(*cleared)
+        return True
 
     def _value(self, path: str) -> float | None:
         sample = self._latest.get(self.catalog.id_of(path)) if path in self.catalog else None
@@ -547,7 +558,8 @@ class Agent:
                           "fixes_seen": self.batcher.fixes_seen, "open_batch": len(self.batcher)},
             "clock": {"quality": self.headers.header_quality_name(),
                       "gnss_offset_ms": self._wall_offset_ns / 1e6},
-            "detectors": {d.name: dict(d.state()) for d in self.detectors},
+            "detectors": self.detection.state(),
+            "held_warnings": len(self._held_warnings),
             "findings": self.findings,
             "telemetry_refused_samples": self.telemetry_refused,
             "errors": {k: dict(v) for k, v in self.errors.items()},

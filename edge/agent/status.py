@@ -121,6 +121,8 @@ def render(status: dict[str, Any], now_ns: int) -> str:
     for name, health in sorted(status.get("sources", {}).items()):
         lines.append(f"source     {name:<10} {health.get('state', '?'):<9} samples {health.get('samples', 0)}"
                      f"  errors {health.get('errors', 0)}  {health.get('detail', '')}".rstrip())
+    for name, detector in sorted(status.get("detectors", {}).items()):
+        lines.append(_detector_line(name, detector, now_ns))
     inbox = status.get("inbox", {})
     if inbox.get("overflow"):
         lines.append(f"inbox      {inbox['overflow']} samples dropped: the run loop fell behind")
@@ -138,3 +140,16 @@ def render(status: dict[str, Any], now_ns: int) -> str:
         lines.append(f"downlink   executed {commands.get('executed', 0)}  "
                      f"refused {commands.get('refused', {})}")
     return "\n".join(lines)
+
+
+def _detector_line(name: str, detector: dict[str, Any], now_ns: int) -> str:
+    """One detector: armed or not, open events (severity, condition), how long since it fired."""
+    armed = detector.get("armed")
+    opened = detector.get("open_events") or []
+    fired = detector.get("last_fired_ns")
+    ago = "never" if not isinstance(fired, int) else f"{(now_ns - fired) / 1e9:.0f} s ago"
+    events = ", ".join(f"{e.get('severity', '?')} {e.get('condition') or name} #{e.get('event_id')}"
+                       for e in opened) or "none"
+    extra = f"  errors {detector['errors']}" if detector.get("errors") else ""
+    state = "" if armed is None else ("armed     " if armed else "disarmed  ")
+    return f"detector   {name:<10} {state}open: {events}  last fired {ago}{extra}"

@@ -3,22 +3,27 @@
     [[detectors]]
     kind = "tow"
     name = "tow"            # optional, defaults to kind
-    radius_m = 150.0
+    displacement_m = 500.0  # the kind's own options ...
+    cooldown_s = 600.0      # ... and the lifecycle options every kind has (edge.detect.policy)
 
-No detector is registered yet: they arrive with the detection issue and add themselves to
-`REGISTRY`'s built-ins (name → "module:SPEC") or call `register_detector`. Until then a `[[detectors]]`
-table is a ConfigError that says so, rather than something that silently detects nothing.
+A detector module ends with its `SPEC = DetectorSpec(...)` and is listed in `BUILTIN` below
+(name → "module:SPEC", imported lazily), or calls `register_detector`. An unknown kind, an
+unknown option or a wrong type is a ConfigError naming it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge.detect.base import Detector
+from edge.detect.policy import Policy, policy_options
+from edge.detect.vehicle import VehicleProfile
 from edge.options import Option, SpecRegistry, validate_options
 from lienwatch.clock import Clock, SystemClock
+from lienwatch.errors import ConfigError
 from protocol.catalog import Catalog, default_catalog
 
 
@@ -28,6 +33,8 @@ class DetectorContext:
 
     clock: Clock = field(default_factory=SystemClock)
     catalog: Catalog = field(default_factory=default_catalog)
+    vehicle: VehicleProfile = field(default_factory=VehicleProfile)
+    state_dir: Path | None = None
 
 
 Factory = Callable[[str, Mapping[str, Any], DetectorContext], Detector]
@@ -35,21 +42,34 @@ Factory = Callable[[str, Mapping[str, Any], DetectorContext], Detector]
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A kind of detector: name, description, options, factory(name, options, context)."""
+    """A kind of detector: name, description, its options, factory(name, options, context), and
+    its lifecycle defaults (`policy`: debounce, clear, cooldown, cap), each overridable by a key
+    of the same name in its table. `check(options)` may refuse values (ConfigError)."""
 
     kind: str
     description: str
     options: tuple[Option, ...]
     factory: Factory
+    policy: Policy = field(default_factory=Policy)
+    check: Callable[[Mapping[str, Any]], None] | None = None
+
+    @property
+    def all_options(self) -> tuple[Option, ...]:
+        return self.options + policy_options(self.policy)
 
     def validate(self, table: Mapping[str, Any]) -> dict[str, Any]:
         """Options from a config table with defaults filled in; `ConfigError` on any bad key."""
-        return validate_options(f"detectors.{self.kind}", self.options, table)
+        section = f"detectors.{self.kind}"
+        options = validate_options(section, self.all_options, table)
+        Policy.from_options(options, section)
+        if self.check is not None:
+            self.check(options)
+        return options
 
 
-# Detectors arrive with the detection issue: each adds "kind": "module:SPEC" here.
-REGISTRY = SpecRegistry("detectors", DetectorSpec, {},
-                        none_known="none yet: detectors arrive with the detection issue")
+# name -> "module:SPEC"; each detector module ends with its SPEC.
+BUILTIN: dict[str, str] = {}
+REGISTRY = SpecRegistry("detectors", DetectorSpec, BUILTIN, none_known="none")
 register_detector = REGISTRY.register
 detector_kinds = REGISTRY.kinds
 get_spec = REGISTRY.get
@@ -58,4 +78,13 @@ get_spec = REGISTRY.get
 def build_detector(table: Mapping[str, Any], context: DetectorContext | None = None) -> Detector:
     """A detector from one `[[detectors]]` table of the agent config."""
     spec, name, options = REGISTRY.resolve(table)
-    return spec.factory(name, options, context or DetectorContext())
+    detector = spec.factory(name, options, context or DetectorContext())
+    detector.policy = Policy.from_options(options, f"detectors.{name}")
+    return detector
+
+
+def check_range(kind: str, options: Mapping[str, Any], name: str, low: float, high: float) -> None:
+    """ConfigError unless `options[name]` is a finite number in low..high (for `check` functions)."""
+    value = options[name]
+    if not (low <= value <= high):  # NaN fails too
+        raise ConfigError(f"detectors.{kind}.{name} must be in {low:g}..{high:g}, got {value!r}")

@@ -128,3 +128,19 @@ def test_position_extractors_match_reference(fixes: list[tuple[int, float, float
         assert fast_w.anchor == slow_w.anchor
     assert (fast_d.late, fast_d.nonfinite, fast_d.out_of_range) == \
         (slow_d.late, slow_d.nonfinite, slow_d.out_of_range)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(-90, 90), st.floats(-180, 180), st.floats(-90, 90), st.floats(-180, 180))
+def test_distance_m_is_the_reference_haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> None:
+    expected = reference.haversine_m(lat1, lon1, lat2, lon2)
+    assert geo.distance_m(lat1, lon1, lat2, lon2) == pytest.approx(expected, rel=1e-12, abs=1e-6)
+
+
+def test_distance_m_refuses_garbage_and_flags_impossible_positions() -> None:
+    assert geo.distance_m(0, 0, 0, 1) == pytest.approx(2 * math.pi * EARTH_RADIUS_M / 360, rel=1e-12)
+    assert math.isnan(geo.distance_m(91.0, 0, 0, 0))
+    assert math.isnan(geo.distance_m(0, float("nan"), 0, 0))
+    assert math.isnan(geo.distance_m(0, 0, 0, 181.0))
+    with pytest.raises(SampleError, match="four numbers"):
+        geo.distance_m("47", 8, 47, 8)  # type: ignore[arg-type]

@@ -32,12 +32,13 @@ from protocol.messages import (
     Status,
     StopDiagnosticSession,
     TelemetryBatch,
+    Transition,
 )
 
 MS = 1_000_000
 device_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
 # Text fields may hold any character but U+0000 (refused: no store can keep it).
-_chars = st.characters(blacklist_characters="\x00")
+_chars = st.characters(blacklist_characters="\x00", codec="utf-8")  # no lone surrogates
 names = st.text(_chars, min_size=1, max_size=64)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 times_ns = st.integers(0, MAX_TIME_MS).map(lambda ms: ms * MS)
@@ -103,7 +104,8 @@ def batches(draw: Any, max_fixes: int = 40, max_samples: int = 40) -> TelemetryB
 
 events = st.builds(Event, headers, st.integers(0, INT63_MAX), st.sampled_from(Severity), names,
                    st.integers(0, MAX_TIME_MS * MS), st.dictionaries(names, finite, max_size=8),
-                   st.none() | fixes, st.text(_chars, max_size=256))
+                   st.none() | fixes, st.text(_chars, max_size=256), st.sampled_from(Transition),
+                   st.none() | st.integers(0, MAX_TIME_MS * MS), st.just("") | names)
 statuses = st.builds(
     Status, headers, st.sampled_from(PowerState), grid(0, 65535, 1000), grid(0, 65535, 1000),
     st.text(_chars, max_size=64), st.integers(0, UINT32_MAX), st.integers(0, UINT32_MAX),

@@ -23,7 +23,7 @@ def test_json_encodes_to_the_committed_cbor(name):
     assert protocol.encode(message) == (golden.VECTOR_DIR / f"{name}.cbor").read_bytes()
 
 
-@pytest.mark.parametrize("name", [*NAMES, *golden.DEFLATED])
+@pytest.mark.parametrize("name", [*NAMES, *golden.DEFLATED, *golden.LEGACY])
 def test_cbor_decodes_to_the_committed_json(name):
     decoded = protocol.decode((golden.VECTOR_DIR / f"{name}.cbor").read_bytes())
     assert jsonform.dumps(decoded) == (golden.VECTOR_DIR / f"{name}.json").read_text()
@@ -58,3 +58,12 @@ def test_check_mode_reports_a_changed_vector(tmp_path, monkeypatch):
     assert golden.main(["--check"]) == 0
     (tmp_path / "event.cbor").write_bytes(b"\x00")
     assert golden.main(["--check"]) == 1
+
+
+def test_a_version_1_0_event_still_decodes_as_raised():
+    from protocol.messages import Event, Transition
+
+    old = protocol.decode((golden.VECTOR_DIR / "event_v1_0.cbor").read_bytes())
+    assert isinstance(old, Event) and old.transition is Transition.RAISED
+    assert old.raised_ns is None and old.condition == ""
+    assert old == golden.event()  # 1.0 bytes mean what the 1.1 example means
