@@ -19,7 +19,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          help="storage mode for a new database (default: timescaledb when available)")
     migrate.set_defaults(handler=lazy("cloud.store.commands:run_migrate"))
 
-    pki.register(cloud)
+    maintain = cloud.add_parser("maintain", help="Create partitions ahead and apply retention, as the owner.")
+    maintain.add_argument("--dsn", required=True, help="PostgreSQL connection string of the tables' owner")
+    maintain.add_argument("--config", help="receiver TOML whose [retention] and [maintenance] apply "
+                          "(default: the built-in defaults)")
+    maintain.set_defaults(handler=lazy("cloud.store.maintain:run_maintain"))
 
     ingest = cloud.add_parser("ingest", help="Receive device messages from MQTT into the store.")
     ingest.add_argument("--config", required=True, help="receiver TOML config")
@@ -50,3 +54,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     remove.add_argument("--dsn", required=True, help="PostgreSQL connection string")
     remove.add_argument("--id", required=True, help="device id")
     remove.set_defaults(handler=handler)
+
+    pki.register(cloud)

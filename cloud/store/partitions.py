@@ -85,9 +85,17 @@ def create_partition(conn: Conn, table: TimeSeriesTable, partition: Partition) -
     transaction (or savepoint), serialised per table by an advisory lock."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(table.name.encode()),))
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition.name,)).fetchone()
-        if exists and exists[0]:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, pg_has_role(relowner, 'USAGE') "
+                           "FROM pg_class WHERE oid = to_regclass(%s)",
+                           (partition.name, table.name)).fetchone()
+        if row and row[0]:
             return False
+        if row and not row[1]:
+            # Not the owner (the receiver as lienwatch_ingest, deploy/postgres/roles.sql): the
+            # owner's function creates exactly this partition and nothing else.
+            created = conn.execute("SELECT lienwatch_create_partition(%s, %s, %s)",
+                                   (table.name, partition.start, partition.end)).fetchone()
+            return bool(created and created[0])
         conn.execute(
             sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
                 sql.Identifier(partition.name), sql.Identifier(table.name),

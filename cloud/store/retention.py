@@ -78,7 +78,13 @@ def apply_retention(
     """Remove expired partitions (plain) or (re)configure retention policies (TimescaleDB).
 
     `conn` must be in autocommit mode: DETACH ... CONCURRENTLY cannot run inside a transaction.
+    A role that does not own the tables (the receiver as lienwatch_ingest) changes nothing: the
+    owner runs retention (`lienwatch cloud maintain`, deploy/postgres/roles.sql).
     """
+    if not owns_time_series(conn):
+        log.info("retention skipped: this role does not own the tables; run `lienwatch cloud maintain` "
+                 "as the owner (docs/security.md)")
+        return RetentionResult(removed=(), kept=0)
     if mode == "timescaledb":
         return RetentionResult(removed=(), kept=0, changed=reconcile_timescale_jobs(conn, policy))
     removed: list[str] = []
@@ -93,6 +99,14 @@ def apply_retention(
             else:
                 kept += 1
     return RetentionResult(removed=tuple(removed), kept=kept)
+
+
+def owns_time_series(conn: Conn) -> bool:
+    """Whether this session's role is (or acts as) the owner of every time-series table."""
+    row = conn.execute("SELECT coalesce(bool_and(pg_has_role(relowner, 'USAGE')), false) FROM pg_class "
+                       "WHERE oid = ANY(SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)",
+                       ([table.name for table in TIME_SERIES],)).fetchone()
+    return bool(row and row[0])
 
 
 def _remove(conn: Conn, table: TimeSeriesTable, name: str, action: RetentionAction) -> None:

@@ -1,0 +1,18 @@
+-- Table writes of the receiver and the API: run as lienwatch_migrate after every
+-- `lienwatch cloud migrate` (`psql -v ON_ERROR_STOP=1 -f grants.sql`); safe to repeat.
+-- Reads come from the default privileges in roles.sql. Anything not listed here stays read-only
+-- to the receiver: above all no DELETE or TRUNCATE of stored data, and no DDL.
+
+-- Telemetry, events, statuses, acks, rejects: append only.
+GRANT INSERT ON signal_samples, positions, events, event_lifecycle, device_status, command_acks,
+    rejected_messages TO lienwatch_ingest;
+-- Latest-state and summary rows are upserted; commands get their ack state.
+GRANT INSERT, UPDATE ON device_latest, daily_summaries TO lienwatch_ingest;
+GRANT UPDATE ON commands TO lienwatch_ingest;
+-- The summary work queue: marked by batches, claimed (FOR UPDATE SKIP LOCKED) and deleted.
+GRANT INSERT, UPDATE, DELETE ON summary_dirty TO lienwatch_ingest;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_ingest;
+
+-- The API: event lifecycle and commands.
+GRANT INSERT, UPDATE ON event_lifecycle, commands TO lienwatch_api;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_api;

@@ -1,0 +1,180 @@
+"""deploy/postgres/roles.sql and grants.sql on a real PostgreSQL: the receiver works as
+lienwatch_ingest and can destroy nothing; retention runs as the owner (`lienwatch cloud maintain`)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from cloud.ingest.receiver import Receiver
+from cloud.store.db import Conn, connect
+from cloud.store.layout import BY_NAME, TIME_SERIES
+from cloud.store.migrate import migrate
+from cloud.store.partitions import PartitionKeeper, list_partitions, partition_for
+from lienwatch.cli import main
+from lienwatch.errors import ServiceError
+from lienwatch.services import REPO_ROOT, MosquittoBroker, PostgresServer, start_postgres
+from protocol.messages import MessageKind
+from protocol.topics import uplink_topic
+from tests.cloud.helpers import Publisher, event, receiver_config, telemetry
+from tests.cloud.test_ingest import count, wait_for
+from tests.conftest import _unavailable
+
+DEVICE = "veh-roles"
+POSTGRES_DIR = REPO_ROOT / "deploy/postgres"
+
+
+class Cluster:
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+
+    def dsn(self, role: str, database: str = "lienwatch") -> str:
+        return f"postgresql://{role}@127.0.0.1:{self.server.port}/{database}"
+
+    def psql(self, dsn: str, script: str) -> None:
+        subprocess.run([str(self.server.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn,
+                        "-f", str(POSTGRES_DIR / script)], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A server of its own (roles are cluster-wide): roles.sql as superuser, migrate and grants.sql
+    as lienwatch_migrate, exactly as deploy/postgres/README.md says."""
+    server: PostgresServer | None = None
+    try:
+        server = start_postgres()
+    except (ServiceError, OSError) as error:
+        _unavailable("PostgreSQL", error)
+    assert server is not None
+    try:
+        cluster = Cluster(server)
+        cluster.psql(cluster.dsn("postgres", "postgres"), "roles.sql")
+        migrate(cluster.dsn("lienwatch_migrate"))
+        cluster.psql(cluster.dsn("lienwatch_migrate"), "grants.sql")
+        with connect(cluster.dsn("lienwatch_migrate")) as owner:
+            owner.execute("INSERT INTO devices (device_id, time_zone) VALUES (%s, 'UTC')", (DEVICE,))
+        yield cluster
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ingest(cluster: Cluster) -> Iterator[Conn]:
+    with connect(cluster.dsn("lienwatch_ingest")) as conn:
+        yield conn
+
+
+def test_the_receiver_stores_everything_as_the_ingest_role(
+        cluster: Cluster, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    old_ns = (datetime.now(UTC) - timedelta(days=20)).replace(hour=12).timestamp()
+    old_day = datetime.fromtimestamp(old_ns, UTC).date()
+    with connect(cluster.dsn("lienwatch_migrate")) as owner:
+        assert partition_for(BY_NAME["signal_samples"], old_day).name not in {
+            p.name for p in list_partitions(owner, BY_NAME["signal_samples"])}
+    receiver = Receiver(receiver_config(cluster.dsn("lienwatch_ingest"), mosquitto.port, "rx-roles",
+                                        group="roles"))
+    receiver.start()
+    publisher = Publisher(mosquitto.port, "pub-roles")
+    try:
+        publisher.send([telemetry(DEVICE, 1, samples=30, fixes=3),  # partitions exist (made ahead)
+                        telemetry(DEVICE, 2, samples=10, fixes=0, start_ns=int(old_ns) * 10**9),
+                        event(DEVICE, 3)])
+        publisher.publish([(uplink_topic(MessageKind.TELEMETRY, DEVICE), b"\xff not cbor")])
+        with connect(cluster.dsn("lienwatch_migrate")) as owner:
+            wait_for(lambda: count(owner, "signal_samples") == 40 and count(owner, "events") == 1
+                     and count(owner, "rejected_messages") == 1, what="every row stored as lienwatch_ingest")
+            assert count(owner, "positions") == 3 and count(owner, "device_latest") == 1
+            # The partition for the old day was made on demand, by the owner's function.
+            made = owner.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s",
+                                 (partition_for(BY_NAME["signal_samples"], old_day).name,)).fetchone()
+            assert made == ("lienwatch_owner",)
+        assert receiver.failure is None
+    finally:
+        publisher.close()
+        receiver.stop()
+    # Maintenance at start (partitions ahead, retention, summaries) raised nothing: retention is
+    # skipped, and says so, instead of failing every hour.
+    assert not [r for r in caplog.records if "maintenance failed" in r.getMessage()]
+    assert [r for r in caplog.records if "retention skipped" in r.getMessage()]
+
+
+DESTRUCTIVE = [
+    "DROP TABLE positions",
+    "DROP TABLE devices CASCADE",
+    "TRUNCATE signal_samples",
+    "TRUNCATE devices CASCADE",
+    "DELETE FROM positions",
+    "DELETE FROM events",
+    "DELETE FROM devices",
+    "UPDATE devices SET vin = 'WVWZZZ1KZAW000666'",
+    "UPDATE signal_samples SET value = 0",
+    "INSERT INTO devices (device_id, time_zone) VALUES ('rogue', 'UTC')",
+    "INSERT INTO commands (command_id, device_id, nonce, kind) VALUES ('c1', 'veh-roles', '\\x00', 'reboot')",
+    "ALTER TABLE positions ADD COLUMN x int",
+    "CREATE TABLE scratch (x int)",
+    "ALTER TABLE signal_samples DETACH PARTITION {signal_partition}",
+    "DROP TABLE {signal_partition}",
+    "CREATE TABLE signal_samples_p20990101 PARTITION OF signal_samples "
+    "FOR VALUES FROM ('2099-01-01') TO ('2099-01-02')",
+    "DROP FUNCTION lienwatch_create_partition(text, date, date)",
+]
+
+
+@pytest.mark.parametrize("statement", DESTRUCTIVE)
+def test_the_ingest_role_cannot_drop_truncate_delete_or_rewrite(ingest: Conn, statement: str) -> None:
+    partition = list_partitions(ingest, BY_NAME["signal_samples"])[0].name
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        ingest.execute(statement.format(signal_partition=partition))
+
+
+@pytest.mark.parametrize("table", [t.name for t in TIME_SERIES])
+def test_the_partition_function_makes_only_scheme_partitions(ingest: Conn, table: str) -> None:
+    """The function's table list and granularities agree with cloud/store/layout.py, and it refuses
+    every other table, size or name."""
+    start = date.today().replace(day=1) + timedelta(days=40)
+    start = start.replace(day=1)  # the first of a month ahead: valid for either granularity
+    right = partition_for(BY_NAME[table], start)
+    wrong_end = right.start + (timedelta(days=1) if right.end != right.start + timedelta(days=1)
+                               else timedelta(days=2))
+    with pytest.raises(psycopg.errors.RaiseException):
+        ingest.execute("SELECT lienwatch_create_partition(%s, %s, %s)", (table, right.start, wrong_end))
+    row = ingest.execute("SELECT lienwatch_create_partition(%s, %s, %s)",
+                         (table, right.start, right.end)).fetchone()
+    assert row is not None and isinstance(row[0], bool)
+    assert right.name in {p.name for p in list_partitions(ingest, BY_NAME[table])}
+    for other, first, last in (("devices", right.start, right.end), ("pg_class", right.start, right.end),
+                               (table, right.start + timedelta(days=3000), right.end + timedelta(days=3000))):
+        with pytest.raises(psycopg.errors.RaiseException):
+            ingest.execute("SELECT lienwatch_create_partition(%s, %s, %s)", (other, first, last))
+
+
+def test_public_may_not_connect_and_only_the_receiver_has_temp_tables(cluster: Cluster) -> None:
+    with connect(cluster.dsn("postgres", "postgres")) as superuser:
+        superuser.execute("DROP ROLE IF EXISTS stranger")
+        superuser.execute("CREATE ROLE stranger LOGIN")
+    with pytest.raises(Exception, match="permission denied for database"):
+        connect(cluster.dsn("stranger"))
+    with connect(cluster.dsn("lienwatch_api")) as api, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        api.execute("CREATE TEMP TABLE t (x int)")
+    with connect(cluster.dsn("lienwatch_ingest")) as ingest:
+        ingest.execute("CREATE TEMP TABLE t (x int)")
+
+
+def test_retention_runs_as_the_owner_and_not_as_the_receiver(
+        cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    old = datetime.now(UTC).date() - timedelta(days=45)  # rejected messages are kept 30 days
+    name = partition_for(BY_NAME["rejected_messages"], old).name
+    with connect(cluster.dsn("lienwatch_migrate")) as owner:
+        PartitionKeeper().ensure(owner, "rejected_messages", old, old)
+        assert main(["cloud", "maintain", "--dsn", cluster.dsn("lienwatch_ingest")]) == 2
+        assert "does not own" in capsys.readouterr().err
+        assert name in {p.name for p in list_partitions(owner, BY_NAME["rejected_messages"])}
+        assert main(["cloud", "maintain", "--dsn", cluster.dsn("lienwatch_migrate")]) == 0
+        assert name in capsys.readouterr().out
+        assert name not in {p.name for p in list_partitions(owner, BY_NAME["rejected_messages"])}
