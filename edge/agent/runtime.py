@@ -348,7 +348,7 @@ class Agent:
                     self._queue(Channel.COMMAND_ACK, Priority.WARNING, encode(ack))
             except Exception as error:  # never let one command take the agent down
                 self._count("command_errors", type(error).__name__, error)
-        if self.commands.reboot_requested and self.outbox.depth_by_priority()["WARNING"] == 0:
+        if self.commands.reboot_requested and self.outbox.depth_by_priority(delivered=False)["WARNING"] == 0:
             log.info("restarting on command")
             self.exit_code = 75  # EX_TEMPFAIL: systemd's Restart= brings us back
             self.stop_requested.set()
@@ -382,7 +382,7 @@ class Agent:
         self._release_warnings()
         self.detection.save_detector_state()
         deadline = self.clock.monotonic_ns() + int(flush_timeout_s * 1e9)
-        while (self.link.connected and (self.outbox.depth or self.uplink.in_flight)
+        while (self.link.connected and (self._undone() or self.uplink.in_flight)
                and self.clock.monotonic_ns() < deadline):
             self.uplink.pump()
             threading.Event().wait(0.02)
@@ -391,6 +391,12 @@ class Agent:
         self.outbox.close()
         self._write_status_file(stopped=True)
         log.info("agent stopped", extra={"queued": self.outbox.depth})
+
+    def _undone(self) -> int:
+        """Records a graceful shutdown still waits for: unsent, and unconfirmed if receipts come
+        (what stays unconfirmed is on flash and sent again after the restart)."""
+        waiting = self.outbox.depth
+        return waiting if self.uplink.waits_for_receipts else waiting - self.outbox.delivered
 
     # ------------------------------------------------------------------ messages
 

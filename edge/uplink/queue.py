@@ -334,6 +334,19 @@ class FlashQueue:
             self.stats.redelivered += len(late)
             return len(late)
 
+    def commit_delivered(self, older_than_ns: int) -> int:
+        """Delivered records whose PUBACK is older than `older_than_ns` are done: PUBACK semantics,
+        the fallback for a cloud that never confirmed anything (an old receiver)."""
+        with self._lock:
+            self._check_open()
+            done = [i for i, at in self._delivered.items() if at < older_than_ns]
+            for record_id in done:
+                self._forget(record_id)
+            self.stats.committed += len(done)
+            self._pending_commits.extend(done)
+            self._maybe_sync()
+            return len(done)
+
     def oldest_delivered_ns(self) -> int | None:
         """Monotonic ns of the oldest PUBACK still waiting for its receipt."""
         with self._lock:
@@ -384,10 +397,11 @@ class FlashQueue:
         with self._lock:
             return len(self._entries)
 
-    def depth_by_priority(self) -> dict[str, int]:
+    def depth_by_priority(self, *, delivered: bool = True) -> dict[str, int]:
+        """Records per priority: pending and in flight, and (`delivered`) those waiting for receipts."""
         with self._lock:
             counts = {p.name: sum(len(self._pending[p, c]) for c in Channel) for p in Priority}
-            for record_id in (*self._in_flight, *self._delivered):
+            for record_id in (*self._in_flight, *(self._delivered if delivered else ())):
                 counts[self._entries[record_id].priority.name] += 1
             return counts
 

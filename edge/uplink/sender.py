@@ -7,9 +7,9 @@ the highest-priority records.
 When is a record done? With stored receipts (docs/agent.md, "Delivery guarantee"): when the
 receiver's stored receipt names its (boot, seq) — after the database committed it. A PUBACK only
 moves it to "delivered"; a delivered record without a receipt after `ReceiptSettings.timeout_s`
-is sent again (the unique key makes that safe). Without receipts (`mode = "off"`, or `"auto"`
-while this device has never seen a receipt: an old receiver), the PUBACK is the end. A broker's
-failure reason code drops the record, counted and logged.
+is sent again (the unique key makes that safe). With `mode = "off"` the PUBACK is the end; with
+`"auto"` while this device has never seen a receipt (an old receiver?) the PUBACK is the end
+`timeout_s` later. A broker's failure reason code drops the record, counted and logged.
 """
 
 from __future__ import annotations
@@ -106,9 +106,10 @@ class ReceiptSettings:
     """End-to-end confirmation (see deploy/agent.example.toml, [uplink.receipts]).
 
     mode: "auto" asks for receipts and, once this device has seen one (remembered in
-    `seen_file`), keeps records until they come; before that a PUBACK is the end (an old
-    receiver never confirms). "required" always waits for receipts, "off" neither asks nor
-    waits (PUBACK semantics, as before receipts existed).
+    `seen_file`), keeps records until they come; before that a record is done `timeout_s` after
+    its PUBACK (an old receiver never confirms: PUBACK semantics, a little later). "required"
+    always waits for receipts, "off" neither asks nor waits (PUBACK semantics, as before
+    receipts existed).
     """
 
     mode: str = "auto"
@@ -233,12 +234,16 @@ class Uplink:
             log.warning("cannot remember that receipts were seen", extra={"detail": str(error)})
 
     def _sweep(self) -> None:
-        """Once a second: re-send delivered records whose receipt is overdue."""
+        """Once a second: re-send delivered records whose receipt is overdue (finish them if no
+        receipt was ever seen)."""
         now = self.clock.monotonic_ns()
         if now < self._next_sweep_ns or not self.outbox.delivered:
             return
         self._next_sweep_ns = now + 1_000_000_000
         timeout_ns = int(self.receipts.timeout_s * 1e9)
+        if not self.receipts_seen:
+            self.outbox.commit_delivered(now - timeout_ns)  # nothing ever confirmed: PUBACK semantics
+            return
         if not self.link.connected:
             return  # re-sending needs a link; overdue records wait
         late = self.outbox.redeliver(now - timeout_ns * self._timeout_factor)
@@ -277,7 +282,7 @@ class Uplink:
         for record in self.outbox.begin(room, channels=channels):
             topic = self.topics[record.channel]
             self.budget.spend(len(record.payload) + len(topic) + PUBLISH_OVERHEAD_BYTES)
-            self._in_flight[record.record_id] = self.waits_for_receipts and record.key is not None
+            self._in_flight[record.record_id] = self.receipts.asks and record.key is not None
             self.link.publish(record.record_id, topic, record.payload)
             self.published += 1
 
