@@ -49,28 +49,23 @@ from lienwatch.services import (  # noqa: E402
     start_mosquitto,
     start_postgres,
 )
+from lienwatch.testpki import ACL_FILES, make_test_etc  # noqa: E402
 from protocol.signing import generate_key, public_key_to_pem  # noqa: E402
 
 DEVICE = "veh-fault"
 INGEST = "lienwatch-ingest"
 SHIPPED_CONF = REPO / "deploy/mosquitto/lienwatch.conf"
+SERVICE_PORT = 8884  # the shipped service listener: the receiver's certificate is from the service CA
 # The outbox record layout (edge/uplink/queue.py): read here to know which keys a tear destroyed.
 _HEAD = struct.Struct("<HBBBQQI")
 _KEY = struct.Struct("<IQ")
 
 
 def make_pki(root: Path, *devices: str) -> Path:
-    """A test PKI (deploy/pki/make-test-pki.sh) and the shipped ACL, laid out like /etc/lienwatch/."""
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)  # mosquitto started as root drops to user `mosquitto`
-    subprocess.run([str(REPO / "deploy/pki/make-test-pki.sh"), str(root), *devices], check=True,
-                   capture_output=True)
-    (root / "mosquitto").mkdir(mode=0o755, exist_ok=True)
-    shutil.copy(REPO / "deploy/mosquitto/acl", root / "mosquitto/acl")
-    (root / "mosquitto/acl").chmod(0o644)
-    share_with_broker([root / "mosquitto/acl",
-                       *(root / "pki" / name for name in ("ca.crt", "server.crt", "server.key"))])
-    return root
+    """A test PKI and the shipped ACLs, laid out like /etc/lienwatch/ (lienwatch.testpki)."""
+    etc = make_test_etc(root, devices)
+    share_with_broker([etc / "mosquitto" / name for name in ACL_FILES])
+    return etc
 
 
 @dataclass
@@ -119,12 +114,12 @@ class World:
 dsn = {json.dumps(self.dsn)}
 [mqtt]
 host = "127.0.0.1"
-port = {self.broker.port}
+port = {self.broker.ports[SERVICE_PORT]}
 client_id = "fault-rx"
 [mqtt.tls]
 ca_file = "{pki}/ca.crt"
-cert_file = "{pki}/devices/{INGEST}.crt"
-key_file = "{pki}/devices/{INGEST}.key"
+cert_file = "{pki}/services/{INGEST}.crt"
+key_file = "{pki}/services/{INGEST}.key"
 [ingest]
 batch_max_delay_ms = 50
 receipt_interval_ms = 300
