@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from lienwatch.errors import ConfigError, LienwatchError
@@ -25,6 +24,11 @@ NRC_NAMES = {
     0x31: "requestOutOfRange",
     0x78: "responsePending",
 }
+
+
+# `gnss parse` prints time, position, speed, course, fix type, satellites used and HDOP: nothing
+# from GSV (satellites in view, C/N0) or GST (accuracy), a third of a receiver's sentences.
+GNSS_PARSE_UNDECODED = frozenset({"GSV", "GST"})
 
 
 class NmeaInputError(LienwatchError):
@@ -85,27 +89,19 @@ def obd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    while True:
-        line = stream.readline(4096)
-        if not line:
-            return
-        yield line
-
-
 def gnss_parse(args: argparse.Namespace) -> int:
     """`lienwatch gnss parse FILE` → one JSON object per epoch; summary on stderr."""
-    from edge.sources.gnss.source import NmeaLog
+    from edge.sources.gnss.source import NmeaLog, read_lines
 
-    log = NmeaLog()
+    log = NmeaLog(undecoded=GNSS_PARSE_UNDECODED)
     printed = 0
     try:
         stream: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as error:
         raise NmeaInputError(f"cannot read {args.file}: {error.strerror}") from None
     try:
-        for fix in log.fixes(_lines(stream)):
-            print(json.dumps(fix.as_json()))
+        for fix in log.fixes(read_lines(stream)):
+            print(json.dumps(fix.as_json(), allow_nan=False))  # values are finite (fix.plausible)
             printed += 1
     except BrokenPipeError:  # `lienwatch gnss parse FILE | head`: the reader has seen enough
         _silence_stdout()
@@ -116,7 +112,9 @@ def gnss_parse(args: argparse.Namespace) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     stats = log.parser.stats
-    print(f"gnss parse: {printed} epochs; {stats.summary()}", file=sys.stderr)
+    nulled = ", ".join(f"{n} {name}" for name, n in sorted(log.assembler.implausible.items()))
+    implausible = f"; implausible values nulled: {nulled}" if nulled else ""
+    print(f"gnss parse: {printed} epochs{implausible}; {stats.summary()}", file=sys.stderr)
     if stats.accepted == 0:
         raise NmeaInputError(f"{args.file} holds no valid NMEA 0183 sentence ({stats.lines} lines read)")
     return 0

@@ -196,11 +196,22 @@ def test_mutated_valid_sentences_never_crash(data: st.DataObject) -> None:
 
 
 def test_line_splitter_bounds_memory_on_endless_garbage() -> None:
+    """An endless line is handed on once (cut to max_pending + 1 bytes: one corrupt line), the
+    rest of it dropped up to its end; memory stays bounded and the next line comes through."""
     splitter = LineSplitter(max_pending=100)
-    for _ in range(50):
-        assert splitter.feed(b"x" * 60) == []
-    assert splitter.overflows >= 20
-    assert splitter.feed(b"\n$A\n") == [b"", b"$A"] or splitter.overflows > 0
+    out = [line for _ in range(50) for line in splitter.feed(b"x" * 60)]
+    assert out == [b"x" * 101] and splitter.overflows == 1
+    assert len(splitter._buffer) <= 100
+    assert splitter.feed(b"x\n$A\n") == [b"$A"] and splitter.overflows == 1
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n", b"\r"])
+def test_line_splitter_ends_lines_at_lf_crlf_and_a_lone_cr_in_any_chunking(ending: bytes) -> None:
+    data = ending.join([b"$A", b"$B", b"$C"]) + ending
+    for size in (1, 2, 3, len(data)):
+        splitter = LineSplitter()
+        lines = [line for i in range(0, len(data), size) for line in splitter.feed(data[i:i + size])]
+        assert [line for line in lines + splitter.flush() if line] == [b"$A", b"$B", b"$C"]
 
 
 def write_log(path: Path, seconds: int = 5) -> Path:

@@ -18,14 +18,28 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge.sources.gnss.nmea import Sentence
+from protocol.limits import MAX_TIME_NS
 from protocol.messages import FixType as ProtocolFixType
 from protocol.messages import GnssFix as ProtocolGnssFix
 
 KNOTS_TO_KMH = 1.852
+
+# Plausible ranges of a fix's values (`plausible`). A checksum only proves the receiver (or
+# whoever wrote the log) meant it: a value outside these is nulled and counted. Where the wire
+# format has a range (protocol/bodies.py), it is the same, so nothing kept here is refused there.
+LAT_DEG, LON_DEG = 90.0, 180.0
+ALT_M = (-1000.0, 20000.0)  # the wire's range: Dead Sea -430 m, and no car flies
+SPEED_KMH = (0.0, 1000.0)  # the wire's range; GNSS speed over ground of a road vehicle
+COURSE_DEG = (0.0, 360.0)  # 360 is read as 0
+MAX_SATS = 72  # more than every constellation together puts above one horizon (~60)
+DOP = (0.0, 99.99)  # the wire's HDOP range; receivers say 99.99 for "no solution"
+H_ACC_M = (0.0, 100_000.0)
+CN0_DBHZ = (0.0, 99.0)  # GSV's two digits
 
 
 class FixType(enum.IntEnum):
@@ -158,6 +172,8 @@ class GnssFix:
     reused: frozenset[str] = frozenset()
     """Sentence types (`GSA`, `GSV`, `GST`) whose values are the last parsed ones, not this epoch's:
     they were throttled here (`slow_sentence_interval_s`), so at most about that interval old."""
+    implausible: frozenset[str] = frozenset()
+    """Fields the receiver sent with values outside their plausible range, nulled (`plausible`)."""
 
     @property
     def mean_cn0(self) -> float | None:
@@ -208,6 +224,41 @@ class GnssFix:
         }
 
 
+def _within(value: float | None, bounds: tuple[float, float]) -> bool:
+    return value is None or (math.isfinite(value) and bounds[0] <= value <= bounds[1])
+
+
+def plausible(fix: GnssFix) -> frozenset[str]:
+    """Null every value of `fix` outside its plausible range and return the names of those fields.
+
+    The one validation of a fix, applied by the epoch assembler to every fix it completes, so the
+    agent's source and `lienwatch gnss parse` see the same values. A fix whose position is not
+    plausible (or missing) has no position: its type becomes NONE (never `3d` with `lat` null).
+    """
+    bad = set()
+    for name, bounds in (("alt_m", ALT_M), ("speed_kmh", SPEED_KMH), ("course_deg", COURSE_DEG),
+                         ("hdop", DOP), ("pdop", DOP), ("h_acc_m", H_ACC_M)):
+        if not _within(getattr(fix, name), bounds):
+            setattr(fix, name, None)
+            bad.add(name)
+    if fix.course_deg == 360.0:
+        fix.course_deg = 0.0
+    if fix.sats is not None and not 0 <= fix.sats <= MAX_SATS:
+        fix.sats = None
+        bad.add("sats")
+    if not (_within(fix.lat, (-LAT_DEG, LAT_DEG)) and _within(fix.lon, (-LON_DEG, LON_DEG))):
+        fix.lat = fix.lon = None
+        bad.add("position")
+    if fix.fix.has_position and (fix.lat is None or fix.lon is None):
+        fix.fix = FixType.NONE
+    if not fix.fix.has_position:
+        fix.lat = fix.lon = fix.alt_m = None
+    if fix.time_utc_ns is not None and not 0 <= fix.time_utc_ns <= MAX_TIME_NS:
+        fix.time_utc_ns = None
+        bad.add("time")
+    return frozenset(bad)
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -216,10 +267,9 @@ def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
     try:
-        result = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        return None
-    return result if math.isfinite(result) else None
+        return None  # a non-finite one is kept for `plausible` to null and count
 
 
 @dataclass
@@ -251,6 +301,7 @@ class EpochAssembler:
         self._last_gsv: tuple[dict[str, dict[int, float]], dict[str, int]] | None = None
         self._last_gst: tuple[float | None] | None = None  # (h_acc_m,) once a GST was parsed
         self.epochs = 0
+        self.implausible: Counter[str] = Counter()  # per field, fixes that had it nulled
 
     def feed(self, sentence: Sentence, mono_ns: int) -> list[GnssFix]:
         done: list[GnssFix] = []
@@ -299,8 +350,6 @@ class EpochAssembler:
             if kind is FixType.FIX_3D and self._gsa_mode == 2:
                 kind = FixType.FIX_2D
             fix.fix = kind
-        if not fix.fix.has_position:
-            fix.lat = fix.lon = fix.alt_m = None
         for name, cn0 in self._gsv.items():
             entry = fix.constellations.setdefault(name, Constellation())
             entry.cn0_dbhz = cn0
@@ -309,6 +358,8 @@ class EpochAssembler:
             t = fix.time_of_day
             stamp = dt.datetime.combine(self._date, t.replace(tzinfo=None), dt.UTC)
             fix.time_utc_ns = int(stamp.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+        fix.implausible = plausible(fix)
+        self.implausible.update(fix.implausible)
         self._gsv = {}
         self._gsv_in_view = {}
         self._gsa = _GsaState()
@@ -421,10 +472,12 @@ class EpochAssembler:
             if svid is None:
                 continue
             cn0 = _float(s.get(f"cno_{i:02d}"))
+            if cn0 is not None and not CN0_DBHZ[0] <= cn0 <= CN0_DBHZ[1]:
+                cn0 = None
             key = int(svid)
             sats[key] = max(sats.get(key, 0.0), cn0 or 0.0)  # several signals (L1/L5) per satellite
         total = s.get("numSV")
-        if total is not None:
+        if total is not None and 0 <= int(total) <= MAX_SATS:
             entry = fix.constellations.setdefault(name, Constellation())
             entry.in_view = max(entry.in_view, int(total))
             self._gsv_in_view[name] = max(self._gsv_in_view.get(name, 0), int(total))

@@ -1,10 +1,10 @@
 """The `gnss` source: NMEA 0183 from a serial device, a pty or a file (replay).
 
-Bytes are read without blocking, split into lines (a line longer than 4 KiB without an end is
-dropped and counted), parsed by `NmeaParser` and assembled into `GnssFix`es. Each fix becomes
-catalog samples (position, altitude, heading, accuracy, fix type, speed, satellites, HDOP, mean
-C/N0), is handed whole to `on_fix` (the agent batches fixes into telemetry) and disciplines the
-wall clock through `discipline`.
+Bytes are read without blocking, split into lines at LF, CRLF or CR (a line longer than 4 KiB
+is one corrupt line, its rest dropped; memory stays bounded), parsed by `NmeaParser` and
+assembled into `GnssFix`es. Each fix becomes catalog samples (position, altitude, heading,
+accuracy, fix type, speed, satellites, HDOP, mean C/N0), is handed whole to `on_fix` (the agent
+batches fixes into telemetry) and disciplines the wall clock through `discipline`.
 
 Slow sentences (GSA, GSV, GST, ZDA; VTG when RMC has speed and course) are parsed at most about
 once per `slow_sentence_interval_s` (default 1 s; 0 parses every sentence), see `throttle.py`;
@@ -22,7 +22,7 @@ import select
 import stat
 import termios
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from edge.sources.base import HealthState, SampleSink, Source, SourceError
 from edge.sources.gnss.clock import ClockDiscipline, ClockQuality, DisciplineHook
@@ -50,38 +50,58 @@ _BAUD = {
 
 
 class LineSplitter:
-    """Bytes in, complete lines out; an over-long unterminated line is dropped and counted."""
+    """Bytes in, complete lines out, ended by LF, CRLF or a lone CR (some receivers send CR only).
+
+    Memory is bounded: a line that grows past `max_pending` bytes without an end is handed on
+    once as its first `max_pending + 1` bytes (which the parser counts as one corrupt line) and
+    the rest of it is dropped up to its end; `overflows` counts such lines.
+    """
 
     def __init__(self, max_pending: int = MAX_PENDING) -> None:
         self.max_pending = max_pending
-        self._buffer = bytearray()
+        self._buffer = b""
+        self._skipping = False  # inside an over-long line already handed on
         self.overflows = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        *lines, rest = self._buffer.split(b"\n")
-        self._buffer = bytearray(rest)
-        if len(self._buffer) > self.max_pending:
-            self._buffer.clear()
+        lines = (self._buffer + data).splitlines(keepends=True)  # bytes: splits on \n, \r\n, \r
+        rest = lines.pop() if lines and lines[-1][-1:] not in (b"\n", b"\r") else b""
+        if self._skipping and lines:  # the end of the over-long line
+            lines.pop(0)
+            self._skipping = False
+        if self._skipping:
+            rest = b""
+        elif len(rest) > self.max_pending:
+            lines.append(rest[: self.max_pending + 1])
+            rest, self._skipping = b"", True
             self.overflows += 1
-        return [bytes(line) for line in lines]
+        self._buffer = rest
+        return [line.rstrip(b"\r\n") for line in lines]
 
     def flush(self) -> list[bytes]:
-        rest, self._buffer = bytes(self._buffer), bytearray()
+        rest, self._buffer, self._skipping = self._buffer, b"", False
         return [rest] if rest else []
 
 
-class NmeaLog:
-    """A parser and an epoch assembler for a finite log, with its stats afterwards."""
+def read_lines(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a file or pipe, read in large chunks, each line bounded (`LineSplitter`)."""
+    splitter = LineSplitter()
+    while chunk := stream.read(chunk_bytes):
+        yield from splitter.feed(chunk)
+    yield from splitter.flush()
 
-    def __init__(self) -> None:
-        self.parser = NmeaParser()
+
+class NmeaLog:
+    """A parser and an epoch assembler for a finite log, with its stats afterwards. `undecoded`
+    types are checked and counted but not decoded (`gnss parse` prints nothing from GSV or GST)."""
+
+    def __init__(self, *, undecoded: frozenset[str] = frozenset()) -> None:
+        self.parser = NmeaParser(undecoded=undecoded)
         self.assembler = EpochAssembler()
 
     def fixes(self, lines: Iterable[bytes], mono_ns: Callable[[], int] | None = None) -> Iterator[GnssFix]:
         for counter, line in enumerate(lines, 1):
-            sentence = self.parser.parse_line(line)
-            if sentence is not None:
+            for sentence in self.parser.sentences(line):
                 yield from self.assembler.feed(sentence, mono_ns() if mono_ns else counter)
         yield from self.assembler.flush()
 
@@ -213,11 +233,9 @@ class GnssSource(Source):
         fixes: list[GnssFix] = []
         for line in self.splitter.feed(data):
             self.health.frames += 1
-            sentence = self.parser.parse_line(line)
-            if sentence is None:
-                continue
-            fixes.extend(self.assembler.feed(sentence, self.clock.monotonic_ns()))
-        self.health.errors = self.parser.stats.skipped + self.splitter.overflows
+            for sentence in self.parser.sentences(line):
+                fixes.extend(self.assembler.feed(sentence, self.clock.monotonic_ns()))
+        self.health.errors = self.parser.stats.skipped  # an over-long line is one corrupt line
         self._deliver(fixes, sink)
         return fixes
 
@@ -226,8 +244,7 @@ class GnssSource(Source):
         fixes = []
         for line in self.splitter.flush():
             self.health.frames += 1
-            sentence = self.parser.parse_line(line)
-            if sentence is not None:
+            for sentence in self.parser.sentences(line):
                 fixes.extend(self.assembler.feed(sentence, self.clock.monotonic_ns()))
         return fixes + self.assembler.flush()
 
@@ -280,6 +297,7 @@ class GnssSource(Source):
         health.counters["line_overflows"] = self.splitter.overflows
         health.counters["sentences_skipped"] = sum(self.parser.stats.throttled.values())
         health.counters["epochs"] = self.assembler.epochs
+        health.counters["implausible_values"] = sum(self.assembler.implausible.values())
         if self._is_file and self._at_eof:
             health.set(HealthState.DEGRADED, "end of replay file")
         elif now - self._last_bytes_ns >= self.silent_after_ns:

@@ -1,9 +1,9 @@
-"""Which NMEA sentences are worth handing to pynmeagps: the slow ones about once per interval.
+"""Which NMEA sentences are worth decoding: the slow ones about once per interval.
 
 A 10 Hz receiver repeats GSA (one per constellation), GST, VTG and often GSV and ZDA every epoch,
 but what they carry (2D/3D mode and DOP, accuracy, satellites and C/N0, the date) changes slowly,
 and parsing them was most of the GNSS source's CPU. `SlowSentenceThrottle.admit(kind)` decides
-from the sentence type alone, before pynmeagps runs (checksums are still verified first):
+from the sentence type alone, before any field is decoded (checksums are still verified first):
 
 - RMC and GGA (position, time, speed/course, RTK quality; they also delimit epochs and discipline
   the clock) are always parsed.
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -70,18 +69,18 @@ class SlowSentenceThrottle:
             return True
         return self._admit.get(kind, _always)(kind)
 
-    def observe(self, kind: str, msg: Any) -> None:
-        """Learn the epoch from a parsed RMC/GGA (pynmeagps message); other types are ignored."""
+    def observe(self, kind: str, msg: Mapping[str, object]) -> None:
+        """Learn the epoch from a parsed RMC/GGA (its decoded fields); other types are ignored."""
         if kind not in ALWAYS_PARSED:
             return
-        time_of_day = getattr(msg, "time", None)
+        time_of_day = msg.get("time")
         if isinstance(time_of_day, dt.time):
             ms = ((time_of_day.hour * 60 + time_of_day.minute) * 60 + time_of_day.second) * 1000
             self._epoch = (True, ms + time_of_day.microsecond // 1000)
         else:
             self._epoch = (False, self.clock.monotonic_ns() // 1_000_000)
         if kind == "RMC":
-            moving = getattr(msg, "spd", "") not in ("", None) and getattr(msg, "cog", "") not in ("", None)
+            moving = msg.get("spd") is not None and msg.get("cog") is not None
             self._rmc_motion = self._epoch if moving else None
 
     def _slow(self, kind: str) -> bool:
