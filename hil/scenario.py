@@ -33,9 +33,10 @@ from typing import Any
 from edge.agent.config import parse_config
 from edge.agent.runtime import Agent
 from edge.detect.base import Detector
-from edge.sources.base import Sample
+from edge.sources.base import Sample, SampleSink, Source
 from edge.sources.gnss.fix import Constellation, FixType, GnssFix
 from edge.sources.gnss.source import GnssSource
+from edge.sources.obd.source import ObdDiagnostics
 from edge.uplink.queue import Channel, Priority
 from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
 from lienwatch.clock import ManualClock
@@ -67,6 +68,7 @@ class CarState:
     vibration_ms2: float = 0.02  # standard deviation of the noise on every axis
     odometer_m: float | None = 42_000_000.0
     doors_open: float | None = 0.0  # driver door
+    vin: str | None = None  # what the OBD source read (mode 09)
     extra: dict[str, float] = field(default_factory=dict)  # any other catalog path -> value
 
 
@@ -97,6 +99,25 @@ def test_pki() -> Path:
         (root / "pki/devices" / f"{DEVICE}.key").chmod(0o600)
         _PKI_CACHE["etc"] = root
     return _PKI_CACHE["etc"]
+
+
+class VinSource(Source):
+    """Stands in for the OBD source's diagnostics (the VIN it read); never started."""
+
+    kind = "obd"
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__("obd", clock)
+        self.diagnostics: ObdDiagnostics | None = None
+
+    def open(self) -> None:
+        pass
+
+    def poll(self, sink: SampleSink) -> float:
+        return 1.0
+
+    def close(self) -> None:
+        pass
 
 
 class RecordingAgent(Agent):
@@ -143,8 +164,9 @@ class ScenarioCar:
         if vehicle is not None:
             document["vehicle"] = dict(vehicle)
         self.config = parse_config(document)
-        self.agent = RecordingAgent(self.config, clock=self.clock, sources=[], detectors=detector_objects,
-                                    boot_id=7)
+        self.obd = VinSource(self.clock)
+        self.agent = RecordingAgent(self.config, clock=self.clock, sources=[self.obd],
+                                    detectors=detector_objects, boot_id=7)
         self.gnss_source = GnssSource("gnss", self.clock, device="/dev/null", on_fix=self.agent.fix_inbox.put,
                                       on_clock_discipline=self.agent._on_clock_discipline)
         self.state = CarState()
@@ -213,6 +235,7 @@ class ScenarioCar:
         now = self.clock.monotonic_ns()
         put = self.agent.inbox.put
         ids, s = self._ids, self.state
+        self.obd.diagnostics = ObdDiagnostics(now, s.vin, (), ())
         scalars = {"speed": s.speed_kmh, "rpm": s.rpm, "ignition": s.ignition, "supply": s.supply_v,
                    "backup": s.backup_v, "external": s.external_power, "odometer": s.odometer_m,
                    "door": s.doors_open}

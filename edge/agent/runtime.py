@@ -334,7 +334,8 @@ class Agent:
         if self.detectors:
             for detector, update in self.detection.step(
                     now_mono, now_wall, samples, epochs, latest, self.position(),
-                    on_error=lambda name, error: self._count("detector_errors", name, error)):
+                    on_error=lambda name, error: self._count("detector_errors", name, error),
+                    vin=self._reported_vin()):
                 self._queue_event(detector, update)
         batch = batcher.take_due()
         if batch is not None:
@@ -501,6 +502,14 @@ class Agent:
             return False
         self._queue_event(*cleared)
         return True
+
+    def _reported_vin(self) -> str | None:
+        """The VIN a source read from the vehicle (the OBD source's mode 09), if any."""
+        for source in self.sources:
+            vin = getattr(getattr(source, "diagnostics", None), "vin", None)
+            if isinstance(vin, str) and vin:
+                return vin
+        return None
 
     def _value(self, path: str) -> float | None:
         sample = self._latest.get(self.catalog.id_of(path)) if path in self.catalog else None

@@ -92,6 +92,10 @@ class Observation(Protocol):
     def geofences(self) -> Mapping[int, Geofence]:
         """Circular geofences set by signed SetGeofence commands, by id."""
 
+    @property
+    def vin(self) -> str | None:
+        """The VIN the vehicle reports (OBD mode 09), None until a source has read one."""
+
 
 class Detector(ABC):
     """One detector instance, built from a `[[detectors]]` table by its registered spec.

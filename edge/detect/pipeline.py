@@ -51,6 +51,7 @@ class Tick:
     position: GnssFix | None
     vehicle: VehicleProfile
     geofences: Mapping[int, Geofence]
+    vin: str | None
     _latest: Mapping[int, Sample]
     _history: Mapping[int, RingBuffer]
     _bank: FeatureBank
@@ -105,7 +106,8 @@ class DetectionPipeline:
 
     def step(self, mono_ns: int, wall_ns: int, samples: Sequence[Sample], epochs: Sequence[GnssEpoch],
              latest: Mapping[int, Sample], position: GnssFix | None,
-             on_error: Callable[[str, Exception], None] | None = None) -> list[tuple[Detector, Update]]:
+             on_error: Callable[[str, Exception], None] | None = None,
+             vin: str | None = None) -> list[tuple[Detector, Update]]:
         """One tick; returns the transitions to publish, oldest detector first."""
         if not self.detectors:
             return []
@@ -120,7 +122,7 @@ class DetectionPipeline:
                 ring = history.get(sample.signal_id)
                 if ring is not None:
                     ring.push(sample.mono_ns, sample.value)
-        tick = Tick(mono_ns, wall_ns, samples, epochs, position, self.vehicle, self.geofences.fences,
+        tick = Tick(mono_ns, wall_ns, samples, epochs, position, self.vehicle, self.geofences.fences, vin,
                     latest, history, self.bank)
         out: list[tuple[Detector, Update]] = []
         for detector in self.detectors:

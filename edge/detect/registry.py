@@ -68,7 +68,12 @@ class DetectorSpec:
 
 
 # name -> "module:SPEC"; each detector module ends with its SPEC.
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "tow": "edge.detect.tow:SPEC",
+    "unplug": "edge.detect.unplug:SPEC",
+    "gnss_jamming": "edge.detect.jamming:SPEC",
+    "tamper": "edge.detect.tamper:SPEC",
+}
 REGISTRY = SpecRegistry("detectors", DetectorSpec, BUILTIN, none_known="none")
 register_detector = REGISTRY.register
 detector_kinds = REGISTRY.kinds

@@ -89,8 +89,8 @@ def test_remote_settings_only_for_remote_keys() -> None:
         config.with_settings({"uplink.budget.event_reserve_fraction": 2.0}, version=4)
 
 
-def test_detector_tables_are_refused_until_detectors_exist() -> None:
-    with pytest.raises(ConfigError, match="unknown detector kind 'tow'"):
-        build_detector({"kind": "tow"})
+def test_unknown_detector_kinds_and_tables_without_kind_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown detector kind 'towing'"):
+        build_detector({"kind": "towing"})
     with pytest.raises(ConfigError, match="needs kind"):
         build_detector({"radius_m": 3})
