@@ -4,10 +4,11 @@
 -- to the receiver: above all no DELETE or TRUNCATE of stored data, and no DDL.
 
 -- Telemetry, events, statuses, acks, rejects: append only.
-GRANT INSERT ON signal_samples, positions, events, event_lifecycle, device_status, command_acks,
+GRANT INSERT ON signal_samples, positions, events, device_status, command_acks,
     rejected_messages TO lienwatch_ingest;
--- Latest-state and summary rows are upserted; commands get their ack state.
-GRANT INSERT, UPDATE ON device_latest, daily_summaries TO lienwatch_ingest;
+-- Latest-state and summary rows are upserted; an event's lifecycle row is resolved by the
+-- device's clear; commands get their ack state.
+GRANT INSERT, UPDATE ON device_latest, daily_summaries, event_lifecycle TO lienwatch_ingest;
 GRANT UPDATE ON commands TO lienwatch_ingest;
 -- The summary work queue: marked by batches, claimed (FOR UPDATE SKIP LOCKED) and deleted.
 GRANT INSERT, UPDATE, DELETE ON summary_dirty TO lienwatch_ingest;

@@ -24,6 +24,7 @@ from protocol.topics import uplink_topic
 from tests.cloud.helpers import Publisher, event, receiver_config, telemetry
 from tests.cloud.test_ingest import count, wait_for
 from tests.conftest import _unavailable
+from tests.edge_agent.conftest import wait_until
 
 DEVICE = "veh-roles"
 POSTGRES_DIR = REPO_ROOT / "deploy/postgres"
@@ -82,13 +83,21 @@ def test_the_receiver_stores_everything_as_the_ingest_role(
     receiver.start()
     publisher = Publisher(mosquitto.port, "pub-roles")
     try:
-        publisher.send([telemetry(DEVICE, 1, samples=30, fixes=3),  # partitions exist (made ahead)
-                        telemetry(DEVICE, 2, samples=10, fixes=0, start_ns=int(old_ns) * 10**9),
-                        event(DEVICE, 3)])
-        publisher.publish([(uplink_topic(MessageKind.TELEMETRY, DEVICE), b"\xff not cbor")])
         with connect(cluster.dsn("lienwatch_migrate")) as owner:
-            wait_for(lambda: count(owner, "signal_samples") == 40 and count(owner, "events") == 1
-                     and count(owner, "rejected_messages") == 1, what="every row stored as lienwatch_ingest")
+            # `start()` returns once SUBSCRIBE is sent, not acknowledged: garbage until one is
+            # kept aside (as lienwatch_ingest) shows the subscription is in place.
+            for _ in range(20):
+                publisher.publish([(uplink_topic(MessageKind.TELEMETRY, DEVICE), b"\xff not cbor")])
+                if wait_until(lambda: count(owner, "rejected_messages") > 0, 1.0):
+                    break
+            publisher.send([telemetry(DEVICE, 1, samples=30, fixes=3),  # partitions exist (made ahead)
+                            telemetry(DEVICE, 2, samples=10, fixes=0, start_ns=int(old_ns) * 10**9),
+                            event(DEVICE, 3)])
+            wait_for(lambda: count(owner, "signal_samples") == 40 and count(owner, "events") == 1,
+                     what="every row stored as lienwatch_ingest")
+            # Only the garbage was kept aside: nothing the receiver wrote was refused (store_error).
+            reasons = owner.execute("SELECT DISTINCT reason_code FROM rejected_messages").fetchall()
+            assert reasons == [("malformed_message",)]
             assert count(owner, "positions") == 3 and count(owner, "device_latest") == 1
             # The partition for the old day was made on demand, by the owner's function.
             made = owner.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s",
