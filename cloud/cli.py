@@ -7,7 +7,7 @@ import argparse
 from cloud import pki
 from lienwatch.cli import add_group, lazy, not_yet
 
-_API = "issue: cloud query API"
+_API = "cloud query API issue"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ingest.add_argument("--config", required=True, help="receiver TOML config")
     ingest.set_defaults(handler=lazy("cloud.ingest.commands:run_ingest"))
 
-    api = cloud.add_parser("api", help="Serve the HTTP API (tracks, alerts, summaries, commands).")
+    api_help = "Serve the HTTP API (tracks, alerts, summaries, commands): NOT AVAILABLE YET."
+    api = cloud.add_parser("api", help=api_help, description=api_help + f" It arrives with the {_API}.")
     api.add_argument("--config", required=True, help="API TOML config")
     api.set_defaults(handler=not_yet(_API))
 

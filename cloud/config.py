@@ -12,6 +12,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cloud.store.db import check_dsn
+from cloud.store.errors import StoreError
 from cloud.store.layout import RETENTION_CLASSES
 from cloud.store.retention import DEFAULT_DAYS, RetentionPolicy
 from lienwatch.clock import SystemClock
@@ -176,6 +178,10 @@ def parse_config(data: dict[str, Any]) -> ReceiverConfig:
     database = data.get("database")
     if not isinstance(database, dict) or not isinstance(database.get("dsn"), str) or not database["dsn"]:
         raise ConfigError("database.dsn is required (a PostgreSQL connection string)")
+    try:
+        check_dsn(database["dsn"])
+    except StoreError as error:
+        raise ConfigError(f"database.dsn: {error}") from None
     if set(database) - {"dsn"}:
         raise ConfigError(f"database: unknown key {sorted(set(database) - {'dsn'})[0]!r} (known: dsn)")
     mqtt: MqttConfig = _section(MqttConfig, data.get("mqtt", {}), "mqtt")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from cloud.store.db import connect
-from cloud.store.devices import Device, add_device, list_devices, parse_poi, remove_device
+from cloud.store.db import connect, describe
+from cloud.store.devices import (
+    Device,
+    add_device,
+    check_device,
+    check_known_id,
+    list_devices,
+    parse_poi,
+    remove_device,
+)
+from cloud.store.errors import DeviceError
 from cloud.store.migrate import check_schema, migrate
 
 
@@ -15,28 +23,34 @@ def run_migrate(args: argparse.Namespace) -> int:
     result = migrate(args.dsn, mode=args.storage)
     if result.applied:
         names = ", ".join(f"{v:04d}" for v in result.applied)
-        print(f"applied migrations {names}; schema version {result.current_version} ({result.mode} storage)")
+        print(f"applied migrations {names} to {result.where}; schema version {result.current_version} "
+              f"({result.mode} storage)")
     else:
-        print(f"schema is up to date at version {result.current_version} ({result.mode} storage)")
+        print(f"schema of {result.where} is up to date at version {result.current_version} "
+              f"({result.mode} storage)")
     return 0
 
 
 def run_devices(args: argparse.Namespace) -> int:
+    # Every argument is checked before the database is contacted.
+    if args.devices_command == "add":
+        device = check_device(Device(
+            device_id=args.id, vin=args.vin, cert_fingerprint=args.cert_fingerprint,
+            time_zone=args.time_zone, contract_region=args.region,
+            points_of_interest=tuple(parse_poi(text) for text in args.poi),
+        ))
+    elif args.devices_command == "remove":
+        check_known_id(args.id)
     with connect(args.dsn, application_name="lienwatch-devices") as conn:
         check_schema(conn)
         if args.devices_command == "add":
-            device = add_device(conn, Device(
-                device_id=args.id, vin=args.vin, cert_fingerprint=args.cert_fingerprint,
-                time_zone=args.time_zone, contract_region=args.region,
-                points_of_interest=tuple(parse_poi(text) for text in args.poi),
-            ))
-            print(f"registered device {device.device_id}")
+            device = add_device(conn, device)
+            print(f"registered device {device.device_id} in {describe(conn)}")
             return 0
         if args.devices_command == "remove":
             if not remove_device(conn, args.id):
-                print(f"lienwatch: device {args.id!r} is not registered", file=sys.stderr)
-                return 1
-            print(f"removed device {args.id} (its stored data is kept)")
+                raise DeviceError(f"device {args.id!r} is not registered in {describe(conn)}")
+            print(f"removed device {args.id} from {describe(conn)} (its stored data is kept)")
             return 0
         devices = list_devices(conn)
     if args.json:

@@ -6,19 +6,30 @@ client's identity (and ACL `%u`), the receiver requires it in the topic and in t
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import psycopg
 
 from cloud.store.db import Conn
 from cloud.store.errors import DeviceError
+from lienwatch.fmt import number
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+_HEX = re.compile(r"[0-9a-f]{64}")
+# Identities lienwatch's own services hold under the devices' CA (deploy/mosquitto/acl: the
+# receiver is `lienwatch-ingest`; the broker's certificate is `localhost`). A device registered
+# under one of them would get a certificate with that service's rights on the broker.
+RESERVED_ID = re.compile(r"lienwatch(?:[._-].*)?|localhost", re.IGNORECASE)
+POI_KINDS = ("home", "work", "dealer", "other")
+MAX_POI_RADIUS_M = 100_000.0
+MAX_POIS = 100
+_TEXT_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +56,36 @@ class Device:
     registered_at: datetime | None = None
 
 
-def check_device_id(device_id: str) -> str:
-    if not isinstance(device_id, str) or not DEVICE_ID.match(device_id):
+def check_device_id(device_id: object) -> str:
+    """A device id in its one canonical form: 1-64 characters of a-z 0-9 . _ -, starting with a
+    letter or digit, not a reserved service identity. Upper case is refused, not folded: the id
+    must equal the certificate's common name, which the broker compares case-sensitively."""
+    if isinstance(device_id, str) and RESERVED_ID.fullmatch(device_id):
         raise DeviceError(
-            f"device id {device_id!r} is invalid: 1-64 characters of A-Z a-z 0-9 . _ -, "
+            f"device id {device_id!r} is reserved for lienwatch's own services (e.g. the receiver's "
+            "broker identity lienwatch-ingest): a device certificate with it would get that "
+            "service's rights on the broker"
+        )
+    lower = device_id.lower() if isinstance(device_id, str) else ""
+    if DEVICE_ID.fullmatch(lower) and device_id != lower:
+        raise DeviceError(
+            f"device id {device_id!r} has upper-case letters: device ids are lower case "
+            f"({lower!r}), and the certificate's common name must be the same"
+        )
+    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
+        raise DeviceError(
+            f"device id {device_id!r} is invalid: 1-64 characters of a-z 0-9 . _ -, "
             "starting with a letter or digit (it is the certificate's common name)"
         )
     return device_id
+
+
+def check_known_id(device_id: object) -> str:
+    """An id to look up or remove: the canonical form, or an upper-case id registered before
+    ids were canonical."""
+    if isinstance(device_id, str) and DEVICE_ID.fullmatch(device_id.lower()):
+        return device_id
+    return check_device_id(device_id)
 
 
 def normalise_fingerprint(text: str) -> str:
@@ -59,7 +93,7 @@ def normalise_fingerprint(text: str) -> str:
     cleaned = re.sub(r"[\s:]", "", text).lower()
     if cleaned.startswith("sha256="):
         cleaned = cleaned[len("sha256="):]
-    if not _HEX.match(cleaned):
+    if not _HEX.fullmatch(cleaned):
         raise DeviceError(
             f"certificate fingerprint {text!r} is not a SHA-256 fingerprint "
             "(64 hex digits, e.g. from `openssl x509 -noout -fingerprint -sha256`)"
@@ -67,44 +101,80 @@ def normalise_fingerprint(text: str) -> str:
     return cleaned
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """IANA zone names, without the host-dependent entries some zoneinfo trees carry."""
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def _check_text(value: object, what: str, *, min_len: int = 0) -> str:
+    if (not isinstance(value, str) or not min_len <= len(value) <= _TEXT_MAX or not value.isprintable()
+            or value != value.strip()):
+        raise DeviceError(f"{what} {value!r} must be {min_len}-{_TEXT_MAX} printable characters "
+                          "without leading or trailing spaces")
+    return value
+
+
+def _check_number(value: object, what: str, low: float, high: float, *, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DeviceError(f"{what} must be a finite number (got {value!r})")
+    if not (low < value if open_low else low <= value) or not value <= high:
+        lower = f"> {number(low)}" if open_low else f">= {number(low)}"
+        raise DeviceError(f"{what} is out of range: must be {lower} and <= {number(high)} "
+                          f"(got {number(value)})")
+    return float(value)
+
+
+def check_poi(poi: PointOfInterest) -> PointOfInterest:
+    """Validate a point of interest: name, kind, finite coordinates and radius in range."""
+    name = _check_text(poi.name, "point of interest name", min_len=1)
+    where = f"point of interest {name!r}"
+    if poi.kind not in POI_KINDS:
+        raise DeviceError(f"{where}: kind {poi.kind!r} is unknown (known: {', '.join(POI_KINDS)})")
+    return PointOfInterest(
+        name,
+        _check_number(poi.lat_deg, f"{where}: latitude", -90, 90),
+        _check_number(poi.lon_deg, f"{where}: longitude", -180, 180),
+        _check_number(poi.radius_m, f"{where}: radius_m", 0, MAX_POI_RADIUS_M, open_low=True),
+        poi.kind,
+    )
+
+
 def check_device(device: Device) -> Device:
     """Validate and normalise a registration; raises `DeviceError` saying what is wrong."""
     check_device_id(device.device_id)
-    vin = device.vin.strip().upper() if device.vin else None
-    if vin is not None and not VIN.match(vin):
+    if device.vin is not None and not isinstance(device.vin, str):
+        raise DeviceError(f"VIN {device.vin!r} must be text")
+    vin = device.vin.strip().upper() if device.vin and device.vin.strip() else None
+    if vin is not None and not VIN.fullmatch(vin):
         raise DeviceError(f"VIN {device.vin!r} is invalid: 17 characters, digits and A-Z without I, O, Q")
     fingerprint = normalise_fingerprint(device.cert_fingerprint) if device.cert_fingerprint else None
-    try:
-        ZoneInfo(device.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not isinstance(device.time_zone, str) or device.time_zone not in _time_zones():
         raise DeviceError(
-            f"time zone {device.time_zone!r} is not an IANA zone (e.g. Europe/Berlin)"
-        ) from None
-    if len(device.contract_region) > 64:
-        raise DeviceError("contract region is longer than 64 characters")
-    for poi in device.points_of_interest:
-        if not 1 <= len(poi.name) <= 64:
-            raise DeviceError(f"point of interest name {poi.name!r} must be 1-64 characters")
-        if not (-90 <= poi.lat_deg <= 90 and -180 <= poi.lon_deg <= 180):
-            raise DeviceError(f"point of interest {poi.name!r}: latitude/longitude out of range")
-        if not poi.radius_m > 0:
-            raise DeviceError(f"point of interest {poi.name!r}: radius_m must be > 0")
-    return Device(device.device_id, vin, fingerprint, device.time_zone, device.contract_region,
-                  device.points_of_interest, device.registered_at)
+            f"time zone {device.time_zone!r} is not an IANA zone name (e.g. Europe/Berlin)"
+        )
+    region = _check_text(device.contract_region, "contract region")
+    if len(device.points_of_interest) > MAX_POIS:
+        raise DeviceError(f"a device has at most {MAX_POIS} points of interest")
+    pois = tuple(check_poi(poi) for poi in device.points_of_interest)
+    names = [poi.name.casefold() for poi in pois]
+    if len(set(names)) != len(names):
+        raise DeviceError("points of interest need distinct names (case-insensitive)")
+    return Device(device.device_id, vin, fingerprint, device.time_zone, region, pois, device.registered_at)
 
 
 def parse_poi(text: str) -> PointOfInterest:
-    """`NAME:LAT,LON[,RADIUS_M[,KIND]]` (the CLI's --poi) to a point of interest."""
+    """`NAME:LAT,LON[,RADIUS_M[,KIND]]` (the CLI's --poi) to a point of interest (validated)."""
     name, sep, rest = text.partition(":")
     parts = rest.split(",")
     if not sep or len(parts) not in (2, 3, 4):
         raise DeviceError(f"--poi {text!r}: expected NAME:LAT,LON[,RADIUS_M[,KIND]]")
     try:
         lat, lon = float(parts[0]), float(parts[1])
-        radius = float(parts[2]) if len(parts) > 2 else 200.0
+        radius = float(parts[2]) if len(parts) > 2 and parts[2].strip() else 200.0
     except ValueError:
         raise DeviceError(f"--poi {text!r}: latitude, longitude and radius must be numbers") from None
-    return PointOfInterest(name, lat, lon, radius, parts[3] if len(parts) > 3 else "other")
+    return check_poi(PointOfInterest(name, lat, lon, radius, parts[3].strip() if len(parts) > 3 else "other"))
 
 
 def add_device(conn: Conn, device: Device) -> Device:
@@ -112,6 +182,12 @@ def add_device(conn: Conn, device: Device) -> Device:
     device = check_device(device)
     try:
         with conn.transaction():
+            row = conn.execute("SELECT device_id FROM devices WHERE lower(device_id) = %s",
+                               (device.device_id,)).fetchone()
+            if row is not None:
+                raise DeviceError(f"device {device.device_id!r} conflicts with registered device {row[0]!r} "
+                                  "(device ids are case-insensitive)")
+            conn.execute("SELECT now() AT TIME ZONE %s", (device.time_zone,))
             conn.execute(
                 "INSERT INTO devices (device_id, vin, cert_fingerprint, time_zone, contract_region) "
                 "VALUES (%s, %s, %s, %s, %s)",
@@ -129,14 +205,14 @@ def add_device(conn: Conn, device: Device) -> Device:
         raise DeviceError(
             f"device {device.device_id!r} conflicts with a registered device ({what or 'key'} already used)"
         ) from None
-    except psycopg.errors.CheckViolation as error:
+    except (psycopg.errors.CheckViolation, psycopg.errors.InvalidParameterValue) as error:
         raise DeviceError(f"device {device.device_id!r} is invalid: {error.diag.message_primary}") from None
     return device
 
 
 def remove_device(conn: Conn, device_id: str) -> bool:
     """Unregister a device (its stored data stays); returns whether it was registered."""
-    check_device_id(device_id)
+    check_known_id(device_id)
     with conn.transaction():
         row = conn.execute("DELETE FROM devices WHERE device_id = %s RETURNING 1", (device_id,)).fetchone()
     return row is not None

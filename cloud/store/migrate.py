@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Literal
 
 import psycopg
 
-from cloud.store.db import Conn, connect
+from cloud.store.db import Conn, connect, describe
 from cloud.store.errors import SchemaError, StoreError
 
 StorageMode = Literal["plain", "timescaledb"]
@@ -47,6 +47,7 @@ class MigrateResult:
     mode: StorageMode
     applied: tuple[int, ...]
     current_version: int
+    where: str = ""  # `database D on HOST:PORT as USER`
 
 
 def available_migrations(mode: StorageMode) -> list[Migration]:
@@ -138,7 +139,7 @@ def migrate(dsn: str, *, mode: StorageMode | Literal["auto"] = "auto",
     with connect(dsn, application_name="lienwatch-migrate") as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
-            return _migrate_locked(conn, mode, until)
+            return replace(_migrate_locked(conn, mode, until), where=describe(conn))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from edge.detect.vehicle import VehicleProfile, parse_vehicle
 from lienwatch.errors import ConfigError
+from lienwatch.fmt import number
 from protocol.fields import DEVICE_ID_RE
 
 Scalar = bool | int | float | str
@@ -33,7 +34,7 @@ def _positive(value: Any) -> str | None:
 
 def _range(low: float, high: float) -> Check:
     def check(value: Any) -> str | None:
-        return None if low <= value <= high else f"must be in {low:g}..{high:g}"
+        return None if low <= value <= high else f"must be in {number(low)}..{number(high)}"
     return check
 
 

@@ -12,6 +12,7 @@ import sys
 from typing import BinaryIO
 
 from lienwatch.errors import ConfigError, LienwatchError
+from lienwatch.fmt import number
 
 NRC_NAMES = {
     0x10: "generalReject",
@@ -176,6 +177,6 @@ def edge_probe(args: argparse.Namespace) -> int:
                     value = decode_pid(pid, raw)
                     print(
                         f"  {client.addressing.ecu_label(ecu_id)}  {pid:02X} {value.name:<26} "
-                        f"{value.value:g} {value.unit}"
+                        f"{number(value.value)} {value.unit}"
                     )
     return 0

@@ -18,7 +18,8 @@ from lienwatch.services import DEPLOY_DIR
 from protocol.errors import PayloadTooLargeError, TopicError
 from tests.cloud.helpers import event, telemetry, topic_of
 
-MINIMAL = {"database": {"dsn": "postgresql:///x"}, "mqtt": {"client_id": "r1", "insecure_plaintext": True}}
+MINIMAL = {"database": {"dsn": "postgresql://db.example/x"},
+           "mqtt": {"client_id": "r1", "insecure_plaintext": True}}
 
 
 def test_the_shipped_example_config_loads() -> None:
