@@ -210,7 +210,8 @@ def _receiver_config(path: Path, pki: Path, **tls: str) -> Path:
     files = {"ca_file": pki / "ca.crt", "cert_file": pki / "services/lienwatch-ingest.crt",
              "key_file": pki / "services/lienwatch-ingest.key"}
     files.update({k: pki / v for k, v in tls.items()})
-    path.write_text('[database]\ndsn = "postgresql:///nowhere"\n[mqtt]\nclient_id = "r1"\n[mqtt.tls]\n'
+    path.write_text("[database]\ndsn = \"postgresql://db.example/nowhere\"\n"
+                    "[mqtt]\nclient_id = \"r1\"\n[mqtt.tls]\n"
                     + "".join(f'{k} = "{v}"\n' for k, v in files.items()))
     return path
 

@@ -101,3 +101,31 @@ def test_harness_and_demo_from_a_private_checkout_change_no_directory_mode(
     after = _modes(_watched(checkout.parent))
     changed = {str(p): (oct(before[p][0]), oct(after[p][0])) for p in before if before[p] != after.get(p)}
     assert not changed, changed
+
+
+@pytest.mark.services
+@pytest.mark.skipif(os.geteuid() != 0, reason="mosquitto drops privileges only when started as root")
+def test_a_file_the_broker_cannot_read_is_named_before_it_starts() -> None:
+    from lienwatch.errors import ServiceError
+    from lienwatch.services import broker_user, start_mosquitto
+    from lienwatch.testpki import make_test_etc
+
+    etc = Path(tempfile.mkdtemp(prefix="lienwatch-etc-"))
+    etc.chmod(0o755)
+    try:
+        make_test_etc(etc, ["veh-x"])
+        key = etc / "pki/server.key"
+        os.chown(key, 0, 0)
+        key.chmod(0o600)  # a private key as it should be: nobody else reads it
+        conf = REPO_ROOT / "deploy/mosquitto/lienwatch.conf"
+        with pytest.raises(ServiceError, match=r"server\.key"):
+            start_mosquitto(conf, path_map={"/etc/lienwatch/": f"{etc}/"})
+        user = broker_user()
+        assert user is not None
+        os.chown(key, user.uid, -1)  # given to the broker's user alone, as make-test-pki.sh does
+        with start_mosquitto(conf, path_map={"/etc/lienwatch/": f"{etc}/"}) as broker:
+            status = Path(f"/proc/{broker.process.pid}/status").read_text()
+            uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+            assert int(uid) == user.uid
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)

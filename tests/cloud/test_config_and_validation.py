@@ -144,7 +144,8 @@ def test_the_example_config_shows_every_key_at_its_default_unless_marked() -> No
 
 def test_the_receiver_needs_tls_or_an_explicit_plaintext_on_loopback() -> None:
     def mqtt(**values: object) -> ReceiverConfig:
-        return parse_config({"database": {"dsn": "postgresql:///x"}, "mqtt": {"client_id": "r1", **values}})
+        return parse_config({"database": {"dsn": "postgresql://db.example/x"},
+                             "mqtt": {"client_id": "r1", **values}})
 
     with pytest.raises(ConfigError, match=r"mqtt.tls is required"):
         mqtt()
