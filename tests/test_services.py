@@ -94,7 +94,7 @@ def test_harness_and_demo_from_a_private_checkout_change_no_directory_mode(
             ids = seen[server]
             assert "0" not in ids["Uid"] and "0" not in ids["Gid"], (server, ids)
             assert "0" not in ids["Groups"], (server, ids)  # none of root's groups
-    demo = subprocess.run([sys.executable, "-m", "lienwatch", "demo", "--seconds", "3"], cwd=checkout,
+    demo = subprocess.run([sys.executable, "-m", "lienwatch", "demo", "--seconds", "8"], cwd=checkout,
                           env=env, capture_output=True, text=True, timeout=240)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "rejected messages: 0" in demo.stdout

@@ -132,11 +132,11 @@ def test_the_registry_itself_enforces_the_id_class(db: Conn) -> None:
         check_device(Device("gw-0003", points_of_interest=(PointOfInterest("h", True, 2),)))  # type: ignore[arg-type]
 
 
-def test_every_service_identity_of_the_broker_acl_is_reserved() -> None:
-    """Each `user NAME` of deploy/mosquitto/acl is a service with rights over all devices."""
-    acl = (DEPLOY_DIR / "mosquitto" / "acl").read_text()
-    services = [line.split()[1] for line in acl.splitlines() if line.startswith("user ")]
-    assert services, "the ACL names no service user"
+def test_every_service_identity_of_the_broker_acls_is_reserved() -> None:
+    """Each `user NAME` of deploy/mosquitto/acl* is a service with rights over all devices."""
+    services = [line.split()[1] for acl in sorted((DEPLOY_DIR / "mosquitto").glob("acl*"))
+                for line in acl.read_text().splitlines() if line.startswith("user ")]
+    assert "lienwatch-ingest" in services
     for name in services:
         with pytest.raises(DeviceError, match="reserved"):
             check_device_id(name)
