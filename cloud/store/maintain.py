@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloud.config import MaintenanceConfig, load_config
-from cloud.store.db import Conn, connect
+from cloud.store.db import Conn, connect, describe
 from cloud.store.errors import StoreError
 from cloud.store.migrate import check_schema
 from cloud.store.partitions import PartitionKeeper
@@ -44,9 +44,11 @@ def run_maintain(args: argparse.Namespace) -> int:
     else:
         policy, ahead = RetentionPolicy(), MaintenanceConfig().partitions_ahead_days
     with connect(args.dsn, application_name="lienwatch-maintain") as conn:
+        where = describe(conn)
         run = maintain(conn, policy, ahead, SystemClock())
     removed = run.retention.removed
-    print(f"created {run.created} partition(s) ahead ({ahead} days); retention removed {len(removed)} "
+    print(f"{where}: created {run.created} partition(s) ahead ({ahead} days); "
+          f"retention removed {len(removed)} "
           f"partition(s){': ' + ', '.join(removed) if removed else ''}, kept {run.retention.kept}"
           + (f"; jobs changed: {', '.join(run.retention.changed)}" if run.retention.changed else ""))
     return 0

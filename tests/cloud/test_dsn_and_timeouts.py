@@ -22,6 +22,7 @@ from lienwatch.cli import main
 # Each cloud command that takes a DSN, with the arguments it needs besides --dsn.
 DSN_COMMANDS = [
     ["cloud", "migrate"],
+    ["cloud", "maintain"],
     ["cloud", "devices", "list"],
     ["cloud", "devices", "add", "--id", "gw-1"],
     ["cloud", "devices", "remove", "--id", "gw-1"],
@@ -75,7 +76,7 @@ def test_a_dsn_cannot_disable_the_connect_timeout(timeout: str) -> None:
         check_dsn(f"postgresql://u@db.example/x?connect_timeout={timeout}")
 
 
-def test_migrate_says_where_it_writes_without_the_password(
+def test_commands_that_write_say_where_without_the_password(
     fresh_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params = conninfo_to_dict(fresh_db)
@@ -87,6 +88,10 @@ def test_migrate_says_where_it_writes_without_the_password(
     assert main(["cloud", "devices", "add", "--dsn", dsn, "--id", "gw-where"]) == 0
     out = capsys.readouterr().out
     assert f"in database '{params['dbname']}' on {params['host']}:{params['port']}" in out
+    assert "s3cret" not in out
+    assert main(["cloud", "maintain", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"database '{params['dbname']}' on {params['host']}:{params['port']}")
     assert "s3cret" not in out
 
 
