@@ -6,6 +6,10 @@ events at once) through the segment log (`edge.uplink.queue.FlashQueue`) and thr
 outbox (WAL, the same commit cadence) as the baseline. Bytes reaching the block layer are read
 from /proc/self/io (write_bytes: page-granular, so a 100-byte fsync'ed append counts 4 KiB).
 
+Part 1b: the same hour with end-to-end stored receipts (keyed records, a receipt per
+acknowledgement round): the extra flash bytes, and the receipts' downlink bytes per hour against
+the daily data cap.
+
 Part 2 (real time, `--seconds`, default 60 s measured after a 10 s warm-up): the real agent process
 (`lienwatch edge run`) with its real sources at full driving rates — OBD-II 10 PIDs at 1–10 Hz
 over ISO-TP to the HIL ECU emulator (another process), 2,000 passive CAN frames/s decoded with the
@@ -99,6 +103,52 @@ def bench_segment_log(directory: Path) -> dict[str, float]:
             "app_bytes": queue.stats.bytes_written / OUTBOX_HOURS,
             "syncs": queue.stats.syncs / OUTBOX_HOURS,
             "seconds": (time.perf_counter() - started) / OUTBOX_HOURS}
+
+
+def bench_receipts(directory: Path) -> dict[str, float]:
+    """The segment log with end-to-end receipts: keyed records (12 bytes more each), a PUBACK makes
+    them delivered, the receiver's stored receipt (here: in the same second) commits them. Also
+    the receipts' downlink bytes: one `StoredReceipt` per acknowledgement round and lane, as the
+    receiver sends it (payload + topic + PUBLISH/TLS overhead) plus the device's PUBACK."""
+    from edge.uplink.sender import PUBLISH_OVERHEAD_BYTES
+    from protocol import encode
+    from protocol.receipts import receipts_for
+    from protocol.topics import receipt_topic
+
+    clock = ManualClock()
+    queue = FlashQueue(directory, QueueConfig(sync_interval_s=60, sync_bytes=1 << 20, reserve_bytes=0),
+                       clock=clock)
+    keys: dict[int, tuple[int, int]] = {}
+    downlink = {"receipts": 0, "payload": 0, "on_air": 0}
+
+    def append(payload: bytes, priority: Priority) -> int:
+        channel = Channel.TELEMETRY if priority == Priority.TELEMETRY else Channel.EVENT
+        key = (0x5EED, len(keys))
+        record_id = queue.append(payload, priority=priority, channel=channel, key=key)
+        keys[record_id] = key
+        return record_id
+
+    def commit(ids: list[int]) -> None:
+        queue.begin(len(ids) + 8)
+        queue.end(delivered=ids)
+        confirmed = [keys.pop(i) for i in ids]
+        queue.confirm(confirmed)
+        for receipt in receipts_for(DEVICE, {0x5EED: [seq for _, seq in confirmed]}, clock.wall_ns()):
+            payload = len(encode(receipt))
+            downlink["receipts"] += 1
+            downlink["payload"] += payload
+            # the PUBLISH (payload, topic, header, TLS record) and the device's PUBACK back
+            downlink["on_air"] += payload + len(receipt_topic(DEVICE)) + PUBLISH_OVERHEAD_BYTES
+
+    before, started = _write_bytes(), time.perf_counter()
+    _outbox_hour(queue.tick, append, commit, queue.close, clock)
+    return {"block_bytes": (_write_bytes() - before) / OUTBOX_HOURS,
+            "app_bytes": queue.stats.bytes_written / OUTBOX_HOURS,
+            "syncs": queue.stats.syncs / OUTBOX_HOURS,
+            "seconds": (time.perf_counter() - started) / OUTBOX_HOURS,
+            "receipts": downlink["receipts"] / OUTBOX_HOURS,
+            "receipt_payload_bytes": downlink["payload"] / OUTBOX_HOURS,
+            "receipt_on_air_bytes": downlink["on_air"] / OUTBOX_HOURS}
 
 
 def bench_sqlite(directory: Path) -> dict[str, float]:
@@ -382,6 +432,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="lienwatch-bench-", dir="/var/tmp"))
     try:
         log = bench_segment_log(scratch / "segment")
+        keyed = bench_receipts(scratch / "receipts")
         lite = bench_sqlite(scratch / "sqlite")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -390,8 +441,17 @@ def main() -> int:
                 ["backend", "block-layer B/h", "app B/h", "syncs/h", "CPU s/h", "vs SQLite"],
                 [["segment log (shipped)", log["block_bytes"], log["app_bytes"], log["syncs"],
                   log["seconds"], log["block_bytes"] / max(lite["block_bytes"], 1)],
+                 ["segment log + stored receipts", keyed["block_bytes"], keyed["app_bytes"], keyed["syncs"],
+                  keyed["seconds"], keyed["block_bytes"] / max(lite["block_bytes"], 1)],
                  ["SQLite WAL (baseline)", lite["block_bytes"], lite["app_bytes"], lite["syncs"],
                   lite["seconds"], 1.0]])
+    daily_cap = 20 * 1024 * 1024  # uplink.budget.daily_cap_bytes default
+    print_table("End-to-end receipts, per driving hour (one receipt per acknowledgement round)",
+                ["receipts/h", "payload B/h", "on the air B/h", "flash app B/h extra",
+                 "% of daily cap (24 h)"],
+                [[keyed["receipts"], keyed["receipt_payload_bytes"], keyed["receipt_on_air_bytes"],
+                  keyed["app_bytes"] - log["app_bytes"],
+                  100 * 24 * keyed["receipt_on_air_bytes"] / daily_cap]])
 
     # Part 2: the real agent process.
     from lienwatch.services import start_mosquitto
@@ -445,7 +505,9 @@ def main() -> int:
     print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
           f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
     print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
-                     "flash_bytes_per_hour": int(full["flash_bytes_per_hour"])})
+                     "flash_bytes_per_hour": int(full["flash_bytes_per_hour"]),
+                     "receipt_downlink_bytes_per_hour": int(keyed["receipt_on_air_bytes"]),
+                     "receipt_flash_extra_bytes_per_hour": int(keyed["app_bytes"] - log["app_bytes"])})
     return 0
 
 

@@ -254,6 +254,9 @@ class BatchWriter:
                     "(SELECT * FROM ins WHERE transition = 'raised')")), params)
                 row = cursor.fetchone()
                 self._count(result, "events", len(events), int(row[0]) if row else 0)
+            if latest:
+                ids = list(latest)
+                conn.execute(_BACK_ONLINE, (ids, [_ts(latest[i][0]) for i in ids]))
         result.stored_messages = len(outcomes) - len(rejected)
         return result
 
@@ -420,6 +423,19 @@ _EVENTS = f"""
             AND l.event_id = c.event_id AND l.state = 'open'
     ), harsh AS ({{harsh}})
     SELECT count(*) FROM ins"""
+
+# A last will (`uplink.offline`, published by the broker when a connection is lost) is a hint, not
+# an alarm: a broker restart publishes every car's will at once. It is resolved as soon as the
+# device sends anything built after the will reached us (its sent time is later than the will's
+# received_at); the offline watcher owns real offline alerts.
+_BACK_ONLINE = """
+    UPDATE event_lifecycle AS l
+    SET state = 'resolved', updated_at = b.sent_at, updated_by = 'ingest', note = 'the device is back online'
+    FROM unnest(%s::text[], %s::timestamptz[]) AS b(device_id, sent_at), events AS e
+    WHERE l.device_id = b.device_id AND l.state = 'open'
+      AND l.event_time > b.sent_at - interval '7 days' AND l.event_time <= b.sent_at
+      AND e.device_id = l.device_id AND e.time = l.event_time AND e.boot_id = l.boot_id
+      AND e.seq = l.seq AND e.detector = 'uplink.offline' AND e.received_at < b.sent_at"""
 
 _ACKS = f"""
     WITH i AS (

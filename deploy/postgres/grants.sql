@@ -10,6 +10,9 @@ GRANT INSERT ON signal_samples, positions, events, device_status, command_acks,
 -- device's clear; commands get their ack state.
 GRANT INSERT, UPDATE ON device_latest, daily_summaries, event_lifecycle TO lienwatch_ingest;
 GRANT UPDATE ON commands TO lienwatch_ingest;
+-- An event's lifecycle is resolved by the device's clear, and a last will (uplink.offline) when
+-- the device is back online: those columns only.
+GRANT UPDATE (state, updated_at, updated_by, note) ON event_lifecycle TO lienwatch_ingest;
 -- The summary work queue: marked by batches, claimed (FOR UPDATE SKIP LOCKED) and deleted.
 GRANT INSERT, UPDATE, DELETE ON summary_dirty TO lienwatch_ingest;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_ingest;

@@ -115,7 +115,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("uplink.receipts.timeout_s", float, 120.0,
         "a record the broker acknowledged is sent again if its stored receipt is this late",
         _range(5, 86400)),
-    Key("uplink.receipts.max_unconfirmed", int, 1024,
+    Key("uplink.receipts.max_unconfirmed", int, 64,
         "back-pressure: no new publishes while this many records wait for their receipt",
         _range(16, 1_000_000)),
     Key("uplink.queue.max_bytes", int, 64 * 1024 * 1024,

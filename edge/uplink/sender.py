@@ -115,7 +115,7 @@ class ReceiptSettings:
     mode: str = "auto"
     timeout_s: float = 120.0  # a delivered record without receipt after this is re-sent
     max_timeout_s: float = 960.0  # re-send rounds without any receipt double the timeout up to this
-    max_unconfirmed: int = 1024  # back-pressure: no new publishes while this many wait for receipts
+    max_unconfirmed: int = 64  # back-pressure: no new publishes while this many wait for receipts
     receipt_topic: str | None = None
     seen_file: Path | None = None
 

@@ -41,7 +41,7 @@ class Downlink:
         assert subscribed.wait(10)
 
     def keys_until(self, wanted: set[tuple[str, int, int]],
-                   timeout_s: float = 20) -> set[tuple[str, int, int]]:
+                   timeout_s: float = 60) -> set[tuple[str, int, int]]:
         got: set[tuple[str, int, int]] = set()
         deadline = time.monotonic() + timeout_s
         while not wanted <= got and time.monotonic() < deadline:
@@ -89,7 +89,7 @@ def test_receipts_confirm_what_was_committed_and_only_to_devices_that_ask(
         publisher.send(new[:3])  # re-sent duplicates are confirmed again
         wanted = {(m.header.device_id, 5, m.header.seq) for m in new} | {("gw-r1", 5, 50)}
         got = downlink.keys_until(wanted)
-        assert got == wanted  # nothing for gw-old, which never asked
+        assert got == wanted, (wanted - got, got - wanted)  # nothing for gw-old, which never asked
         assert count(db, "signal_samples") == 25 * 20  # confirmed = committed
         assert receiver.metrics.receipts._value.get() >= 2
     finally:
@@ -155,3 +155,29 @@ def test_a_receiver_stopped_while_waiting_for_the_broker_gives_up_cleanly(migrat
     with pytest.raises(ConnectionError, match="stopped while waiting"):
         receiver.start()
     assert time.monotonic() - began < 10
+
+
+def test_an_offline_will_is_resolved_when_the_device_sends_again(
+        db: Conn, migrated_db: str, mosquitto: MosquittoBroker) -> None:
+    from protocol.messages import Severity
+
+    register(db, "gw-will")
+    group = f"w{time.monotonic_ns()}"
+    receiver = Receiver(receiver_config(migrated_db, mosquitto.port, f"will-{group}", group=group))
+    receiver.start()
+    publisher = Publisher(mosquitto.port, client_id=f"pub-{group}")
+    try:
+        before = time.time_ns() - 5 * 10**9  # built before the will reached the cloud
+        will = replace(event("gw-will", 1, time_ns=before - 10**9), severity=Severity.WARNING,
+                       detector="uplink.offline")
+        publisher.send([will])
+        state = "SELECT state, updated_by FROM event_lifecycle WHERE device_id = 'gw-will'"
+        wait_for(lambda: db.execute(state).fetchone() is not None, what="the will stored")
+        publisher.send([telemetry("gw-will", 2, samples=3, fixes=1, start_ns=before)])  # queued earlier
+        wait_for(lambda: count(db, "signal_samples") == 3, what="old telemetry stored")
+        assert db.execute(state).fetchone() == ("open", None)
+        publisher.send([telemetry("gw-will", 3, samples=3, fixes=1, start_ns=time.time_ns())])
+        wait_for(lambda: db.execute(state).fetchone() == ("resolved", "ingest"), what="will resolved")
+    finally:
+        publisher.close()
+        receiver.stop()
