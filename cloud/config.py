@@ -7,6 +7,7 @@ be an integer >= 1`). deploy/receiver/receiver.toml is the annotated example, an
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -151,8 +152,8 @@ def _section(cls: type[Any], data: object, where: str) -> Any:
                 raise ConfigError(f"{key} must be an integer (got {value!r})")
             values[name] = value
         elif isinstance(default, float):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ConfigError(f"{key} must be a number (got {value!r})")
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number (got {value!r})")
             values[name] = float(value)
         else:
             if not isinstance(value, str):

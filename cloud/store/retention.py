@@ -33,6 +33,7 @@ AGGREGATE = "signal_hourly"  # TimescaleDB: the continuous aggregate of signal_s
 REFRESH_END_OFFSET = "1 hour"
 REFRESH_SCHEDULE = "30 minutes"
 
+MAX_DAYS = 100 * 366  # a century; longer is a typo (and overflows date arithmetic)
 DEFAULT_DAYS: dict[RetentionClass, int] = {
     "signals": 90,  # raw high-rate signals
     "status": 90,  # heartbeats: raw telemetry too
@@ -53,8 +54,9 @@ class RetentionPolicy:
     def __post_init__(self) -> None:
         for name in RETENTION_CLASSES:
             value = self.days.get(name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"retention.{name}_days must be an integer >= 1 (got {value!r})")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DAYS:
+                raise ConfigError(f"retention.{name}_days must be an integer in 1..{MAX_DAYS:,} "
+                                  f"(got {value!r})")
         if self.action not in ("drop", "detach"):
             raise ConfigError(f"retention.action must be 'drop' or 'detach' (got {self.action!r})")
 

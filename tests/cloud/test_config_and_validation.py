@@ -45,6 +45,11 @@ def test_the_shipped_example_config_loads() -> None:
     ({"retention": {"forever": 1}}, "unknown key 'forever'"),
     ({"metrics": {"port": 70000}}, "metrics.port"),
     ({"bogus": {}}, "unknown section 'bogus'"),
+    ({"ingest": {"device_refresh_s": float("nan")}}, "ingest.device_refresh_s must be a finite number"),
+    ({"retention": {"signals_days": 10**30}}, "retention.signals_days must be an integer in 1..36,600"),
+    ({"maintenance": {"retention_interval_s": float("inf")}}, "must be a finite number"),
+    ({"database": {"dsn": ""}}, "database.dsn"),
+    ({"database": {"dsn": "postgresql:///lienwatch"}}, "database.dsn: the DSN does not name the server"),
 ])
 def test_bad_configs_name_the_key(patch: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
