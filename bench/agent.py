@@ -53,6 +53,7 @@ OBD_PLAN = [(0x0C, 0.1), (0x0D, 0.1), (0x04, 0.2), (0x10, 0.2), (0x05, 1.0), (0x
             (0x42, 1.0), (0x46, 1.0), (0x5C, 1.0)]
 CAN_FRAMES_PER_S = 2000
 GNSS_HZ = 10
+DETECTORS: list[str] = []  # kinds enabled in the agent's config (main: every registered one)
 
 
 def _write_bytes(pid: int | str = "self") -> int:
@@ -328,6 +329,11 @@ def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic 
         f'cert_file = "{etc}/pki/devices/{DEVICE}.crt"', f'key_file = "{etc}/pki/devices/{DEVICE}.key"',
         "[downlink]", f'command_keys = "{keys}"',
     ]
+    if DETECTORS:  # every registered detector at its defaults, as deploy/agent.example.toml ships
+        lines += ["[vehicle]", 'time_zone = "Europe/Zurich"',
+                  "contract_region = [[46.8, 8.0], [46.8, 9.4], [47.8, 9.4], [47.8, 8.0]]"]
+        for kind in DETECTORS:
+            lines += ["[[detectors]]", f'kind = "{kind}"']
     if traffic is not None:
         pids = ", ".join(f"{{ pid = {pid}, period_s = {period} }}" for pid, period in OBD_PLAN)
         lines += [
@@ -426,7 +432,12 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="baseline window, no sources")
     parser.add_argument("--no-flood-seconds", type=float, default=15.0,
                         help="window of the attribution run without the passive CAN flood")
+    parser.add_argument("--no-detectors", action="store_true", help="run the agent without [[detectors]]")
     args = parser.parse_args()
+    if not args.no_detectors:
+        from edge.detect.registry import BUILTIN
+
+        DETECTORS[:] = sorted(BUILTIN)
 
     # Part 1: the outbox backend, one simulated driving hour each, on the real disk (not tmpfs).
     scratch = Path(tempfile.mkdtemp(prefix="lienwatch-bench-", dir="/var/tmp"))
@@ -502,12 +513,14 @@ def main() -> int:
                 + [["(threads that ended during the window)",
                     max(full["cpu_pct"] - sum(threads.values()), 0.0),
                     max(full["cpu_pct"] - sum(threads.values()), 0.0) / max(full["cpu_pct"], 1e-9)]])
+    print(f"detectors enabled: {', '.join(DETECTORS) or 'none'}")
     print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
           f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
     print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
                      "flash_bytes_per_hour": int(full["flash_bytes_per_hour"]),
                      "receipt_downlink_bytes_per_hour": int(keyed["receipt_on_air_bytes"]),
-                     "receipt_flash_extra_bytes_per_hour": int(keyed["app_bytes"] - log["app_bytes"])})
+                     "receipt_flash_extra_bytes_per_hour": int(keyed["app_bytes"] - log["app_bytes"]),
+                     "detectors": len(DETECTORS)})
     return 0
 
 

@@ -145,7 +145,11 @@ class ScenarioCar:
         self.tick_s = tick_s
         self.nmea = nmea  # GNSS as NMEA text through the parser (else assembled epochs, ~50x faster)
         self._own_tmp = state_dir is None
-        self.work = Path(tempfile.mkdtemp(prefix="lienwatch-scenario-")) if state_dir is None else state_dir
+        # tmpfs when there is one: the outbox's fsyncs are real work on a disk, and weeks of
+        # simulated driving would spend most of their time waiting for them
+        shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
+        self.work = Path(tempfile.mkdtemp(prefix="lienwatch-scenario-", dir=shm)) if state_dir is None \
+            else state_dir
         etc = test_pki()
         key = generate_key()
         keys = self.work / "command-keys.pem"
@@ -170,6 +174,7 @@ class ScenarioCar:
         self.gnss_source = GnssSource("gnss", self.clock, device="/dev/null", on_fix=self.agent.fix_inbox.put,
                                       on_clock_discipline=self.agent._on_clock_discipline)
         self.state = CarState()
+        self.marks: dict[str, int] = {}
         self.rng = random.Random(seed)
         self.gnss_state = GnssState()
         self._next_gnss_ns = 0
@@ -216,7 +221,7 @@ class ScenarioCar:
         steps = max(1, round(seconds / tick))
         for _ in range(steps):
             self.clock.advance(tick)
-            self._emit()
+            self._emit(tick)
             self.agent.step()
         return self
 
@@ -231,7 +236,7 @@ class ScenarioCar:
                 return waited
         return None
 
-    def _emit(self) -> None:
+    def _emit(self, tick_s: float) -> None:
         now = self.clock.monotonic_ns()
         put = self.agent.inbox.put
         ids, s = self._ids, self.state
@@ -248,13 +253,13 @@ class ScenarioCar:
         for path, value in s.extra.items():
             put(Sample(now, _CATALOG.id_of(path), float(value)))
         if s.speed_kmh and s.odometer_m is not None:
-            s.odometer_m += s.speed_kmh / 3.6 * self.tick_s
+            s.odometer_m += s.speed_kmh / 3.6 * tick_s
         g = self.gnss_state
         if now >= self._next_gnss_ns:
             elapsed_s = 1.0 if self._next_gnss_ns else 0.0
             self._next_gnss_ns = now + 10**9
             if g.move and g.speed_kmh > 0:
-                metres = g.speed_kmh / 3.6 * max(elapsed_s, self.tick_s)
+                metres = g.speed_kmh / 3.6 * max(elapsed_s, tick_s)
                 g.lat += metres * math.cos(math.radians(g.course_deg)) / _M_PER_DEG
                 g.lon += metres * math.sin(math.radians(g.course_deg)) / (
                     _M_PER_DEG * math.cos(math.radians(g.lat)))
@@ -296,6 +301,11 @@ class ScenarioCar:
     def teleport(self, lat: float, lon: float) -> ScenarioCar:
         """Move the GNSS position at once (a spoofer, or a multipath jump)."""
         return self.gnss(lat=lat, lon=lon)
+
+    def mark(self, label: str = "onset") -> ScenarioCar:
+        """Remember this moment's wall time (e.g. when the anomaly starts, for latencies)."""
+        self.marks[label] = self.clock.wall_ns()
+        return self
 
     # -- what came out ------------------------------------------------------------------------
 

@@ -28,7 +28,17 @@ from edge.detect.base import Detector, Finding, Observation
 from edge.detect.features import FeatureRequest
 from edge.detect.policy import Policy
 from edge.detect.registry import DetectorContext, DetectorSpec, check_range
-from edge.detect.signals import CAN_SPEED, FIX_TYPE, GNSS_SPEED, MEAN_CN0, NS, Holds, evidence, fresh
+from edge.detect.signals import (
+    CAN_SPEED,
+    FIX_TYPE,
+    GNSS_SPEED,
+    MEAN_CN0,
+    NS,
+    Holds,
+    evidence,
+    fresh,
+    ignition_on,
+)
 from edge.options import Option
 from protocol.messages import Severity
 
@@ -121,7 +131,7 @@ class Jamming(Detector):
             self._check_jump(epoch.mono_ns, epoch.lat, epoch.lon, epoch.speed_kmh or 0.0, can_speed)
         gnss_speed = fresh(o, GNSS_SPEED, _GNSS_MAX_AGE_S)
         mismatch = gnss_speed is not None and can_speed is not None and can_speed < 3.0 \
-            and gnss_speed >= self.o["mismatch_kmh"]
+            and gnss_speed >= self.o["mismatch_kmh"] and ignition_on(o) is True  # awake and standing
         if self.holds.update("speed_mismatch", mismatch, now) >= self.o["mismatch_hold_s"]:
             self._spoof_until_ns = now + int(self.o["spoof_hold_s"] * NS)
             self._spoof_evidence = evidence({"gnss_speed_kmh": gnss_speed, "can_speed_kmh": can_speed})
