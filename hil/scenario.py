@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -41,10 +42,10 @@ from edge.uplink.queue import Channel, Priority
 from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
 from lienwatch.clock import ManualClock
 from lienwatch.services import REPO_ROOT
-from protocol import decode
+from protocol import decode, encode
 from protocol.catalog import default_catalog
-from protocol.messages import Event, Severity, Transition
-from protocol.signing import generate_key, public_key_to_pem
+from protocol.messages import Command, CommandAck, CommandAction, Event, Severity, Transition
+from protocol.signing import generate_key, public_key_to_pem, sign_command
 
 DEVICE = "veh-scenario"
 T0_NS = 1_767_254_400_000_000_000  # 2026-01-01T08:00:00Z, a Thursday morning
@@ -151,7 +152,7 @@ class ScenarioCar:
         self.work = Path(tempfile.mkdtemp(prefix="lienwatch-scenario-", dir=shm)) if state_dir is None \
             else state_dir
         etc = test_pki()
-        key = generate_key()
+        key = self.command_key = generate_key()  # signs `command()`s as the lender's backend would
         keys = self.work / "command-keys.pem"
         keys.write_bytes(public_key_to_pem(key.public_key()))
         document: dict[str, Any] = {
@@ -306,6 +307,13 @@ class ScenarioCar:
         """Remember this moment's wall time (e.g. when the anomaly starts, for latencies)."""
         self.marks[label] = self.clock.wall_ns()
         return self
+
+    def command(self, action: CommandAction) -> CommandAck | None:
+        """A signed downlink command (e.g. `SetGeofence`) through the agent's real command handler."""
+        now = self.clock.wall_ns()
+        command = Command(DEVICE, os.urandom(16), now, now + 3600 * 10**9, action)
+        payload = encode(sign_command(command, self.command_key))
+        return self.agent.commands.handle(payload, self.agent.headers.header)
 
     # -- what came out ------------------------------------------------------------------------
 

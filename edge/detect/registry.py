@@ -73,6 +73,13 @@ BUILTIN: dict[str, str] = {
     "unplug": "edge.detect.unplug:SPEC",
     "gnss_jamming": "edge.detect.jamming:SPEC",
     "tamper": "edge.detect.tamper:SPEC",
+    "odometer": "edge.detect.odometer:SPEC",
+    "risky_places": "edge.detect.places:SPEC",
+    "geofence": "edge.detect.geofence:SPEC",
+    "night_cabin": "edge.detect.night_cabin:SPEC",
+    "battery": "edge.detect.battery:SPEC",
+    "driving": "edge.detect.driving:SPEC",
+    "usage": "edge.detect.usage:SPEC",
 }
 REGISTRY = SpecRegistry("detectors", DetectorSpec, BUILTIN, none_known="none")
 register_detector = REGISTRY.register
