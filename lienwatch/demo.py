@@ -29,6 +29,7 @@ from pathlib import Path
 from lienwatch.cliargs import number
 
 DEVICE_ID = "demo-car-1"
+_STARTUP_TIMEOUT_S = 120.0
 VIN = "WVWZZZ1KZAW000001"
 _HELP = "Drive an emulated car through the real agent, broker, receiver and database (~30 s)."
 
@@ -163,6 +164,9 @@ command_keys = "{keys}"
             say("emulated car: OBD-II ECUs on CAN group "
                 f"{car.can_group} (interface-local), GNSS on {car.gnss_device}, 13.9 V supply")
             agent = _lienwatch("edge", "run", "--config", str(agent_toml), log=root / "agent.log")
+            # The drive starts once the agent is up (its first status file): on a busy machine
+            # starting it can take longer than a short drive.
+            _wait_for_file(root / "agent-status.json", agent, timeout_s=_STARTUP_TIMEOUT_S)
             say(f"agent and receiver running; the car drives at {car.speed_kmh:.0f} km/h for "
                 f"{args.seconds:.0f} s ...")
             deadline = time.monotonic() + args.seconds
@@ -186,6 +190,12 @@ command_keys = "{keys}"
         return 1
     say("demo finished: every server stopped, scratch data removed")
     return 0
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _counts(dsn: str) -> dict[str, int]:

@@ -183,17 +183,18 @@ def _reachable_bin_dir(bin_dir: Path, user: ServiceUser) -> Path:
     if not user.cannot("-x", [bin_dir / "postgres"]):
         return bin_dir
     install = bin_dir.parent
-    top = install.parent.parent
+    package = install.parent
+    top = package.parent
     version = subprocess.run([str(bin_dir / "postgres"), "--version"], check=True,
                              capture_output=True, text=True, timeout=30).stdout.split()[-1]
-    cached = cache_root() / f"postgresql-{version}-{install.parent.name}"
+    cached = cache_root() / f"postgresql-{version}-{package.name or 'root'}"
     cached_bin = cached / bin_dir.relative_to(top)
     if not (cached_bin / "pg_ctl").exists():
         cache_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cache_root()))
-        libs = install.parent.with_name(install.parent.name + ".libs")
+        libs = package.with_name(package.name + ".libs") if package.name else None
         try:
-            for part in (install, libs) if libs.is_dir() else (install,):
+            for part in (install, libs) if libs is not None and libs.is_dir() else (install,):
                 shutil.copytree(part, staging / part.relative_to(top), symlinks=True,
                                 copy_function=_link_or_copy)
             user.own(staging, 0o755)
