@@ -44,8 +44,9 @@ system-deps:
 wheel: install
 	$(PY) -m pip wheel --no-deps -w dist .
 
-# Every benchmark script (bench/report.py is their shared output helper, not a benchmark).
-BENCHES := $(filter-out report __init__,$(basename $(notdir $(wildcard bench/*.py))))
+# Every benchmark script (bench/report.py is their shared output helper, bench/fault_agent.py the
+# agent process bench/faults.py starts: neither is a benchmark).
+BENCHES := $(filter-out report __init__ fault_agent,$(basename $(notdir $(wildcard bench/*.py))))
 bench: install system-deps
 	for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
 

@@ -301,7 +301,8 @@ def account(world: World, drained: bool) -> Accounting:
     resent = 0
     for line in (world.work / "agent.log").read_text(errors="replace").splitlines():
         if "no stored receipt in time" in line:
-            resent += int(json.loads(line).get("records", 0))
+            entry = json.loads(line)
+            resent += int(entry.get("skipped", 0)) + int(entry.get("overdue", 0))
     counted += queue["evicted"] + queue["rejected"]
     with connect(world.dsn) as conn:
         stored: set[tuple[int, int]] = set()

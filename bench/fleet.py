@@ -18,6 +18,7 @@ on their flash) and re-sends, the broker's "dropped" lines; the last JSON line h
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shutil
 import subprocess
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-unconfirmed", type=int, default=16, help="the devices' back-pressure bound")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
+    logging.getLogger("lienwatch.uplink").setLevel(logging.ERROR)  # re-sends are counted, not logged
     devices = [f"fleet-{i:04d}" for i in range(args.devices)]
     root = Path(tempfile.mkdtemp(prefix="lienwatch-fleet-", dir="/var/tmp"))
     root.chmod(0o755)

@@ -186,6 +186,9 @@ class FlashQueue:
         self._live_bytes = 0
         self._in_flight: set[int] = set()
         self._delivered: dict[int, int] = {}  # record id -> monotonic ns of its PUBACK, oldest first
+        # Per channel, the PUBACK time of the newest record a receipt confirmed: a record delivered
+        # before it and still unconfirmed was skipped (lost on the way), not merely queued behind.
+        self._confirmed_upto: dict[Channel, int] = {}
         self._by_key: dict[Key, int] = {}
         self._segments: dict[int, int] = {}  # segment number -> size on disk
         self._live_per_segment: dict[int, int] = {}
@@ -315,6 +318,10 @@ class FlashQueue:
             self._check_open()
             done = [i for i in (self._by_key.get(k) for k in keys) if i is not None]
             for record_id in done:
+                at = self._delivered.get(record_id)
+                if at is not None:
+                    channel = self._entries[record_id].channel
+                    self._confirmed_upto[channel] = max(self._confirmed_upto.get(channel, at), at)
                 self._forget(record_id)
             self.stats.confirmed += len(done)
             self.stats.committed += len(done)
@@ -322,12 +329,19 @@ class FlashQueue:
             self._maybe_sync()
             return len(done)
 
-    def redeliver(self, older_than_ns: int) -> int:
+    def redeliver(self, older_than_ns: int, *, skipped_grace_ns: int | None = None) -> int:
         """Delivered records whose PUBACK is older than `older_than_ns` (monotonic) become pending
-        again, to be re-sent (no receipt came: the broker or the receiver lost them, or is slow)."""
+        again, to be re-sent (no receipt came: the broker or the receiver lost them, or is slow).
+
+        With `skipped_grace_ns`, only those that were *skipped* go: delivered more than the grace
+        before the newest confirmed record of their channel (a record behind them in the same
+        pipeline was stored, so they were lost). A receiver that is merely behind confirms
+        nothing newer, so its backlog is not sent twice."""
         with self._lock:
             self._check_open()
-            late = [i for i, at in self._delivered.items() if at < older_than_ns]
+            late = [i for i, at in self._delivered.items() if at < older_than_ns and (
+                skipped_grace_ns is None
+                or at < self._confirmed_upto.get(self._entries[i].channel, 0) - skipped_grace_ns)]
             for record_id in late:
                 del self._delivered[record_id]
                 self._make_pending(record_id)

@@ -7,9 +7,11 @@ the highest-priority records.
 When is a record done? With stored receipts (docs/agent.md, "Delivery guarantee"): when the
 receiver's stored receipt names its (boot, seq) — after the database committed it. A PUBACK only
 moves it to "delivered"; a delivered record without a receipt after `ReceiptSettings.timeout_s`
-is sent again (the unique key makes that safe). With `mode = "off"` the PUBACK is the end; with
-`"auto"` while this device has never seen a receipt (an old receiver?) the PUBACK is the end
-`timeout_s` later. A broker's failure reason code drops the record, counted and logged.
+is sent again (the unique key makes that safe) — at once if a later record of its channel was
+confirmed (it was skipped: lost), else once overdue, waiting twice as long each round. With
+`mode = "off"` the PUBACK is the end; with `"auto"` while this device has never seen a receipt
+(an old receiver?) the PUBACK is the end `timeout_s` later. A broker's failure reason code drops
+the record, counted and logged.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _NS_PER_DAY = 86_400 * 10**9
 # properties length, the PUBACK, and TLS record framing (AEAD tag + header). An estimate, on the
 # high side, so the daily cap is not overrun.
 PUBLISH_OVERHEAD_BYTES = 48
+_SKIP_GRACE_NS = 2_000_000_000  # receipts of one lane come in order; 2 s covers one receipt interval
 
 
 @dataclass
@@ -215,7 +218,8 @@ class Uplink:
             return
         self.receipts_received += 1
         self.confirmed += self.outbox.confirm(receipt.stored_keys())
-        self._timeout_factor = 1
+        if not self.outbox.delivered:
+            self._timeout_factor = 1  # caught up: the next overdue round waits timeout_s again
         if not self.receipts_seen:
             self.receipts_seen = True
             self._remember_seen()
@@ -246,11 +250,16 @@ class Uplink:
             return
         if not self.link.connected:
             return  # re-sending needs a link; overdue records wait
-        late = self.outbox.redeliver(now - timeout_ns * self._timeout_factor)
-        if late:
+        # Skipped: a later record of the same channel was confirmed, so these were lost on the way.
+        skipped = self.outbox.redeliver(now - timeout_ns, skipped_grace_ns=_SKIP_GRACE_NS)
+        # Overdue: nothing newer confirmed either (receipts lost, or a receiver far behind): once
+        # after the timeout, then after twice as long each round, up to max_timeout_s.
+        overdue = self.outbox.redeliver(now - timeout_ns * self._timeout_factor)
+        if skipped or overdue:
             log.warning("no stored receipt in time: sending again",
-                        extra={"records": late, "timeout_s": self.receipts.timeout_s * self._timeout_factor})
-            # Rounds without any receipt in between mean a slow or absent receiver: wait longer.
+                        extra={"skipped": skipped, "overdue": overdue,
+                               "timeout_s": self.receipts.timeout_s * self._timeout_factor})
+        if overdue:
             limit = max(int(self.receipts.max_timeout_s / max(self.receipts.timeout_s, 1e-3)), 1)
             self._timeout_factor = min(self._timeout_factor * 2, limit)
 

@@ -421,3 +421,22 @@ def test_eviction_also_takes_delivered_telemetry_oldest_first(tmp_path: Path) ->
         assert queue.stats.evicted > 0
         left = {r.key for r in queue.begin(1000)}
         assert (1, 0) not in left and (1, 79) in left  # the oldest went first, delivered or not
+
+
+def test_only_records_skipped_by_a_later_receipt_are_resent_early(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with FlashQueue(tmp_path, clock=clock) as queue:
+        ids = []
+        for seq in range(4):  # delivered 10 s apart
+            ids.append(queue.append(b"t", priority=Priority.TELEMETRY, channel=TEL, key=(1, seq)))
+            queue.begin(1)
+            queue.end(delivered=[ids[-1]])
+            clock.advance(10)
+        late = clock.monotonic_ns()
+        grace = 2 * 10**9
+        # A receiver that is behind: nothing newer confirmed, nothing re-sent early.
+        assert queue.redeliver(late, skipped_grace_ns=grace) == 0
+        queue.confirm([(1, 2)])  # seq 2 stored: 0 and 1, delivered before it, were lost
+        assert queue.redeliver(late, skipped_grace_ns=grace) == 2
+        assert [r.key for r in queue.begin(10)] == [(1, 0), (1, 1)]
+        assert queue.delivered == 1  # seq 3 (after the confirmed one) waits: it may be on its way
