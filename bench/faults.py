@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the five faults per run")
     parser.add_argument("--fast", action="store_true", help="short pauses and outages (the test's mode)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     results: list[tuple[int, Accounting]] = []
     with _services() as (dsn, etc, root):
         for seed in range(args.seed, args.seed + args.runs):

@@ -12,7 +12,11 @@ in the database.
 Printed: stored batches/s per 5 s window against the offered rate, the devices' backlog (records
 on their flash) and re-sends, the broker's "dropped" lines; the last JSON line has the totals.
 
-    python bench/fleet.py [--devices 100] [--rate 1.0] [--rows 2000] [--seconds 60]
+    python bench/fleet.py [--devices 50] [--rate 0.5] [--rows 2000] [--seconds 45]
+
+Receipts as the agent's defaults (timeout 120 s) but `--max-unconfirmed` 16: what a fleet
+backlog costs in latency is devices × max_unconfirmed / the receiver's rate, which must stay
+below the receipt timeout or the devices send copies (safe, but wasted).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,7 +95,7 @@ def make_sims(etc: Path, work: Path, port: int, devices: list[str], max_unconfir
                                                          (Channel.EVENT, MessageKind.EVENT),
                                                          (Channel.STATUS, MessageKind.STATUS),
                                                          (Channel.COMMAND_ACK, MessageKind.COMMAND_ACK))}
-        receipts = ReceiptSettings(mode="required", timeout_s=20.0, max_unconfirmed=max_unconfirmed,
+        receipts = ReceiptSettings(mode="required", timeout_s=120.0, max_unconfirmed=max_unconfirmed,
                                    receipt_topic=receipt_topic(device))
         sims.append(Sim(device, outbox, link, Uplink(outbox, link, topics, DataBudget(10**12),
                                                      receipts=receipts, device_id=device)))
@@ -106,13 +111,14 @@ def stored_total(metrics_port: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=1.0, help="telemetry batches/s per device")
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=0.5, help="telemetry batches/s per device")
     parser.add_argument("--rows", type=int, default=2000, help="samples per batch")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long the devices produce")
+    parser.add_argument("--seconds", type=float, default=45.0, help="how long the devices produce")
     parser.add_argument("--max-unconfirmed", type=int, default=16, help="the devices' back-pressure bound")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     logging.getLogger("lienwatch.uplink").setLevel(logging.ERROR)  # re-sends are counted, not logged
     devices = [f"fleet-{i:04d}" for i in range(args.devices)]
     root = Path(tempfile.mkdtemp(prefix="lienwatch-fleet-", dir="/var/tmp"))
