@@ -10,7 +10,8 @@ scored against the vehicle's own previous `baseline_days` (30) days:
 * a one-sided CUSUM of those z-scores (S = max(0, S + z − `cusum_k`)), which catches a steady
   smaller shift that no single day shows (capped at 2 · `cusum_h`, so it quiets down within
   days once usage is back to normal).
-A day with z ≥ `z_threshold` or S ≥ `cusum_h` for some aggregate is unusual; the condition
+A day with z ≥ `z_threshold`, or S ≥ `cusum_h` and z > `cusum_k` (the shift still shows that
+day), for some aggregate is unusual; the condition
 `usage` holds (WARNING) from the day after, and escalates to ALERT when `escalate_days`
 consecutive days were unusual. Only increases count (a car used less is not a risk here). The
 baseline, the CUSUM sums and today's partial figures are kept across restarts; it needs
@@ -34,7 +35,7 @@ from protocol.messages import Severity
 
 KIND = "usage"
 AGGREGATES = ("km", "night_min", "trips", "places")
-MAD_FLOOR = {"km": 10.0, "night_min": 10.0, "trips": 1.0, "places": 1.0}
+MAD_FLOOR = {"km": 25.0, "night_min": 10.0, "trips": 1.0, "places": 1.0}  # a holiday trip is no change
 MOVING_KMH = 5.0
 CELL_DEG = 0.005  # ~500 m: trip ends in one cell are one place
 MAD_TO_SIGMA = 1.4826
@@ -115,8 +116,10 @@ class Usage(Detector):
                 # capped at 2 h: back to normal, the chart quiets down within days, not months
                 self.cusum[k] = min(2 * self.o["cusum_h"], max(0.0, self.cusum[k] + z - self.o["cusum_k"]))
             self.last_scores = scores
-            unusual = any(z >= self.o["z_threshold"] for z in scores.values()) or \
-                any(s >= self.o["cusum_h"] for s in self.cusum.values())
+            # the chart signals a sustained shift, but only on a day that still shows it
+            o = self.o
+            unusual = any(z >= o["z_threshold"] or (self.cusum[k] >= o["cusum_h"] and z > o["cusum_k"])
+                          for k, z in scores.items())
             self.streak = self.streak + 1 if unusual else 0
         self.history.append(figures)
         del self.history[:-self.o["baseline_days"]]
