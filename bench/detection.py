@@ -168,6 +168,107 @@ def _tamper_bike(car: ScenarioCar) -> None:
     car.gnss(speed_kmh=18.0).run(420)
 
 
+PAWN = (47.3600, 8.5000)
+DTC = "Vehicle.OBD.DistanceSinceDTCClear"
+CELL_MIN, CELL_MAX = ("Vehicle.Powertrain.TractionBattery.CellVoltage.Min",
+                      "Vehicle.Powertrain.TractionBattery.CellVoltage.Max")
+
+
+@scenario("odometer: rolled back while parked", "odometer", Severity.ALERT)
+def _odometer_rollback(car: ScenarioCar) -> None:
+    drive_then_park(car)
+    assert car.state.odometer_m is not None
+    car.mark().set(odometer_m=car.state.odometer_m - 48_000_000.0).run(10)
+
+
+@scenario("odometer: blocked on a 15 km trip", "odometer", Severity.ALERT, nmea=False)
+def _odometer_blocked(car: ScenarioCar) -> None:
+    car.mark().drive(90).run(2)
+    stuck = car.state.odometer_m
+    for _ in range(600):  # the cluster counts a fifth of the way
+        car.set(odometer_m=stuck).run(1)
+        stuck = (stuck or 0.0) + 5.0
+    car.park().run(10)
+
+
+@scenario("odometer: fault codes cleared", "odometer", Severity.ALERT)
+def _odometer_codes_cleared(car: ScenarioCar) -> None:
+    car.set(extra={DTC: 2210.0}).drive(40).run(60)
+    car.mark().set(extra={DTC: 0.0}).run(10)
+
+
+@scenario("risky place: 72 h at a used-car market", "risky_places", Severity.ALERT, nmea=False)
+def _risky_stay(car: ScenarioCar) -> None:
+    car.teleport(47.4110, 8.5480).mark().park().run(73 * 3600, tick_s=300.0)
+
+
+@scenario("geofence: nearing the contract region's border", "geofence", Severity.WARNING, nmea=False)
+def _geofence_near(car: ScenarioCar) -> None:
+    car.teleport(47.77, 8.5).drive(80, course_deg=0.0).run(55)  # 2.1 km from the border
+    car.mark().run(20).park().run(120)  # parked 1.7 km from it
+
+
+@scenario("geofence: leaving the contract region", "geofence", Severity.ALERT, nmea=False)
+def _geofence_out(car: ScenarioCar) -> None:
+    car.teleport(47.75, 8.5).drive(100, course_deg=0.0).run(180)
+    car.mark().run(120)  # crossed the border about here
+
+
+@scenario("geofence: a commanded circle left", "geofence", Severity.ALERT, nmea=False)
+def _geofence_circle(car: ScenarioCar) -> None:
+    from protocol.messages import Geofence, SetGeofence
+
+    car.command(SetGeofence(Geofence(1, HOME[0], HOME[1], 2000.0)))
+    car.drive(60, course_deg=90.0).run(120)
+    car.mark().run(120)  # 2 km out about here
+
+
+@scenario("night cabin: doors opened five times at 02:00", "night_cabin", Severity.ALERT)
+def _night_doors(car: ScenarioCar) -> None:
+    car.park().run(30).mark()
+    for _ in range(5):
+        car.set(doors_open=1.0).run(20).set(doors_open=0.0).run(40)
+
+
+@scenario("battery: resting below the cranking reserve", "battery", Severity.WARNING)
+def _battery_low(car: ScenarioCar) -> None:
+    drive_then_park(car, park_s=600)
+    car.mark().set(supply_v=12.1).run(300)
+
+
+@scenario("battery: deep discharge at rest", "battery", Severity.ALERT)
+def _battery_flat(car: ScenarioCar) -> None:
+    drive_then_park(car, park_s=600)
+    car.mark().set(supply_v=11.6).run(300)
+
+
+@scenario("battery: traction cells 90 mV apart", "battery", Severity.WARNING)
+def _battery_cells(car: ScenarioCar) -> None:
+    car.set(extra={CELL_MAX: 3.71, CELL_MIN: 3.70}).drive(50).run(120)
+    car.mark().set(extra={CELL_MAX: 3.74, CELL_MIN: 3.65}).run(120)
+
+
+@scenario("crash at 60 km/h (4 g)", "driving", Severity.EMERGENCY)
+def _crash(car: ScenarioCar) -> None:
+    car.drive(60).run(60)
+    car.mark().set(accel=(-4.0 * 9.81, 1.0 * 9.81, 9.81)).run(0.2, tick_s=0.1)
+    car.set(accel=(0.0, 0.0, 9.81)).park().run(30)
+
+
+@scenario("usage: suddenly driven every night", "usage", Severity.ALERT, nmea=False)
+def _usage_nights(car: ScenarioCar) -> None:
+    usage = next(d for d in car.agent.detection.detectors if d.kind == "usage")
+    history = [{"km": 38.0 + d % 5, "night_min": 0.0, "trips": 2.0, "places": 2.0} for d in range(20)]
+    usage.restore_state({"history": history})  # 20 days of commuting, as kept in the state dir
+    car.park().run(3600, tick_s=600.0).mark()
+    for _ in range(4):  # every night 03:00-04:30 a drive (out and back); days otherwise as before
+        car.drive(60, 90.0).run(45 * 60, tick_s=30.0).drive(60, 270.0).run(45 * 60, tick_s=30.0)
+        car.park().run(4 * 3600, tick_s=600.0)
+        for course in (0.0, 180.0):
+            car.drive(60, course).run(20 * 60, tick_s=30.0).park().run(8 * 3600, tick_s=600.0)
+        car.run(24 * 3600 - 90 * 60 - 4 * 3600 - 2 * (20 * 60 + 8 * 3600), tick_s=600.0)
+
+
 # -- normal use ---------------------------------------------------------------------------------
 
 
