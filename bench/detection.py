@@ -332,6 +332,7 @@ def ferry(car: ScenarioCar) -> None:
 def normal_day(car: ScenarioCar, day: int) -> None:
     """One day from local midnight: weekdays commute with a garage at work, weekends errands."""
     weekday = day % 7 < 5
+    end_ns = car.clock.monotonic_ns() + 86_400 * 10**9
     park(car, 7.5 if weekday else 9.0)
     engine_start(car, weak=day % 5 == 0)
     if weekday:
@@ -339,19 +340,17 @@ def normal_day(car: ScenarioCar, day: int) -> None:
         park(car, 9.0, garage=True, lift=day % 7 == 2)
         engine_start(car, weak=False)
         commute(car, 270.0, 25, day)
-        park(car, 6.3)
     elif day % 14 == 6:  # a Sunday trip over the lake
         commute(car, 180.0, 20, day)
         ferry(car)
         engine_start(car, weak=False)
         commute(car, 0.0, 20, day)
-        park(car, 10.0)
     else:
         commute(car, 45.0, 15, day)
         park(car, 2.0)
         engine_start(car, weak=False)
         commute(car, 225.0, 15, day)
-        park(car, 11.5)
+    park(car, (end_ns - car.clock.monotonic_ns()) / 3600e9)  # the rest of the day at home
 
 
 # -- running ------------------------------------------------------------------------------------

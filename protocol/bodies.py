@@ -25,6 +25,7 @@ from protocol.limits import (
 )
 from protocol.messages import (
     AckStatus,
+    ClearEvent,
     ClearGeofence,
     ClockQuality,
     Command,
@@ -288,7 +289,7 @@ def decode_config(body: Mapping[Any, Any]) -> Config:
 
 ACTION_CODES: dict[type, int] = {
     SetConfig: 1, RequestPosition: 2, SetGeofence: 3, ClearGeofence: 4, Reboot: 5,
-    StartDiagnosticSession: 6, StopDiagnosticSession: 7,
+    StartDiagnosticSession: 6, StopDiagnosticSession: 7, ClearEvent: 8,
 }
 MAX_DIAGNOSTIC_S = 7 * 86400
 
@@ -309,6 +310,8 @@ def _encode_params(action: CommandAction) -> Any:
         return None if fence_id is None else f.integer(fence_id, "geofence_id", 0, UINT32_MAX)
     if isinstance(action, StartDiagnosticSession):
         return f.integer(action.duration_s, "duration_s", 1, MAX_DIAGNOSTIC_S)
+    if isinstance(action, ClearEvent):
+        return f.integer(action.event_id, "event_id", 0, INT63_MAX)
     return None
 
 
@@ -344,6 +347,8 @@ def _decode_action(code: object, params: object) -> CommandAction:
         return ClearGeofence(None if params is None else f.integer(params, "geofence_id", 0, UINT32_MAX))
     if code == 6:
         return StartDiagnosticSession(f.integer(params, "duration_s", 1, MAX_DIAGNOSTIC_S))
+    if code == 8:
+        return ClearEvent(f.integer(params, "event_id", 0, INT63_MAX))
     simple: dict[int, type[RequestPosition | Reboot | StopDiagnosticSession]] = {
         2: RequestPosition, 5: Reboot, 7: StopDiagnosticSession}
     if type(code) is int and code in simple:

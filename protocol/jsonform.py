@@ -18,6 +18,7 @@ from protocol.errors import InvalidFieldError, MalformedMessageError, UnknownSig
 from protocol.messages import (
     AckStatus,
     BootReceipt,
+    ClearEvent,
     ClearGeofence,
     ClockQuality,
     Command,
@@ -54,7 +55,7 @@ _FIX_FIELDS = ("time_ns", "lat_deg", "lon_deg", "alt_m", "speed_kmh", "heading_d
 _ACTIONS: dict[str, type] = {
     "SET_CONFIG": SetConfig, "REQUEST_POSITION": RequestPosition, "SET_GEOFENCE": SetGeofence,
     "CLEAR_GEOFENCE": ClearGeofence, "REBOOT": Reboot, "START_DIAGNOSTIC_SESSION": StartDiagnosticSession,
-    "STOP_DIAGNOSTIC_SESSION": StopDiagnosticSession,
+    "STOP_DIAGNOSTIC_SESSION": StopDiagnosticSession, "CLEAR_EVENT": ClearEvent,
 }
 _ACTION_NAMES = {cls: name for name, cls in _ACTIONS.items()}
 
@@ -173,6 +174,8 @@ def _action_json(action: CommandAction) -> JsonObject:
         out["geofence_id"] = action.geofence_id
     elif isinstance(action, StartDiagnosticSession):
         out["duration_s"] = action.duration_s
+    elif isinstance(action, ClearEvent):
+        out["event_id"] = action.event_id
     return out
 
 
@@ -372,5 +375,7 @@ def _action_from(document: object) -> CommandAction:
         return ClearGeofence(r.integer("geofence_id", None))
     if name == "START_DIAGNOSTIC_SESSION":
         return StartDiagnosticSession(r.integer("duration_s"))
+    if name == "CLEAR_EVENT":
+        return ClearEvent(r.integer("event_id"))
     action: CommandAction = _ACTIONS[name]()
     return action

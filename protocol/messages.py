@@ -313,9 +313,16 @@ class StopDiagnosticSession:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ClearEvent:
+    """An operator clears an open event (protocol 1.1): the device sends its CLEARED transition."""
+
+    event_id: int
+
+
 CommandAction: TypeAlias = (
     SetConfig | RequestPosition | SetGeofence | ClearGeofence | Reboot | StartDiagnosticSession
-    | StopDiagnosticSession
+    | StopDiagnosticSession | ClearEvent
 )
 
 

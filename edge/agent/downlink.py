@@ -27,6 +27,7 @@ from protocol.errors import CommandRefusedError, ProtocolError
 from protocol.limits import MAX_TEXT
 from protocol.messages import (
     AckStatus,
+    ClearEvent,
     ClearGeofence,
     Command,
     CommandAck,
@@ -78,7 +79,8 @@ class CommandHandler:
     def __init__(self, device_id: str, keys: Sequence[PublicKey], clock: Clock,
                  state_dir: Path, *, apply_config: ConfigApplier, position: PositionSource,
                  max_lifetime_s: float = 7 * 86400.0, replay_cache_size: int = 4096,
-                 geofences: GeofenceStore | None = None) -> None:
+                 geofences: GeofenceStore | None = None,
+                 clear_event: Callable[[int], bool] | None = None) -> None:
         self.clock = clock
         self.nonce_file = state_dir / "nonces.json"
         self.verifier = CommandVerifier(device_id, keys, clock, self._load_cache(replay_cache_size),
@@ -86,6 +88,7 @@ class CommandHandler:
         self.apply_config = apply_config
         self.position = position
         self.geofences = geofences  # circular geofences for the detectors, kept in state_dir
+        self.clear_event = clear_event  # an operator clears an open event (the agent sends CLEARED)
         self.executed = 0
         self.refused: dict[str, int] = {}
         self.reboot_requested = False
@@ -136,6 +139,10 @@ class CommandHandler:
             if isinstance(action, ClearGeofence) and self.geofences is not None:
                 removed = self.geofences.clear(action.geofence_id)
                 return Outcome(AckStatus.DONE, f"{removed} geofence(s) cleared")
+            if isinstance(action, ClearEvent) and self.clear_event is not None:
+                if self.clear_event(action.event_id):
+                    return Outcome(AckStatus.DONE, f"event {action.event_id} cleared")
+                return Outcome(AckStatus.FAILED, f"no open event {action.event_id}")
         except LienwatchError as error:
             return Outcome(AckStatus.FAILED, _reason(error))
         except Exception as error:  # a failure while executing: answer FAILED, keep running

@@ -154,7 +154,7 @@ class Agent:
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
             self.state_dir, apply_config=self.apply_remote_config, position=self.position,
-            geofences=self.detection.geofences,
+            geofences=self.detection.geofences, clear_event=self.clear_event,
             max_lifetime_s=float(cfg["downlink.max_command_lifetime_s"]),
             replay_cache_size=int(cfg["downlink.replay_cache_size"]))
         self._latest: dict[int, Sample] = {}

@@ -30,17 +30,18 @@ def signal_id(path: str) -> int:
     return _IDS[path] if path in _IDS else default_catalog().id_of(path)
 
 
-def fresh(observation: Observation, path: str, max_age_s: float) -> float | None:
-    """The latest value of a signal if it is at most `max_age_s` old, else None."""
+def fresh(observation: Observation, path: str, max_age_s: float | None) -> float | None:
+    """The latest value of a signal if it is at most `max_age_s` old (None: any age), else None."""
     sample = observation.latest(signal_id(path))
-    if sample is None or observation.mono_ns - sample.mono_ns > max_age_s * NS:
+    if sample is None or (max_age_s is not None and observation.mono_ns - sample.mono_ns > max_age_s * NS):
         return None
     return sample.value
 
 
-def ignition_on(observation: Observation, max_age_s: float = 10.0) -> bool | None:
+def ignition_on(observation: Observation, max_age_s: float | None = 10.0) -> bool | None:
     """True if the key is at ACC or beyond (or, without that signal, the engine turns); None if
-    neither signal is known."""
+    neither signal is known (within `max_age_s`; None: the last value ever seen, as a parked
+    car's bus falls asleep after saying OFF)."""
     state = fresh(observation, IGNITION, max_age_s)
     if state is not None:
         return state >= IGNITION_ACC

@@ -59,7 +59,7 @@ class Tow(Detector):
         self.towed: Finding | None = None
 
     def observe(self, o: Observation) -> Sequence[Finding]:
-        ignition = ignition_on(o)
+        ignition = ignition_on(o, max_age_s=None)  # the bus sleeps after it said OFF
         if ignition is None:
             return self._still_towed()
         if ignition:

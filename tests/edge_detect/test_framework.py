@@ -339,3 +339,19 @@ def test_the_example_config_vehicle_and_detectors_validate() -> None:
     assert config.vehicle.in_contract_region(47.37, 8.54)  # Zurich is inside the example region
     for table in config.detectors:
         build_detector(table)
+
+
+def test_an_operator_clears_an_open_event_by_signed_command() -> None:
+    from protocol.messages import AckStatus, ClearEvent
+
+    with low_car(Policy(cooldown_s=600.0)) as car:
+        car.set(supply_v=10.0).run(5)
+        (raised,) = car.events
+        ack = car.command(ClearEvent(raised.event_id))
+        assert ack is not None and ack.status is AckStatus.DONE
+        (cleared,) = car.events_of("low", Transition.CLEARED)
+        car.run(60)  # still low, but cleared by the operator: the cooldown holds it back
+        assert len(car.events) == 2
+        again = car.command(ClearEvent(raised.event_id))
+    assert cleared.event_id == raised.event_id and "cleared by command" in cleared.detail
+    assert again is not None and again.status is AckStatus.FAILED and "no open event" in again.detail

@@ -108,3 +108,16 @@ def test_not_armed_in_the_first_minutes_after_parking() -> None:
 def test_bad_tow_options_are_refused_at_load(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**MINIMAL, "detectors": [table]})
+
+
+def test_armed_while_the_bus_sleeps_after_saying_off() -> None:
+    with parked_and_armed() as car:
+        car.set(speed_kmh=None, rpm=None, ignition=None).run(3600, tick_s=30.0)  # the CAN sleeps
+        assert car.status()["detectors"]["tow"]["armed"]
+        car.set(vibration_ms2=0.08).gnss(speed_kmh=25.0).run(30 * 60, tick_s=2.0)  # a ferry
+        assert car.alarms() == []
+        car.gnss(speed_kmh=0.0).run(600)
+        car.tilt(9.0, vibration_ms2=0.4)
+        latency_s = car.run_until(lambda c: c.alarms(), 120)
+        (event,) = car.alarms()
+    assert latency_s is not None and latency_s <= 60 and event.condition == "tow"

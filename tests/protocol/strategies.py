@@ -10,6 +10,7 @@ from protocol.catalog import default_catalog
 from protocol.limits import INT63_MAX, MAX_SPAN_MS, MAX_TIME_MS, UINT32_MAX
 from protocol.messages import (
     AckStatus,
+    ClearEvent,
     ClearGeofence,
     ClockQuality,
     Command,
@@ -122,6 +123,7 @@ geofences = st.builds(Geofence, st.integers(0, UINT32_MAX), grid(-900_000_000, 9
 actions = st.one_of(
     st.builds(SetConfig, configs), st.just(RequestPosition()), st.just(Reboot()),
     st.just(StopDiagnosticSession()), st.builds(SetGeofence, geofences),
+    st.builds(ClearEvent, st.integers(0, INT63_MAX)),
     st.builds(ClearGeofence, st.none() | st.integers(0, UINT32_MAX)),
     st.builds(StartDiagnosticSession, st.integers(1, 7 * 86400)),
 )
