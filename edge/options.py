@@ -8,6 +8,7 @@ example. Unknown keys, wrong types and missing required options raise `ConfigErr
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -58,6 +59,23 @@ def validate_options(section: str, options: Sequence[Option], table: Mapping[str
         else:
             values[option.name] = option.default
     return values
+
+
+def check_numbers(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` if its numbers are sane for any kind: finite (TOML has nan and inf), durations
+    (`*_s`, `*_ms`) not negative, periods (`*period_s`) positive; ConfigError naming the key.
+    A kind checks its own ranges beyond these (sources use this; detectors check their own)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        key = f"{section}.{name}"
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+        if name.endswith("period_s") and value <= 0:
+            raise ConfigError(f"{key} must be > 0 (a period), got {value}")
+        if name.endswith(("_s", "_ms")) and value < 0:
+            raise ConfigError(f"{key} must be >= 0 (a duration), got {value}")
+    return dict(values)
 
 
 def sample_toml(array: str, kind: str, description: str, options: Sequence[Option]) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.options import Option, SpecRegistry, sample_toml, validate_options
+from edge.options import Option, SpecRegistry, check_numbers, sample_toml, validate_options
 from edge.sources.base import Source
 from lienwatch.clock import Clock, SystemClock
 
@@ -60,7 +60,8 @@ class SourceSpec:
 
     def validate(self, table: Mapping[str, Any]) -> dict[str, Any]:
         """Options from a config table with defaults filled in; `ConfigError` on any bad key."""
-        return validate_options(f"sources.{self.kind}", self.options, table)
+        section = f"sources.{self.kind}"
+        return check_numbers(section, validate_options(section, self.options, table))
 
     def sample_config(self) -> str:
         """A commented TOML example of this source with every option at its default."""
