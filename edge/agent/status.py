@@ -35,6 +35,7 @@ _SHAPE: dict[str, Any] = {
     "clock": {"quality": str, "gnss_offset_ms": _NUMBER},
     "sources": {"*": {"state": str, "detail": str}},
     "inbox": {}, "downlink": {"refused": dict},
+    "detectors": {"*": {"open_events": [{}]}},  # [spec]: a JSON array, each item matching spec
     "power": {"state": str, "wire_state": str, "soc_pct": _NUMBER, "replans": int,
               "forecast_days": (int, float, type(None)), "avg_current_ma": (int, float, type(None)),
               "ledger": {"spent_mah": _NUMBER}},
@@ -79,7 +80,14 @@ def _shape_problem(value: object, shape: dict[str, Any], where: str) -> str | No
         members = value.items() if name == "*" else [(name, value[name])] if name in value else []
         for key, member in members:
             at = f"{where}.{key}" if where else str(key)
-            if isinstance(expected, dict):
+            if isinstance(expected, list):
+                if not isinstance(member, list):
+                    return f"{at} must be a JSON array"
+                problem = next((p for i, item in enumerate(member)
+                                if (p := _shape_problem(item, expected[0], f"{at}[{i}]"))), None)
+                if problem:
+                    return problem
+            elif isinstance(expected, dict):
                 problem = _shape_problem(member, expected, at)
                 if problem:
                     return problem

@@ -156,6 +156,8 @@ def test_notifier_is_silent_outside_systemd() -> None:
     b'{"uplink": [1]}', b'{"uplink": {"budget": 3}}', b'{"queue": "full"}', b'{"written_ns": "soon"}',
     b'{"written_ns": 1e400}', b'{"uptime_s": "long"}', b'{"clock": {"gnss_offset_ms": [0]}}',
     b'{"sources": {"gnss": 5}}', b'{"sources": {"gnss": {"state": null}}}', b"[" * 100_000,
+    b'{"detectors": {"tow": {"open_events": {"a": 1}}}}', b'{"detectors": {"tow": {"open_events": [3]}}}',
+    b'{"detectors": {"tow": 1}}', b'{"power": {"avg_current_ma": "low"}}',
 ])
 def test_status_cli_on_a_file_that_is_not_a_status_file_exits_2_with_one_line(
         tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
