@@ -117,7 +117,7 @@ def test_edge_probe_against_the_emulated_vehicle(
     assert header.split()[:2] == ["ECU", "multi-PID"]
     assert engine.startswith("0x7E8") and "WVWZZZ1KZAW000001" in engine and "0C 0D" in engine
     assert transmission.startswith("0x7E9") and "no (NRC 0x12)" in transmission and "05 0D" in transmission
-    assert "engine_rpm" in out and "1726 rpm" in out
+    assert "engine_rpm" in out and "1,726 rpm" in out  # lienwatch.fmt.number: thousands separated
 
 
 def test_edge_probe_with_no_car_and_with_a_bad_interface(channel: str, capsys: Capsys) -> None:
