@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lienwatch-installed
+MCU_STAMP := $(VENV)/.mcu-tools-installed
+# edge/mcu's tools: MicroPython's own stubs (typecheck) and MicroPython itself, the official
+# WebAssembly port run by Node.js (tests/edge_mcu/test_micropython.py).
+MPY_STUBS        := micropython-stm32-stubs==1.29.0.post1
+MICROPYTHON_WASM := @micropython/micropython-webassembly-pyscript@1.27.0
 PYX    := $(wildcard cython_ext/*.pyx cython_ext/*.pxd protocol/*.pyx)
 
 .PHONY: demo test lint typecheck pytest install system-deps wheel bench clean
@@ -19,11 +24,12 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --config-file edge/mcu/mypy.ini
 
 pytest: install system-deps
 	$(VENV)/bin/pytest
 
-install: $(STAMP)
+install: $(STAMP) $(MCU_STAMP)
 
 # Reinstalls (and so recompiles the Cython extensions) whenever the build inputs change.
 $(STAMP): pyproject.toml setup.py $(PYX)
@@ -31,6 +37,17 @@ $(STAMP): pyproject.toml setup.py $(PYX)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(MCU_STAMP): $(STAMP) Makefile
+	$(PY) -m pip install --quiet --upgrade --target $(VENV)/mpy-stubs '$(MPY_STUBS)'
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else \
+	    echo "Node.js is missing: run 'sudo apt-get install nodejs npm', then make again." >&2; exit 1; \
+	  fi; }
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/mcu '$(MICROPYTHON_WASM)'
+	touch $@
 
 # mosquitto is a real broker the tests and the demo start on their own port.
 system-deps:
