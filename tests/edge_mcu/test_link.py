@@ -12,7 +12,7 @@ import pytest
 from edge.mcu import eventlog, frame
 from edge.mcu.hal import SimHal
 from edge.mcu.supervisor import EVENTS, Config, Supervisor
-from edge.power.mculink import McuLink, McuLinkError, SerialTransport, findings
+from edge.power.mculink import McuLink, McuLinkError, McuPoller, SerialTransport, findings
 from lienwatch.clock import ManualClock
 from protocol.messages import Severity
 
@@ -185,3 +185,21 @@ def test_hello_payload_is_checked() -> None:
     wire.mangle = short_hello
     link.hello()
     assert link.counters()["malformed"] >= 1
+
+
+def test_the_poller_syncs_on_first_contact_reads_events_and_counts_errors() -> None:
+    link, wire, hal, _ = _pair()
+    poller = McuPoller(link, wire.clock, interval_s=10.0)
+    assert poller.poll() == [] and poller.in_session  # first contact: HELLO, time sync, no events yet
+    _shake(wire, 12)
+    wire.clock.advance(10)
+    (tow,) = poller.poll()
+    assert tow.detector == "mcu.tow" and "estimated" not in tow.detail
+    assert poller.poll() == []  # not due yet
+    wire.silent = True
+    wire.clock.advance(10)
+    assert poller.poll() == [] and poller.errors == 1 and not poller.in_session
+    wire.silent = False
+    wire.clock.advance(10)
+    poller.poll()
+    assert poller.in_session and poller.snapshot()["events"] == 2 and hal.wakes == 1
