@@ -159,5 +159,9 @@ def _detector_line(name: str, detector: dict[str, Any], now_ns: int) -> str:
     events = ", ".join(f"{e.get('severity', '?')} {e.get('condition') or name} #{e.get('event_id')}"
                        for e in opened) or "none"
     extra = f"  errors {detector['errors']}" if detector.get("errors") else ""
+    today = detector.get("today")
+    if isinstance(today, dict):  # a detector's daily counters (driving: harsh braking, idling, ...)
+        counts = ", ".join(f"{k} {v:g}" for k, v in today.items() if isinstance(v, (int, float)) and v)
+        extra += f"  today: {counts or 'nothing counted'}"
     state = "" if armed is None else ("armed     " if armed else "disarmed  ")
     return f"detector   {name:<10} {state}open: {events}  last fired {ago}{extra}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edge.agent.config import parse_config
+from edge.agent.status import render
 from edge.detect.registry import build_detector
 from hil.scenario import ScenarioCar, utc
 from lienwatch.errors import ConfigError
@@ -49,6 +50,8 @@ def test_harsh_driving_overspeed_and_idling_are_counted_not_raised() -> None:
         c.set(speed_kmh=0.0, rpm=800.0).run(1)
         today = c.status()["detectors"]["driving"]["today"]
         assert c.alarms(Severity.WARNING) == []
+        (line,) = [x for x in render(c.status(), c.clock.wall_ns()).splitlines() if x.startswith("detector")]
+    assert "today: harsh_accel 1, harsh_brake 1, harsh_corner 3, overspeed 2" in line
     assert (today["harsh_accel"], today["harsh_brake"], today["harsh_corner"]) == (1, 1, 3)
     assert today["overspeed"] == 2 and today["overspeed_s"] == pytest.approx(70, abs=2)
     assert today["idle"] == 1 and today["idle_s"] == pytest.approx(401, abs=2)
