@@ -17,6 +17,7 @@ Conditions (each its own event):
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +55,8 @@ class Odometer(Detector):
 
     def observe(self, o: Observation) -> Sequence[Finding]:
         for sample in o.samples:
+            if not math.isfinite(sample.value) or sample.value < 0:
+                continue  # a garbled reading is no odometer value
             if sample.signal_id == self._odo_id:
                 self._odometer(o, sample.value)
             elif sample.signal_id == self._dtc_id:

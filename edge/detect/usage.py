@@ -142,7 +142,7 @@ class Usage(Detector):
         self.cusum = figures(data.get("cusum", self.cusum))
         self.streak = int(data.get("streak", 0))
         self.last_scores = {k: float(v) for k, v in data.get("scores", {}).items() if k in AGGREGATES}
-        if self.streak and len(self.last_scores) != len(AGGREGATES):
+        if self.streak and (len(self.last_scores) != len(AGGREGATES) or not self.history):
             self.streak = 0
         if isinstance(data.get("day"), str) and "today" in data:
             self.day, self.today = data["day"], figures(data["today"])

@@ -123,3 +123,13 @@ def test_ignition_off_between_samples_is_not_a_trip() -> None:
 def test_bad_options_are_refused_naming_the_key(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**MINIMAL, "detectors": [{"kind": "odometer", **table}]})
+
+
+def test_garbled_odometer_readings_neither_fire_nor_blind_it() -> None:
+    with car() as c:
+        c.set(odometer_m=float("nan")).run(3)
+        c.set(odometer_m=-5.0).run(3)
+        c.set(odometer_m=42_000_000.0).run(3)
+        assert c.events == []
+        c.set(odometer_m=41_000_000.0).run(3)
+        assert [e.condition for e in c.events_of("odometer")] == ["rollback"]
