@@ -223,8 +223,7 @@ def test_compression_segments_and_orders_by_the_whole_unique_key(tdb: Conn) -> N
             entry["orderby"].append(column if asc else f"{column} DESC")
     assert settings == {
         "positions": {"segmentby": ["device_id"], "orderby": ["time DESC", "boot_id", "seq", "row_idx"]},
-        "signal_samples": {"segmentby": ["device_id", "signal_id"],
-                           "orderby": ["time DESC", "boot_id", "seq", "row_idx"]},
+        "signal_samples": {"segmentby": ["device_id"], "orderby": ["time DESC", "boot_id", "seq", "row_idx"]},
         "device_status": {"segmentby": ["device_id"], "orderby": ["time DESC", "boot_id", "seq"]},
     }
     for table, entry in settings.items():
