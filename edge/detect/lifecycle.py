@@ -225,11 +225,23 @@ class EventTracker:
             return {}
         try:
             data = json.loads(self._state_file.read_text())
-            return {(str(e["detector"]), str(e["condition"])): e for e in data["open"]
-                    if {"event_id", "raised_ns", "severity"} <= set(e)}
+            entries = data["open"]
+            if not isinstance(entries, list):
+                raise TypeError("'open' is not a list")
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.error("open events unreadable; starting without them", extra={"detail": str(error)})
             return {}
+        restored: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in entries:
+            try:  # every field checked here, so a damaged entry can never fail a tick later
+                clean = {"detector": str(entry["detector"]), "condition": str(entry["condition"]),
+                         "event_id": int(entry["event_id"]), "raised_ns": int(entry["raised_ns"]),
+                         "severity": int(Severity(int(entry["severity"])))}
+            except (KeyError, TypeError, ValueError) as error:
+                log.error("an open event entry is damaged; dropped", extra={"detail": str(error)})
+                continue
+            restored[(clean["detector"], clean["condition"])] = clean
+        return restored
 
     def _save(self) -> None:
         if self._state_file is None:

@@ -355,3 +355,17 @@ def test_an_operator_clears_an_open_event_by_signed_command() -> None:
         again = car.command(ClearEvent(raised.event_id))
     assert cleared.event_id == raised.event_id and "cleared by command" in cleared.detail
     assert again is not None and again.status is AckStatus.FAILED and "no open event" in again.detail
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", "[]", '{"open": 3}', '{"open": [3]}',
+    '{"open": [{"detector": "low", "condition": "", "event_id": "x", "raised_ns": 1, "severity": 2}]}',
+    '{"open": [{"detector": "low", "condition": "", "event_id": 5, "raised_ns": 1, "severity": 9}]}',
+])
+def test_a_damaged_open_events_file_never_stops_the_agent(tmp_path: Path, content: str) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/open_events.json").write_text(content)
+    with low_car(state_dir=tmp_path) as car:
+        car.set(supply_v=10.0).run(3)
+        (event,) = car.events
+    assert event.transition is Transition.RAISED and not car.agent.errors
