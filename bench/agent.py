@@ -383,6 +383,9 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
         agent = subprocess.Popen([sys.executable, "-m", "lienwatch", "edge", "run", "--config", str(config)],
                                  cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
     try:
+        started = time.monotonic()  # start-up (imports, config, TLS) takes seconds on a loaded machine
+        while not (run / "status.json").exists() and agent.poll() is None and time.monotonic() - started < 60:
+            time.sleep(0.05)
         time.sleep(warmup_s)
         if agent.poll() is not None:
             raise RuntimeError(f"agent exited: {log_path.read_text()[-2000:]}")
