@@ -425,7 +425,13 @@ def measure_agent(work: Path, etc: Path, port: int, traffic: Traffic | None, war
         "states": {k: v["state"] for k, v in status1["sources"].items()},
         "thread_cpu_pct": {name: 100 * (threads1[name] - threads0[name]) / window
                            for name in threads1 if name in threads0},
+        "events": {name: _transitions(d) - _transitions(status0.get("detectors", {}).get(name, {}))
+                   for name, d in status1.get("detectors", {}).items()},
     }
+
+
+def _transitions(detector: dict[str, Any]) -> int:
+    return sum(int(detector.get(key, 0)) for key in ("raised", "escalated", "cleared"))
 
 
 def main() -> int:
@@ -516,7 +522,8 @@ def main() -> int:
                 + [["(threads that ended during the window)",
                     max(full["cpu_pct"] - sum(threads.values()), 0.0),
                     max(full["cpu_pct"] - sum(threads.values()), 0.0) / max(full["cpu_pct"], 1e-9)]])
-    print(f"detectors enabled: {', '.join(DETECTORS) or 'none'}")
+    print(f"detectors enabled: {', '.join(DETECTORS) or 'none'}; event transitions in the window: "
+          f"{ {k: v for k, v in full['events'].items() if v} or 'none'}")
     print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
           f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
     print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
