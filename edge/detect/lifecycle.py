@@ -234,9 +234,10 @@ class EventTracker:
         restored: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in entries:
             try:  # every field checked here, so a damaged entry can never fail a tick later
-                clean = {"detector": str(entry["detector"]), "condition": str(entry["condition"]),
-                         "event_id": int(entry["event_id"]), "raised_ns": int(entry["raised_ns"]),
-                         "severity": int(Severity(int(entry["severity"])))}
+                clean: dict[str, Any] = {
+                    "detector": str(entry["detector"]), "condition": str(entry["condition"]),
+                    "event_id": int(entry["event_id"]), "raised_ns": int(entry["raised_ns"]),
+                    "severity": int(Severity(int(entry["severity"])))}
             except (KeyError, TypeError, ValueError) as error:
                 log.error("an open event entry is damaged; dropped", extra={"detail": str(error)})
                 continue
