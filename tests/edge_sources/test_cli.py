@@ -110,7 +110,7 @@ def test_edge_probe_against_the_emulated_vehicle(
     channel: str, bus_factory: Callable[[], can.BusABC], capsys: Capsys
 ) -> None:
     with EcuEmulator(bus_factory(), demo_vehicle()):
-        code = main(["edge", "probe", "--interface", "virtual", "--channel", channel, "--timeout", "0.2"])
+        code = main(["edge", "probe", "--interface", "virtual", "--channel", channel, "--timeout", "0.6"])
     out = capsys.readouterr().out
     assert code == 0
     header, engine, transmission = out.splitlines()[:3]
