@@ -12,24 +12,15 @@ import math
 from collections.abc import Mapping
 
 from edge.detect.base import Finding, Observation
-from protocol.catalog import default_catalog
+from edge.detect.signals import CAN_SPEED, EXTERNAL_POWER, GNSS_SPEED, IGNITION, NS, RPM, SUPPLY, evidence
+from edge.detect.signals import signal_id as sid
 
-CAN_SPEED = "Vehicle.Speed"
-RPM = "Vehicle.Powertrain.CombustionEngine.Speed"
-IGNITION = "Vehicle.LowVoltageSystemState"  # 1 LOCK, 2 OFF, 3 ACC, 4 ON, 5 START
-SUPPLY = "Vehicle.LowVoltageBattery.CurrentVoltage"
-EXTERNAL_POWER = "Vehicle.Telematics.IsExternalPowerConnected"
-GNSS_SPEED = "Vehicle.CurrentLocation.GNSSReceiver.SpeedOverGround"
+__all__ = ["CAN_SPEED", "EXTERNAL_POWER", "GNSS_SPEED", "IGNITION", "NS", "RPM", "SUPPLY", "sid"]
+
 ODOMETER = "Vehicle.TraveledDistance"  # m
 DTC_DISTANCE = "Vehicle.OBD.DistanceSinceDTCClear"  # km
-IGNITION_ON = 4
-NS = 1_000_000_000
+IGNITION_ON = 4  # a trip: ON or START (signals.ignition_on counts ACC too)
 DAY_NS = 86_400 * NS
-
-
-def sid(path: str) -> int:
-    """The catalog id of a signal path."""
-    return default_catalog().id_of(path)
 
 
 def latest_value(o: Observation, signal_id: int, default: float = math.nan) -> float:
@@ -78,8 +69,8 @@ def parse_hhmm(kind: str, key: str, text: object) -> dt.time:
 
 
 def finite(values: Mapping[str, float]) -> dict[str, float]:
-    """Evidence: only the finite values, rounded for the wire."""
-    return {k: round(float(v), 4) for k, v in values.items() if math.isfinite(v)}
+    """Evidence: only the finite values, rounded for the wire (`signals.evidence`)."""
+    return evidence(values)
 
 
 _IGNITION = sid(IGNITION)
