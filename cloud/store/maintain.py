@@ -18,7 +18,6 @@ from cloud.store.migrate import check_schema
 from cloud.store.partitions import PartitionKeeper
 from cloud.store.retention import RetentionPolicy, RetentionResult, apply_retention, owns_time_series
 from lienwatch.clock import Clock, SystemClock
-from lienwatch.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,6 @@ def maintain(conn: Conn, policy: RetentionPolicy, ahead_days: int, clock: Clock)
 
 
 def run_maintain(args: argparse.Namespace) -> int:
-    if not args.dsn.strip():  # libpq would pick a default server and database: say where instead
-        raise ConfigError("--dsn is empty: give the owner's connection string (lienwatch_migrate)")
     if args.config:
         config = load_config(args.config)
         policy, ahead = config.retention, config.maintenance.partitions_ahead_days
