@@ -141,7 +141,7 @@ class ScenarioCar:
                  vehicle: Mapping[str, Any] | None = None,
                  detector_objects: Sequence[Detector] | None = None, tick_s: float = 1.0,
                  start_ns: int = T0_NS, state_dir: Path | None = None, batch_interval_s: float = 30.0,
-                 nmea: bool = True, seed: int = 1) -> None:
+                 nmea: bool = True, seed: int = 1, power: Mapping[str, Any] | None = None) -> None:
         self.clock = ManualClock(wall_ns=start_ns, monotonic_ns=10**12)
         self.tick_s = tick_s
         self.nmea = nmea  # GNSS as NMEA text through the parser (else assembled epochs, ~50x faster)
@@ -168,6 +168,8 @@ class ScenarioCar:
         }
         if vehicle is not None:
             document["vehicle"] = dict(vehicle)
+        if power is not None:  # e.g. {"mcu": {"device": pty}}: the MCU link (its thread: agent.mcu.start())
+            document["power"] = dict(power)
         self.config = parse_config(document)
         self.obd = VinSource(self.clock)
         self.agent = RecordingAgent(self.config, clock=self.clock, sources=[self.obd],
@@ -341,6 +343,8 @@ class ScenarioCar:
         return self.agent.status()
 
     def close(self) -> None:
+        if self.agent.mcu is not None:
+            self.agent.mcu.stop()
         with suppress(Exception):
             self.agent.outbox.close()
         if self._own_tmp:

@@ -59,6 +59,16 @@ def _path(value: Any) -> str | None:
     return "must not contain control characters" if any(ord(c) < 0x20 for c in value) else None
 
 
+def _optional_path(value: Any) -> str | None:
+    return None if value == "" else _path(value)
+
+
+def _one_of_int(*choices: int) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One config key: dotted name, type, default (None = required), check, help, remote."""
@@ -157,6 +167,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("power.vehicle_quiescent_ma", float, 0.0,
         "the car's own parked draw, if known: taken off the tracker's budget", _range(0, 1000),
         remote=True),
+    Key("power.mcu.device", str, "",
+        "the companion MCU's UART (e.g. /dev/ttyS1); \"\" = no MCU link (docs/power.md)", _optional_path),
+    Key("power.mcu.baudrate", int, 115200, "the MCU UART's speed",
+        _one_of_int(9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)),
+    Key("power.mcu.poll_interval_s", float, 10.0, "read the MCU's event log this often while awake",
+        _range(1, 3600)),
+    Key("power.mcu.timeout_s", float, 0.3, "wait this long for the MCU's answer to a request",
+        _range(0.01, 5)),
     Key("downlink.command_keys", str, "/etc/lienwatch/command-keys.pem",
         "PEM file of the Ed25519 public key(s) whose signatures commands must carry", _path),
     Key("downlink.max_command_lifetime_s", float, 604800.0,

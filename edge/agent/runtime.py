@@ -1,6 +1,7 @@
 """The agent: all wiring in one place (sources → ring buffers → detectors → outbox → MQTT).
 
-Threads: one per source (its `SourceRunner`), the MQTT network thread, and the run loop. Sources
+Threads: one per source (its `SourceRunner`), the MQTT network thread, the run loop, and `mcu`
+with `[power.mcu]` (edge.power.mcuwatch: it only hands the MCU's findings to the run loop). Sources
 only append to the bounded `SampleInbox`; paho callbacks only append to the link's event queue;
 everything else — ring buffers, detectors, telemetry batches, the flash queue, command handling,
 status — happens on the run loop's thread, one `step()` per `agent.tick_s`.
@@ -30,6 +31,7 @@ from edge.detect.lifecycle import Update
 from edge.detect.pipeline import DetectionPipeline
 from edge.detect.registry import DetectorContext, build_detector
 from edge.power.manager import PowerManager
+from edge.power.mcuwatch import McuWatch
 from edge.sources.base import Sample, Source, SourceRunner
 from edge.sources.registry import SourceContext, build_source
 from edge.uplink.mqtt import MqttLink, MqttSettings
@@ -136,6 +138,9 @@ class Agent:
                                            state_dir=self.state_dir)
         self.detectors = list(detectors) if detectors is not None else [
             build_detector(table, detector_context) for table in cfg.detectors]
+        self.mcu = McuWatch.from_config(cfg.values, self.clock, self.wall_ns)  # None: no [power.mcu]
+        if self.mcu is not None:
+            self.detectors.append(self.mcu)  # its findings take the detectors' path to the wire
         self.detection = DetectionPipeline(self.detectors, event_ids=self.headers.event_id,
                                            vehicle=cfg.vehicle, state_dir=self.state_dir,
                                            catalog=self.catalog)
@@ -296,6 +301,8 @@ class Agent:
         for runner in self.runners:
             runner.start()
         self.link.start()
+        if self.mcu is not None:
+            self.mcu.start()
         self.notifier.ready(f"device {self.device_id}, {len(self.sources)} sources")
         log.info("agent started", extra={"device_id": self.device_id, "boot_id": self.headers.boot_id,
                                          "sources": [s.name for s in self.sources],
@@ -373,6 +380,8 @@ class Agent:
         self.notifier.stopping()
         for runner in self.runners:
             runner.stop()
+        if self.mcu is not None:
+            self.mcu.stop()
         mono_to_wall = self.wall_ns() - self.clock.monotonic_ns()
         for fix in self.fix_inbox.drain():
             self._take_fix(fix, mono_to_wall)

@@ -1,0 +1,121 @@
+"""The companion MCU as a detector: its logged events become protocol events (`[power.mcu]`).
+
+`McuWatch` runs `McuPoller` (edge.power.mculink) on its own thread — each request on the UART
+waits up to `timeout_s` for the MCU's answer, which must never stall the run loop — and hands
+the findings (with the MCU's original times) to the run loop through a bounded queue. On the
+run loop it is an ordinary `Detector` named "mcu": `observe` drains the queue, so the findings
+pass the same `EventTracker` as every detector's (one open event per condition, cooldown,
+hourly cap; EMERGENCY exempt). A missing or silent UART is counted and retried, never fatal.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edge.detect.base import Detector, Finding, Observation
+from edge.detect.policy import Policy
+from edge.power.mculink import McuLink, McuLinkError, McuPoller, SerialTransport
+from lienwatch.clock import Clock
+
+log = logging.getLogger("lienwatch.power")
+
+QUEUE_CAPACITY = 256  # findings waiting for the run loop (the MCU's log holds fewer)
+LOOP_WAIT_S = 0.05  # the thread's rest between polls (the poller itself keeps `interval_s`)
+REOPEN_S = 30.0  # a UART that could not be opened is tried again this often
+
+
+class McuWatch(Detector):
+    """The MCU's event log as findings of detector "mcu"; condition = the event's kind."""
+
+    kind = "mcu"
+
+    def __init__(self, device: str, clock: Clock, *, baudrate: int = 115200, interval_s: float = 10.0,
+                 timeout_s: float = 0.3, wall_ns: Callable[[], int] | None = None, name: str = "mcu") -> None:
+        # one-shot events: raised at once, cleared after a minute, raised again after a minute
+        super().__init__(name, Policy(debounce_s=0.0, clear_s=60.0, cooldown_s=60.0))
+        self.device, self.clock = device, clock
+        self.baudrate, self.interval_s, self.timeout_s = baudrate, interval_s, timeout_s
+        self.wall_ns = wall_ns  # the agent's UTC (GNSS-corrected) for the MCU's time sync
+        self.poller: McuPoller | None = None
+        self.open_errors = 0
+        self.last_open_error = ""
+        self.dropped = 0
+        self._queue: collections.deque[Finding] = collections.deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any], clock: Clock,
+                    wall_ns: Callable[[], int] | None = None) -> McuWatch | None:
+        """From the agent config's validated `power.mcu.*` keys; None when no device is set."""
+        device = str(values["power.mcu.device"])
+        if not device:
+            return None
+        return cls(device, clock, baudrate=int(values["power.mcu.baudrate"]),
+                   interval_s=float(values["power.mcu.poll_interval_s"]),
+                   timeout_s=float(values["power.mcu.timeout_s"]), wall_ns=wall_ns)
+
+    # ------------------------------------------------------------------ the link's thread
+
+    def poll_once(self) -> None:
+        """Open the UART if needed, poll it once (the poller keeps its interval), queue findings."""
+        if self.poller is None:
+            try:
+                transport = SerialTransport(Path(self.device), self.baudrate)
+            except McuLinkError as error:
+                self.open_errors += 1
+                self.last_open_error = str(error)
+                return
+            self.poller = McuPoller(McuLink(transport, self.clock, timeout_s=self.timeout_s,
+                                            wall_ns=self.wall_ns), self.clock,
+                                    self.interval_s)
+        found = self.poller.poll()
+        with self._lock:
+            for finding in found:
+                if len(self._queue) >= QUEUE_CAPACITY:
+                    self.dropped += 1  # shown in status; the run loop is not taking them
+                    continue
+                self._queue.append(finding)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mcu", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as error:  # a bug here must not end the thread silently
+                self.open_errors += 1
+                self.last_open_error = f"{type(error).__name__}: {error}"[:200]
+                log.error("MCU link", extra={"detail": self.last_open_error})
+            self._stop.wait(LOOP_WAIT_S if self.poller is not None else REOPEN_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self.poller is not None and isinstance(self.poller.link.transport, SerialTransport):
+            self.poller.link.transport.close()
+
+    # ------------------------------------------------------------------ the run loop
+
+    def observe(self, observation: Observation) -> Sequence[Finding]:
+        with self._lock:
+            found = list(self._queue)
+            self._queue.clear()
+        # "mcu.tow" → condition "tow" of detector "mcu": one open event per kind of MCU event
+        return [replace(f, detector=self.name, condition=f.detector.partition(".")[2] or f.detector)
+                for f in found]
+
+    def state(self) -> dict[str, object]:
+        link = self.poller.snapshot() if self.poller is not None else {"in_session": False}
+        return {"device": self.device, **link, "open_errors": self.open_errors,
+                "last_open_error": self.last_open_error, "dropped": self.dropped}

@@ -1,0 +1,178 @@
+"""The agent's `[power.mcu]` link: the real run loop (`Agent.step` on a ManualClock) talks over
+a real pty to the real supervisor (SimHal), and what the MCU logged while the SoC slept arrives
+as protocol events with the MCU's times. Garbage on the line is counted, never fatal."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from edge.agent.config import parse_config
+from edge.mcu.hal import SimHal
+from edge.mcu.supervisor import Supervisor
+from hil.scenario import ScenarioCar
+from lienwatch.clock import ManualClock
+from lienwatch.errors import ConfigError
+from protocol.messages import Event, Severity, Transition
+
+
+class ClockHal(SimHal):
+    """The simulated board on the test's ManualClock (the SoC's and the MCU's time move together)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def ticks_ms(self) -> int:
+        return self.clock.monotonic_ns() // 1_000_000
+
+
+class PtyMcu:
+    """The MCU's end of a pty: the supervisor answers whatever the agent writes to the other end."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+        self.lock = threading.Lock()
+        self.garbage = b""  # written to the agent before the next answer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def attach(self, clock: ManualClock) -> None:
+        self.hal = ClockHal(clock)
+        self.supervisor = Supervisor(self.hal)
+        self._thread.start()
+
+    def step(self) -> None:
+        with self.lock:
+            while select.select([self.master], [], [], 0)[0]:
+                self.hal.rx.extend(os.read(self.master, 4096))
+            self.supervisor.step()
+            out = bytes(self.hal.tx)
+            self.hal.tx = bytearray()
+            if out:
+                os.write(self.master, self.garbage + out)
+                self.garbage = b""
+
+    def _serve(self) -> None:
+        while not self._stop.wait(0.005):
+            self.step()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def rig() -> Iterator[tuple[ScenarioCar, PtyMcu]]:
+    mcu = PtyMcu()
+    car = ScenarioCar(power={"mcu": {"device": mcu.path, "poll_interval_s": 10.0}})
+    mcu.attach(car.clock)
+    assert car.agent.mcu is not None
+    car.agent.mcu.start()
+    yield car, mcu
+    car.close()
+    mcu.close()
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _mcu_state(car: ScenarioCar) -> dict[str, object]:
+    return dict(car.status()["detectors"]["mcu"])
+
+
+def _run_until_event(car: ScenarioCar, condition: str) -> list[Event]:
+    def seen() -> bool:
+        car.run(1.0)
+        return bool([e for e in car.events_of("mcu") if e.condition == condition])
+    assert _wait(seen), _mcu_state(car)
+    return [e for e in car.events_of("mcu") if e.condition == condition]
+
+
+def test_an_unplug_logged_while_the_soc_slept_arrives_as_an_emergency_with_its_time(
+        rig: tuple[ScenarioCar, PtyMcu]) -> None:
+    car, mcu = rig
+    assert _wait(lambda: _mcu_state(car).get("in_session") is True), _mcu_state(car)  # hello + time sync
+    # the SoC sleeps: the agent does not step; the MCU keeps watching on the same clock
+    car.clock.advance(3600)
+    mcu.step()
+    mcu.hal.supply = 4_000  # the tracker's supply wire is cut
+    for _ in range(3):  # two low samples, a minute apart, make an unplug
+        car.clock.advance(60)
+        mcu.step()
+    unplugged_ns = car.clock.wall_ns()
+    assert mcu.hal.wakes == 1  # the MCU woke the SoC
+    car.clock.advance(7200)  # ... which takes its time: the event must keep the MCU's time
+    (event,) = _run_until_event(car, "unplug")
+    assert event.severity is Severity.EMERGENCY and event.transition is Transition.RAISED
+    assert unplugged_ns - 61 * 10**9 <= event.time_ns <= unplugged_ns  # logged at the 2nd low sample
+    assert car.clock.wall_ns() - event.time_ns >= 7200 * 10**9  # not the time the agent read it
+    assert event.features["mcu_value"] == 4000.0
+    assert "unplugged" in event.detail and "estimated" not in event.detail
+
+
+def test_motion_while_asleep_becomes_a_tow_event_and_garbage_on_the_link_is_counted(
+        rig: tuple[ScenarioCar, PtyMcu]) -> None:
+    car, mcu = rig
+    assert _wait(lambda: _mcu_state(car).get("in_session") is True), _mcu_state(car)
+    car.clock.advance(1800)
+    mcu.step()
+    shaken_ns = car.clock.wall_ns()
+    mcu.hal.vibration_mg = 300  # a tow: held motion through the MCU's confirmation window
+    for _ in range(120):
+        car.clock.advance(0.1)
+        mcu.hal.advance(0)  # the accelerometer's wake-on-motion interrupt
+        mcu.step()
+    mcu.hal.vibration_mg = 0
+    car.clock.advance(600)
+    mcu.garbage = b"\x00\xff garbage \x7e\x7e" + bytes(range(256))  # line noise before the answer
+    (event,) = _run_until_event(car, "tow")
+    assert event.severity is Severity.EMERGENCY
+    assert shaken_ns <= event.time_ns <= shaken_ns + 12 * 10**9
+    state = _mcu_state(car)
+    assert int(str(state["garbage_bytes"])) > 0, state
+    car.run(5.0)  # the agent and the link carry on
+    assert car.agent.mcu is not None and car.agent.mcu.poller is not None
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("device", 5), ("device", "/dev/tty\x01"), ("baudrate", 1234), ("poll_interval_s", 0.0),
+    ("timeout_s", 99.0), ("speed", 1),
+])
+def test_bad_mcu_config_is_refused_naming_the_key(key: str, value: object) -> None:
+    document = {"device": {"id": "veh-1"}, "uplink": {"mqtt": {"host": "broker"}},
+                "power": {"mcu": {key: value}}}
+    with pytest.raises(ConfigError, match=f"power.mcu.{key}"):
+        parse_config(document)
+
+
+def test_no_mcu_link_by_default() -> None:
+    config = parse_config({"device": {"id": "veh-1"}, "uplink": {"mqtt": {"host": "broker"}}})
+    assert config["power.mcu.device"] == ""
+    with ScenarioCar() as car:
+        assert car.agent.mcu is None and "mcu" not in car.status()["detectors"]
+
+
+@pytest.mark.parametrize("device", ["/nonexistent/ttyS9", "/dev/null"])
+def test_a_missing_or_wrong_uart_is_counted_and_the_agent_runs_on(device: str) -> None:
+    with ScenarioCar(power={"mcu": {"device": device}}) as car:
+        watch = car.agent.mcu
+        assert watch is not None
+        watch.poll_once()
+        car.run(3.0)
+        assert watch.open_errors == 1 and watch.poller is None
+        assert device in str(_mcu_state(car)["last_open_error"])
