@@ -29,6 +29,7 @@ REST_AFTER_S = 4 * 3600.0  # a resting voltage is only one hours after the last 
 REST_READING_INTERVAL_S = 3600.0
 FORECAST_MAX_DAYS = 36_500.0  # what the wire format carries
 MIN_WINDOW_S = 60.0  # below this, the average is the plan's, not a measurement
+SUPPLY_LOST_V = 5.25  # no 12 V system sags this far while connected (the unplug detector's level)
 
 
 class PowerManager:
@@ -48,6 +49,7 @@ class PowerManager:
         self._parked_since_ns = now
         self._last_rest_ns: int | None = None
         self._bytes_today = 0
+        self.supply_lost = False  # external supply below SUPPLY_LOST_V: on the backup cell
         self._accounted_mah = 0.0
         self._accounted_ns = now
         self._window = (now, 0.0)
@@ -73,6 +75,8 @@ class PowerManager:
     def observe(self, *, ignition: bool | None, supply_v: float | None, bytes_sent_today: int) -> None:
         """One run-loop tick's worth of facts; cheap except once per `account_interval_s`."""
         now = self.clock.monotonic_ns()
+        if supply_v is not None and math.isfinite(supply_v):
+            self.supply_lost = supply_v < SUPPLY_LOST_V
         self._count_bytes(bytes_sent_today)
         if now < self._next_account_ns:
             return
@@ -95,7 +99,7 @@ class PowerManager:
             self.ledger.set_states(self._states(mode))
             self._window = (now, spent)
         reading_due = self._last_rest_ns is None or now - self._last_rest_ns >= REST_READING_INTERVAL_S * 1e9
-        rested = mode is not PowerMode.DRIVING and parked_s >= REST_AFTER_S
+        rested = mode is not PowerMode.DRIVING and parked_s >= REST_AFTER_S and not self.supply_lost
         if rested and reading_due and supply_v is not None and math.isfinite(supply_v):
             self._last_rest_ns = now
             self.planner.observe_rest(supply_v)
@@ -110,6 +114,8 @@ class PowerManager:
 
     @property
     def wire_state(self) -> PowerState:
+        if self.supply_lost:
+            return PowerState.BACKUP_BATTERY  # unplugged: the tracker's own cell, whatever the plan
         if self.mode is None:
             return PowerState.UNKNOWN
         return self.planner.current.plans[self.mode].wire_state

@@ -8,6 +8,7 @@ from edge.agent.config import SCHEMA
 from edge.power.battery import LeadAcidBattery, resting_voltage
 from edge.power.manager import PowerManager
 from edge.power.profile import load_profile
+from hil.scenario import OFF, ScenarioCar
 from lienwatch.clock import ManualClock
 from lienwatch.errors import ConfigError
 from protocol import decode, encode
@@ -116,3 +117,32 @@ def test_from_config_refuses_a_bad_profile() -> None:
     assert manager.planner.policy.horizon_days == 90.0
     with pytest.raises(ConfigError, match="unknown power profile"):
         PowerManager.from_config({**values, "power.profile": "no-such-board"}, ManualClock())
+
+
+def test_a_lost_external_supply_is_backup_battery_and_no_rest_reading() -> None:
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 600, ignition=False)
+    assert manager.snapshot()["wire_state"] == "IDLE"
+    soc = manager.planner.estimator.soc_pct
+    _run(manager, clock, 5 * 3600, ignition=None, supply_v=0.4)  # the 12 V wire is cut
+    assert manager.wire_state is PowerState.BACKUP_BATTERY and manager.supply_lost
+    assert manager.snapshot()["wire_state"] == "BACKUP_BATTERY"
+    assert manager.planner.estimator.soc_pct == pytest.approx(soc, abs=1.0)  # 0.4 V is no battery reading
+    _run(manager, clock, 20, ignition=None, supply_v=float("nan"))  # an unreadable sample changes nothing
+    assert manager.wire_state is PowerState.BACKUP_BATTERY
+    _run(manager, clock, 20, ignition=None, supply_v=12.5)  # plugged back in
+    assert manager.wire_state is not PowerState.BACKUP_BATTERY
+
+
+def test_the_agents_heartbeat_says_backup_battery_after_an_unplug() -> None:
+    with ScenarioCar() as car:
+        car.set(ignition=OFF)
+        car.run(30)
+        assert car.agent.heartbeat().power_state is PowerState.IDLE
+        car.set(supply_v=0.3)  # the power source reads the cut 12 V input
+        car.run(30)
+        status = car.agent.heartbeat()
+        assert status.power_state is PowerState.BACKUP_BATTERY
+        back = decode(encode(status))
+        assert isinstance(back, Status) and back.power_state is PowerState.BACKUP_BATTERY
