@@ -163,5 +163,9 @@ def _detector_line(name: str, detector: dict[str, Any], now_ns: int) -> str:
     if isinstance(today, dict):  # a detector's daily counters (driving: harsh braking, idling, ...)
         counts = ", ".join(f"{k} {v:g}" for k, v in today.items() if isinstance(v, (int, float)) and v)
         extra += f"  today: {counts or 'nothing counted'}"
+    if "in_session" in detector:  # the companion MCU's link (edge/power/mcuwatch.py)
+        extra += (f"  link {'up' if detector['in_session'] else 'down'}, {detector.get('events', 0)} events, "
+                  f"{detector.get('link_errors', 0)} errors, "
+                  f"{detector.get('garbage_bytes', 0)} garbage bytes")
     state = "" if armed is None else ("armed     " if armed else "disarmed  ")
     return f"detector   {name:<10} {state}open: {events}  last fired {ago}{extra}"

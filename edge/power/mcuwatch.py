@@ -116,6 +116,7 @@ class McuWatch(Detector):
                 for f in found]
 
     def state(self) -> dict[str, object]:
-        link = self.poller.snapshot() if self.poller is not None else {"in_session": False}
+        link: dict[str, object] = self.poller.snapshot() if self.poller is not None else {"in_session": False}
+        link["link_errors"] = link.pop("errors", 0)  # "errors" is the pipeline's (observe raised)
         return {"device": self.device, **link, "open_errors": self.open_errors,
                 "last_open_error": self.last_open_error, "dropped": self.dropped}

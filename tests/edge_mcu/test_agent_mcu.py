@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from edge.agent.config import parse_config
+from edge.agent.status import render
 from edge.mcu.hal import SimHal
 from edge.mcu.supervisor import Supervisor
 from hil.scenario import ScenarioCar
@@ -157,6 +158,8 @@ def test_motion_while_asleep_becomes_a_tow_event_and_garbage_on_the_link_is_coun
     state = _mcu_state(car)
     assert int(str(state["garbage_bytes"])) > 0, state
     car.run(5.0)  # the agent and the link carry on
+    line = next(x for x in render(car.status(), car.clock.wall_ns()).splitlines() if " mcu " in x)
+    assert "link up" in line and f"{state['garbage_bytes']} garbage bytes" in line, line
     assert car.agent.mcu is not None and car.agent.mcu.poller is not None
 
 
