@@ -7,6 +7,8 @@ are left out when empty; unknown keys are ignored (docs/protocol.md, "Versioning
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,7 @@ from protocol.limits import (
     UINT32_MAX,
 )
 from protocol.messages import (
+    DRIVING_COUNTS,
     AckStatus,
     ClearEvent,
     ClearGeofence,
@@ -33,6 +36,7 @@ from protocol.messages import (
     CommandAction,
     Config,
     ConfigValue,
+    DrivingDay,
     Event,
     FixType,
     Geofence,
@@ -202,6 +206,8 @@ def encode_status(status: Status) -> dict[int, Any]:
         body[11] = f.integer(status.rssi_dbm, "rssi_dbm", -200, 0)
     if status.position is not None:
         body[12] = encode_fix(status.position, "position")
+    if status.driving:
+        body[13] = _driving_out(status.driving, status.header.sent_ns)
     return body
 
 
@@ -221,7 +227,73 @@ def decode_status(header: Header, body: Mapping[Any, Any]) -> Status:
         None if current is None else f.integer(current, "avg_current_ma", 0, 10_000_000) / 100,
         None if rssi is None else f.integer(rssi, "rssi_dbm", -200, 0),
         None if position is None else decode_fix(position, "position"),
+        () if body.get(13) is None else _driving_in(body.get(13), header.sent_ns),
     )
+
+
+# --- driving counters of a status (1.1): [{1: day, 2: harsh_accel, ...}, ...] -----------------
+MAX_DRIVING_DAYS = 2  # today and yesterday (yesterday's last counts ride the first status after midnight)
+MAX_DRIVING_COUNT = 100_000  # episodes per day, far above any car
+MAX_DRIVING_S = 90_000  # seconds in a local day, a 25-hour DST day included
+DRIVING_DAY_SLACK = 2  # a local day lies within a day of the UTC day of the status; one more of lateness
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def driving_day_fits(day: str, sent_ns: int) -> bool:
+    """Whether a status sent at `sent_ns` may carry the counters of local day `day`."""
+    try:
+        _driving_day(day, sent_ns)
+    except InvalidFieldError:
+        return False
+    return True
+
+
+def _driving_day(value: object, sent_ns: int) -> str:
+    day = f.text(value, "driving.day", 10, min_len=10)
+    try:
+        parsed = dt.date.fromisoformat(day) if _ISO_DAY.fullmatch(day) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidFieldError(f"driving.day must be an ISO date YYYY-MM-DD, got {f._show(value)}")
+    sent_day = dt.datetime.fromtimestamp(sent_ns // 1_000_000_000, dt.UTC).date()
+    if abs((parsed - sent_day).days) > DRIVING_DAY_SLACK:
+        raise InvalidFieldError(f"driving.day {day} is more than {DRIVING_DAY_SLACK} days from the "
+                                f"status's sent time ({sent_day})")
+    return day
+
+
+def _driving_count(value: object, name: str) -> int:
+    return f.integer(value, f"driving.{name}", 0, MAX_DRIVING_S if name.endswith("_s") else MAX_DRIVING_COUNT)
+
+
+def _driving_out(days: tuple[DrivingDay, ...], sent_ns: int) -> list[dict[int, Any]]:
+    if not isinstance(days, tuple) or len(days) > MAX_DRIVING_DAYS:
+        raise InvalidFieldError(f"driving must be a tuple of at most {MAX_DRIVING_DAYS} DrivingDay")
+    out: list[dict[int, Any]] = []
+    for day in days:
+        if not isinstance(day, DrivingDay):
+            raise InvalidFieldError(f"driving entries must be DrivingDay, got {f._show(day)}")
+        entry: dict[int, Any] = {1: _driving_day(day.day, sent_ns)}
+        for key, name in enumerate(DRIVING_COUNTS, start=2):
+            entry[key] = _driving_count(getattr(day, name), name)
+        out.append(entry)
+    if len({e[1] for e in out}) != len(out):
+        raise InvalidFieldError("driving has one entry per day")
+    return out
+
+
+def _driving_in(value: object, sent_ns: int) -> tuple[DrivingDay, ...]:
+    items = f.array(value, "driving", 1, MAX_DRIVING_DAYS)
+    days: list[DrivingDay] = []
+    for item in items:
+        entry = f.body_map(item, "driving entry")
+        days.append(DrivingDay(_driving_day(entry.get(1), sent_ns),
+                               *(_driving_count(entry.get(key, 0), name)
+                                 for key, name in enumerate(DRIVING_COUNTS, start=2))))
+    if len({d.day for d in days}) != len(days):
+        raise InvalidFieldError("driving has one entry per day")
+    return tuple(days)
 
 
 # --- command ack --------------------------------------------------------------------------------

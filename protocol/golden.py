@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from protocol import codec, jsonform, signing
@@ -26,6 +27,7 @@ from protocol.messages import (
     Command,
     CommandAck,
     Config,
+    DrivingDay,
     Event,
     FixColumns,
     FixType,
@@ -96,6 +98,12 @@ def status() -> Status:
                   energy_forecast_days=87.5, avg_current_ma=2.45, rssi_dbm=-87, position=POSITION)
 
 
+def status_counters() -> Status:
+    """A 1.1 status with the driving detector's counters of today and of yesterday (key 13)."""
+    return replace(status(), driving=(DrivingDay("2025-12-31", 2, 5, 1, 1, 74, 0, 0),
+                                      DrivingDay("2026-01-01", 0, 1, 0, 0, 0, 1, 412)))
+
+
 def command_ack() -> CommandAck:
     return CommandAck(HEADER, NONCE, AckStatus.DONE, "", POSITION)
 
@@ -126,6 +134,7 @@ def telemetry_receipts() -> TelemetryBatch:
 
 EXAMPLES: dict[str, Callable[[], Message]] = {
     "telemetry": telemetry, "event": event, "event_escalated": event_escalated, "status": status,
+    "status_counters": status_counters,
     "command_ack": command_ack, "command": command, "config": config,
     "stored_receipt": stored_receipt, "telemetry_receipts": telemetry_receipts,
 }

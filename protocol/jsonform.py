@@ -16,6 +16,7 @@ from protocol.catalog import Catalog, default_catalog
 from protocol.codec import encode_command_body
 from protocol.errors import InvalidFieldError, MalformedMessageError, UnknownSignalError
 from protocol.messages import (
+    DRIVING_COUNTS,
     AckStatus,
     BootReceipt,
     ClearEvent,
@@ -25,6 +26,7 @@ from protocol.messages import (
     CommandAck,
     CommandAction,
     Config,
+    DrivingDay,
     Event,
     FixColumns,
     FixType,
@@ -97,6 +99,9 @@ def to_json(message: Message, *, catalog: Catalog | None = None) -> JsonObject:
                 "detail": message.detail, "transition": message.transition.name,
                 "raised_ns": message.raised_ns, "condition": message.condition}
     if isinstance(message, Status):
+        driving: JsonObject = {} if not message.driving else {  # 1.1, absent when empty
+            "driving": [{"day": d.day, **{n: getattr(d, n) for n in DRIVING_COUNTS}}
+                        for d in message.driving]}
         return {"kind": "status", "header": _header_json(message.header),
                 "power_state": message.power_state.name, "supply_v": message.supply_v,
                 "backup_v": message.backup_v, "firmware_version": message.firmware_version,
@@ -104,7 +109,7 @@ def to_json(message: Message, *, catalog: Catalog | None = None) -> JsonObject:
                 "queue_bytes": message.queue_bytes, "uptime_s": message.uptime_s,
                 "energy_forecast_days": message.energy_forecast_days,
                 "avg_current_ma": message.avg_current_ma, "rssi_dbm": message.rssi_dbm,
-                "position": _fix_json(message.position)}
+                "position": _fix_json(message.position), **driving}
     if isinstance(message, CommandAck):
         return {"kind": "command_ack", "header": _header_json(message.header), "nonce": message.nonce.hex(),
                 "status": message.status.name, "detail": message.detail,
@@ -276,7 +281,8 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
                       r.integer("config_version"),
                       r.integer("queue_depth"), r.integer("queue_bytes", 0), r.integer("uptime_s", 0),
                       r.number("energy_forecast_days", None), r.number("avg_current_ma", None),
-                      r.integer("rssi_dbm", None), _fix_from(r.object("position", None)))
+                      r.integer("rssi_dbm", None), _fix_from(r.object("position", None)),
+                      _driving_from(r._get("driving", [])))
     if kind == "command_ack":
         return CommandAck(_header_from(r.object("header")), r.hex("nonce"), r.enum("status", AckStatus),
                           r.text("detail", ""), _fix_from(r.object("position", None)))
@@ -291,6 +297,16 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
         return _receipt_from(r)
     raise InvalidFieldError("message.kind must be one of telemetry, event, status, command_ack, command, "
                             f"config, stored_receipt; got {kind!r}")
+
+
+def _driving_from(days: object) -> tuple[DrivingDay, ...]:
+    if not isinstance(days, list):
+        raise InvalidFieldError("message.driving must be a list")
+    out = []
+    for i, item in enumerate(days):
+        d = _Reader(item, f"message.driving[{i}]")
+        out.append(DrivingDay(d.text("day"), *(d.integer(n, 0) for n in DRIVING_COUNTS)))
+    return tuple(out)
 
 
 def _receipt_from(r: _Reader) -> StoredReceipt:

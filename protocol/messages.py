@@ -242,6 +242,26 @@ class Status:
     avg_current_ma: float | None = None  # the plan's average draw from the vehicle battery
     rssi_dbm: int | None = None
     position: GnssFix | None = None
+    driving: tuple[DrivingDay, ...] = ()  # 1.1: the day's driving counters (today, and yesterday)
+
+
+@dataclass(frozen=True, slots=True)
+class DrivingDay:
+    """The driving detector's counters of one local day of the vehicle, cumulative over the day
+    (a later status of the same day reports higher or equal counts)."""
+
+    day: str  # the vehicle's local date, ISO "YYYY-MM-DD"
+    harsh_accel: int = 0
+    harsh_brake: int = 0
+    harsh_corner: int = 0
+    overspeed: int = 0  # overspeed episodes
+    overspeed_s: int = 0  # seconds above the overspeed limit
+    idle_long: int = 0  # long idling episodes
+    idle_long_s: int = 0  # seconds of long idling
+
+
+DRIVING_COUNTS = ("harsh_accel", "harsh_brake", "harsh_corner", "overspeed", "overspeed_s",
+                  "idle_long", "idle_long_s")  # DrivingDay's counters, in wire order (keys 2..8)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from cloud.store.devices import registered_time_zones
 from cloud.store.migrate import StorageMode
 from cloud.store.partitions import PartitionKeeper
 from cloud.store.retention import RetentionPolicy
-from protocol.messages import CommandAck, Event, GnssFix, Status, TelemetryBatch
+from protocol.messages import CommandAck, DrivingDay, Event, GnssFix, Status, TelemetryBatch
 
 SIGNALS = RowLayout((("device_id", "text"), ("time", "timestamptz"), ("boot_id", "int8"), ("seq", "int8"),
                      ("row_idx", "int4"), ("signal_id", "int4"), ("value", "float8")))
@@ -100,6 +100,7 @@ class PreparedBatch:
     position_rows: int = 0
     day_figures: dict[tuple[str, int], summaries.DayFigures] = field(default_factory=dict)
     dirty_days: set[tuple[str, int]] = field(default_factory=set)
+    driving: dict[tuple[str, str], DrivingDay] = field(default_factory=dict)
     latest_fix: dict[str, tuple[int, float, float, float | None]] = field(default_factory=dict)
 
 
@@ -198,6 +199,7 @@ class BatchWriter:
                 batch.events.append(self._event_row(message, item.incoming))
             elif isinstance(message, Status):
                 batch.statuses.append(self._status_row(message))
+                summaries.fold_driving(batch.driving, header.device_id, message.driving)
             elif isinstance(message, CommandAck):
                 batch.acks.append((header.device_id, _ts(header.sent_ns), header.boot_id, header.seq,
                                    message.nonce, message.status.name.lower(), message.detail,
@@ -235,6 +237,9 @@ class BatchWriter:
                 self._copy_rows("stage_device_status", STATUS_COLUMNS, statuses)
                 self._merge("device_status", ", ".join(STATUS_COLUMNS), len(statuses), result)
                 conn.execute(summaries.merge_status_sql("stage_device_status"), params)
+            if batch.driving:
+                conn.execute(summaries.MERGE_DRIVING_SQL,
+                             {**summaries.driving_params(batch.driving), **params})
             if acks:
                 self._copy_rows("stage_command_acks", ACK_COLUMNS, acks)
                 cursor = conn.execute(_ACKS)
@@ -312,7 +317,7 @@ class BatchWriter:
     @staticmethod
     def _status_row(message: Status) -> tuple[Any, ...]:
         header = message.header
-        body = {
+        body: dict[str, object] = {
             "queue_bytes": message.queue_bytes, "uptime_s": message.uptime_s,
             "avg_current_ma": _finite(message.avg_current_ma), "rssi_dbm": message.rssi_dbm,
             "position": None if message.position is None else {
@@ -320,6 +325,9 @@ class BatchWriter:
                 "lon_deg": message.position.lon_deg, "speed_kmh": _finite(message.position.speed_kmh),
                 "fix_type": int(message.position.fix_type)},
         }
+        if message.driving:
+            body["driving"] = [{"day": d.day, **{n: getattr(d, n) for n in summaries.DRIVING_COLUMNS}}
+                               for d in message.driving]
         return (header.device_id, _ts(header.sent_ns), header.boot_id, header.seq, message.power_state.name,
                 _finite(message.supply_v), _finite(message.backup_v), message.queue_depth,
                 message.firmware_version, message.config_version,

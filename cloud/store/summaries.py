@@ -6,7 +6,10 @@ Maintained incrementally, in two ways that both survive duplicates and out-of-or
   (GREATEST), minimum 12 V voltage (LEAST), latest EV state of health (by time) — idempotent, so
   duplicates do no harm; the receiver's decoder folds each message's samples with numpy
   (`aggregate_samples`), so the database only merges one small row per device and day — and harsh
-  acceleration/braking/cornering counts, incremented only by events that were newly inserted.
+  acceleration/braking/cornering counts, incremented only by events that were newly inserted —
+  and the device's own daily driving counters (Status key 13: harsh acceleration/braking/
+  cornering, overspeed and long idling, cumulative per local day), merged with GREATEST
+  (`MERGE_DRIVING_SQL`): a repeated or late status never lowers a count.
 * Figures that need consecutive positions (distance, driving, night driving, stationary time)
   are recomputed for (device, day) pairs that ingest marked dirty in `summary_dirty`, from that
   day's positions plus the neighbours just outside it (`refresh_dirty`), like TimescaleDB's
@@ -33,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.store.db import Conn
+from protocol.messages import DrivingDay
 
 MOVING_KMH = 5.0
 MAX_GAP_S = 300.0
@@ -180,6 +184,47 @@ def merge_status_sql(staged_status: LiteralString) -> LiteralString:
         GROUP BY 1, 2
         ON CONFLICT (device_id, day) DO UPDATE SET
             min_supply_v = LEAST(t.min_supply_v, EXCLUDED.min_supply_v), updated_at = now()"""
+
+
+DRIVING_COLUMNS = {  # DrivingDay field -> daily_summaries column
+    "harsh_accel": "harsh_accel_count", "harsh_brake": "harsh_brake_count",
+    "harsh_corner": "harsh_corner_count", "overspeed": "overspeed_count", "overspeed_s": "overspeed_s",
+    "idle_long": "idle_long_count", "idle_long_s": "idle_long_s",
+}
+
+
+def fold_driving(into: dict[tuple[str, str], DrivingDay], device_id: str,
+                 days: tuple[DrivingDay, ...]) -> None:
+    """Fold a status's driving counters into a batch's, per (device, local day): the maximum of
+    each counter, as the counters only grow within a day."""
+    for day in days:
+        key = (device_id, day.day)
+        known = into.get(key)
+        into[key] = day if known is None else DrivingDay(day.day, *(
+            max(getattr(day, name), getattr(known, name)) for name in DRIVING_COLUMNS))
+
+
+def driving_params(days: dict[tuple[str, str], DrivingDay]) -> dict[str, object]:
+    """Parameters of `MERGE_DRIVING_SQL` (without `oldest_day`)."""
+    keys = sorted(days)  # a fixed order: concurrent receivers lock summary rows alike
+    params: dict[str, object] = {"device": [k[0] for k in keys],
+                                 "day": [date.fromisoformat(k[1]) for k in keys]}
+    for name in DRIVING_COLUMNS:
+        params[name] = [getattr(days[k], name) for k in keys]
+    return params
+
+
+_DRIVING_COLUMN_LIST = ", ".join(DRIVING_COLUMNS.values())
+# Everything interpolated here is a module constant, never input.
+MERGE_DRIVING_SQL: LiteralString = f"""
+        INSERT INTO daily_summaries AS t (device_id, day, {_DRIVING_COLUMN_LIST})
+        SELECT * FROM unnest(%(device)s::text[], %(day)s::date[],
+                             {", ".join(f"%({n})s::integer[]" for n in DRIVING_COLUMNS)})
+             AS f(device_id, day, {_DRIVING_COLUMN_LIST})
+        WHERE day >= %(oldest_day)s
+        ON CONFLICT (device_id, day) DO UPDATE SET
+            {", ".join(f"{c} = GREATEST(t.{c}, EXCLUDED.{c})" for c in DRIVING_COLUMNS.values())},
+            updated_at = now()"""  # type: ignore[assignment]
 
 
 def _in_list(names: tuple[str, ...]) -> str:

@@ -27,6 +27,7 @@ from edge.agent.status import write_status
 from edge.agent.telemetry import TelemetryBatcher, TelemetrySettings
 from edge.agent.watchdog import Notifier
 from edge.detect.base import Detector
+from edge.detect.driving import Driving
 from edge.detect.lifecycle import Update
 from edge.detect.pipeline import DetectionPipeline
 from edge.detect.registry import DetectorContext, build_detector
@@ -41,12 +42,14 @@ from lienwatch import __version__
 from lienwatch.clock import Clock, SystemClock
 from lienwatch.errors import ConfigError, LienwatchError
 from protocol import encode
+from protocol.bodies import driving_day_fits
 from protocol.catalog import default_catalog
 from protocol.errors import ProtocolError
 from protocol.messages import (
     HEADER_WANTS_RECEIPTS,
     AckStatus,
     ClockQuality,
+    DrivingDay,
     Event,
     FixColumns,
     FixType,
@@ -553,8 +556,9 @@ class Agent:
                            bytes_sent_today=self.budget.spent_today)
 
     def heartbeat(self) -> Status:
+        header = self.headers.header()
         return Status(
-            self.headers.header(), self.power.wire_state,
+            header, self.power.wire_state,
             supply_v=self._value("Vehicle.LowVoltageBattery.CurrentVoltage") or 0.0,
             backup_v=self._value("Vehicle.Telematics.BackupBattery.CurrentVoltage") or 0.0,
             firmware_version=__version__, config_version=self.config.remote_version,
@@ -562,7 +566,16 @@ class Agent:
             uptime_s=int((self.clock.monotonic_ns() - self._started_mono_ns) / 1e9),
             position=self.position(),
             energy_forecast_days=self.power.forecast_days(), avg_current_ma=self.power.avg_current_ma(),
+            driving=self._driving_days(header.sent_ns),
         )
+
+    def _driving_days(self, sent_ns: int) -> tuple[DrivingDay, ...]:
+        """The first driving detector's daily counters (a day the wire refuses for this sent
+        time — the clock jumped — is left out rather than losing the heartbeat)."""
+        for detector in self.detectors:
+            if isinstance(detector, Driving):
+                return tuple(d for d in detector.wire_days() if driving_day_fits(d.day, sent_ns))
+        return ()
 
     # ------------------------------------------------------------------ status
 

@@ -7,6 +7,8 @@ longitudinal and lateral accelerometer) and combines them: a pothole shakes the 
 which is not used. The counters (`state()["today"]`, also `["yesterday"]`, shown by `lienwatch
 edge status` and kept across restarts) count episodes with hysteresis: one harsh braking is one
 excursion beyond 2.7 m/s² until the value falls back below 80 % of it, whatever its length.
+`wire_days()` gives them to the agent's Status (protocol 1.1 key 13), so the cloud's daily
+summary shows them.
 """
 
 from __future__ import annotations
@@ -17,13 +19,24 @@ from typing import Any
 
 from cython_ext import spec as sp
 from edge.detect.base import Detector, Finding, Observation
-from edge.detect.days import NS, RPM, finite, ignition_on, latest_value, local_day, sid, speed_kmh
+from edge.detect.days import (
+    NS,
+    RPM,
+    days_between,
+    finite,
+    ignition_on,
+    latest_value,
+    local_day,
+    sid,
+    speed_kmh,
+)
 from edge.detect.features import FeatureRequest
 from edge.detect.policy import Policy
 from edge.detect.registry import DetectorContext, DetectorSpec, check_range
 from edge.options import Option
 from lienwatch.errors import ConfigError
-from protocol.messages import Severity
+from protocol.bodies import MAX_DRIVING_COUNT, MAX_DRIVING_S
+from protocol.messages import DrivingDay, Severity
 
 KIND = "driving"
 LONGITUDINAL = "Vehicle.Acceleration.Longitudinal"
@@ -112,6 +125,16 @@ class Driving(Detector):
     def state(self) -> Mapping[str, object]:
         return {"today": {k: round(v, 1) for k, v in self.today.items()}, "yesterday": self.yesterday}
 
+    def wire_days(self) -> tuple[DrivingDay, ...]:
+        """Today's counters and, when it is the day before, yesterday's final ones, for a Status."""
+        days = []
+        if isinstance(self.yesterday.get("day"), str) and self.day and \
+                days_between(str(self.yesterday["day"]), self.day) == 1:
+            days.append(_wire_day(str(self.yesterday["day"]), self.yesterday))
+        if self.day:
+            days.append(_wire_day(self.day, self.today))
+        return tuple(days)
+
     def saved_state(self) -> Mapping[str, Any]:
         return {"day": self.day, "today": self.today, "yesterday": self.yesterday}
 
@@ -122,6 +145,17 @@ class Driving(Detector):
             self.today = {k: float(today.get(k, 0.0)) for k in COUNTERS}
         if isinstance(data.get("yesterday"), dict):
             self.yesterday = dict(data["yesterday"])
+
+
+def _wire_day(day: str, counts: Mapping[str, object]) -> DrivingDay:
+    def get(name: str, high: int) -> int:
+        value = counts.get(name, 0.0)
+        number = float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+        return min(max(round(number), 0), high)
+    return DrivingDay(day, get("harsh_accel", MAX_DRIVING_COUNT), get("harsh_brake", MAX_DRIVING_COUNT),
+                      get("harsh_corner", MAX_DRIVING_COUNT), get("overspeed", MAX_DRIVING_COUNT),
+                      get("overspeed_s", MAX_DRIVING_S), get("idle", MAX_DRIVING_COUNT),
+                      get("idle_s", MAX_DRIVING_S))
 
 
 def _check(options: Mapping[str, Any]) -> None:

@@ -24,6 +24,7 @@ from cloud.store.db import Conn
 from cloud.store.retention import RetentionPolicy
 from protocol.messages import (
     ClockQuality,
+    DrivingDay,
     Event,
     FixColumns,
     GnssFix,
@@ -140,3 +141,54 @@ def test_haversine_function_matches_a_known_distance(db: Conn) -> None:
     # Paris (48.8566, 2.3522) to London (51.5074, -0.1278): 343.5 km on the mean-radius sphere.
     row = db.execute("SELECT lienwatch_haversine_km(48.8566, 2.3522, 51.5074, -0.1278)").fetchone()
     assert row is not None and row[0] == pytest.approx(343.56, abs=0.1)
+
+
+def test_the_devices_driving_counters_reach_the_daily_summary_as_their_maximum(
+        db: Conn, writer: BatchWriter) -> None:
+    """Cumulative per local day: repeats and late statuses never lower a count; yesterday's final
+    counts ride the first status after midnight."""
+    validator = Validator(lambda d: d == "gw-tokyo", lambda table: 0, 10**15, time.time_ns)
+    car = Device()
+    d0, d1 = DAY.isoformat(), (DAY + timedelta(days=1)).isoformat()
+
+    def status(sent_ns: int, *days: DrivingDay) -> Status:
+        return Status(car.header(sent_ns), PowerState.ACTIVE, 12.6, 4.1, "1.2.3", 7, 0, driving=days)
+
+    morning = status(at(8), DrivingDay(d0, harsh_accel=1, harsh_brake=2, overspeed=1, overspeed_s=40))
+    evening = status(at(20), DrivingDay(d0, harsh_accel=3, harsh_brake=2, harsh_corner=1, overspeed=1,
+                                        overspeed_s=95, idle_long=1, idle_long_s=330))
+    after_midnight = status(at(0.5, 1), DrivingDay(d0, harsh_accel=4, harsh_brake=2, harsh_corner=1,
+                                                   overspeed=1, overspeed_s=95, idle_long=1, idle_long_s=330),
+                            DrivingDay(d1, harsh_brake=1))
+    now = datetime.now(UTC)
+    for mid, message in enumerate([evening, after_midnight, morning, evening]):  # late and repeated
+        outcome = validator.check(Incoming("lienwatch/v1/gw-tokyo/up/status", protocol.encode(message),
+                                           mid, 1, time.time_ns()))
+        assert not hasattr(outcome, "reason_code"), outcome
+        writer.write([outcome], now)
+    rows = db.execute(
+        "SELECT day, harsh_accel_count, harsh_brake_count, harsh_corner_count, overspeed_count, overspeed_s, "
+        "idle_long_count, idle_long_s FROM daily_summaries WHERE device_id = 'gw-tokyo' "
+        "AND (harsh_accel_count, harsh_brake_count) <> (0, 0) ORDER BY day").fetchall()
+    assert rows == [(DAY, 4, 2, 1, 1, 95, 1, 330), (DAY + timedelta(days=1), 0, 1, 0, 0, 0, 0, 0)]
+    stored = db.execute("SELECT body->'driving' FROM device_status WHERE device_id = 'gw-tokyo' "
+                        "AND time = %s", (datetime.fromtimestamp(at(0.5, 1) / 1e9, UTC),)).fetchone()
+    assert stored is not None and [d["day"] for d in stored[0]] == [d0, d1]
+    assert stored[0][0]["harsh_accel"] == 4
+
+
+def test_one_batch_with_two_reports_of_a_day_keeps_each_counters_maximum(
+        db: Conn, writer: BatchWriter) -> None:
+    validator = Validator(lambda d: d == "gw-tokyo", lambda table: 0, 10**15, time.time_ns)
+    car = Device()
+    d0 = DAY.isoformat()
+    reports = [Status(car.header(at(9)), PowerState.ACTIVE, 12.6, 4.1, "1.2.3", 7, 0,
+                      driving=(DrivingDay(d0, harsh_accel=5, idle_long_s=10),)),
+               Status(car.header(at(10)), PowerState.ACTIVE, 12.6, 4.1, "1.2.3", 7, 0,
+                      driving=(DrivingDay(d0, harsh_accel=2, idle_long_s=600),))]
+    outcomes = [validator.check(Incoming("lienwatch/v1/gw-tokyo/up/status", protocol.encode(m), i, 1,
+                                         time.time_ns())) for i, m in enumerate(reports)]
+    writer.write(outcomes, datetime.now(UTC))
+    row = db.execute("SELECT harsh_accel_count, idle_long_s FROM daily_summaries "
+                     "WHERE device_id = 'gw-tokyo' AND day = %s", (DAY,)).fetchone()
+    assert row == (5, 600)

@@ -3,14 +3,16 @@ are counted per day, never raised."""
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 
+import protocol
 from edge.agent.config import parse_config
 from edge.agent.status import render
 from edge.detect.registry import build_detector
 from hil.scenario import ScenarioCar, utc
 from lienwatch.errors import ConfigError
-from protocol.messages import Severity
+from protocol.messages import DrivingDay, Severity
 
 MINIMAL = {"device": {"id": "veh-1"}, "uplink": {"mqtt": {"host": "broker"}}}
 G = 9.81
@@ -93,3 +95,31 @@ def test_the_counters_roll_over_at_local_midnight_and_survive_a_restart() -> Non
 def test_bad_options_are_refused_naming_the_key(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**MINIMAL, "detectors": [{"kind": "driving", **table}]})
+
+
+def test_the_agent_puts_the_day_counters_in_its_status_yesterday_after_midnight() -> None:
+    with ScenarioCar([{"kind": "driving"}], nmea=False, start_ns=utc(2026, 1, 5, 22, 50),
+                     vehicle={"time_zone": "Europe/Zurich"}) as c:  # 23:50 local
+        c.drive(60).run(5)
+        pulse(c, longitudinal=-3.0)
+        pulse(c, lateral=3.6)
+        (today,) = c.agent.heartbeat().driving
+        assert today == DrivingDay("2026-01-05", harsh_brake=1, harsh_corner=1)
+        c.run(15 * 60, tick_s=10.0)  # past midnight
+        pulse(c, longitudinal=3.0)
+        heartbeat = c.agent.heartbeat()
+    assert heartbeat.driving == (DrivingDay("2026-01-05", harsh_brake=1, harsh_corner=1),
+                                 DrivingDay("2026-01-06", harsh_accel=1))
+    assert protocol.decode(protocol.encode(heartbeat)).driving == heartbeat.driving  # type: ignore[union-attr]
+
+
+def test_a_status_without_a_driving_detector_or_with_a_far_day_carries_no_counters() -> None:
+    with ScenarioCar([{"kind": "battery"}], nmea=False) as c:
+        c.drive(60).run(5)
+        assert c.agent.heartbeat().driving == ()
+    detector = build_detector({"kind": "driving"})
+    with ScenarioCar(detector_objects=[detector], nmea=False, start_ns=utc(2026, 1, 5, 12)) as c:
+        c.drive(60).run(5)
+        detector.day = "2025-06-01"  # type: ignore[attr-defined]  # as if the clock had jumped
+        heartbeat = c.agent.heartbeat()
+    assert heartbeat.driving == () and 13 not in cbor2.loads(protocol.encode(heartbeat))[3]

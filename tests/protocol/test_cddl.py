@@ -14,6 +14,7 @@ from protocol import golden
 SPEC = Path(__file__).parents[2] / "docs" / "protocol.md"
 RULES = {"telemetry": "telemetry-msg", "telemetry_deflate": "telemetry-msg", "event": "event-msg",
          "event_escalated": "event-msg", "event_v1_0": "event-msg",
+         "status_counters": "status-msg",
          "status": "status-msg", "command_ack": "ack-msg", "command": "command-msg", "config": "config-msg",
          "stored_receipt": "receipt-msg", "telemetry_receipts": "telemetry-msg"}
 
