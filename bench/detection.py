@@ -178,7 +178,7 @@ CELL_MIN, CELL_MAX = ("Vehicle.Powertrain.TractionBattery.CellVoltage.Min",
 def _odometer_rollback(car: ScenarioCar) -> None:
     drive_then_park(car)
     assert car.state.odometer_m is not None
-    car.mark().set(odometer_m=car.state.odometer_m - 48_000_000.0).run(10)
+    car.mark().set(odometer_m=car.state.odometer_m - 30_000_000.0).run(10)  # 42,000 km -> 12,000 km
 
 
 @scenario("odometer: blocked on a 15 km trip", "odometer", Severity.ALERT, nmea=False)

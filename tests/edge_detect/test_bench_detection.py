@@ -26,3 +26,11 @@ def test_every_shipped_detector_runs_in_the_benchmark() -> None:
     kinds = {k["kind"] for k in detection.all_detectors()}
     assert kinds == set(BUILTIN)
     assert {s.detector for s in detection.SCENARIOS} >= {"tow", "unplug", "gnss_jamming", "tamper"}
+
+
+def test_every_labelled_scenario_is_detected_with_its_severity_and_nothing_else_alarms() -> None:
+    """The scenarios are the detectors' acceptance test: one that stops firing is a regression
+    (a rollback scenario once drove the odometer negative, which the detector rightly skips)."""
+    results = [detection.run_scenario(item) for item in detection.SCENARIOS]
+    wrong = [(r.scenario.name, r.severity, r.false_alarms) for r in results if not r.correct]
+    assert len(results) >= 26 and wrong == []
