@@ -141,7 +141,8 @@ class Agent:
                                            state_dir=self.state_dir)
         self.detectors = list(detectors) if detectors is not None else [
             build_detector(table, detector_context) for table in cfg.detectors]
-        self.mcu = McuWatch.from_config(cfg.values, self.clock, self.wall_ns)  # None: no [power.mcu]
+        self.mcu = McuWatch.from_config(cfg.values, self.clock, self.wall_ns,  # None: no [power.mcu]
+                                        self.state_dir)
         if self.mcu is not None:
             self.detectors.append(self.mcu)  # its findings take the detectors' path to the wire
         self.detection = DetectionPipeline(self.detectors, event_ids=self.headers.event_id,

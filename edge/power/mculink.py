@@ -222,13 +222,16 @@ class McuPoller:
     """The agent's use of the link: introduce itself and sync time on first contact, then read
     the MCU's events every `interval_s` as findings. Link errors are counted, never raised."""
 
-    def __init__(self, link: McuLink, clock: Clock, interval_s: float = 10.0) -> None:
+    def __init__(self, link: McuLink, clock: Clock, interval_s: float = 10.0,
+                 resume: tuple[int, int] | None = None) -> None:
         self.link = link
         self.clock = clock
         self.interval_ns = int(interval_s * 1e9)
         self._next_ns = clock.monotonic_ns()
         self.in_session = False
         self._session_boot: int | None = None
+        #: (MCU boot id, first unread index) an earlier agent process had read up to
+        self.resume = resume
         self.errors = 0
         self.last_error = ""
         self.events = 0
@@ -245,6 +248,12 @@ class McuPoller:
         try:
             if not self.in_session:
                 self._session_boot = self.link.hello()
+                if self.resume is not None and self.resume[0] == self._session_boot:
+                    # the same MCU boot an earlier agent read: its log goes on where that one
+                    # stopped. Another boot id (the MCU restarted, its log may have been reset)
+                    # reads from 0: repeated events rather than lost ones.
+                    self.link.next_index = max(self.link.next_index, self.resume[1])
+                self.resume = None
                 self.link.sync_time()
                 self.in_session = True
             events = self.link.read_events()
@@ -257,6 +266,12 @@ class McuPoller:
             return []
         self.events += len(events)
         return findings(events)
+
+    def cursor(self) -> tuple[int, int] | None:
+        """(MCU boot id, first unread index) of what this poller has read, once in a session."""
+        if self._session_boot is None:
+            return None
+        return self._session_boot, self.link.next_index
 
     def snapshot(self) -> dict[str, object]:
         return {"in_session": self.in_session, "events": self.events, "errors": self.errors,

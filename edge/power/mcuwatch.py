@@ -6,12 +6,19 @@ the findings (with the MCU's original times) to the run loop through a bounded q
 run loop it is an ordinary `Detector` named "mcu": `observe` drains the queue, so the findings
 pass the same `EventTracker` as every detector's (one open event per condition, cooldown,
 hourly cap; EMERGENCY exempt). A missing or silent UART is counted and retried, never fatal.
+
+How far the MCU's log was read is kept in `cursor_file` (in the state dir), so a restarted agent
+does not raise the MCU's old events again. The cursor is written one run-loop tick after its
+findings were handed over, when the tick that took them has queued them: a crash in between
+repeats events, never loses them.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -28,6 +35,7 @@ log = logging.getLogger("lienwatch.power")
 QUEUE_CAPACITY = 256  # findings waiting for the run loop (the MCU's log holds fewer)
 LOOP_WAIT_S = 0.05  # the thread's rest between polls (the poller itself keeps `interval_s`)
 REOPEN_S = 30.0  # a UART that could not be opened is tried again this often
+CURSOR_FILE = "mcu_cursor.json"  # {"mcu_boot": id, "next_index": n}: how far the log was read
 
 
 class McuWatch(Detector):
@@ -36,7 +44,8 @@ class McuWatch(Detector):
     kind = "mcu"
 
     def __init__(self, device: str, clock: Clock, *, baudrate: int = 115200, interval_s: float = 10.0,
-                 timeout_s: float = 0.3, wall_ns: Callable[[], int] | None = None, name: str = "mcu") -> None:
+                 timeout_s: float = 0.3, wall_ns: Callable[[], int] | None = None, name: str = "mcu",
+                 cursor_file: Path | None = None) -> None:
         # one-shot events: raised at once, cleared after a minute, raised again after a minute
         super().__init__(name, Policy(debounce_s=0.0, clear_s=60.0, cooldown_s=60.0))
         self.device, self.clock = device, clock
@@ -47,20 +56,26 @@ class McuWatch(Detector):
         self.last_open_error = ""
         self.dropped = 0
         self._queue: collections.deque[Finding] = collections.deque()
+        self.cursor_file = cursor_file
+        self._cursor: tuple[int, int] | None = None  # read so far (with the queued findings)
+        self._handed: tuple[int, int] | None = None  # read and handed to the run loop last tick
+        self._saved: tuple[int, int] | None = _load_cursor(cursor_file)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any], clock: Clock,
-                    wall_ns: Callable[[], int] | None = None) -> McuWatch | None:
+                    wall_ns: Callable[[], int] | None = None,
+                    state_dir: Path | None = None) -> McuWatch | None:
         """From the agent config's validated `power.mcu.*` keys; None when no device is set."""
         device = str(values["power.mcu.device"])
         if not device:
             return None
         return cls(device, clock, baudrate=int(values["power.mcu.baudrate"]),
                    interval_s=float(values["power.mcu.poll_interval_s"]),
-                   timeout_s=float(values["power.mcu.timeout_s"]), wall_ns=wall_ns)
+                   timeout_s=float(values["power.mcu.timeout_s"]), wall_ns=wall_ns,
+                   cursor_file=None if state_dir is None else state_dir / CURSOR_FILE)
 
     # ------------------------------------------------------------------ the link's thread
 
@@ -75,9 +90,10 @@ class McuWatch(Detector):
                 return
             self.poller = McuPoller(McuLink(transport, self.clock, timeout_s=self.timeout_s,
                                             wall_ns=self.wall_ns), self.clock,
-                                    self.interval_s)
+                                    self.interval_s, resume=self._saved)
         found = self.poller.poll()
         with self._lock:
+            self._cursor = self.poller.cursor()
             for finding in found:
                 if len(self._queue) >= QUEUE_CAPACITY:
                     self.dropped += 1  # shown in status; the run loop is not taking them
@@ -108,9 +124,11 @@ class McuWatch(Detector):
     # ------------------------------------------------------------------ the run loop
 
     def observe(self, observation: Observation) -> Sequence[Finding]:
+        self._save_cursor(self._handed)  # last tick's findings are queued by now
         with self._lock:
             found = list(self._queue)
             self._queue.clear()
+            self._handed = self._cursor
         # "mcu.tow" → condition "tow" of detector "mcu": one open event per kind of MCU event
         return [replace(f, detector=self.name, condition=f.detector.partition(".")[2] or f.detector)
                 for f in found]
@@ -120,3 +138,29 @@ class McuWatch(Detector):
         link["link_errors"] = link.pop("errors", 0)  # "errors" is the pipeline's (observe raised)
         return {"device": self.device, **link, "open_errors": self.open_errors,
                 "last_open_error": self.last_open_error, "dropped": self.dropped}
+
+    def _save_cursor(self, cursor: tuple[int, int] | None) -> None:
+        if cursor is None or cursor == self._saved or self.cursor_file is None:
+            return
+        tmp = self.cursor_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps({"mcu_boot": cursor[0], "next_index": cursor[1]}))
+            os.replace(tmp, self.cursor_file)
+        except OSError as error:  # the state dir is checked at start; a full disk repeats events
+            self.last_open_error = f"cannot keep the MCU log cursor: {error}"[:200]
+            return
+        self._saved = cursor
+
+
+def _load_cursor(path: Path | None) -> tuple[int, int] | None:
+    """The saved cursor, or None (no file, or a damaged one: the MCU's log is read from 0)."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+        boot, index = data["mcu_boot"], data["next_index"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if type(boot) is not int or type(index) is not int or not (0 <= boot < 2**32 and 0 <= index < 2**32):
+        return None
+    return boot, index

@@ -4,11 +4,13 @@ as protocol events with the MCU's times. Garbage on the line is counted, never f
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +192,50 @@ def test_a_missing_or_wrong_uart_is_counted_and_the_agent_runs_on(device: str) -
         car.run(3.0)
         assert watch.open_errors == 1 and watch.poller is None
         assert device in str(_mcu_state(car)["last_open_error"])
+
+
+def _unplug_while_asleep(car: ScenarioCar, mcu: PtyMcu) -> None:
+    car.clock.advance(600)
+    mcu.step()
+    mcu.hal.supply = 4_000
+    for _ in range(3):
+        car.clock.advance(60)
+        mcu.step()
+
+
+@pytest.mark.parametrize("cursor", ["kept", "damaged"])
+def test_a_restarted_agent_reads_the_mcu_log_on_from_where_it_stopped(tmp_path: Path, cursor: str) -> None:
+    """The same MCU boot: an agent restart must not raise the MCU's old events again. A damaged
+    cursor file reads the log from 0 again (a repeated event rather than a lost one)."""
+    mcu = PtyMcu()
+    power = {"mcu": {"device": mcu.path, "poll_interval_s": 10.0, "timeout_s": 1.0}}
+    first = ScenarioCar(power=power, state_dir=tmp_path)
+    try:
+        mcu.attach(first.clock)
+        assert first.agent.mcu is not None
+        first.agent.mcu.start()
+        _wait_for_session(first)
+        _unplug_while_asleep(first, mcu)
+        _run_until_event(first, "unplug")
+        first.run(180.0)  # the one-shot event clears (60 s) and its cooldown passes
+        assert first.events_of("mcu", Transition.CLEARED)
+    finally:
+        first.close()
+    saved = tmp_path / "state" / "mcu_cursor.json"
+    assert json.loads(saved.read_text())["next_index"] >= 1
+    if cursor == "damaged":
+        saved.write_text("{not json")
+    second = ScenarioCar(power=power, state_dir=tmp_path, start_ns=first.clock.wall_ns())
+    try:
+        mcu.hal.clock = second.clock  # the MCU runs on (same boot); its ticks follow the new clock
+        assert second.agent.mcu is not None
+        second.agent.mcu.start()
+        _wait_for_session(second)
+        second.run(30.0)
+        assert _wait(lambda: (second.run(1.0), int(str(_mcu_state(second)["next_index"])) >= 1)[1])
+        second.run(5.0)
+        raised = second.events_of("mcu")
+        assert len(raised) == (1 if cursor == "damaged" else 0), raised
+    finally:
+        second.close()
+        mcu.close()
