@@ -174,7 +174,8 @@ class Lane:
         self.client_id = f"{self.config.mqtt.client_id}-{spec.name}"
         self.queue: queue.Queue[Incoming] = queue.Queue()
         self.handoff: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=2)
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # subscribed (SUBACK granted), not merely connected
+        self._subscribe_mid = -1
         self.generation = 0
         self.gen_lock = threading.Lock()
         self.busy = 0
@@ -214,6 +215,7 @@ class Lane:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
@@ -224,10 +226,24 @@ class Lane:
         with self.gen_lock:
             self.generation += 1
         group = self.config.mqtt.share_group
-        client.subscribe([(f"$share/{group}/{t}", SubscribeOptions(qos=1)) for t in self.spec.topics])
-        self.connected.set()
+        # Connected only once the broker's SUBACK grants every subscription: a shared group is
+        # not restored from the broker's persistence (mosquitto 2.0), so until then messages for
+        # it are not kept for us.
+        _, self._subscribe_mid = client.subscribe(
+            [(f"$share/{group}/{t}", SubscribeOptions(qos=1)) for t in self.spec.topics])
         log.info("%s connected to %s:%d (session present: %s)", self.client_id, self.config.mqtt.host,
                  self.config.mqtt.port, flags.session_present)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("%s: the broker refused the subscriptions (%s): check the ACL of this identity",
+                      self.client_id, ", ".join(refused))
+            return
+        self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:
