@@ -229,8 +229,9 @@ class Lane:
         # Connected only once the broker's SUBACK grants every subscription: a shared group is
         # not restored from the broker's persistence (mosquitto 2.0), so until then messages for
         # it are not kept for us.
-        _, self._subscribe_mid = client.subscribe(
+        _, mid = client.subscribe(
             [(f"$share/{group}/{t}", SubscribeOptions(qos=1)) for t in self.spec.topics])
+        self._subscribe_mid = -1 if mid is None else mid  # None: not sent (the link dropped again)
         log.info("%s connected to %s:%d (session present: %s)", self.client_id, self.config.mqtt.host,
                  self.config.mqtt.port, flags.session_present)
 
