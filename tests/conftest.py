@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -21,11 +22,19 @@ from lienwatch.services import MosquittoBroker, PostgresServer, start_mosquitto,
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _unavailable(what: str, error: Exception) -> None:
+def _unavailable(what: str, error: Exception) -> NoReturn:
     message = f"{what} could not start: {error}"
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def started_postgres() -> PostgresServer:
+    """A throwaway PostgreSQL server; one that cannot start fails the test in CI, else skips it."""
+    try:
+        return start_postgres()
+    except (ServiceError, OSError) as error:
+        _unavailable("PostgreSQL", error)
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +44,7 @@ def postgres_dsn() -> Iterator[str]:
     if external:
         yield external
         return
-    server: PostgresServer | None = None
-    try:
-        server = start_postgres()
-    except (ServiceError, OSError) as error:
-        _unavailable("PostgreSQL", error)
-    assert server is not None
+    server = started_postgres()
     try:
         yield server.dsn
     finally:

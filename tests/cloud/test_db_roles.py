@@ -17,13 +17,12 @@ from cloud.store.layout import BY_NAME, TIME_SERIES
 from cloud.store.migrate import migrate
 from cloud.store.partitions import PartitionKeeper, list_partitions, partition_for
 from lienwatch.cli import main
-from lienwatch.errors import ServiceError
-from lienwatch.services import REPO_ROOT, MosquittoBroker, PostgresServer, start_postgres
+from lienwatch.services import REPO_ROOT, MosquittoBroker, PostgresServer
 from protocol.messages import MessageKind
 from protocol.topics import uplink_topic
 from tests.cloud.helpers import Publisher, event, receiver_config, telemetry
 from tests.cloud.test_ingest import count, wait_for
-from tests.conftest import _unavailable
+from tests.conftest import started_postgres
 from tests.edge_agent.conftest import wait_until
 
 DEVICE = "veh-roles"
@@ -46,12 +45,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """A server of its own (roles are cluster-wide): roles.sql as superuser, migrate and grants.sql
     as lienwatch_migrate, exactly as deploy/postgres/README.md says."""
-    server: PostgresServer | None = None
-    try:
-        server = start_postgres()
-    except (ServiceError, OSError) as error:
-        _unavailable("PostgreSQL", error)
-    assert server is not None
+    server = started_postgres()
     try:
         cluster = Cluster(server)
         cluster.psql(cluster.dsn("postgres", "postgres"), "roles.sql")
