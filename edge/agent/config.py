@@ -63,6 +63,10 @@ def _optional_path(value: Any) -> str | None:
     return None if value == "" else _path(value)
 
 
+def _no_control_characters(value: Any) -> str | None:
+    return "must not contain control characters" if any(ord(c) < 0x20 for c in value) else None
+
+
 def _one_of_int(*choices: int) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
@@ -175,6 +179,25 @@ SCHEMA: tuple[Key, ...] = (
         _range(1, 3600)),
     Key("power.mcu.timeout_s", float, 0.3, "wait this long for the MCU's answer to a request",
         _range(0.01, 5)),
+    Key("power.mcu.motion_mg", int, 80, "the MCU calls a sample moving when it is this far off 1 g "
+        "(or jolts this much)", _range(10, 2000)),
+    Key("power.mcu.confirm_s", float, 10.0, "motion must hold this long before the MCU wakes the SoC "
+        "(a bump does not)", _range(0.5, 60)),
+    Key("power.mcu.tilt_deg", int, 10, "a tilt from the parked attitude past this wakes the SoC",
+        _range(1, 90)),
+    Key("power.mcu.unplug_v", float, 5.25, "supply below this (twice running) is an unplug",
+        _range(3, 14.9)),
+    Key("power.mcu.low_v", float, 11.9, "supply below this while parked is a low-supply warning",
+        _range(3.1, 15)),
+    Key("power.mcu.sample_s", int, 60, "the MCU samples the supply this often", _range(1, 3600)),
+    Key("power.sleep.command", str, "",
+        "suspends the SoC in PARKED_SLEEP and returns once it is awake again; {seconds} and {soc} "
+        "are filled in (e.g. \"rtcwake -m mem -s {seconds}\"); \"\" = the SoC never sleeps",
+        _no_control_characters),
+    Key("power.sleep.min_awake_s", float, 30.0, "a wake lasts at least this long (fix, MCU log, sends)",
+        _range(1, 3600)),
+    Key("power.sleep.max_awake_s", float, 300.0,
+        "… and at most this long when the outbox cannot be delivered (no coverage)", _range(1, 86400)),
     Key("downlink.command_keys", str, "/etc/lienwatch/command-keys.pem",
         "PEM file of the Ed25519 public key(s) whose signatures commands must carry", _path),
     Key("downlink.max_command_lifetime_s", float, 604800.0,
@@ -238,6 +261,10 @@ def _check_relations(values: Mapping[str, Scalar]) -> None:
         raise ConfigError("uplink.queue.segment_bytes must not exceed uplink.queue.max_bytes")
     if values["uplink.mqtt.reconnect_min_s"] > values["uplink.mqtt.reconnect_max_s"]:  # type: ignore[operator]
         raise ConfigError("uplink.mqtt.reconnect_min_s must not exceed uplink.mqtt.reconnect_max_s")
+    if values["power.mcu.unplug_v"] >= values["power.mcu.low_v"]:  # type: ignore[operator]
+        raise ConfigError("power.mcu.unplug_v must be below power.mcu.low_v")
+    if values["power.sleep.min_awake_s"] > values["power.sleep.max_awake_s"]:  # type: ignore[operator]
+        raise ConfigError("power.sleep.min_awake_s must not exceed power.sleep.max_awake_s")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from edge.detect.pipeline import DetectionPipeline
 from edge.detect.registry import DetectorContext, build_detector
 from edge.power.manager import PowerManager
 from edge.power.mcuwatch import McuWatch
+from edge.power.sleep import SleepAction, Sleeper
 from edge.sources.base import Sample, Source, SourceRunner
 from edge.sources.registry import SourceContext, build_source
 from edge.uplink.mqtt import MqttLink, MqttSettings
@@ -112,7 +113,8 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, clock: Clock | None = None,
                  sources: Sequence[Source] | None = None, detectors: Sequence[Detector] | None = None,
-                 notifier: Notifier | None = None, boot_id: int | None = None) -> None:
+                 notifier: Notifier | None = None, boot_id: int | None = None,
+                 sleep_action: SleepAction | None = None) -> None:
         self.clock = clock or SystemClock()
         self.state_dir = Path(str(config["agent.state_dir"]))
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,8 @@ class Agent:
                              receipts=self.receipts, device_id=self.device_id)
         self.batcher = TelemetryBatcher(self._telemetry_settings(cfg), self.clock)
         self.power = PowerManager.from_config(cfg.values, self.clock)
+        self.sleeper = Sleeper.from_config(cfg.values, self.power, self.mcu, self.clock,  # None: never
+                                           self._persist_before_sleep, sleep_action)
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
             self.state_dir, apply_config=self.apply_remote_config, position=self.position,
@@ -378,6 +382,19 @@ class Agent:
             self._next_status_file_ns = now_mono + int(float(self.config["agent.status_interval_s"]) * 1e9)
             self._write_status_file()
         self.notifier.ping_if_due()
+        if self.sleeper is not None and self.sleeper.step(self._undone()):
+            self.notifier.ping_if_due()  # awake again (edge.power.sleep)
+
+    def _persist_before_sleep(self) -> None:
+        """What the agent holds in memory goes to flash before the SoC sleeps (or powers off)."""
+        batch = self.batcher.take()
+        if batch is not None:
+            self._queue_telemetry(*batch)
+        self._release_warnings()
+        self.detection.save_detector_state()
+        self.outbox.flush()
+        if self.mcu is not None:
+            self.mcu.save_cursor()
 
     def shutdown(self, flush_timeout_s: float = 5.0) -> None:
         """Close the telemetry batch, deliver what can be delivered quickly, then close cleanly."""
@@ -605,7 +622,8 @@ class Agent:
             "append_failures": dict(self.append_failures),
             "uplink": self.uplink.snapshot(),
             "downlink": self.commands.snapshot(),
-            "power": self.power.snapshot(),
+            "power": {**self.power.snapshot(),
+                      **({"sleep": self.sleeper.snapshot()} if self.sleeper is not None else {})},
             "watchdog": self.notifier.watchdog_interval_ns is not None,
             # native ids, so per-thread CPU can be read from /proc/<pid>/task/<tid>/stat
             "threads": {t.name: t.native_id for t in threading.enumerate() if t.native_id is not None},

@@ -67,6 +67,18 @@ class EnergyLedger:
         now = self.clock.monotonic_ns()
         hours = (now - self._last_ns) / 3.6e12
         self._last_ns = now
+        self._charge_hours(hours)
+
+    def hold_unseen(self, seconds: float) -> None:
+        """Charge `seconds` the clock did not see in the current states (a suspend: Linux's
+        CLOCK_MONOTONIC stops while the SoC is suspended, CLOCK_BOOTTIME does not)."""
+        if not seconds >= 0:
+            raise ValueError(f"unseen seconds must be >= 0, got {seconds}")
+        self._settle()
+        self._started_ns -= round(seconds * 1e9)  # the average covers the unseen time too
+        self._charge_hours(seconds / 3600.0)
+
+    def _charge_hours(self, hours: float) -> None:
         if hours <= 0:
             return
         # Split the battery current by part in proportion to each part's share of it.

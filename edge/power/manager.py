@@ -8,7 +8,9 @@ the planner (which re-plans if the battery is weaker than counted). The heartbea
 `wire_state`, `forecast_days` and `avg_current_ma`; the status file reads `snapshot()`.
 
 While the agent runs the SoC is awake, so the ledger charges the awake states of the current
-mode; the planned sleep itself happens on the MCU's side (edge/mcu).
+mode. When the SoC sleeps (edge.power.sleep), `enter_sleep()` switches the ledger to the sleep
+plan's states and `leave_sleep()` back, charging the time a suspend hid from the clock and the
+modem leaving its sleep.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from edge.power.accounting import CpuSeconds, EnergyLedger
 from edge.power.battery import LeadAcidBattery
-from edge.power.planner import Planner, Policy, PowerMode
+from edge.power.planner import Plan, Planner, Policy, PowerMode, SleepOptions
 from edge.power.profile import PowerProfile, load_profile
 from lienwatch.clock import Clock
 from protocol.messages import PowerState
@@ -53,6 +55,10 @@ class PowerManager:
         self._accounted_mah = 0.0
         self._accounted_ns = now
         self._window = (now, 0.0)
+        self.asleep = False
+        self.sleeps = 0
+        self.slept_s = 0.0
+        self._slept_since_ns = now
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any], clock: Clock) -> PowerManager:
@@ -61,7 +67,8 @@ class PowerManager:
         battery = LeadAcidBattery(capacity_ah=float(values["power.battery_capacity_ah"]),
                                   soc_pct=float(values["power.battery_soc_pct"]))
         policy = Policy(horizon_days=float(values["power.horizon_days"]),
-                        vehicle_quiescent_ma=float(values["power.vehicle_quiescent_ma"]))
+                        vehicle_quiescent_ma=float(values["power.vehicle_quiescent_ma"]),
+                        mcu_confirm_s=float(values["power.mcu.confirm_s"]))
         return cls(profile, clock, battery=battery, policy=policy)
 
     def _states(self, mode: PowerMode) -> dict[str, str]:
@@ -103,6 +110,32 @@ class PowerManager:
         if rested and reading_due and supply_v is not None and math.isfinite(supply_v):
             self._last_rest_ns = now
             self.planner.observe_rest(supply_v)
+
+    def enter_sleep(self) -> Plan:
+        """The SoC goes down now: the ledger holds the sleep plan's states; that plan."""
+        plan = self.planner.current.plans[PowerMode.PARKED_SLEEP]
+        self.ledger.set_states(self.planner.sleep_states(SleepOptions(plan.soc, plan.modem,
+                                                                      plan.gnss_standby)))
+        self.asleep = True
+        self._slept_since_ns = self.clock.monotonic_ns()
+        return plan
+
+    def leave_sleep(self, unseen_s: float = 0.0, *, slept: bool = True) -> None:
+        """The SoC is up again; `unseen_s`: sleep the monotonic clock did not count (a suspend);
+        `slept` False: the sleep action failed, the SoC never went down."""
+        if not self.asleep:
+            return
+        plan = self.planner.current.plans[PowerMode.PARKED_SLEEP]
+        self.ledger.hold_unseen(unseen_s)
+        unseen_ns = round(unseen_s * 1e9)
+        self._parked_since_ns -= unseen_ns  # the park went on while the clock stood still
+        self._accounted_ns -= unseen_ns
+        self._window = (self._window[0] - unseen_ns, self._window[1])
+        self.slept_s += (self.clock.monotonic_ns() - self._slept_since_ns) / 1e9 + unseen_s
+        self.sleeps += int(slept)
+        self.asleep = False
+        self.ledger.set_states(self._states(self.mode or PowerMode.PARKED_SLEEP))
+        self.ledger.charge_attach(from_psm=plan.modem != "off")  # the modem leaves its sleep
 
     def _count_bytes(self, bytes_today: int) -> None:
         delta = bytes_today if bytes_today < self._bytes_today else bytes_today - self._bytes_today
@@ -146,6 +179,8 @@ class PowerManager:
             "avg_current_ma": None if avg is None else round(avg, 3),
             "budget_ma": round(plans.budget_ma, 3),
             "replans": self.planner.replans,
+            "sleeps": self.sleeps,
+            "slept_s": round(self.slept_s, 1),
             "profile": self.planner.profile.name,
             "ledger": self.ledger.snapshot(),
         }

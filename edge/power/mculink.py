@@ -267,6 +267,10 @@ class McuPoller:
         self.events += len(events)
         return findings(events)
 
+    def poll_now(self) -> None:
+        """Make the next `poll()` read the log whatever the interval (the SoC just woke)."""
+        self._next_ns = self.clock.monotonic_ns()
+
     def cursor(self) -> tuple[int, int] | None:
         """(MCU boot id, first unread index) of what this poller has read, once in a session."""
         if self._session_boot is None:

@@ -7,6 +7,10 @@ run loop it is an ordinary `Detector` named "mcu": `observe` drains the queue, s
 pass the same `EventTracker` as every detector's (one open event per condition, cooldown,
 hourly cap; EMERGENCY exempt). A missing or silent UART is counted and retried, never fatal.
 
+Before the SoC sleeps, `prepare_sleep()` hands the MCU its thresholds (SET_CONFIG) and the SLEEP
+request, at which the MCU takes the car's attitude as its tilt reference; polling pauses while
+the SoC sleeps and `woke()` reads the MCU's log at once.
+
 How far the MCU's log was read is kept in `cursor_file` (in the state dir), so a restarted agent
 does not raise the MCU's old events again. The cursor is written one run-loop tick after its
 findings were handed over, when the tick that took them has queued them: a crash in between
@@ -27,7 +31,8 @@ from typing import Any
 
 from edge.detect.base import Detector, Finding, Observation
 from edge.detect.policy import Policy
-from edge.power.mculink import McuLink, McuLinkError, McuPoller, SerialTransport
+from edge.mcu.supervisor import Config
+from edge.power.mculink import McuLink, McuLinkError, McuPoller, SerialTransport, findings
 from lienwatch.clock import Clock
 
 log = logging.getLogger("lienwatch.power")
@@ -45,7 +50,7 @@ class McuWatch(Detector):
 
     def __init__(self, device: str, clock: Clock, *, baudrate: int = 115200, interval_s: float = 10.0,
                  timeout_s: float = 0.3, wall_ns: Callable[[], int] | None = None, name: str = "mcu",
-                 cursor_file: Path | None = None) -> None:
+                 cursor_file: Path | None = None, config: Config | None = None) -> None:
         # one-shot events: raised at once, cleared after a minute, raised again after a minute
         super().__init__(name, Policy(debounce_s=0.0, clear_s=60.0, cooldown_s=60.0))
         self.device, self.clock = device, clock
@@ -60,7 +65,10 @@ class McuWatch(Detector):
         self._cursor: tuple[int, int] | None = None  # read so far (with the queued findings)
         self._handed: tuple[int, int] | None = None  # read and handed to the run loop last tick
         self._saved: tuple[int, int] | None = _load_cursor(cursor_file)
+        self.config = config or Config()  # handed to the MCU before each sleep
+        self.asleep = False  # the SoC sleeps: no polling (on a board, nothing would run)
         self._lock = threading.Lock()
+        self._link_lock = threading.Lock()  # one request at a time: the poll thread or the run loop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,7 +83,8 @@ class McuWatch(Detector):
         return cls(device, clock, baudrate=int(values["power.mcu.baudrate"]),
                    interval_s=float(values["power.mcu.poll_interval_s"]),
                    timeout_s=float(values["power.mcu.timeout_s"]), wall_ns=wall_ns,
-                   cursor_file=None if state_dir is None else state_dir / CURSOR_FILE)
+                   cursor_file=None if state_dir is None else state_dir / CURSOR_FILE,
+                   config=mcu_config(values))
 
     # ------------------------------------------------------------------ the link's thread
 
@@ -91,14 +100,50 @@ class McuWatch(Detector):
             self.poller = McuPoller(McuLink(transport, self.clock, timeout_s=self.timeout_s,
                                             wall_ns=self.wall_ns), self.clock,
                                     self.interval_s, resume=self._saved)
-        found = self.poller.poll()
+        with self._link_lock:
+            if self.asleep:
+                return
+            found = self.poller.poll()
+            self._take(found, self.poller)
+
+    def _take(self, found: Sequence[Finding], poller: McuPoller) -> None:
         with self._lock:
-            self._cursor = self.poller.cursor()
+            self._cursor = poller.cursor()
             for finding in found:
                 if len(self._queue) >= QUEUE_CAPACITY:
                     self.dropped += 1  # shown in status; the run loop is not taking them
                     continue
                 self._queue.append(finding)
+
+    def prepare_sleep(self) -> str | None:
+        """Hand the MCU its thresholds and the SLEEP request (the tilt reference is the car's
+        attitude now); None when the MCU took both and logged nothing new, else why not to sleep."""
+        with self._link_lock:
+            poller = self.poller
+            if poller is None or not poller.in_session:
+                return "no session with the MCU"
+            try:
+                poller.link.set_config(self.config)
+                poller.link.sleep()
+                events = poller.link.read_events()  # logged since the last poll: not slept through
+            except (McuLinkError, OSError) as error:
+                poller.errors += 1
+                poller.last_error = str(error)
+                poller.in_session = False  # HELLO and time sync again at the next poll
+                return f"the MCU did not take the sleep: {error}"
+            poller.events += len(events)
+            self._take(findings(events), poller)
+            if events:
+                return f"the MCU logged {len(events)} new event(s)"
+            self.asleep = True
+            return None
+
+    def woke(self) -> None:
+        """The SoC is up again: read the MCU's log at once (what woke us, what it saw meanwhile)."""
+        with self._link_lock:
+            self.asleep = False
+            if self.poller is not None:
+                self.poller.poll_now()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mcu", daemon=True)
@@ -139,6 +184,12 @@ class McuWatch(Detector):
         return {"device": self.device, **link, "open_errors": self.open_errors,
                 "last_open_error": self.last_open_error, "dropped": self.dropped}
 
+    def save_cursor(self) -> None:
+        """Keep how far the log was read, up to what the run loop has taken (before a sleep)."""
+        with self._lock:
+            handed = self._handed
+        self._save_cursor(handed)
+
     def _save_cursor(self, cursor: tuple[int, int] | None) -> None:
         if cursor is None or cursor == self._saved or self.cursor_file is None:
             return
@@ -164,3 +215,15 @@ def _load_cursor(path: Path | None) -> tuple[int, int] | None:
     if type(boot) is not int or type(index) is not int or not (0 <= boot < 2**32 and 0 <= index < 2**32):
         return None
     return boot, index
+
+
+def mcu_config(values: Mapping[str, Any]) -> Config:
+    """The supervisor's thresholds from the agent config's validated `power.mcu.*` keys."""
+    config = Config()
+    config.motion_mg = int(values["power.mcu.motion_mg"])
+    config.confirm_ms = round(float(values["power.mcu.confirm_s"]) * 1000)
+    config.tilt_deg = int(values["power.mcu.tilt_deg"])
+    config.unplug_mv = round(float(values["power.mcu.unplug_v"]) * 1000)
+    config.low_mv = round(float(values["power.mcu.low_v"]) * 1000)
+    config.sample_ms = int(values["power.mcu.sample_s"]) * 1000
+    return config

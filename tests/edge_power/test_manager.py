@@ -7,6 +7,7 @@ import pytest
 from edge.agent.config import SCHEMA
 from edge.power.battery import LeadAcidBattery, resting_voltage
 from edge.power.manager import PowerManager
+from edge.power.planner import PowerMode
 from edge.power.profile import load_profile
 from hil.scenario import OFF, ScenarioCar
 from lienwatch.clock import ManualClock
@@ -146,3 +147,25 @@ def test_the_agents_heartbeat_says_backup_battery_after_an_unplug() -> None:
         assert status.power_state is PowerState.BACKUP_BATTERY
         back = decode(encode(status))
         assert isinstance(back, Status) and back.power_state is PowerState.BACKUP_BATTERY
+
+
+def test_a_sleep_is_charged_in_the_sleep_plans_states_including_time_the_clock_did_not_see() -> None:
+    """A suspend hides its time from CLOCK_MONOTONIC: `leave_sleep(unseen_s)` charges it anyway,
+    in the sleep plan's states, and the park's hours include it."""
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 2 * 3600, ignition=False)  # past the watch hour: PARKED_SLEEP
+    plan = manager.planner.current.plans[PowerMode.PARKED_SLEEP]
+    before = manager.ledger.spent_mah
+    manager.enter_sleep()
+    states = dict(manager.ledger.states)
+    assert states["soc"] == plan.soc and states["mcu"] == "stop" and states["accel"] == "wake_on_motion"
+    clock.advance(10.0)  # what the monotonic clock saw of the sleep ...
+    manager.leave_sleep(3590.0)  # ... and what it did not
+    sleep_mah = PROFILE.battery_ma(states) * 3600.0 / 3600.0
+    attach_mah = PROFILE.event_mah(PROFILE.timings.modem_psm_wake_mj)
+    assert manager.ledger.spent_mah - before == pytest.approx(sleep_mah + attach_mah, rel=1e-9)
+    assert manager.ledger.states["soc"] == "active" and manager.sleeps == 1
+    assert manager.slept_s == pytest.approx(3600.0)
+    with pytest.raises(ValueError, match="unseen"):
+        manager.ledger.hold_unseen(-1.0)
