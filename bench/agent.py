@@ -474,8 +474,8 @@ def main() -> int:
                   100 * 24 * keyed["receipt_on_air_bytes"] / daily_cap]])
 
     # Part 2: the real agent process.
-    from lienwatch.services import start_mosquitto
-    from lienwatch.testpki import make_test_etc
+    from hil.services import start_mosquitto
+    from hil.testpki import make_test_etc
 
     etc = make_test_etc(Path(tempfile.mkdtemp(prefix="lienwatch-bench-etc-")), [DEVICE])
     work = Path(tempfile.mkdtemp(prefix="lienwatch-bench-agent-", dir="/var/tmp"))

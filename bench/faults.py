@@ -43,13 +43,13 @@ from bench.report import print_json_line, print_table  # noqa: E402
 from cloud.store.db import connect  # noqa: E402
 from cloud.store.devices import Device, add_device  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
-from lienwatch.services import (  # noqa: E402
+from hil.services import (  # noqa: E402
     MosquittoBroker,
     share_with_broker,
     start_mosquitto,
     start_postgres,
 )
-from lienwatch.testpki import ACL_FILES, make_test_etc  # noqa: E402
+from hil.testpki import ACL_FILES, make_test_etc  # noqa: E402
 from protocol.signing import generate_key, public_key_to_pem  # noqa: E402
 
 DEVICE = "veh-fault"
@@ -62,7 +62,7 @@ _KEY = struct.Struct("<IQ")
 
 
 def make_pki(root: Path, *devices: str) -> Path:
-    """A test PKI and the shipped ACLs, laid out like /etc/lienwatch/ (lienwatch.testpki)."""
+    """A test PKI and the shipped ACLs, laid out like /etc/lienwatch/ (hil.testpki)."""
     etc = make_test_etc(root, devices)
     share_with_broker([etc / "mosquitto" / name for name in ACL_FILES])
     return etc

@@ -44,8 +44,8 @@ from cloud.store.migrate import migrate  # noqa: E402
 from edge.uplink.mqtt import MqttLink, MqttSettings  # noqa: E402
 from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig  # noqa: E402
 from edge.uplink.sender import DataBudget, ReceiptSettings, Uplink  # noqa: E402
-from lienwatch.services import free_port, start_mosquitto, start_postgres  # noqa: E402
-from lienwatch.testpki import make_test_etc  # noqa: E402
+from hil.services import free_port, start_mosquitto, start_postgres  # noqa: E402
+from hil.testpki import make_test_etc  # noqa: E402
 from protocol import encode  # noqa: E402
 from protocol.messages import (  # noqa: E402
     HEADER_WANTS_RECEIPTS,

@@ -1,6 +1,6 @@
 """Benchmark: cloud ingest end to end against the physical limit (raw binary COPY), in one run.
 
-Starts its own PostgreSQL (plain storage) and mosquitto (lienwatch.services), or with
+Starts its own PostgreSQL (plain storage) and mosquitto (hil.services), or with
 `--dsn DSN` uses the PostgreSQL server of that DSN (a role that may create databases; the
 benchmark makes its databases there and drops them afterwards) in the storage mode `--storage`
 picks (default: auto, i.e. TimescaleDB where the server runs it). Measures, on one database state
@@ -60,8 +60,8 @@ from cloud.store.devices import Device, add_device  # noqa: E402
 from cloud.store.migrate import StorageMode, migrate  # noqa: E402
 from cloud.store.partitions import PartitionKeeper  # noqa: E402
 from cloud.store.tracks import track  # noqa: E402
+from hil.services import free_port, start_mosquitto, start_postgres  # noqa: E402
 from lienwatch.errors import LienwatchError  # noqa: E402
-from lienwatch.services import free_port, start_mosquitto, start_postgres  # noqa: E402
 from protocol.messages import (  # noqa: E402
     ClockQuality,
     Event,

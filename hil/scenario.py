@@ -40,8 +40,8 @@ from edge.sources.gnss.source import GnssSource
 from edge.sources.obd.source import ObdDiagnostics
 from edge.uplink.queue import Channel, Priority
 from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
+from hil.services import REPO_ROOT
 from lienwatch.clock import ManualClock
-from lienwatch.services import REPO_ROOT
 from protocol import decode, encode
 from protocol.catalog import default_catalog
 from protocol.messages import Command, CommandAck, CommandAction, Event, Severity, Transition

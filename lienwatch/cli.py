@@ -20,7 +20,7 @@ from lienwatch.errors import LienwatchError
 Handler = Callable[[argparse.Namespace], int]
 
 # Stage CLI modules, in the order their commands appear in --help.
-STAGE_CLI_MODULES = ("edge.cli", "protocol.cli", "cloud.cli", "hil.cli", "lienwatch.demo")
+STAGE_CLI_MODULES = ("edge.cli", "protocol.cli", "cloud.cli", "hil.cli", "hil.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

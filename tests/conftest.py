@@ -1,7 +1,7 @@
 """Fixtures for the real services every integration test uses.
 
 PostgreSQL and mosquitto are started once per test session on free loopback ports with their own
-data directories (lienwatch/services.py) and stopped afterwards. `LIENWATCH_TEST_DSN` points the
+data directories (hil/services.py) and stopped afterwards. `LIENWATCH_TEST_DSN` points the
 suite at a server of the user's instead. With CI=true a service that cannot start fails the
 tests that need it; elsewhere those tests are skipped with the reason.
 """
@@ -16,8 +16,8 @@ from typing import NoReturn
 
 import pytest
 
+from hil.services import MosquittoBroker, PostgresServer, start_mosquitto, start_postgres
 from lienwatch.errors import ServiceError
-from lienwatch.services import MosquittoBroker, PostgresServer, start_mosquitto, start_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

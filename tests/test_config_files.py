@@ -19,10 +19,10 @@ import pytest
 
 from edge.agent.config import load_config as load_agent_config
 from edge.agent.preflight import preflight
+from hil.services import REPO_ROOT
 from lienwatch.cli import main
 from lienwatch.clock import ManualClock
 from lienwatch.errors import ConfigError
-from lienwatch.services import REPO_ROOT
 from lienwatch.tls import check_tls_files
 from protocol.signing import generate_key, public_key_to_pem
 

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hil.services import REPO_ROOT, render_mosquitto_conf
 from lienwatch.cli import build_parser, main
 from lienwatch.clock import ManualClock, SystemClock
-from lienwatch.services import REPO_ROOT, render_mosquitto_conf
 
 COMMANDS = [
     ["edge", "run"], ["edge", "status"], ["edge", "probe"], ["obd", "decode"], ["gnss", "parse"],

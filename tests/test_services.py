@@ -1,4 +1,4 @@
-"""The service harness (lienwatch/services.py) from a checkout inside a private (0700) directory.
+"""The service harness (hil/services.py) from a checkout inside a private (0700) directory.
 
 As root (as these tests run here) PostgreSQL must run as its own user from binaries that user can
 reach, mosquitto drops to its user, neither keeps root's groups, and no directory the harness did
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from lienwatch.services import REPO_ROOT, postgres_bin_dir
+from hil.services import REPO_ROOT, postgres_bin_dir
 
 _SKIP = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", "build", "dist",
                                ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis")
 
 _PROBE = """
 import json, os
-from lienwatch import services
-from lienwatch.services import start_mosquitto, start_postgres
+from hil import services
+from hil.services import start_mosquitto, start_postgres
 
 def ids(pid):
     status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
@@ -106,9 +106,9 @@ def test_harness_and_demo_from_a_private_checkout_change_no_directory_mode(
 @pytest.mark.services
 @pytest.mark.skipif(os.geteuid() != 0, reason="mosquitto drops privileges only when started as root")
 def test_a_file_the_broker_cannot_read_is_named_before_it_starts() -> None:
+    from hil.services import broker_user, start_mosquitto
+    from hil.testpki import make_test_etc
     from lienwatch.errors import ServiceError
-    from lienwatch.services import broker_user, start_mosquitto
-    from lienwatch.testpki import make_test_etc
 
     etc = Path(tempfile.mkdtemp(prefix="lienwatch-etc-"))
     etc.chmod(0o755)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 import protocol
 from cloud.config import ReceiverConfig, load_config, parse_config
 from cloud.ingest.validate import Accepted, Incoming, Rejected, Validator, reason_code_of
+from hil.services import DEPLOY_DIR
 from lienwatch.cli import main
 from lienwatch.errors import ConfigError
-from lienwatch.services import DEPLOY_DIR
 from protocol.errors import PayloadTooLargeError, TopicError
 from tests.cloud.helpers import event, telemetry, topic_of
 

@@ -16,8 +16,8 @@ from cloud.store.db import Conn, connect
 from cloud.store.layout import BY_NAME, TIME_SERIES
 from cloud.store.migrate import migrate
 from cloud.store.partitions import PartitionKeeper, list_partitions, partition_for
+from hil.services import REPO_ROOT, MosquittoBroker, PostgresServer
 from lienwatch.cli import main
-from lienwatch.services import REPO_ROOT, MosquittoBroker, PostgresServer
 from protocol.messages import MessageKind
 from protocol.topics import uplink_topic
 from tests.cloud.helpers import Publisher, event, receiver_config, telemetry

@@ -18,8 +18,8 @@ from cloud.store.devices import (
     remove_device,
 )
 from cloud.store.errors import DeviceError
+from hil.services import DEPLOY_DIR
 from lienwatch.cli import main
-from lienwatch.services import DEPLOY_DIR
 
 FP = "AB:" * 31 + "CD"
 

@@ -11,7 +11,7 @@ import pytest
 
 from cloud.ingest.receiver import Receiver
 from cloud.store.db import Conn
-from lienwatch.services import MosquittoBroker
+from hil.services import MosquittoBroker
 from protocol.messages import Event, Header, Severity, Transition
 from tests.cloud import test_ingest
 from tests.cloud.conftest import register

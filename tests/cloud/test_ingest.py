@@ -13,7 +13,7 @@ import pytest
 import protocol
 from cloud.ingest.receiver import Receiver
 from cloud.store.db import Conn
-from lienwatch.services import MosquittoBroker
+from hil.services import MosquittoBroker
 from protocol.messages import MessageKind
 from protocol.topics import uplink_topic
 from tests.cloud.conftest import register
@@ -177,7 +177,7 @@ def test_metrics_are_served_on_loopback(
     migrated_db: str, db: Conn, mosquitto: MosquittoBroker, publisher: Publisher
 ) -> None:
     from cloud.config import MetricsConfig
-    from lienwatch.services import free_port
+    from hil.services import free_port
 
     register(db, "gw-m")
     config = replace(receiver_config(migrated_db, mosquitto.port, "receiver-metrics", group="metrics"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from cloud.store.db import Conn
-from lienwatch.services import REPO_ROOT, MosquittoBroker
+from hil.services import REPO_ROOT, MosquittoBroker
 from tests.cloud.conftest import register
 from tests.cloud.helpers import Publisher, telemetry
 from tests.cloud.test_ingest import count, wait_for

@@ -17,8 +17,8 @@ import protocol
 from cloud.config import TlsConfig
 from cloud.ingest.receiver import Receiver
 from cloud.store.db import Conn
-from lienwatch.services import REPO_ROOT, MosquittoBroker
-from lienwatch.testpki import make_test_etc
+from hil.services import REPO_ROOT, MosquittoBroker
+from hil.testpki import make_test_etc
 from tests.cloud.conftest import register
 from tests.cloud.helpers import receiver_config, telemetry, topic_of
 from tests.cloud.test_ingest import count, wait_for

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.testpki import make_test_etc
 from lienwatch.cli import main
-from lienwatch.testpki import make_test_etc
 
 DEVICES = ("veh-1", "veh-2")
 

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import protocol
 from cloud.ingest.receiver import Receiver
 from cloud.store.db import Conn
-from lienwatch.services import MosquittoBroker, free_port, start_mosquitto
+from hil.services import MosquittoBroker, free_port, start_mosquitto
 from protocol.messages import HEADER_WANTS_RECEIPTS, StoredReceipt, TelemetryBatch
 from protocol.topics import receipt_topic
 from tests.cloud.conftest import register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from lienwatch.services import REPO_ROOT
+from hil.services import REPO_ROOT
 from tests.edge_agent.test_deploy import UNIT as AGENT_UNIT
 from tests.edge_agent.test_deploy import _directives
 

@@ -38,7 +38,7 @@ from cloud.store.retention import (
     reconcile_timescale_jobs,
     timescale_settings,
 )
-from lienwatch.services import MosquittoBroker
+from hil.services import MosquittoBroker
 from protocol.messages import TelemetryBatch
 from tests.cloud.helpers import receiver_config, telemetry
 

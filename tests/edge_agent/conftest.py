@@ -16,8 +16,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.uplink.mqtt import MqttSettings
-from lienwatch.services import REPO_ROOT, MosquittoBroker
-from lienwatch.testpki import make_test_etc
+from hil.services import REPO_ROOT, MosquittoBroker
+from hil.testpki import make_test_etc
 
 DEVICE_A = "veh-a"
 DEVICE_B = "veh-b"

@@ -20,9 +20,9 @@ from edge.agent.runtime import Agent
 from edge.agent.watchdog import Notifier
 from edge.detect.base import Detector, Finding, Observation
 from edge.sources.base import SampleSink, Source
+from hil.services import MosquittoBroker
 from lienwatch.cli import main
 from lienwatch.clock import Clock, SystemClock
-from lienwatch.services import MosquittoBroker
 from protocol import decode, encode
 from protocol.catalog import default_catalog
 from protocol.messages import (

@@ -12,9 +12,9 @@ import pytest
 from edge.agent.config import load_config
 from edge.agent.runtime import Agent
 from edge.sources.base import Sample
+from hil.services import MosquittoBroker
 from lienwatch.cli import main
 from lienwatch.clock import ManualClock
-from lienwatch.services import MosquittoBroker
 from protocol import decode, encode
 from protocol.catalog import default_catalog
 from protocol.messages import PowerState, Status

@@ -16,7 +16,7 @@ import pytest
 
 from edge.uplink.queue import Channel, FlashQueue
 from hil.gnss import NmeaEpoch, default_sats, epoch_sentences
-from lienwatch.services import REPO_ROOT, MosquittoBroker
+from hil.services import REPO_ROOT, MosquittoBroker
 from protocol import decode
 from protocol.catalog import default_catalog
 from protocol.messages import ClockQuality, TelemetryBatch

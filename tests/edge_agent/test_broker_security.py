@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hil.services import MosquittoBroker
+from hil.testpki import make_test_etc
 from lienwatch.cli import main
-from lienwatch.services import MosquittoBroker
-from lienwatch.testpki import make_test_etc
 from tests.edge_agent.conftest import DEVICE_A, INGEST, SERVICE_PORT, SHIPPED_CONF, Pki, Receiver, wait_until
 
 DEVICE_PORT = 8883

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from edge.agent.downlink import load_command_keys
+from hil.services import REPO_ROOT
 from lienwatch.clock import ManualClock
 from lienwatch.errors import ConfigError
-from lienwatch.services import REPO_ROOT
 from protocol import errors, signing
 from tests.protocol import messages_fixture as mf
 

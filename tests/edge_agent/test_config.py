@@ -11,8 +11,8 @@ import pytest
 from edge.agent.config import SCHEMA, load_config, parse_config
 from edge.detect.registry import build_detector
 from edge.sources.registry import get_spec
+from hil.services import REPO_ROOT
 from lienwatch.errors import ConfigError
-from lienwatch.services import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "deploy/agent.example.toml"
 MINIMAL = {"device": {"id": "veh-1"}, "uplink": {"mqtt": {"host": "broker"}}}

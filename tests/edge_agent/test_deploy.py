@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from edge.agent.config import SCHEMA
-from lienwatch.services import REPO_ROOT
+from hil.services import REPO_ROOT
 
 UNIT = REPO_ROOT / "deploy/systemd/lienwatch-agent.service"
 DEFAULTS = {key.name: key.default for key in SCHEMA}

@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.uplink.mqtt import Connected, ConnectRefused, MqttLink, backoff_s
 from edge.uplink.queue import Channel, FlashQueue, Priority, QueueConfig
 from edge.uplink.sender import DataBudget, Uplink
+from hil.services import REPO_ROOT, MosquittoBroker
 from lienwatch.clock import ManualClock
-from lienwatch.services import REPO_ROOT, MosquittoBroker
 from tests.edge_agent.conftest import (
     DEVICE_A,
     DEVICE_B,

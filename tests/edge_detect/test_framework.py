@@ -332,7 +332,7 @@ def test_edge_status_shows_each_detector_open_events_and_last_fired() -> None:
 
 def test_the_example_config_vehicle_and_detectors_validate() -> None:
     from edge.agent.config import load_config
-    from lienwatch.services import REPO_ROOT
+    from hil.services import REPO_ROOT
 
     config = load_config(REPO_ROOT / "deploy/agent.example.toml")
     assert config.vehicle.time_zone == "Europe/Zurich" and config.vehicle.places

@@ -79,9 +79,9 @@ def _scratch(keep: bool) -> Iterator[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hil.services import REPO_ROOT, start_mosquitto, start_postgres
+    from hil.testpki import make_test_etc
     from lienwatch.errors import ServiceError
-    from lienwatch.services import REPO_ROOT, start_mosquitto, start_postgres
-    from lienwatch.testpki import make_test_etc
 
     say = _Say()
     with _scratch(args.keep) as root:
