@@ -49,13 +49,20 @@ $(MCU_STAMP): $(STAMP) Makefile
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/mcu '$(MICROPYTHON_WASM)'
 	touch $@
 
-# mosquitto is a real broker the tests and the demo start on their own port.
+# mosquitto is a real broker the tests and the demo start on their own port; Debian's headless
+# Chromium and its ChromeDriver run the console's browser tests (tests/console).
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
 	  else \
 	    echo "mosquitto is missing: run 'sudo apt-get install mosquitto', then make again." >&2; exit 1; \
+	  fi; }
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "Chromium is missing: run 'sudo apt-get install chromium chromium-driver', then make again." >&2; exit 1; \
 	  fi; }
 
 wheel: install

@@ -125,6 +125,8 @@ def test_wheel_contains_compiled_extensions(tmp_path: Path) -> None:
     compiled = [n for n in names if n.startswith("cython_ext/") and n.endswith(".so")]
     assert compiled, f"no compiled extension in {wheel.name}: {names}"
     assert "protocol/signals.toml" in names
+    console = {n for n in names if n.startswith("cloud/console/static/")}  # served at /console
+    assert {"cloud/console/static/index.html", "cloud/console/static/js/main.js"} <= console
 
 
 @pytest.mark.slow

@@ -1,0 +1,20 @@
+// Every API path the console calls, in one place (all of them are in the server's /openapi.json;
+// a panel whose path is not documented there says so instead of calling it).
+
+const enc = encodeURIComponent;
+
+export const ENDPOINTS = {
+  me: '/me',
+  events: '/events',
+  eventAction: (device, eventId, verb) => `/events/${enc(device)}/${enc(eventId)}/${verb}`,
+  devices: '/devices',
+  device: (id) => `/devices/${enc(id)}`,
+  deviceEvents: (id) => `/devices/${enc(id)}/events`,
+  commands: (id) => `/devices/${enc(id)}/commands`,
+  forecast: (id) => `/devices/${enc(id)}/forecast`,
+  track: (id) => `/devices/${enc(id)}/track`,
+  trips: (id) => `/devices/${enc(id)}/trips`,
+  stops: (id) => `/devices/${enc(id)}/stops`,
+  fleetHealth: '/fleet/health',
+  audit: '/audit',
+};
