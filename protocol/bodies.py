@@ -28,6 +28,7 @@ from protocol.limits import (
 from protocol.messages import (
     DRIVING_COUNTS,
     AckStatus,
+    ArmStarterInterrupt,
     ClearEvent,
     ClearGeofence,
     ClockQuality,
@@ -42,8 +43,12 @@ from protocol.messages import (
     Geofence,
     GnssFix,
     Header,
+    InterruptState,
+    PaymentReminder,
     PowerState,
     Reboot,
+    ReleaseStarterInterrupt,
+    ReminderPattern,
     RequestPosition,
     SetConfig,
     SetGeofence,
@@ -308,6 +313,8 @@ def encode_ack(ack: CommandAck) -> dict[int, Any]:
         body[3] = f.text(ack.detail, "detail", MAX_TEXT)
     if ack.position is not None:
         body[4] = encode_fix(ack.position, "position")
+    if ack.interrupt is not None:
+        body[5] = _enum_out(InterruptState, ack.interrupt, "interrupt")
     return body
 
 
@@ -319,6 +326,7 @@ def decode_ack(header: Header, body: Mapping[Any, Any]) -> CommandAck:
         _enum(AckStatus, body.get(2), "status"),
         f.text(body.get(3, ""), "detail", MAX_TEXT),
         None if position is None else decode_fix(position, "position"),
+        None if body.get(5) is None else _enum(InterruptState, body.get(5), "interrupt"),
     )
 
 
@@ -362,6 +370,7 @@ def decode_config(body: Mapping[Any, Any]) -> Config:
 ACTION_CODES: dict[type, int] = {
     SetConfig: 1, RequestPosition: 2, SetGeofence: 3, ClearGeofence: 4, Reboot: 5,
     StartDiagnosticSession: 6, StopDiagnosticSession: 7, ClearEvent: 8,
+    ArmStarterInterrupt: 9, ReleaseStarterInterrupt: 10, PaymentReminder: 11,
 }
 MAX_DIAGNOSTIC_S = 7 * 86400
 
@@ -384,7 +393,21 @@ def _encode_params(action: CommandAction) -> Any:
         return f.integer(action.duration_s, "duration_s", 1, MAX_DIAGNOSTIC_S)
     if isinstance(action, ClearEvent):
         return f.integer(action.event_id, "event_id", 0, INT63_MAX)
+    if isinstance(action, PaymentReminder):
+        return [due_date(action.due_date), _enum_out(ReminderPattern, action.pattern, "pattern")]
     return None
+
+
+def due_date(value: object) -> str:
+    """A payment reminder's due date: an ISO date YYYY-MM-DD between 2000 and 2999."""
+    day = f.text(value, "due_date", 10, min_len=10)
+    try:
+        parsed = dt.date.fromisoformat(day) if _ISO_DAY.fullmatch(day) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or not 2000 <= parsed.year <= 2999:
+        raise InvalidFieldError(f"due_date must be an ISO date YYYY-MM-DD (2000..2999), got {f._show(value)}")
+    return day
 
 
 def encode_command(command: Command) -> dict[int, Any]:
@@ -421,8 +444,13 @@ def _decode_action(code: object, params: object) -> CommandAction:
         return StartDiagnosticSession(f.integer(params, "duration_s", 1, MAX_DIAGNOSTIC_S))
     if code == 8:
         return ClearEvent(f.integer(params, "event_id", 0, INT63_MAX))
-    simple: dict[int, type[RequestPosition | Reboot | StopDiagnosticSession]] = {
-        2: RequestPosition, 5: Reboot, 7: StopDiagnosticSession}
+    if code == 11:
+        items = f.array(params, "PAYMENT_REMINDER parameters", 2, 2)
+        return PaymentReminder(due_date(items[0]), _enum(ReminderPattern, items[1], "pattern"))
+    simple: dict[int, type[RequestPosition | Reboot | StopDiagnosticSession | ArmStarterInterrupt
+                           | ReleaseStarterInterrupt]] = {
+        2: RequestPosition, 5: Reboot, 7: StopDiagnosticSession, 9: ArmStarterInterrupt,
+        10: ReleaseStarterInterrupt}
     if type(code) is int and code in simple:
         if params is not None:
             raise InvalidFieldError(f"command action {code} takes no parameters")

@@ -22,10 +22,12 @@ from protocol import codec, jsonform, signing
 from protocol.messages import (
     HEADER_WANTS_RECEIPTS,
     AckStatus,
+    ArmStarterInterrupt,
     BootReceipt,
     ClockQuality,
     Command,
     CommandAck,
+    CommandAction,
     Config,
     DrivingDay,
     Event,
@@ -33,8 +35,12 @@ from protocol.messages import (
     FixType,
     GnssFix,
     Header,
+    InterruptState,
     Message,
+    PaymentReminder,
     PowerState,
+    ReleaseStarterInterrupt,
+    ReminderPattern,
     SampleColumns,
     SetConfig,
     Severity,
@@ -108,6 +114,12 @@ def command_ack() -> CommandAck:
     return CommandAck(HEADER, NONCE, AckStatus.DONE, "", POSITION)
 
 
+def command_ack_interrupt() -> CommandAck:
+    """A 1.2 ack of ArmStarterInterrupt: armed, not engaged yet, and why (key 5: the interrupt state)."""
+    return CommandAck(HEADER, NONCE, AckStatus.DONE, "armed; engages when parked: ignition on",
+                      interrupt=InterruptState.ARMED)
+
+
 def config() -> Config:
     return Config(4, {"uplink.batch_s": 60, "detect.tow.radius_m": 150.0, "detect.tow.enabled": True,
                       "uplink.broker": "mqtts://mqtt.example.net:8883"})
@@ -116,6 +128,26 @@ def config() -> Config:
 def command() -> Message:
     body = Command("veh-0001", NONCE, T0, T0 + 3600 * 10**9, SetConfig(config()))
     return signing.sign_command(body, signing.private_key_from_bytes(TEST_SIGNING_SEED))
+
+
+def _signed(action: CommandAction, nonce: bytes) -> Message:
+    body = Command("veh-0001", nonce, T0, T0 + 3600 * 10**9, action)
+    return signing.sign_command(body, signing.private_key_from_bytes(TEST_SIGNING_SEED))
+
+
+def command_arm_interrupt() -> Message:
+    """Protocol 1.2, action 9: arm the starter interrupt (no parameters)."""
+    return _signed(ArmStarterInterrupt(), bytes.fromhex("a1" * 16))
+
+
+def command_release_interrupt() -> Message:
+    """Protocol 1.2, action 10: release the starter interrupt (no parameters)."""
+    return _signed(ReleaseStarterInterrupt(), bytes.fromhex("a2" * 16))
+
+
+def command_payment_reminder() -> Message:
+    """Protocol 1.2, action 11: a payment reminder due 2026-01-05, pattern FIRM."""
+    return _signed(PaymentReminder("2026-01-05", ReminderPattern.FIRM), bytes.fromhex("a3" * 16))
 
 
 def stored_receipt() -> StoredReceipt:
@@ -137,6 +169,9 @@ EXAMPLES: dict[str, Callable[[], Message]] = {
     "status_counters": status_counters,
     "command_ack": command_ack, "command": command, "config": config,
     "stored_receipt": stored_receipt, "telemetry_receipts": telemetry_receipts,
+    "command_ack_interrupt": command_ack_interrupt, "command_arm_interrupt": command_arm_interrupt,
+    "command_release_interrupt": command_release_interrupt,
+    "command_payment_reminder": command_payment_reminder,
 }
 # Deflate output depends on the zlib build, so this vector is checked in the decode direction only.
 DEFLATED = {"telemetry_deflate": telemetry}

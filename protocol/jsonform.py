@@ -18,6 +18,7 @@ from protocol.errors import InvalidFieldError, MalformedMessageError, UnknownSig
 from protocol.messages import (
     DRIVING_COUNTS,
     AckStatus,
+    ArmStarterInterrupt,
     BootReceipt,
     ClearEvent,
     ClearGeofence,
@@ -33,9 +34,13 @@ from protocol.messages import (
     Geofence,
     GnssFix,
     Header,
+    InterruptState,
     Message,
+    PaymentReminder,
     PowerState,
     Reboot,
+    ReleaseStarterInterrupt,
+    ReminderPattern,
     RequestPosition,
     SampleColumns,
     SetConfig,
@@ -58,6 +63,8 @@ _ACTIONS: dict[str, type] = {
     "SET_CONFIG": SetConfig, "REQUEST_POSITION": RequestPosition, "SET_GEOFENCE": SetGeofence,
     "CLEAR_GEOFENCE": ClearGeofence, "REBOOT": Reboot, "START_DIAGNOSTIC_SESSION": StartDiagnosticSession,
     "STOP_DIAGNOSTIC_SESSION": StopDiagnosticSession, "CLEAR_EVENT": ClearEvent,
+    "ARM_STARTER_INTERRUPT": ArmStarterInterrupt, "RELEASE_STARTER_INTERRUPT": ReleaseStarterInterrupt,
+    "PAYMENT_REMINDER": PaymentReminder,
 }
 _ACTION_NAMES = {cls: name for name, cls in _ACTIONS.items()}
 
@@ -111,9 +118,11 @@ def to_json(message: Message, *, catalog: Catalog | None = None) -> JsonObject:
                 "avg_current_ma": message.avg_current_ma, "rssi_dbm": message.rssi_dbm,
                 "position": _fix_json(message.position), **driving}
     if isinstance(message, CommandAck):
+        interrupt: JsonObject = {} if message.interrupt is None else {  # 1.2, absent when None
+            "interrupt": message.interrupt.name}
         return {"kind": "command_ack", "header": _header_json(message.header), "nonce": message.nonce.hex(),
                 "status": message.status.name, "detail": message.detail,
-                "position": _fix_json(message.position)}
+                "position": _fix_json(message.position), **interrupt}
     if isinstance(message, SignedCommand):
         command = message.command
         return {"kind": "command", "target_device_id": command.target_device_id,
@@ -181,6 +190,8 @@ def _action_json(action: CommandAction) -> JsonObject:
         out["duration_s"] = action.duration_s
     elif isinstance(action, ClearEvent):
         out["event_id"] = action.event_id
+    elif isinstance(action, PaymentReminder):
+        out.update(due_date=action.due_date, pattern=action.pattern.name)
     return out
 
 
@@ -284,8 +295,9 @@ def from_json(document: object, *, catalog: Catalog | None = None) -> Message:
                       r.integer("rssi_dbm", None), _fix_from(r.object("position", None)),
                       _driving_from(r._get("driving", [])))
     if kind == "command_ack":
+        interrupt = None if r._get("interrupt", None) is None else r.enum("interrupt", InterruptState)
         return CommandAck(_header_from(r.object("header")), r.hex("nonce"), r.enum("status", AckStatus),
-                          r.text("detail", ""), _fix_from(r.object("position", None)))
+                          r.text("detail", ""), _fix_from(r.object("position", None)), interrupt)
     if kind == "command":
         command = Command(r.text("target_device_id"), r.hex("nonce"), r.integer("issued_ns"),
                           r.integer("expires_ns"), _action_from(r.object("action")))
@@ -393,5 +405,7 @@ def _action_from(document: object) -> CommandAction:
         return StartDiagnosticSession(r.integer("duration_s"))
     if name == "CLEAR_EVENT":
         return ClearEvent(r.integer("event_id"))
+    if name == "PAYMENT_REMINDER":
+        return PaymentReminder(r.text("due_date"), r.enum("pattern", ReminderPattern))
     action: CommandAction = _ACTIONS[name]()
     return action

@@ -88,6 +88,23 @@ class AckStatus(IntEnum):
     FAILED = 3  # accepted but execution failed
 
 
+class InterruptState(IntEnum):
+    """Where the starter interrupt is (protocol 1.2, acks of the interrupt actions)."""
+
+    RELEASED = 0  # the starter works; nothing is armed
+    ARMED = 1  # armed, waiting until the car is parked (ignition off, no speed) for the hold time
+    ENGAGED = 2  # the relay interrupts the starter: the parked car cannot be started
+    OVERRIDDEN = 3  # armed, but an emergency code released the starter for a while
+
+
+class ReminderPattern(IntEnum):
+    """The buzzer pattern of a payment reminder (protocol 1.2); the device owns the timings."""
+
+    GENTLE = 1  # two short beeps
+    FIRM = 2  # three long beeps
+    FINAL = 3  # a long series of short beeps
+
+
 HEADER_WANTS_RECEIPTS = 1  # Header.flags bit 0: "confirm what you store" (StoredReceipt, kind 18)
 
 
@@ -273,6 +290,7 @@ class CommandAck:
     status: AckStatus
     detail: str = ""  # reason for REJECTED/FAILED (error class and message)
     position: GnssFix | None = None  # the answer to REQUEST_POSITION
+    interrupt: InterruptState | None = None  # 1.2: the starter interrupt after an interrupt action
 
 
 # --- downlink ---------------------------------------------------------------------------------
@@ -340,9 +358,27 @@ class ClearEvent:
     event_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class ArmStarterInterrupt:
+    """Arm the starter interrupt (protocol 1.2): it engages only once the car is parked."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseStarterInterrupt:
+    """Release the starter interrupt (protocol 1.2), whatever state it is in."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReminder:
+    """Sound a payment reminder at each ignition on until `due_date` is over (protocol 1.2)."""
+
+    due_date: str  # ISO "YYYY-MM-DD", the vehicle's local date
+    pattern: ReminderPattern = ReminderPattern.GENTLE
+
+
 CommandAction: TypeAlias = (
     SetConfig | RequestPosition | SetGeofence | ClearGeofence | Reboot | StartDiagnosticSession
-    | StopDiagnosticSession | ClearEvent
+    | StopDiagnosticSession | ClearEvent | ArmStarterInterrupt | ReleaseStarterInterrupt | PaymentReminder
 )
 
 

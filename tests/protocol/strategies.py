@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from hypothesis import strategies as st
@@ -10,6 +11,7 @@ from protocol.catalog import default_catalog
 from protocol.limits import INT63_MAX, MAX_SPAN_MS, MAX_TIME_MS, UINT32_MAX
 from protocol.messages import (
     AckStatus,
+    ArmStarterInterrupt,
     ClearEvent,
     ClearGeofence,
     ClockQuality,
@@ -22,8 +24,12 @@ from protocol.messages import (
     Geofence,
     GnssFix,
     Header,
+    InterruptState,
+    PaymentReminder,
     PowerState,
     Reboot,
+    ReleaseStarterInterrupt,
+    ReminderPattern,
     RequestPosition,
     SampleColumns,
     SetConfig,
@@ -115,7 +121,8 @@ statuses = st.builds(
     st.none() | st.integers(-200, 0), st.none() | fixes,
 )
 acks = st.builds(CommandAck, headers, st.binary(min_size=16, max_size=16), st.sampled_from(AckStatus),
-                 st.text(_chars, max_size=256), st.none() | fixes)
+                 st.text(_chars, max_size=256), st.none() | fixes,
+                 st.none() | st.sampled_from(InterruptState))
 setting_values = st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(_chars, max_size=256)
 configs = st.builds(Config, st.integers(0, UINT32_MAX), st.dictionaries(names, setting_values, max_size=12))
 geofences = st.builds(Geofence, st.integers(0, UINT32_MAX), grid(-900_000_000, 900_000_000, 1e7),
@@ -126,6 +133,9 @@ actions = st.one_of(
     st.builds(ClearEvent, st.integers(0, INT63_MAX)),
     st.builds(ClearGeofence, st.none() | st.integers(0, UINT32_MAX)),
     st.builds(StartDiagnosticSession, st.integers(1, 7 * 86400)),
+    st.just(ArmStarterInterrupt()), st.just(ReleaseStarterInterrupt()),
+    st.builds(PaymentReminder, st.dates(dt.date(2000, 1, 1), dt.date(2999, 12, 31)).map(dt.date.isoformat),
+              st.sampled_from(ReminderPattern)),
 )
 commands = st.builds(Command, device_ids, st.binary(min_size=16, max_size=16),
                      st.integers(0, MAX_TIME_MS * MS), st.integers(0, MAX_TIME_MS * MS), actions)

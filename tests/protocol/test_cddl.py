@@ -16,7 +16,9 @@ RULES = {"telemetry": "telemetry-msg", "telemetry_deflate": "telemetry-msg", "ev
          "event_escalated": "event-msg", "event_v1_0": "event-msg",
          "status_counters": "status-msg",
          "status": "status-msg", "command_ack": "ack-msg", "command": "command-msg", "config": "config-msg",
-         "stored_receipt": "receipt-msg", "telemetry_receipts": "telemetry-msg"}
+         "stored_receipt": "receipt-msg", "telemetry_receipts": "telemetry-msg",
+         "command_ack_interrupt": "ack-msg", "command_arm_interrupt": "command-msg",
+         "command_release_interrupt": "command-msg", "command_payment_reminder": "command-msg"}
 
 
 def spec_cddl() -> str:
