@@ -1,0 +1,1 @@
+"""Actuators on the car: the starter interrupt, the payment-reminder buzzer, their digital outputs."""
