@@ -68,6 +68,9 @@ class Rig:
             elapsed += step_s
         self.machine.update(reading)
 
+    def state(self) -> InterruptState:
+        return self.machine.state
+
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
 
@@ -86,13 +89,13 @@ def test_arm_while_driving_engages_only_after_parking_for_the_hold_time(rig: Rig
     answer = rig.machine.arm()
     assert answer.state is InterruptState.ARMED and "ignition on" in answer.detail
     rig.drive(DRIVING, 600)  # ten more minutes of driving: never engaged
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     rig.drive(IDLING, 60)  # stopped at a light, engine running
     assert not rig.active
     rig.drive(PARKED, 29)
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     rig.drive(PARKED, 2)
-    assert rig.machine.state is InterruptState.ENGAGED and rig.active
+    assert rig.state() is InterruptState.ENGAGED and rig.active
     engaged = rig.events[-1]
     assert engaged.kind == "engaged" and engaged.evidence["ignition_on"] == 0.0
     assert engaged.evidence["can_speed_kmh"] == 0.0 and engaged.evidence["parked_s"] >= 30
@@ -110,9 +113,9 @@ def test_a_moment_of_motion_restarts_the_hold(rig: Rig) -> None:
     rig.drive(PARKED, 20)
     rig.drive(VehicleReading(False, None, 0.0, 6.5, True), 0)  # pushed / rolling: GNSS above walking pace
     rig.drive(PARKED, 20)
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     rig.drive(PARKED, 11)
-    assert rig.machine.state is InterruptState.ENGAGED
+    assert rig.state() is InterruptState.ENGAGED
 
 
 @pytest.mark.parametrize("reading, reason", [
@@ -126,7 +129,7 @@ def test_a_moment_of_motion_restarts_the_hold(rig: Rig) -> None:
 def test_every_interlock_alone_keeps_it_from_engaging(rig: Rig, reading: VehicleReading, reason: str) -> None:
     rig.machine.arm()
     rig.drive(reading, 300)
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     assert reason in rig.machine.waiting_for
 
 
@@ -135,14 +138,14 @@ def test_a_running_engine_while_engaged_drops_the_output_at_once(rig: Rig) -> No
     rig.drive(PARKED, 31)
     assert rig.active
     rig.drive(VehicleReading(True, None, 0.0, 0.4, True), 10)  # key turned, starter blocked: stays engaged
-    assert rig.machine.state is InterruptState.ENGAGED and rig.active
+    assert rig.state() is InterruptState.ENGAGED and rig.active
     rig.machine.update(IDLING)  # the engine runs anyway (bypassed): never hold a running car
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     assert rig.events[-1].kind == "dropped" and "engine turning" in rig.events[-1].detail
     rig.drive(DRIVING, 60)
     assert not rig.active
     rig.drive(PARKED, 31)
-    assert rig.machine.state is InterruptState.ENGAGED
+    assert rig.state() is InterruptState.ENGAGED
 
 
 def test_release_while_engaged(rig: Rig) -> None:
@@ -160,7 +163,7 @@ def test_reboot_while_engaged_starts_inactive_and_rearms(rig: Rig) -> None:
     rig.drive(PARKED, 31)
     assert rig.active
     rig.boot()  # the agent restarts (watchdog, update, reboot): it cannot know the engine is off
-    assert not rig.active and rig.machine.state is InterruptState.ARMED
+    assert not rig.active and rig.state() is InterruptState.ARMED
     assert rig.events[-1].kind == "rearmed"
     rig.drive(PARKED, 29)
     assert not rig.active  # the whole hold again, from the restart
@@ -173,7 +176,7 @@ def test_reboot_while_driving_never_engages_before_parking(rig: Rig) -> None:
     rig.drive(DRIVING, 10)
     rig.boot()
     rig.drive(DRIVING, 300)
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
 
 
 def test_reboot_with_on_reboot_release_drops_the_arm(tmp_path: Path) -> None:
@@ -181,11 +184,11 @@ def test_reboot_with_on_reboot_release_drops_the_arm(tmp_path: Path) -> None:
     rig.machine.arm()
     rig.drive(PARKED, 31)
     rig.boot()
-    assert rig.machine.state is InterruptState.RELEASED and not rig.active
+    assert rig.state() is InterruptState.RELEASED and not rig.active
     rig.drive(PARKED, 600)
     assert not rig.active
     rig.boot()  # and it stays released
-    assert rig.machine.state is InterruptState.RELEASED
+    assert rig.state() is InterruptState.RELEASED
 
 
 def test_power_loss_while_engaged_drops_the_output_and_reengages_when_back(rig: Rig) -> None:
@@ -193,7 +196,7 @@ def test_power_loss_while_engaged_drops_the_output_and_reengages_when_back(rig: 
     rig.drive(PARKED, 31)
     assert rig.active
     rig.machine.update(VehicleReading(False, None, 0.0, 0.8, external_power=False))
-    assert rig.machine.state is InterruptState.ARMED and not rig.active
+    assert rig.state() is InterruptState.ARMED and not rig.active
     assert "external power lost" in rig.events[-1].detail
     rig.drive(VehicleReading(False, None, 0.0, 0.8, external_power=False), 120)
     assert not rig.active
@@ -206,7 +209,7 @@ def test_power_loss_with_hold_keeps_the_output(tmp_path: Path) -> None:
     rig.machine.arm()
     rig.drive(PARKED, 31)
     rig.drive(VehicleReading(False, None, 0.0, 0.8, external_power=False), 60)
-    assert rig.machine.state is InterruptState.ENGAGED and rig.active
+    assert rig.state() is InterruptState.ENGAGED and rig.active
 
 
 def test_an_unreadable_state_file_starts_released_and_says_so(tmp_path: Path) -> None:
@@ -214,7 +217,7 @@ def test_an_unreadable_state_file_starts_released_and_says_so(tmp_path: Path) ->
     rig.machine.arm()
     (rig.state_dir / STATE_FILE).write_text('{"armed": "yes"')
     rig.boot()
-    assert rig.machine.state is InterruptState.RELEASED and not rig.active
+    assert rig.state() is InterruptState.RELEASED and not rig.active
     assert rig.events[-1].kind == "fault" and (rig.state_dir / "starter_interrupt.rejected").exists()
 
 
@@ -226,7 +229,7 @@ def test_a_relay_that_does_not_move_is_a_fault_not_an_engagement(tmp_path: Path)
     rig = Rig(tmp_path, relay=Stuck(tmp_path))
     rig.machine.arm()
     rig.drive(PARKED, 31)
-    assert rig.machine.state is InterruptState.ARMED
+    assert rig.state() is InterruptState.ARMED
     faults = [e for e in rig.events if e.kind == "fault"]
     assert len(faults) == 1 and "reads inactive" in faults[0].detail
     rig.drive(PARKED, 30)  # retried once a minute, not every tick
@@ -262,12 +265,12 @@ def test_valid_code_releases_for_24_h_then_rearms(rig: Rig) -> None:
     answer = rig.machine.enter_code(hotp(SECRET, 0))
     assert answer.state is InterruptState.OVERRIDDEN and not answer.refused and not rig.active
     rig.drive(PARKED, 23 * 3600, step_s=600)
-    assert rig.machine.state is InterruptState.OVERRIDDEN and not rig.active
+    assert rig.state() is InterruptState.OVERRIDDEN and not rig.active
     rig.drive(PARKED, 3600, step_s=60)
     assert rig.events[-1].kind in ("override_ended", "engaged")
     assert "override_ended" in rig.kinds()
     rig.drive(PARKED, 31)
-    assert rig.machine.state is InterruptState.ENGAGED and rig.active
+    assert rig.state() is InterruptState.ENGAGED and rig.active
 
 
 def test_override_survives_a_reboot(rig: Rig) -> None:
@@ -275,7 +278,7 @@ def test_override_survives_a_reboot(rig: Rig) -> None:
     rig.drive(PARKED, 31)
     rig.machine.enter_code(hotp(SECRET, 0))
     rig.boot()
-    assert rig.machine.state is InterruptState.OVERRIDDEN
+    assert rig.state() is InterruptState.OVERRIDDEN
     rig.drive(PARKED, 3600, step_s=60)
     assert not rig.active
 
@@ -293,7 +296,7 @@ def test_invalid_and_reused_codes_are_refused(rig: Rig) -> None:
     rig.drive(PARKED, 31)
     for code in (used, hotp(SECRET, 0), hotp(SECRET, 2)):  # used, or older than the one used
         assert rig.machine.enter_code(code).refused
-    assert rig.machine.state is InterruptState.ENGAGED
+    assert rig.state() is InterruptState.ENGAGED
 
 
 def test_codes_are_limited_per_period(rig: Rig) -> None:
@@ -302,7 +305,7 @@ def test_codes_are_limited_per_period(rig: Rig) -> None:
     for counter in (0, 1):
         assert not rig.machine.enter_code(hotp(SECRET, counter)).refused
         rig.drive(PARKED, 25 * 3600, step_s=600)  # the override ends, it engages again
-        assert rig.machine.state is InterruptState.ENGAGED
+        assert rig.state() is InterruptState.ENGAGED
     answer = rig.machine.enter_code(hotp(SECRET, 2))
     assert answer.refused and "used 2 times" in answer.detail and rig.active
     rig.boot()  # a reboot does not reset the count
