@@ -52,6 +52,7 @@ class Policy:
     tow_latency_max_s: float = 60.0  # motion start → event published
     mcu_confirm_s: float = 10.0  # the MCU wakes the SoC only after motion held this long (bumps don't)
     detector_latency_s: float = 10.0  # the SoC-side tow detector (edge/detect) once it runs
+    mcu_read_s: float = 0.5  # woken by the MCU: its logged MOTION is raised at the first log read
     publish_s: float = 1.0  # one QoS 1 publish and its PUBACK over Cat-M
     wake_work_s: float = 5.0  # agent work per wake besides fix and send (read the MCU log, queue)
     position_bytes: int = 160  # a signed position report on the wire
@@ -239,12 +240,13 @@ class Planner:
 
     def tow_latency_s(self, soc: str, modem: str) -> float:
         """Motion start → event published, with the SoC asleep: the MCU's accelerometer interrupt
-        (one sample period), its confirmation window, SoC wake, then the detector and the modem
-        wake in parallel, then the publish."""
+        (one sample period), its confirmation window, SoC wake, then the agent reading the MCU's
+        log (the MCU's MOTION is the EMERGENCY: edge/detect's own tow detector needs minutes to
+        re-arm after a boot) and the modem wake in parallel, then the publish."""
         t = self.profile.timings
         p = self.policy
         return (1.0 / t.accel_wake_odr_hz + p.mcu_confirm_s + self._soc_wake_s(soc)
-                + max(p.detector_latency_s, self._modem_wake_s(modem)) + p.publish_s)
+                + max(p.mcu_read_s, self._modem_wake_s(modem)) + p.publish_s)
 
     # ------------------------------------------------------------------ the four states
 
