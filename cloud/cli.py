@@ -46,7 +46,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--region", default="", help="contract region")
     add.add_argument("--poi", action="append", default=[], metavar="NAME:LAT,LON[,RADIUS_M[,KIND]]",
                      help="a point of interest (repeatable)")
+    replace = actions.add_parser("replace", help="A new tracker for a registered device: sign its CSR, "
+                                 "revoke the old certificate(s).")
+    replace.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    replace.add_argument("--id", required=True, help="device id = certificate common name")
+    for command, required in ((add, False), (replace, True)):
+        command.add_argument("--csr", required=required,
+                             help="the device's CSR (`lienwatch edge provision`): signed with the device CA")
+        command.add_argument("--ca-dir", help="with --csr: the device CA directory (ca.crt, ca.key, ca-db/)")
+        command.add_argument("--cert-out", help="with --csr: where to write the signed certificate")
+        command.add_argument("--cert-days", type=int, default=825, help="with --csr: validity in days")
     add.set_defaults(handler=handler)
+    replace.set_defaults(handler=handler)
     listing = actions.add_parser("list", help="List registered devices.")
     listing.add_argument("--dsn", required=True, help="PostgreSQL connection string")
     listing.add_argument("--json", action="store_true", help="print JSON")

@@ -39,6 +39,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     plan.add_argument("--json", action="store_true", help="print the plans as JSON")
     plan.set_defaults(handler=lazy("edge.power.cli_handlers:plan"))
 
+    provision = edge.add_parser(
+        "provision", help="Give this device its identity: key (made here), CSR, agent config.",
+        description="Make the device key on this device (it never leaves it), a CSR with the device id "
+                    "as CN for the cloud to sign, and the agent config from a template.")
+    provision.add_argument("--id", required=True, help="device id (the certificate's common name)")
+    provision.add_argument("--host", required=True, help="the broker's host name (as in its certificate)")
+    provision.add_argument("--port", type=integer(1, 65535), default=8883, help="the broker's TLS port")
+    provision.add_argument("--vin", help="the vehicle's VIN, if known at the factory")
+    provision.add_argument("--time-zone", default="UTC", help="IANA time zone of the vehicle's home")
+    provision.add_argument("--etc", default="/etc/lienwatch", help="config directory (pki/ below it)")
+    provision.add_argument("--state-dir", help="the agent's state directory (default: the template's)")
+    provision.add_argument("--template", default=None,
+                           help="agent config template (default: the packaged agent.example.toml)")
+    provision.add_argument("--force", action="store_true", help="replace an existing device key")
+    provision.set_defaults(handler=lazy("edge.provision:run_provision"))
+
+    install_cert = edge.add_parser("install-cert", help="Install the device certificate the cloud signed.")
+    install_cert.add_argument("--cert", required=True, help="the signed certificate (PEM)")
+    install_cert.add_argument("--ca-file", help="the device CA the broker's certificate chains to (PEM)")
+    install_cert.add_argument("--etc", default="/etc/lienwatch", help="config directory (pki/ below it)")
+    install_cert.set_defaults(handler=lazy("edge.provision:run_install_cert"))
+
     probe = edge.add_parser("probe", help="Discover ECUs, supported OBD-II PIDs and the VIN.")
     probe.add_argument("--channel", required=True, help="CAN channel (e.g. can0, or ff11::1:2:3)")
     probe.add_argument("--interface", default="socketcan", help="python-can interface name")

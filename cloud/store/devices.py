@@ -238,3 +238,13 @@ def registered_time_zones(conn: Conn) -> dict[str, str]:
     """Every registered device id with its time zone (the receiver's registry cache)."""
     rows = conn.execute("SELECT device_id, time_zone FROM devices")
     return {str(device_id): str(tz) for device_id, tz in rows}
+
+
+def set_cert_fingerprint(conn: Conn, device_id: str, fingerprint: str) -> bool:
+    """Record a device's new certificate (field replacement); returns whether it is registered."""
+    check_known_id(device_id)
+    cleaned = normalise_fingerprint(fingerprint)
+    with conn.transaction():
+        row = conn.execute("UPDATE devices SET cert_fingerprint = %s WHERE device_id = %s RETURNING 1",
+                           (cleaned, device_id)).fetchone()
+    return row is not None
