@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cloud import pki
-from lienwatch.cli import add_group, lazy, not_yet
-
-_API = "cloud query API issue"
+from lienwatch.cli import add_group, lazy
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,10 +27,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ingest.add_argument("--config", required=True, help="receiver TOML config")
     ingest.set_defaults(handler=lazy("cloud.ingest.commands:run_ingest"))
 
-    api_help = "Serve the HTTP API (tracks, alerts, summaries, commands): NOT AVAILABLE YET."
-    api = cloud.add_parser("api", help=api_help, description=api_help + f" It arrives with the {_API}.")
-    api.add_argument("--config", required=True, help="API TOML config")
-    api.set_defaults(handler=not_yet(_API))
+    api = cloud.add_parser("api", help="Serve the lender's HTTP API (devices, events, commands, audit).",
+                           description="Serve the HTTP API (docs/api.md) with uvicorn on [api] host:port.")
+    api.add_argument("--config", required=True, help="API TOML config (deploy/api/api.toml)")
+    api.set_defaults(handler=lazy("cloud.api.cli:run_api"))
+
+    keys = cloud.add_parser("keys", help="Create, list and revoke API keys.")
+    key_actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    key_handler = lazy("cloud.api.cli:run_keys")
+    key_add = key_actions.add_parser("add", help="Create a key; prints its token once.")
+    key_add.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    key_add.add_argument("--user", required=True, help="whose key (account managers: the assignment name)")
+    key_add.add_argument("--role", required=True,
+                         choices=["admin", "risk_officer", "account_manager", "auditor"])
+    key_add.set_defaults(handler=key_handler)
+    key_list = key_actions.add_parser("list", help="List keys (never their secrets).")
+    key_list.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    key_list.add_argument("--json", action="store_true", help="print JSON")
+    key_list.set_defaults(handler=key_handler)
+    key_revoke = key_actions.add_parser("revoke", help="Revoke a key at once.")
+    key_revoke.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    key_revoke.add_argument("--id", required=True, help="key id (from `keys list`)")
+    key_revoke.set_defaults(handler=key_handler)
 
     devices = cloud.add_parser("devices", help="Register, list and remove devices.")
     actions = devices.add_subparsers(dest="devices_command", metavar="ACTION", required=True)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Granularity = Literal["day", "month"]
-RetentionClass = Literal["signals", "status", "positions", "events", "summaries", "rejected"]
+RetentionClass = Literal["signals", "status", "positions", "events", "summaries", "rejected", "audit"]
 RETENTION_CLASSES: tuple[RetentionClass, ...] = (
-    "signals", "status", "positions", "events", "summaries", "rejected",
+    "signals", "status", "positions", "events", "summaries", "rejected", "audit",
 )
 
 
@@ -32,5 +32,7 @@ TIME_SERIES: tuple[TimeSeriesTable, ...] = (
     TimeSeriesTable("command_acks", "time", "month", "events"),
     TimeSeriesTable("rejected_messages", "received_at", "day", "rejected"),
     TimeSeriesTable("daily_summaries", "day", "month", "summaries", column_is_date=True),
+    # Who read whose location (cloud/api/audit.py, migration 0006): kept as long as positions.
+    TimeSeriesTable("audit_log", "time", "month", "audit"),
 )
 BY_NAME = {table.name: table for table in TIME_SERIES}

@@ -41,6 +41,7 @@ DEFAULT_DAYS: dict[RetentionClass, int] = {
     "events": 5 * 365,
     "summaries": 5 * 365,
     "rejected": 30,
+    "audit": 5 * 365,  # the API's record of every location read: necessary data, as long as positions
 }
 
 

@@ -17,6 +17,11 @@ GRANT UPDATE (state, updated_at, updated_by, note) ON event_lifecycle TO lienwat
 GRANT INSERT, UPDATE, DELETE ON summary_dirty TO lienwatch_ingest;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_ingest;
 
--- The API: event lifecycle and commands.
+-- The API (cloud/api): event lifecycle and commands, registration and provisioning of devices,
+-- API keys and assignments (admin endpoints), and the audit log, which it may only append to:
+-- no UPDATE or DELETE of an audit record (retention is the owner's, `lienwatch cloud maintain`).
 GRANT INSERT, UPDATE ON event_lifecycle, commands TO lienwatch_api;
+GRANT INSERT, UPDATE ON devices, api_keys TO lienwatch_api;
+GRANT INSERT, UPDATE, DELETE ON points_of_interest, device_assignments TO lienwatch_api;
+GRANT INSERT ON event_actions, audit_log TO lienwatch_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_api;

@@ -1,0 +1,1 @@
+"""The lender's HTTP API (FastAPI): devices, events, commands, keys, audit; docs/api.md."""

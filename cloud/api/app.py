@@ -1,0 +1,134 @@
+"""The lender's HTTP API: `create_app(config)` builds it, `lienwatch cloud api` serves it.
+
+The psycopg pool (and, with `[mqtt]`, the command publisher) opens in the lifespan; handlers are
+plain `def` (FastAPI runs them in its threadpool) and use the sync cloud/store functions on a
+pooled connection. One router per resource in cloud/api/routes/; a new one is one
+`app.include_router(...)` line in `_ROUTERS` below. Every error is problem+json (problems.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from psycopg_pool import ConnectionPool
+
+from cloud.api import problems
+from cloud.api.config import AppConfig
+from cloud.api.context import ApiState
+from cloud.api.metrics import ApiMetrics
+from cloud.api.ratelimit import RateLimiter
+from cloud.store.db import Conn
+from cloud.store.partitions import PartitionKeeper
+from lienwatch.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+def _configure(conn: Conn) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def open_pool(config: AppConfig) -> ConnectionPool[Conn]:
+    """The request pool: autocommit connections, session time zone UTC, opened without waiting
+    (a database that is down at start makes /readyz say so, not the process fail)."""
+    pool: ConnectionPool[Conn] = ConnectionPool(
+        config.dsn,
+        min_size=config.api.pool_min_size,
+        max_size=config.api.pool_max_size,
+        open=False,
+        kwargs={"autocommit": True, "application_name": "lienwatch-api"},
+        configure=_configure,
+        name="lienwatch-api",
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def _audit_partitions_ahead(pool: ConnectionPool[Conn], now: datetime) -> None:
+    try:
+        with pool.connection(timeout=5.0) as conn:
+            PartitionKeeper().ensure(conn, "audit_log", now.date(), (now + timedelta(days=7)).date())
+    except Exception as error:  # the audit writer creates a missing partition itself; say why here
+        log.warning("audit_log partitions ahead not made at start: %s", error)
+
+
+def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
+    """The API for `config`; the pool opens when the app starts (lifespan) and closes with it."""
+    clock = clock or SystemClock()
+    state = ApiState(
+        config=config,
+        clock=clock,
+        metrics=ApiMetrics(),
+        limiter=RateLimiter(config.rate_limit.per_minute, config.rate_limit.burst, clock),
+        signing_key=config.signing_key(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.pool = open_pool(config)
+        _audit_partitions_ahead(state.pool, datetime.fromtimestamp(clock.wall_ns() / 1e9, UTC))
+        from cloud.api.commands import start_publishing
+
+        stop_publishing = start_publishing(state)
+        try:
+            yield
+        finally:
+            stop_publishing()
+            state.pool.close()
+            state.pool = None
+
+    app = FastAPI(
+        title="lienwatch API",
+        version="1",
+        lifespan=lifespan,
+        description="The lender's API: devices, events, commands, audit (docs/api.md).",
+        responses=problems.COMMON_RESPONSES,
+    )
+    app.state.lienwatch = state
+    problems.install(app)
+    _install_middleware(app, state)
+    from cloud.api.routes import audit_log, commands, devices, events, health, keys
+
+    for router in (
+        health.router,
+        devices.router,
+        events.router,
+        commands.router,
+        keys.router,
+        audit_log.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def _install_middleware(app: FastAPI, state: ApiState) -> None:
+    headers = state.config.security_headers
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        state.metrics.requests.labels(request.method, name, str(response.status_code)).inc()
+        state.metrics.latency.labels(name).observe(time.perf_counter() - started)
+        for key, value in headers.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    cors = state.config.cors
+    if cors.allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors.allow_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=cors.max_age_s,
+        )
