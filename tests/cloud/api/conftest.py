@@ -98,11 +98,11 @@ def register(conn: Conn, device_id: str, *, assign_to: str | None = None, time_z
                      (assign_to, device_id))
 
 
-def store(conn: Conn, messages: list[Any]) -> None:
-    """Write uplink messages with the receiver's writer, as if they had just arrived."""
+def store(conn: Conn, messages: list[Any], received_ns: int = NOW_NS) -> None:
+    """Write uplink messages with the receiver's writer, as if they had arrived at `received_ns`."""
     writer = BatchWriter(conn, mode="plain", receiver_id="api-test", policy=RetentionPolicy())
-    outcomes = [Accepted(Incoming("t", b"", i, 1, NOW_NS), m, 1) for i, m in enumerate(messages)]
-    writer.write(outcomes, datetime.fromtimestamp(NOW_NS / S, UTC))  # type: ignore[arg-type]
+    outcomes = [Accepted(Incoming("t", b"", i, 1, received_ns), m, 1) for i, m in enumerate(messages)]
+    writer.write(outcomes, datetime.fromtimestamp(received_ns / S, UTC))  # type: ignore[arg-type]
 
 
 def header(device: str, seq: int, at_ns: int) -> Header:
