@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from protocol.messages import PowerState, Severity, Transition
-from tests.cloud.api.conftest import NOW_NS, S, Api, event, fixes, register, status, store
+from tests.cloud.api.conftest import NOW_NS, Api, S, event, fixes, register, status, store
 from tests.cloud.api.test_app import is_problem
 
 POLYGON = {"type": "Polygon", "coordinates": [[[13.0, 52.3], [13.8, 52.3], [13.8, 52.7], [13.0, 52.7],
@@ -93,7 +93,8 @@ def test_the_detail_shows_the_latest_state_and_is_audited(api: Api) -> None:
     assert body["status"]["energy_forecast_days"] == pytest.approx(61.5)
     assert body["status"]["firmware"] == "1.4.2" and body["status"]["config_version"] == 7
     assert body["ignition"] == {"on": False, "time": None, "source": "power_state"}
-    assert [(e["event_id"], e["severity"], e["state"]) for e in body["open_events"]] == [(11, "ALERT", "open")]
+    opened = [(e["event_id"], e["severity"], e["state"]) for e in body["open_events"]]
+    assert opened == [(11, "ALERT", "open")]
     assert body["online"] is True
     assert api.get("/devices/veh-04").json()["ignition"]["on"] is True
     assert api.get("/devices/veh-04").json()["open_events"] == []
@@ -119,7 +120,8 @@ def test_an_account_manager_does_not_see_a_position_older_than_the_window(api: A
     register(api.conn, "veh-old", assign_to="account-manager-1")
     store(api.conn, [fixes("veh-old", 1, NOW_NS - 40 * 86400 * S)])
     assert api.get("/devices/veh-old", role="account_manager").json()["position"] is None
-    assert api.get("/devices/veh-old", role="risk_officer").json()["position"]["lat_deg"] == pytest.approx(52.5202)
+    position = api.get("/devices/veh-old", role="risk_officer").json()["position"]
+    assert position["lat_deg"] == pytest.approx(52.5202)
 
 
 def test_register_and_provision_a_device(api: Api) -> None:
@@ -136,7 +138,8 @@ def test_register_and_provision_a_device(api: Api) -> None:
     is_problem(api.post("/devices", json=body), 409)
     changed = api.patch("/devices/veh-new", json={
         "monitoring_state": "suspended", "contract_polygon": None,
-        "points_of_interest": [{"name": "work", "kind": "work", "lat_deg": 52.4, "lon_deg": 13.3, "radius_m": 50}]})
+        "points_of_interest": [{"name": "work", "kind": "work", "lat_deg": 52.4, "lon_deg": 13.3,
+                                "radius_m": 50}]})
     assert changed.status_code == 200, changed.text
     assert changed.json()["monitoring_state"] == "suspended" and changed.json()["contract_polygon"] is None
     assert [p["name"] for p in changed.json()["points_of_interest"]] == ["work"]
@@ -157,7 +160,8 @@ def test_register_and_provision_a_device(api: Api) -> None:
     {"contract_polygon": {"type": "Point", "coordinates": [13.0, 52.3]}},
     {"points_of_interest": [{"name": "home", "kind": "castle", "lat_deg": 1, "lon_deg": 1}]},
     {"points_of_interest": [{"name": "home", "lat_deg": 91, "lon_deg": 1}]},
-    {"points_of_interest": [{"name": "a", "lat_deg": 1, "lon_deg": 1}, {"name": "A", "lat_deg": 1, "lon_deg": 1}]},
+    {"points_of_interest": [{"name": "a", "lat_deg": 1, "lon_deg": 1},
+                            {"name": "A", "lat_deg": 1, "lon_deg": 1}]},
     {"surprise": True},
 ])
 def test_registration_refuses_bad_input(api: Api, change: dict[str, Any]) -> None:
