@@ -20,7 +20,7 @@ from lienwatch.clock import ManualClock, SystemClock
 COMMANDS = [
     ["edge", "run"], ["edge", "status"], ["edge", "probe"], ["obd", "decode"], ["gnss", "parse"],
     ["wire", "decode"], ["wire", "encode"], ["cloud", "migrate"], ["cloud", "ingest"],
-    ["cloud", "api"], ["cloud", "devices"], ["hil", "run"], ["demo"],
+    ["cloud", "api"], ["cloud", "keys"], ["cloud", "devices"], ["hil", "run"], ["demo"],
 ]
 
 
