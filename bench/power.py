@@ -387,6 +387,11 @@ def main(argv: list[str] | None = None) -> None:
                 [[r.name, r.tow.gpio_s, r.tow.awake_s, r.tow.raised_s, r.tow.detector, r.tow.latency_s,
                   sleep_plan.tow_latency_s,
                   "-" if r.tow.soc_tow_s is None else r.tow.soc_tow_s] for r in runs if r.tow is not None])
+    backup = Planner(profile, Policy()).current.plans[PowerMode.BACKUP]
+    print_table("after an unplug: the planner's BACKUP plan on the tracker's own cell",
+                ["cell mAh", "position every s", "soc", "modem", "cell mA", "lasts h", "why"],
+                [[profile.backup_cell.capacity_mah, backup.position_interval_s, backup.soc, backup.modem,
+                  backup.avg_current_ma, backup.endurance_h, backup.reasons[1]]])
     goals = [("avg parked draw ≤ 1.5 mA at 12 V", planned.avg_ma <= 1.5, f"{planned.avg_ma:.3f} mA"),
              ("a position at least every 6 h", planned.position_age_worst_h <= 6.0,
               f"worst {planned.position_age_worst_h:.2f} h"),

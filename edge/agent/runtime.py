@@ -571,7 +571,8 @@ class Agent:
         state = self._value("Vehicle.LowVoltageSystemState")  # ON = 4, START = 5 (edge.sources.power)
         self.power.observe(ignition=None if state is None else state >= 4.0,
                            supply_v=self._value("Vehicle.LowVoltageBattery.CurrentVoltage"),
-                           bytes_sent_today=self.budget.spent_today)
+                           bytes_sent_today=self.budget.spent_today,
+                           backup_v=self._value("Vehicle.Telematics.BackupBattery.CurrentVoltage"))
 
     def heartbeat(self) -> Status:
         header = self.headers.header()

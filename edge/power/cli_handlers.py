@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.power.battery import LeadAcidBattery
-from edge.power.planner import Plan, Planner, PlanSet, Policy
+from edge.power.planner import Plan, Planner, PlanSet, Policy, PowerMode
 from edge.power.profile import load_profile
 from lienwatch.errors import ConfigError
 
@@ -52,6 +52,10 @@ def render(plans: PlanSet, profile_name: str) -> str:
                      f"{plan.gnss + '/' + plan.gnss_standby:<13} {_hours(plan.wake_interval_s):>7} "
                      f"{_hours(plan.position_interval_s):>9} {_hours(plan.heartbeat_interval_s):>9} "
                      f"{plan.avg_current_ma:>9.3f} {plan.tow_latency_s:>6.0f}")
+    backup = plans.plans.get(PowerMode.BACKUP)
+    if backup is not None and backup.endurance_h is not None:
+        lines.append(f"(backup: avg mA at the cell, which lasts {backup.endurance_h:.0f} h; "
+                     "the others at the vehicle's 12 V)")
     for mode, plan in plans.plans.items():
         lines += ["", f"why {mode.value}:"]
         lines += [f"  - {r}" for r in plan.reasons]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.power.accounting import CpuSeconds, EnergyLedger
-from edge.power.battery import LeadAcidBattery
+from edge.power.battery import LeadAcidBattery, LiIonCell
 from edge.power.planner import Plan, Planner, Policy, PowerMode, SleepOptions
 from edge.power.profile import PowerProfile, load_profile
 from lienwatch.clock import Clock
@@ -55,6 +55,9 @@ class PowerManager:
         self._accounted_mah = 0.0
         self._accounted_ns = now
         self._window = (now, 0.0)
+        self.cell_soc_pct: float | None = None  # the backup cell, from its voltage
+        self._backup = self.planner.current.plans[PowerMode.BACKUP]
+        self._backup_soc = 100.0
         self.asleep = False
         self.sleeps = 0
         self.slept_s = 0.0
@@ -79,11 +82,14 @@ class PowerManager:
         modem = "edrx" if mode is PowerMode.PARKED_WATCH else "connected"
         return self.planner.awake_states(modem=modem, gnss="backup")
 
-    def observe(self, *, ignition: bool | None, supply_v: float | None, bytes_sent_today: int) -> None:
+    def observe(self, *, ignition: bool | None, supply_v: float | None, bytes_sent_today: int,
+                backup_v: float | None = None) -> None:
         """One run-loop tick's worth of facts; cheap except once per `account_interval_s`."""
         now = self.clock.monotonic_ns()
         if supply_v is not None and math.isfinite(supply_v):
             self.supply_lost = supply_v < SUPPLY_LOST_V
+        if backup_v is not None and math.isfinite(backup_v) and backup_v > 0:
+            self.cell_soc_pct = LiIonCell.soc_from_voltage(backup_v)
         self._count_bytes(bytes_sent_today)
         if now < self._next_account_ns:
             return
@@ -91,8 +97,9 @@ class PowerManager:
         self.ledger.sample_cpu()
         spent = self.ledger.spent_mah
         hours = (now - self._accounted_ns) / 3.6e12
-        if self.mode is not None and self.mode is not PowerMode.DRIVING:
-            self.planner.consume(spent - self._accounted_mah, hours)  # the alternator pays while driving
+        if self.mode not in (None, PowerMode.DRIVING, PowerMode.BACKUP):
+            # the alternator pays while driving, the tracker's own cell after an unplug
+            self.planner.consume(spent - self._accounted_mah, hours)
         self._accounted_mah, self._accounted_ns = spent, now
         if ignition is None and self.mode is None:
             return
@@ -100,7 +107,10 @@ class PowerManager:
         if on or self.mode in (None, PowerMode.DRIVING):
             self._parked_since_ns = now  # driving, or the park starts now (ignition off, or first seen)
         parked_s = (now - self._parked_since_ns) / 1e9
-        mode = self.planner.mode_for(ignition_on=on, parked_s=parked_s)
+        mode = PowerMode.BACKUP if self.supply_lost \
+            else self.planner.mode_for(ignition_on=on, parked_s=parked_s)
+        if mode is PowerMode.BACKUP:
+            self._plan_backup()
         if mode is not self.mode:
             self.mode = mode
             self.ledger.set_states(self._states(mode))
@@ -111,9 +121,25 @@ class PowerManager:
             self._last_rest_ns = now
             self.planner.observe_rest(supply_v)
 
+    def _plan_backup(self) -> None:
+        """The backup plan for the cell's charge as its voltage says (re-planned per whole %)."""
+        soc = 100.0 if self.cell_soc_pct is None else self.cell_soc_pct
+        if self._backup.endurance_h is None or abs(soc - self._backup_soc) >= 1.0:
+            self._backup = self.planner.backup(soc)
+            self._backup_soc = soc
+
+    @property
+    def plan(self) -> Plan | None:
+        """The plan of the current state (the backup plan from the cell's measured charge)."""
+        if self.mode is None:
+            return None
+        return self._backup if self.mode is PowerMode.BACKUP else self.planner.current.plans[self.mode]
+
     def enter_sleep(self) -> Plan:
-        """The SoC goes down now: the ledger holds the sleep plan's states; that plan."""
-        plan = self.planner.current.plans[PowerMode.PARKED_SLEEP]
+        """The SoC goes down now: the ledger holds the sleep states of the current plan (PARKED_SLEEP
+        or BACKUP); that plan."""
+        plan = self.plan if self.mode is PowerMode.BACKUP and self.plan is not None \
+            else self.planner.current.plans[PowerMode.PARKED_SLEEP]
         self.ledger.set_states(self.planner.sleep_states(SleepOptions(plan.soc, plan.modem,
                                                                       plan.gnss_standby)))
         self.asleep = True
@@ -125,7 +151,8 @@ class PowerManager:
         `slept` False: the sleep action failed, the SoC never went down."""
         if not self.asleep:
             return
-        plan = self.planner.current.plans[PowerMode.PARKED_SLEEP]
+        plan = self.plan if self.mode is PowerMode.BACKUP and self.plan is not None \
+            else self.planner.current.plans[PowerMode.PARKED_SLEEP]
         self.ledger.hold_unseen(unseen_s)
         unseen_ns = round(unseen_s * 1e9)
         self._parked_since_ns -= unseen_ns  # the park went on while the clock stood still
@@ -149,14 +176,17 @@ class PowerManager:
     def wire_state(self) -> PowerState:
         if self.supply_lost:
             return PowerState.BACKUP_BATTERY  # unplugged: the tracker's own cell, whatever the plan
-        if self.mode is None:
+        if self.plan is None:
             return PowerState.UNKNOWN
-        return self.planner.current.plans[self.mode].wire_state
+        return self.plan.wire_state
 
     def avg_current_ma(self) -> float | None:
-        """Measured average since the current state began (the plan's until a minute has passed)."""
+        """Measured average since the current state began (the plan's until a minute has passed);
+        on the backup cell, the backup plan's current at the cell."""
         if self.mode is None:
             return None
+        if self.mode is PowerMode.BACKUP:
+            return self._backup.avg_current_ma
         start_ns, start_mah = self._window
         seconds = (self.clock.monotonic_ns() - start_ns) / 1e9
         if seconds < MIN_WINDOW_S:
@@ -164,21 +194,31 @@ class PowerManager:
         return (self.ledger.spent_mah - start_mah) / (seconds / 3600.0)
 
     def forecast_days(self) -> float | None:
-        """Days to the cranking limit if parked from now, at the planned duty cycle."""
+        """Days to the cranking limit if parked from now, at the planned duty cycle; on the backup
+        cell, days until it is empty at the backup plan."""
+        if self.mode is PowerMode.BACKUP:
+            hours = self._backup.endurance_h
+            return None if hours is None or not math.isfinite(hours) \
+                else min(hours / 24.0, FORECAST_MAX_DAYS)
         days = self.planner.current.forecast_days
         return None if not math.isfinite(days) else min(days, FORECAST_MAX_DAYS)
 
     def snapshot(self) -> dict[str, Any]:
         plans = self.planner.current
         avg = self.avg_current_ma()
+        backup = self._backup
         return {
             "state": self.mode.value if self.mode else "unknown",
             "wire_state": self.wire_state.name,
             "soc_pct": round(self.planner.estimator.soc_pct, 2),
-            "forecast_days": None if self.forecast_days() is None else round(plans.forecast_days, 1),
+            "forecast_days": None if (days := self.forecast_days()) is None else round(days, 1),
             "avg_current_ma": None if avg is None else round(avg, 3),
             "budget_ma": round(plans.budget_ma, 3),
             "replans": self.planner.replans,
+            "backup": {"cell_soc_pct": None if self.cell_soc_pct is None else round(self.cell_soc_pct, 1),
+                       "position_interval_s": backup.position_interval_s,
+                       "cell_ma": round(backup.avg_current_ma, 3),
+                       "lasts_h": None if backup.endurance_h is None else round(backup.endurance_h, 1)},
             "sleeps": self.sleeps,
             "slept_s": round(self.slept_s, 1),
             "profile": self.planner.profile.name,

@@ -34,9 +34,12 @@ class PowerMode(Enum):
     PARKED_WATCH = "parked_watch"
     PARKED_SLEEP = "parked_sleep"
     CRITICAL = "critical"
+    BACKUP = "backup"  # unplugged: the tracker runs from its own cell
 
 
 WAKE_LADDER_H = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 48.0, 72.0)
+BACKUP_LADDER_S = (60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0,
+                   86400.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ class Policy:
     bumps_per_day: float = 4.0  # accelerometer wakes that are not a tow (expected, for the budget)
     rtk_when_driving: bool = True  # RTK pays only while the alternator pays
     critical_heartbeat_h: float = 168.0  # CRITICAL still says it is alive, weekly
+    backup_hours_min: float = 48.0  # after an unplug the backup cell must last at least this long
+    backup_position_interval_min_s: float = 300.0  # on the cell, never a position more often
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,7 +79,8 @@ class Policy:
                     or value < 0:
                 raise ConfigError(f"power.{f.name} must be a finite number >= 0, got {value!r}")
         for name in ("horizon_days", "position_interval_max_h", "position_interval_min_h",
-                     "heartbeat_interval_h", "tow_latency_max_s", "critical_heartbeat_h"):
+                     "heartbeat_interval_h", "tow_latency_max_s", "critical_heartbeat_h",
+                     "backup_hours_min", "backup_position_interval_min_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"power.{name} must be > 0")
         if self.horizon_days > 3650:
@@ -131,6 +137,7 @@ class Plan:
     position_age_worst_s: float | None
     command_latency_s: float  # how long a downlink command may wait
     reasons: tuple[str, ...] = ()
+    endurance_h: float | None = None  # BACKUP: how long the cell lasts at this plan
 
     @property
     def wire_state(self) -> PowerState:
@@ -138,6 +145,8 @@ class Plan:
             return PowerState.ACTIVE
         if self.mode is PowerMode.PARKED_WATCH:
             return PowerState.IDLE
+        if self.mode is PowerMode.BACKUP:
+            return PowerState.BACKUP_BATTERY
         if self.mode is PowerMode.PARKED_SLEEP and self.soc == "suspend":
             return PowerState.SLEEP
         return PowerState.DEEP_SLEEP
@@ -319,6 +328,95 @@ class Planner:
                     p.critical_heartbeat_h * 3600.0, None, avg, self.tow_latency_s("off", "off"), None,
                     p.critical_heartbeat_h * 3600.0, tuple(reasons))
 
+    # ------------------------------------------------------------------ on the backup cell
+
+    def cell_ma(self, states: Mapping[str, str]) -> float:
+        """Cell current with each part in `states`. Unplugged, the 12 V buck and the parts on the
+        car's supply (`direct`) have no power; the cell feeds the modem's VBAT directly and the
+        3.3 V rails through a linear regulator, so it carries the sum of the rail currents."""
+        return sum(part.ma(states[name]) for name, part in self.profile.parts.items() if not part.direct)
+
+    def cell_segments_mah(self, segments: list[Segment]) -> float:
+        """What segments cost the cell (events' energy at their part's rail, linear path)."""
+        prof = self.profile
+        t = prof.timings
+        modem_v = prof.parts["modem"].rail_v
+        total = 0.0
+        for seg in segments:
+            total += self.cell_ma(seg.states) * seg.seconds / 3600.0
+            if seg.fix:
+                seconds = {"hot": t.gnss_ttff_hot_s, "cold": t.gnss_ttff_cold_s,
+                           "rtk": t.gnss_ttff_hot_s + t.gnss_rtk_convergence_s}[seg.fix]
+                total += prof.parts["gnss"].ma("acquisition") * seconds / 3600.0
+            if seg.attach:
+                mj = t.modem_attach_mj if seg.attach == "full" else t.modem_psm_wake_mj
+                total += mj / modem_v / 3600.0
+            total += t.modem_kb_mj * seg.bytes_sent / 1000.0 / modem_v / 3600.0
+        return total
+
+    def backup_plan(self, options: SleepOptions, interval_s: float, cell_soc_pct: float = 100.0) -> Plan:
+        """One BACKUP candidate: a position every `interval_s`, a heartbeat daily, on the cell."""
+        p = self.policy
+        t = self.profile.timings
+        interval_h = interval_s / 3600.0
+        fix = self.fix_start(interval_h, options.gnss)
+        heartbeat_every = max(1, int(p.heartbeat_interval_h // interval_h))
+        with_hb = self.cell_segments_mah(self.wake_segments(options, fix=fix, heartbeat=True))
+        without = self.cell_segments_mah(self.wake_segments(options, fix=fix, heartbeat=False))
+        per_wake = (with_hb + (heartbeat_every - 1) * without) / heartbeat_every
+        awake_s = sum(s.seconds for s in self.wake_segments(options, fix=fix, heartbeat=False))
+        floor = self.cell_ma(self.sleep_states(options))
+        avg = floor * max(0.0, interval_h - awake_s / 3600.0) / interval_h + per_wake / interval_h
+        usable = max(0.0, min(100.0, cell_soc_pct)) / 100.0 * self.profile.backup_cell.capacity_mah
+        endurance = usable / avg if avg > 0 else math.inf
+        ttff = t.gnss_ttff_hot_s if fix == "hot" else t.gnss_ttff_cold_s
+        command = t.modem_edrx_cycle_s if options.modem == "edrx" else interval_s
+        return Plan(PowerMode.BACKUP, options.soc, options.modem, "per_wake", options.gnss, interval_s,
+                    heartbeat_every * interval_s, interval_s, avg,
+                    self.tow_latency_s(options.soc, options.modem),
+                    interval_s + self._soc_wake_s(options.soc) + ttff, command, endurance_h=endurance)
+
+    def backup(self, cell_soc_pct: float = 100.0) -> Plan:
+        """After an unplug: the freshest positions that let the cell last `backup_hours_min`."""
+        p = self.policy
+        cell = self.profile.backup_cell
+        allowed = [self.backup_plan(o, s, cell_soc_pct) for s in BACKUP_LADDER_S
+                   if s >= p.backup_position_interval_min_s for o in SLEEP_OPTIONS]
+        if not allowed:  # the policy's minimum is above the ladder: its longest rung
+            allowed = [self.backup_plan(o, BACKUP_LADDER_S[-1], cell_soc_pct) for o in SLEEP_OPTIONS]
+        lasting = [c for c in allowed if (c.endurance_h or 0.0) >= p.backup_hours_min]
+        if lasting:
+            best = min(lasting, key=lambda c: (c.position_interval_s, c.avg_current_ma))
+        else:
+            best = max(allowed, key=lambda c: (c.endurance_h or 0.0, -(c.position_interval_s or 0.0)))
+        assert best.wake_interval_s is not None and best.endurance_h is not None
+        duty = self.wake_segments(SleepOptions(best.soc, best.modem, best.gnss_standby),
+                                  fix=self.fix_start(best.wake_interval_s / 3600.0, best.gnss_standby),
+                                  heartbeat=False)
+        awake_s = sum(s.seconds for s in duty)
+        why = [f"unplugged: the {cell.capacity_mah:g} mAh cell at {cell_soc_pct:.0f} % runs the tracker "
+               f"(the car's supply and the 12 V buck are gone; the cell feeds the rails linearly: "
+               f"{best.avg_current_ma:.2f} mA at the cell)",
+               f"a position every {_seconds(best.wake_interval_s)}, SoC {best.soc} and modem "
+               f"{best.modem} between (awake {awake_s:.0f} s per wake, a duty cycle of "
+               f"{100.0 * awake_s / best.wake_interval_s:.2f} %): the cell lasts "
+               f"{best.endurance_h:.0f} h"]
+        if lasting:
+            why.append(f"the freshest positions that keep the cell going for backup_hours_min = "
+                       f"{p.backup_hours_min:g} h (no fresher than {p.backup_position_interval_min_s:g} s)")
+            fresher = [c for c in allowed if c.position_interval_s is not None
+                       and best.position_interval_s is not None
+                       and c.position_interval_s < best.position_interval_s]
+            if fresher:
+                alt = max(fresher, key=lambda c: (c.position_interval_s or 0.0, c.endurance_h or 0.0))
+                assert alt.wake_interval_s is not None
+                why.append(f"a position every {_seconds(alt.wake_interval_s)} would last only "
+                           f"{alt.endurance_h or 0.0:.0f} h")
+        else:
+            why.append(f"no plan lasts backup_hours_min = {p.backup_hours_min:g} h: the longest-lasting "
+                       "is taken")
+        return replace(best, reasons=tuple(why))
+
     # ------------------------------------------------------------------ the budget and the choice
 
     def self_discharge_ma(self) -> float:
@@ -401,7 +499,8 @@ class Planner:
         budget_ma = max(0.0, (usable - (sd_ma + p.vehicle_quiescent_ma) * horizon_h - watch) / horizon_h)
         sleep = self.choose_sleep(budget_ma)
         plans = {PowerMode.DRIVING: self.driving(), PowerMode.PARKED_WATCH: self.watch(),
-                 PowerMode.PARKED_SLEEP: sleep, PowerMode.CRITICAL: self.critical()}
+                 PowerMode.PARKED_SLEEP: sleep, PowerMode.CRITICAL: self.critical(),
+                 PowerMode.BACKUP: self.backup()}
         draw = sleep.avg_current_ma + sd_ma + p.vehicle_quiescent_ma
         forecast = (p.watch_h / 24.0 + max(0.0, usable - watch) / draw / 24.0) if draw > 0 else math.inf
         spent_horizon = watch + (sleep.avg_current_ma + sd_ma + p.vehicle_quiescent_ma) * horizon_h
@@ -447,3 +546,9 @@ class Planner:
                 f"not the {before:.1f} % counted")
         self.current = replace(plan, reasons=(note, *plan.reasons))
         return True
+
+
+def _seconds(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"

@@ -122,7 +122,7 @@ class Sleeper:
     def step(self, undelivered: int) -> bool:
         """Called once per run-loop tick; sleeps (and returns True after the wake) when due."""
         now = self.clock.monotonic_ns()
-        if self.power.mode is not PowerMode.PARKED_SLEEP:
+        if self.power.mode not in (PowerMode.PARKED_SLEEP, PowerMode.BACKUP):
             self._woke_ns = now  # a wake's window counts from the moment sleeping is planned
             return False
         awake_ns = now - self._woke_ns

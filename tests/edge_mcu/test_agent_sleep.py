@@ -247,3 +247,24 @@ def test_bad_sleep_and_mcu_threshold_config_is_refused(table: dict[str, object],
     with pytest.raises(ConfigError, match=message):
         config = parse_config(document)
         CommandSleep.from_config(config.values)
+
+
+def test_unplugged_the_soc_sleeps_between_the_backup_plans_positions(
+        parked: tuple[ScenarioCar, QuietPtyMcu]) -> None:
+    car, mcu = parked
+    _wait_for_session(car)
+    action = FakeSleep(car, mcu, lambda t: None, lambda: None)
+    _install(car, action)
+    car.set(supply_v=0.3, backup_v=3.9)  # the tracker's 12 V wire is cut: on its own cell
+    car.run(400.0, tick_s=10.0)  # no broker: up max_awake_s (300 s), then asleep on flash
+    power = car.agent.power
+    assert power.mode is PowerMode.BACKUP
+    plan = power.plan
+    assert plan is not None and plan.wake_interval_s is not None and plan.endurance_h is not None
+    assert action.calls and action.calls[0][1] == plan.soc
+    assert action.calls[0][0] == max(60.0, plan.wake_interval_s - 300.0)
+    assert action.ledger_states["soc"] == plan.soc and action.ledger_states["modem"] == plan.modem
+    status = car.status()["power"]
+    assert status["wire_state"] == "BACKUP_BATTERY"
+    assert status["backup"]["lasts_h"] == round(plan.endurance_h, 1)
+    assert status["forecast_days"] == pytest.approx(plan.endurance_h / 24.0, abs=0.05)

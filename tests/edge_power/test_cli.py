@@ -23,7 +23,8 @@ def test_plan_prints_every_state_forecast_and_why(capsys: Capsys) -> None:
 def test_plan_as_json_agrees_with_the_horizon(capsys: Capsys) -> None:
     assert main(["edge", "power", "plan", "--days", "30", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data["plans"]) == {"driving", "parked_watch", "parked_sleep", "critical"}
+    assert set(data["plans"]) == {"driving", "parked_watch", "parked_sleep", "critical", "backup"}
+    assert data["plans"]["backup"]["endurance_h"] >= 48.0
     assert data["plans"]["parked_sleep"]["avg_current_ma"] <= data["budget_ma"]
     assert data["forecast_days"] > 30
 

@@ -32,10 +32,11 @@ def _manager(clock: ManualClock, cpu: Cpu | None = None) -> PowerManager:
 
 
 def _run(manager: PowerManager, clock: ManualClock, seconds: float, *, ignition: bool | None,
-         supply_v: float | None = 12.5, bytes_today: int = 0) -> None:
+         supply_v: float | None = 12.5, bytes_today: int = 0, backup_v: float | None = None) -> None:
     for _ in range(int(seconds // 10)):
         clock.advance(10)
-        manager.observe(ignition=ignition, supply_v=supply_v, bytes_sent_today=bytes_today)
+        manager.observe(ignition=ignition, supply_v=supply_v, bytes_sent_today=bytes_today,
+                        backup_v=backup_v)
 
 
 def test_unknown_until_the_ignition_is_known() -> None:
@@ -169,3 +170,30 @@ def test_a_sleep_is_charged_in_the_sleep_plans_states_including_time_the_clock_d
     assert manager.slept_s == pytest.approx(3600.0)
     with pytest.raises(ValueError, match="unseen"):
         manager.ledger.hold_unseen(-1.0)
+
+
+def test_on_the_backup_cell_the_plan_and_forecast_follow_the_cells_voltage() -> None:
+    """Unplugged: BACKUP, the cell's plan from its measured charge; the vehicle battery is not
+    charged for what the cell pays."""
+    clock = ManualClock()
+    manager = _manager(clock)
+    _run(manager, clock, 600, ignition=False, backup_v=4.2)
+    snapshot = manager.snapshot()
+    assert snapshot["wire_state"] == "IDLE" and snapshot["backup"]["cell_soc_pct"] == 100.0
+    _run(manager, clock, 10, ignition=None, supply_v=0.4, backup_v=4.2)  # the 12 V wire is cut
+    soc = manager.planner.estimator.soc_pct
+    _run(manager, clock, 3600, ignition=None, supply_v=0.4, backup_v=4.2)
+    assert manager.mode is PowerMode.BACKUP and manager.wire_state is PowerState.BACKUP_BATTERY
+    full = manager.plan
+    assert full is not None and full.endurance_h is not None
+    assert manager.forecast_days() == pytest.approx(full.endurance_h / 24.0)
+    assert manager.avg_current_ma() == pytest.approx(full.avg_current_ma)  # at the cell
+    assert manager.planner.estimator.soc_pct == pytest.approx(soc, abs=1e-9)  # the cell paid
+    _run(manager, clock, 60, ignition=None, supply_v=0.4, backup_v=3.7)  # 45 % left (Li-ion OCV)
+    half = manager.plan
+    assert half is not None and half.endurance_h is not None and half.endurance_h < full.endurance_h
+    snapshot = manager.snapshot()["backup"]
+    assert snapshot["cell_soc_pct"] == pytest.approx(45.0)
+    assert snapshot["lasts_h"] == round(half.endurance_h, 1)
+    _run(manager, clock, 20, ignition=None, supply_v=12.5, backup_v=4.1)  # plugged back in
+    assert manager.mode is not PowerMode.BACKUP

@@ -6,7 +6,7 @@ import pytest
 
 from edge.power.accounting import EnergyLedger
 from edge.power.battery import LeadAcidBattery, resting_voltage
-from edge.power.planner import Planner, Policy, PowerMode, SleepOptions
+from edge.power.planner import BACKUP_LADDER_S, SLEEP_OPTIONS, Planner, Policy, PowerMode, SleepOptions
 from edge.power.profile import load_profile
 from lienwatch.clock import ManualClock
 from lienwatch.errors import ConfigError
@@ -27,7 +27,7 @@ def test_default_plan_keeps_every_promise_within_the_budget() -> None:
     assert sleep.tow_latency_s <= policy.tow_latency_max_s
     assert plans.soc_at_horizon_pct > planner.battery.crank_soc_pct
     assert plans.forecast_days > policy.horizon_days
-    currents = [plans.plans[mode].avg_current_ma for mode in PowerMode]
+    currents = [plans.plans[mode].avg_current_ma for mode in PowerMode if mode is not PowerMode.BACKUP]
     assert currents == sorted(currents, reverse=True)  # driving > watch > sleep > critical
     assert all(plan.reasons for plan in plans.plans.values())
 
@@ -135,3 +135,42 @@ def test_cold_shrinks_the_budget() -> None:
 def test_bad_policy_is_a_config_error(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Policy.from_mapping(table)
+
+
+def test_after_an_unplug_the_backup_plan_lasts_its_hours_with_the_freshest_positions() -> None:
+    planner = Planner(PROFILE)
+    policy = planner.policy
+    backup = planner.current.plans[PowerMode.BACKUP]
+    assert backup.wire_state is PowerState.BACKUP_BATTERY
+    assert backup.endurance_h is not None and backup.endurance_h >= policy.backup_hours_min
+    assert backup.endurance_h == pytest.approx(PROFILE.backup_cell.capacity_mah / backup.avg_current_ma)
+    assert backup.position_interval_s is not None
+    assert backup.position_interval_s >= policy.backup_position_interval_min_s
+    # every fresher rung of the ladder would empty the cell before backup_hours_min
+    for interval in BACKUP_LADDER_S:
+        if policy.backup_position_interval_min_s <= interval < backup.position_interval_s:
+            assert all((planner.backup_plan(o, interval).endurance_h or 0.0) < policy.backup_hours_min
+                       for o in SLEEP_OPTIONS)
+    assert "lasts" in " ".join(backup.reasons) and "duty cycle" in " ".join(backup.reasons)
+
+
+def test_the_backup_cell_draws_the_rail_currents_and_nothing_of_the_cars_supply() -> None:
+    planner = Planner(PROFILE)
+    states = planner.sleep_states(SleepOptions("off", "psm", "backup"))
+    rails = sum(PROFILE.parts[p].ma(s) for p, s in states.items() if not PROFILE.parts[p].direct)
+    assert planner.cell_ma(states) == pytest.approx(rails)
+    assert PROFILE.parts["can"].direct and PROFILE.parts["can"].ma(states["can"]) > 0  # not on the cell
+
+
+def test_a_longer_backup_promise_buys_rarer_positions_and_an_impossible_one_says_so() -> None:
+    base = Planner(PROFILE).current.plans[PowerMode.BACKUP]
+    longer = Planner(PROFILE, Policy(backup_hours_min=200.0)).current.plans[PowerMode.BACKUP]
+    assert longer.position_interval_s is not None and base.position_interval_s is not None
+    assert longer.position_interval_s > base.position_interval_s
+    assert longer.endurance_h is not None and longer.endurance_h >= 200.0
+    never = Planner(PROFILE, Policy(backup_hours_min=1e6)).current.plans[PowerMode.BACKUP]
+    assert "no plan lasts" in " ".join(never.reasons)
+    assert never.endurance_h is not None and never.endurance_h >= longer.endurance_h
+    half = Planner(PROFILE).backup(cell_soc_pct=50.0)
+    assert half.endurance_h is not None and half.endurance_h >= 48.0
+    assert half.position_interval_s is not None and half.position_interval_s >= base.position_interval_s
