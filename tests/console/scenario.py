@@ -62,12 +62,13 @@ def _ns(at: datetime) -> int:
     return int(at.timestamp()) * 10**9
 
 
-def _fix(at: datetime, lat: float, lon: float, speed: float) -> GnssFix:
-    return GnssFix(_ns(at), lat, lon, 520.0, speed, 35.0, 0.9, 11, FixType.FIX_3D)
+def _fix(at: datetime, lat: float, lon: float, speed: float, fix: FixType = FixType.FIX_3D) -> GnssFix:
+    return GnssFix(_ns(at), lat, lon, 520.0, speed, 35.0, 0.9, 11 if fix else 0, fix)
 
 
 def tow_fixes(night: NightTow) -> list[GnssFix]:
-    """Parked at home once a minute, then the tow every 10 s (none in the no-fix minutes)."""
+    """Parked at home once a minute, then the tow every 10 s; in the no-fix minutes the receiver
+    reports no fix (rows of fix type NO_FIX at the last known position)."""
     fixes = []
     at = night.parked_at
     while at < night.tow_start:
@@ -78,6 +79,8 @@ def tow_fixes(night: NightTow) -> list[GnssFix]:
         at = night.tow_start + timedelta(seconds=10 * i)
         minute = i * 10 / 60
         if NO_FIX_MINUTES[0] <= minute < NO_FIX_MINUTES[1]:
+            last = fixes[-1]
+            fixes.append(_fix(at, last.lat_deg, last.lon_deg, 0.0, FixType.NO_FIX))
             continue
         f = i / steps
         # a gentle curve, not a straight line, so the drawn track shows its shape
@@ -111,7 +114,7 @@ def _messages(night: NightTow, now: datetime) -> Iterator[TelemetryBatch | Event
     lifted_fix = next(f for f in fixes if f.time_ns >= _ns(lifted))
     yield Event(header(TOW_DEVICE, lifted), night.tow_event_id, Severity.ALERT, "tow", _ns(lifted),
                 {"distance_m": 160.0, "ignition_off_min": 250.0}, lifted_fix, "moving with the ignition off")
-    emergency_fix = next(f for f in fixes if f.time_ns >= _ns(night.emergency_at))
+    emergency_fix = next(f for f in fixes if f.time_ns >= _ns(night.emergency_at) and f.fix_type)
     yield Event(header(TOW_DEVICE, night.emergency_at), night.tow_event_id, Severity.EMERGENCY, "tow",
                 _ns(night.emergency_at), {"distance_m": 2150.0, "speed_kmh": 28.0, "ignition_off_min": 254.0},
                 emergency_fix, "towed 2.2 km with the ignition off", Transition.ESCALATED, _ns(lifted))

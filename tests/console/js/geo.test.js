@@ -100,9 +100,9 @@ test('Spec matches concrete paths against OpenAPI templates, method by method', 
 test('fleet health lists offline, low battery, backlog and poor clock devices', () => {
   const now = 100 * 3600e3;
   const devices = [
-    { id: 'ok', lastReceivedAt: now - 60e3, supplyV: 12.6, backupV: 4.1, queueDepth: 3, clockQuality: 'GNSS' },
-    { id: 'off', lastReceivedAt: now - 30 * 3600e3, supplyV: 12.5, queueDepth: 0, clockQuality: 3 },
-    { id: 'weak', lastReceivedAt: now, supplyV: 11.2, queueDepth: 500, clockQuality: 'RTC' },
+    { id: 'ok', lastSeenAt: now - 60e3, supplyV: 12.6, backupV: 4.1, queueDepth: 3, clockQuality: 'GNSS' },
+    { id: 'off', lastSeenAt: now - 30 * 3600e3, supplyV: 12.5, queueDepth: 0, clockQuality: 3 },
+    { id: 'weak', lastSeenAt: now, supplyV: 11.2, queueDepth: 500, clockQuality: 'RTC' },
   ];
   const h = fleetHealth(devices, { offlineH: 24 }, now);
   assert.deepEqual(h.offline.map((d) => d.id), ['off']);
@@ -119,13 +119,21 @@ test('the forecast falls to zero on the day the budget runs out, or stays above 
   assert.equal(forecastSeries(null), null);
 });
 
-test('a GeoJSON track with per-vertex times becomes time-ordered points', () => {
-  const track = normTrack({ type: 'FeatureCollection', features: [
-    { type: 'Feature', geometry: { type: 'LineString', coordinates: [[11, 48], [11.1, 48.1]] },
-      properties: { times: ['2026-01-01T02:00:10Z', '2026-01-01T02:00:00Z'] } },
-    { type: 'Feature', geometry: { type: 'Point', coordinates: [11.2, 48.2] },
-      properties: { kind: 'stop', start: '2026-01-01T01:00:00Z', end: '2026-01-01T01:30:00Z' } },
+test('a track GeoJSON becomes time-ordered fixes, no-fix stretches and events', () => {
+  const track = normTrack({ type: 'FeatureCollection', properties: { device_id: 'gw-1' }, features: [
+    { type: 'Feature', geometry: { type: 'LineString', coordinates: [[11, 48], [11.1, 48.1]] }, properties: { kind: 'track' } },
+    { type: 'Feature', geometry: { type: 'Point', coordinates: [11.1, 48.1] },
+      properties: { kind: 'fix', time: '2026-01-01T02:00:10Z', speed_kmh: 30 } },
+    { type: 'Feature', geometry: { type: 'Point', coordinates: [11, 48] },
+      properties: { kind: 'fix', time: '2026-01-01T02:00:00Z', speed_kmh: null } },
+    { type: 'Feature', geometry: { type: 'Point', coordinates: [11.1, 48.1] },
+      properties: { kind: 'no_fix', from: '2026-01-01T02:00:20Z', to: '2026-01-01T02:05:20Z' } },
+    { type: 'Feature', geometry: null, properties: { kind: 'event', time: '2026-01-01T02:00:05Z', severity: 'EMERGENCY', detector: 'tow' } },
   ] });
-  assert.deepEqual(track.points.map((p) => p.lat), [48.1, 48]);
-  assert.equal(track.stops[0].durationS, 1800);
+  assert.deepEqual(track.points.map((p) => p.lat), [48, 48.1]);
+  assert.equal(track.points[1].speed, 30);
+  assert.equal(track.noFix[0].end - track.noFix[0].start, 300e3);
+  assert.equal(track.events[0].severity, 'EMERGENCY');
+  assert.equal(track.events[0].lat, null);
+  assert.equal(track.events[0].deviceId, 'gw-1');
 });

@@ -1,13 +1,11 @@
 // The device page: latest state, freshness, versions, the 90-day energy forecast, open events,
 // recent commands with their acknowledgements, and sending a command where the role allows it.
 
-import { withQuery } from './api.js';
 import { lineChart } from './chart.js';
 import { explain, fill, formatAge, formatTime, h, notice, num, unavailable } from './dom.js';
 import { ENDPOINTS } from './endpoints.js';
 import { forecastSeries } from './forecast.js';
-import { evidenceText } from './inbox.js';
-import { can, items, normDevice, normEvent } from './model.js';
+import { can, canSend, items, normDevice } from './model.js';
 
 export const STALE_H = 24;
 
@@ -24,10 +22,10 @@ export async function renderDevice(view, ctx, deviceId) {
   const links = h('p', {}, can(role, 'track')
     ? h('a', { href: `#/track/${encodeURIComponent(deviceId)}`, id: 'open-track' }, 'Map and playback →') : null);
   const grid = h('div', { class: 'grid2' }, statePanel(device), forecastPanel(device));
-  const lower = h('div', { class: 'grid2' });
-  fill(view, h('h1', {}, `Device ${deviceId}`), links, grid, lower);
-  const [events, commands] = await Promise.all([eventsPanel(api, deviceId), commandsPanel(ctx, deviceId)]);
-  lower.append(events, commands);
+  const lower = h('div', { class: 'grid2' }, eventsPanel(device));
+  fill(view, h('h1', {}, `Device ${deviceId}`, device.vin ? h('span', { class: 'muted' }, ` · VIN ${device.vin}`) : null),
+    links, grid, lower);
+  lower.append(await commandsPanel(ctx, deviceId));
 }
 
 function freshness(ms) {
@@ -38,22 +36,23 @@ function freshness(ms) {
 
 function statePanel(d) {
   const row = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
+  const ignition = d.ignition == null ? 'unknown' : d.ignition ? 'on' : 'off';
   return h('section', { class: 'panel', id: 'device-state' }, h('h2', {}, 'Latest state'),
     h('dl', { class: 'kv' },
-      row('last message', freshness(d.lastMessageAt)),
-      row('last received', freshness(d.lastReceivedAt)),
-      row('position', d.lat == null ? '—' : `${num(d.lat, 5)}, ${num(d.lon, 5)}`),
-      row('position age', freshness(d.lastPositionAt)),
+      row('online', d.online == null ? '—' : d.online ? h('span', { class: 'fresh' }, 'yes') : h('span', { class: 'stale' }, 'no')),
+      row('last heard', freshness(d.lastSeenAt ?? d.lastMessageAt)),
+      row('position', d.lat == null ? '— (none, or outside your window)' : `${num(d.lat, 5)}, ${num(d.lon, 5)}`),
+      row('position age', d.lat == null ? '—' : freshness(d.lastPositionAt)),
       row('speed', num(d.speed, 0, 'km/h')),
-      row('ignition', d.ignition == null ? '—' : d.ignition ? 'on' : 'off'),
+      row('ignition', d.ignitionSource && d.ignitionSource !== 'unknown' ? `${ignition} (from ${d.ignitionSource.replace('_', ' ')})` : ignition),
       row('power state', d.powerState ?? '—'),
       row('supply', num(d.supplyV, 2, 'V')),
       row('backup battery', num(d.backupV, 2, 'V')),
       row('outbox backlog', d.queueDepth == null ? '—' : `${d.queueDepth} messages`),
-      row('clock quality', d.clockQuality ?? '—'),
       row('firmware', d.firmware ?? '—'),
       row('config version', d.configVersion ?? '—'),
-      row('status at', formatTime(d.statusAt))));
+      row('status at', d.statusAt == null ? '—' : freshness(d.statusAt)),
+      row('monitoring', d.monitoring || '—')));
 }
 
 function forecastPanel(d) {
@@ -64,75 +63,71 @@ function forecastPanel(d) {
     return panel;
   }
   panel.append(lineChart({
-    id: 'forecast-chart', xMax: 90, yMax: 100, xLabel: 'days from the last status', yLabel: 'budget left %',
+    id: 'forecast-chart', xMax: 90, yMax: 100, xLabel: 'days from the last status', yLabel: 'energy budget left, %',
     series: [{ points, label: 'forecast' }], markers: [{ x: 90, label: '90 d' }],
   }));
   const verdict = d.forecastDays >= 90 ? h('span', { class: 'fresh' }, 'lasts the 90 days')
     : h('span', { class: 'stale' }, `runs out after ${num(d.forecastDays, 0)} days`);
-  panel.append(h('p', {}, `The plan lasts ${num(d.forecastDays, 1)} days`,
-    d.avgCurrentMa != null ? ` at ${num(d.avgCurrentMa, 2)} mA average` : '', ': ', verdict, '.'));
+  panel.append(h('p', { id: 'forecast-verdict' }, `Parked from its last status, the device's plan lasts ${num(d.forecastDays, 1)} days: `,
+    verdict, '.'));
   return panel;
 }
 
-async function eventsPanel(api, deviceId) {
-  const path = api.has('get', ENDPOINTS.deviceEvents(deviceId)) ? ENDPOINTS.deviceEvents(deviceId)
-    : withQuery(ENDPOINTS.events, { device_id: deviceId });
-  try {
-    const list = items(await api.get(path), 'events').map(normEvent).filter((e) => e.state !== 'resolved' && e.state !== 'dismissed');
-    return h('section', { class: 'panel', id: 'device-events' }, h('h2', {}, `Open events (${list.length})`),
-      list.length ? h('table', {}, h('tbody', {}, list.map((e) => h('tr', {},
-        h('td', {}, h('span', { class: `sev ${e.severity}` }, e.severity)), h('td', {}, e.detector),
-        h('td', {}, formatTime(e.t), h('div', { class: 'muted' }, formatAge(e.t))),
-        h('td', {}, h('span', { class: `state ${e.state}` }, e.state)),
-        h('td', {}, h('pre', { class: 'evidence' }, evidenceText(e.evidence)))))))
-        : h('p', { class: 'muted' }, 'No open events.'));
-  } catch (error) {
-    return unavailable('Open events', error);
-  }
+function eventsPanel(d) {
+  const list = d.raw.open_events || [];
+  return h('section', { class: 'panel', id: 'device-events' }, h('h2', {}, `Open events (${list.length})`),
+    list.length ? h('table', {}, h('tbody', {}, list.map((e) => h('tr', { dataset: { event: e.event_id } },
+      h('td', {}, h('span', { class: `sev ${e.severity}` }, e.severity)),
+      h('td', {}, e.detector ?? '', e.condition ? h('div', { class: 'muted' }, e.condition) : null),
+      h('td', {}, formatTime(Date.parse(e.raised_at)), h('div', { class: 'muted' }, formatAge(Date.parse(e.raised_at)))),
+      h('td', {}, h('span', { class: `state ${e.state}` }, e.state))))))
+      : h('p', { class: 'muted' }, 'No open events.'));
 }
 
 const COMMANDS = [
-  { kind: 'request_position', label: 'Request position', fields: [] },
-  { kind: 'set_geofence', label: 'Set geofence', fields: [['lat_deg', 'latitude'], ['lon_deg', 'longitude'], ['radius_m', 'radius m']] },
+  { action: 'request_position', label: 'Request position', fields: [] },
+  { action: 'set_geofence', label: 'Set geofence',
+    fields: [['geofence_id', 'geofence id', '1'], ['lat_deg', 'latitude', ''], ['lon_deg', 'longitude', ''], ['radius_m', 'radius m', '500']] },
 ];
 
 async function commandsPanel(ctx, deviceId) {
   const { api, role } = ctx;
   const path = ENDPOINTS.commands(deviceId);
-  const panel = h('section', { class: 'panel', id: 'device-commands' }, h('h2', {}, 'Commands'));
+  const panel = h('section', { class: 'panel', id: 'device-commands' }, h('h2', {}, 'Recent commands'));
   const list = h('div', {});
   panel.append(list);
   async function load() {
     if (!api.has('get', path)) { fill(list, h('p', { class: 'muted' }, explain(api.missing('get', path)))); return; }
     try {
-      const rows = items(await api.get(path), 'commands');
-      fill(list, rows.length ? h('table', {}, h('thead', {}, h('tr', {}, ['sent', 'command', 'state', 'acknowledged', 'detail'].map((t) => h('th', {}, t)))),
-        h('tbody', {}, rows.slice(0, 20).map((c) => h('tr', { dataset: { command: c.command_id ?? '' } },
-          h('td', {}, formatTime(Date.parse(c.created_at))), h('td', {}, c.kind ?? c.action ?? ''),
-          h('td', {}, c.state ?? ''), h('td', {}, c.acked_at ? formatTime(Date.parse(c.acked_at)) : '—'),
-          h('td', {}, c.ack_detail ?? c.detail ?? '')))))
+      const rows = items(await api.get(path));
+      fill(list, rows.length ? h('table', {}, h('thead', {}, h('tr', {}, ['created', 'action', 'by', 'state', 'acknowledged', 'detail'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, rows.slice(0, 20).map((c) => h('tr', { dataset: { command: c.command_id, phase: c.phase } },
+          h('td', {}, formatTime(Date.parse(c.created_at))), h('td', {}, c.action),
+          h('td', {}, c.created_by ?? ''), h('td', {}, c.state),
+          h('td', {}, c.acked_at ? formatTime(Date.parse(c.acked_at)) : '—'), h('td', {}, c.ack_detail ?? '')))))
         : h('p', { class: 'muted' }, 'No commands sent yet.'));
     } catch (error) {
       fill(list, h('p', { class: 'muted' }, explain(error)));
     }
   }
   await load();
-  if (can(role, 'commands') && api.has('post', path)) {
-    for (const c of COMMANDS) {
-      const inputs = c.fields.map(([name, label]) => h('label', {}, label, h('input', { name, type: 'number', step: 'any', size: 10 })));
-      const send = async () => {
-        const body = { kind: c.kind };
-        for (const input of inputs.map((l) => l.querySelector('input'))) body[input.name] = Number(input.value);
-        try {
-          await api.post(path, body);
-          notice(`${c.label}: sent to ${deviceId}.`);
-          await load();
-        } catch (error) {
-          notice(explain(error), 'error');
-        }
-      };
-      panel.append(h('div', { class: 'filters' }, inputs, h('button', { dataset: { command: c.kind }, onclick: send }, c.label)));
-    }
+  const offered = COMMANDS.filter((c) => canSend(role, c.action));
+  if (!offered.length || !api.has('post', path)) return panel;
+  panel.append(h('h2', {}, 'Send a command'));
+  for (const c of offered) {
+    const inputs = c.fields.map(([name, label, value]) => h('label', {}, label, h('input', { name, type: 'number', step: 'any', size: 9, value })));
+    const send = async () => {
+      const params = {};
+      for (const input of inputs.map((l) => l.querySelector('input'))) params[input.name] = Number(input.value);
+      try {
+        await api.post(path, { action: c.action, params });
+        notice(`${c.label}: sent to ${deviceId}.`);
+        await load();
+      } catch (error) {
+        notice(explain(error), 'error');
+      }
+    };
+    panel.append(h('div', { class: 'filters' }, inputs, h('button', { dataset: { command: c.action }, onclick: send }, c.label)));
   }
   return panel;
 }

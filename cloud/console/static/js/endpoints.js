@@ -6,15 +6,13 @@ const enc = encodeURIComponent;
 export const ENDPOINTS = {
   me: '/me',
   events: '/events',
-  eventAction: (device, eventId, verb) => `/events/${enc(device)}/${enc(eventId)}/${verb}`,
+  eventCounts: '/events/counts',
+  eventAction: (device, eventId, verb) => `/devices/${enc(device)}/events/${enc(eventId)}/${verb}`,
   devices: '/devices',
   device: (id) => `/devices/${enc(id)}`,
-  deviceEvents: (id) => `/devices/${enc(id)}/events`,
   commands: (id) => `/devices/${enc(id)}/commands`,
-  forecast: (id) => `/devices/${enc(id)}/forecast`,
   track: (id) => `/devices/${enc(id)}/track`,
   trips: (id) => `/devices/${enc(id)}/trips`,
   stops: (id) => `/devices/${enc(id)}/stops`,
-  fleetHealth: '/fleet/health',
   audit: '/audit',
 };

@@ -8,7 +8,7 @@ const POOR_CLOCK = new Set([0, 1, 'UNKNOWN', 'RTC', 'unknown', 'rtc']);
 /** {offline, lowBattery, backlog, clock}: the devices in each trouble list (one device may be in several). */
 export function fleetHealth(devices, limits = DEFAULT_LIMITS, now = Date.now()) {
   const l = { ...DEFAULT_LIMITS, ...limits };
-  const seen = (d) => d.lastReceivedAt ?? d.lastMessageAt;
+  const seen = (d) => d.lastSeenAt ?? d.lastMessageAt;
   return {
     offline: devices.filter((d) => seen(d) == null || now - seen(d) > l.offlineH * 3600e3),
     lowBattery: devices.filter((d) => (d.supplyV != null && d.supplyV < l.lowSupplyV)

@@ -8,6 +8,8 @@ import { can, items, normEvent } from './model.js';
 import { ENDPOINTS } from './endpoints.js';
 
 const POLL_MS = 5000;
+const ACTIVE = 'open+acknowledged';
+export const STATES = [ACTIVE, 'open', 'acknowledged', 'cleared', 'resolved', 'dismissed'];
 
 export function renderInbox(view, ctx) {
   const { api, role } = ctx;
@@ -15,7 +17,7 @@ export function renderInbox(view, ctx) {
     fill(view, h('h1', {}, 'Alert inbox'), unavailable('Alert inbox', api.missing('get', ENDPOINTS.events)));
     return;
   }
-  const filters = { detector: '', device: '', state: 'open', severity: '' };
+  const filters = { detector: '', device: '', state: ACTIVE, severity: '' };
   let events = [];
   const counts = h('div', { class: 'counts', id: 'inbox-counts' });
   const filterBar = h('div', { class: 'filters' });
@@ -30,14 +32,14 @@ export function renderInbox(view, ctx) {
 
   function drawFilters() {
     fill(filterBar,
-      select('state', 'state', ['open', 'acknowledged', 'resolved', 'dismissed']),
+      select('state', 'state', STATES),
       select('severity', 'severity', ['EMERGENCY', 'ALERT', 'WARNING']),
       select('detector', 'detector', choices(events, 'detector')),
       select('device', 'device', choices(events, 'deviceId')));
   }
 
   function draw() {
-    const shown = inboxOrder(applyFilters(events, filters));
+    const shown = inboxOrder(applyFilters(events, { ...filters, state: '' }));
     const c = countBySeverity(shown);
     fill(counts, Object.entries(c).map(([sev, n]) =>
       h('div', { class: `count${n && sev === 'EMERGENCY' ? ' bad' : ''}` }, h('b', {}, n), sev)));
@@ -59,13 +61,16 @@ export function renderInbox(view, ctx) {
       h('td', {}, e.detector, e.condition ? h('div', { class: 'muted' }, e.condition) : null),
       h('td', {}, formatTime(e.t), h('div', { class: 'muted age' }, formatAge(e.t))),
       h('td', {}, where),
-      h('td', {}, h('pre', { class: 'evidence' }, evidenceText(e.evidence)), e.detail ? h('div', {}, e.detail) : null),
-      h('td', {}, h('span', { class: `state ${e.state}` }, e.state), e.note ? h('div', { class: 'muted' }, e.note) : null),
+      h('td', {}, e.evidence == null ? h('span', { class: 'muted' }, 'not shown to your role')
+        : h('pre', { class: 'evidence' }, evidenceText(e.evidence)), e.detail ? h('div', {}, e.detail) : null),
+      h('td', {}, h('span', { class: `state ${e.state}` }, e.state),
+        e.updatedBy ? h('div', { class: 'muted' }, `by ${e.updatedBy}`) : null,
+        e.note ? h('div', { class: 'muted note' }, `“${e.note}”`) : null),
       actions ? h('td', {}, actionCell(e)) : null);
   }
 
   function actionCell(e) {
-    if (e.state === 'resolved' || e.state === 'dismissed') return '';
+    if (e.state !== 'open' && e.state !== 'acknowledged') return '';
     const comment = h('input', { type: 'text', placeholder: 'comment', name: 'comment', size: 16 });
     const act = async (verb) => {
       try {
@@ -85,12 +90,9 @@ export function renderInbox(view, ctx) {
 
   async function load() {
     try {
-      const supported = api.spec.queryParams('get', ENDPOINTS.events);
-      const query = {};
-      if (supported.has('state')) query.state = filters.state;
-      if (supported.has('limit')) query.limit = 500;
-      const answer = await api.get(withQuery(ENDPOINTS.events, query));
-      events = items(answer, 'events').map(normEvent);
+      const states = filters.state === ACTIVE ? ['open', 'acknowledged'] : [filters.state];
+      const pages = await Promise.all(states.map((state) => api.get(withQuery(ENDPOINTS.events, { state, limit: 500 }))));
+      events = pages.flatMap((page) => items(page)).map(normEvent);
       stamp.textContent = `updated ${formatTime(Date.now())}`;
       drawFilters();
       draw();

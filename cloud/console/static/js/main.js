@@ -4,11 +4,11 @@
 import { api, ApiError, forgetKey, storedKey, storeKey } from './api.js';
 import { renderAudit } from './audit.js';
 import { renderDevice } from './device.js';
-import { explain, fill, formatAge, h, notice, num, unavailable } from './dom.js';
+import { explain, fill, formatAge, h, notice, unavailable } from './dom.js';
 import { ENDPOINTS } from './endpoints.js';
-import { renderFleet } from './fleet.js';
+import { allPages, renderFleet } from './fleet.js';
 import { renderInbox } from './inbox.js';
-import { can, items, normDevice } from './model.js';
+import { can, normDevice } from './model.js';
 import { renderTrack } from './trackview.js';
 
 const PAGES = [
@@ -109,13 +109,14 @@ async function route() {
 async function renderDevices(view) {
   fill(view, h('h1', {}, 'Devices'), h('p', { class: 'muted' }, 'Loading…'));
   try {
-    const devices = items(await api.get(ENDPOINTS.devices), 'devices').map(normDevice);
+    const devices = (await allPages(api, ENDPOINTS.devices)).map(normDevice);
     fill(view, h('h1', {}, `Devices (${devices.length})`), h('section', { class: 'panel' }, h('table', { id: 'devices' },
-      h('thead', {}, h('tr', {}, ['device', 'VIN', 'last heard', 'position', 'power', ''].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['device', 'VIN', 'online', 'last heard', 'power', 'open events', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, devices.map((d) => h('tr', { dataset: { device: d.id } },
         h('td', {}, h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)), h('td', {}, d.vin),
-        h('td', {}, formatAge(d.lastReceivedAt ?? d.lastMessageAt)),
-        h('td', {}, d.lat == null ? '—' : `${num(d.lat, 5)}, ${num(d.lon, 5)}`), h('td', {}, d.powerState ?? '—'),
+        h('td', {}, d.online ? h('span', { class: 'fresh' }, 'online') : h('span', { class: 'stale' }, 'offline')),
+        h('td', {}, formatAge(d.lastSeenAt ?? d.lastMessageAt)), h('td', {}, d.powerState ?? '—'),
+        h('td', {}, d.openEvents ? [String(d.openEvents), ' ', d.openMaxSeverity ? h('span', { class: `sev ${d.openMaxSeverity}` }, d.openMaxSeverity) : null] : '0'),
         h('td', {}, can(ctx.role, 'track') ? h('a', { href: `#/track/${encodeURIComponent(d.id)}` }, 'track') : '')))))));
   } catch (error) {
     fill(view, h('h1', {}, 'Devices'), unavailable('Devices', error));

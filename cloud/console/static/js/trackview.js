@@ -6,7 +6,7 @@ import { explain, fill, formatTime, h, notice, num, unavailable } from './dom.js
 import { ENDPOINTS } from './endpoints.js';
 import { formatDuration, stretches, totals } from './geo.js';
 import { MapView } from './map.js';
-import { items, normEvent, normTrack } from './model.js';
+import { items, normEvent, normStop, normTrack, normTrip } from './model.js';
 import { Playback, SPEEDS } from './playback.js';
 
 export const NO_FIX_GAP_S = 120;
@@ -46,19 +46,26 @@ export async function renderTrack(view, ctx, deviceId, params) {
 
   const map = new MapView(canvas, { tileUrl: ctx.config.tile_url || '', attribution: ctx.config.tile_attribution || '' });
   const range = { from: new Date(start).toISOString(), to: new Date(end).toISOString() };
+  const template = '/devices/{device_id}/track';
+  const trackQuery = rangeQuery(api, template, range);
+  if (api.spec.queryParams('get', template).has('events')) trackQuery.events = true;
   let track;
   try {
-    track = normTrack(await api.get(withQuery(trackPath, rangeQuery(api, 'get', trackPath, range))));
+    track = normTrack(await api.get(withQuery(trackPath, trackQuery)));
   } catch (error) {
     fill(side, unavailable('Track', error));
     return;
   }
-  const events = await loadEvents(api, deviceId, start, end);
-  let stops = track.stops;
-  if (!stops.length) stops = await loadStops(api, deviceId, range);
+  const events = trackQuery.events ? track.events : await loadEvents(api, deviceId, start, end);
+  const tripsAndStops = await loadTrips(api, deviceId, range);
+  const stops = tripsAndStops.stops ?? [];
   const parts = stretches(track.points, NO_FIX_GAP_S);
-  for (const gap of track.noFix) parts.push(...noFixPart(track.points, gap));
+  for (const gap of track.noFix) {
+    const covered = parts.some((q) => q.kind === 'nofix' && q.points[0].t <= gap.start && q.points[1].t >= gap.end);
+    if (!covered) parts.push(...noFixPart(track.points, gap));
+  }
   map.setTrack({ stretches: parts, stops, events });
+  readout.dataset.noFix = String(track.noFix.length + parts.filter((p) => p.kind === 'nofix').length);
 
   const playback = new Playback(track.points, { maxGapS: NO_FIX_GAP_S, onFrame: (p) => frame(p) });
   const playButton = h('button', { id: 'play', onclick: () => { if (playback.playing) playback.pause(); else playback.play(); sync(); } }, 'Play');
@@ -86,12 +93,12 @@ export async function renderTrack(view, ctx, deviceId, params) {
   else readout.textContent = 'No positions in this range.';
   ctx.onLeave(() => playback.pause());
 
-  side.append(await tripsPanel(api, deviceId, range, track.points), stopsPanel(stops));
+  side.append(tripsPanel(tripsAndStops, track.points), stopsPanel(stops, tripsAndStops.error));
 }
 
-/** The range query for a documented operation: whichever of from/to, start/end it names. */
-function rangeQuery(api, method, template, range) {
-  const names = api.spec.queryParams(method, template.replace(/\/devices\/[^/]+/, '/devices/{device_id}'));
+/** The range query for a documented operation: whichever of from/to, start/end, since/until it names. */
+function rangeQuery(api, template, range) {
+  const names = api.spec.queryParams('get', template);
   if (names.has('start')) return { start: range.from, end: range.to };
   if (names.has('since')) return { since: range.from, until: range.to };
   return { from: range.from, to: range.to };
@@ -104,63 +111,54 @@ function noFixPart(points, gap) {
 }
 
 async function loadEvents(api, deviceId, start, end) {
-  const path = api.has('get', ENDPOINTS.deviceEvents(deviceId)) ? ENDPOINTS.deviceEvents(deviceId)
-    : api.has('get', ENDPOINTS.events) ? withQuery(ENDPOINTS.events, { device_id: deviceId }) : null;
-  if (!path) return [];
+  if (!api.has('get', ENDPOINTS.events)) return [];
+  const query = { device_id: deviceId, since: new Date(start).toISOString(), until: new Date(end).toISOString(), limit: 500 };
   try {
-    return items(await api.get(path), 'events').map(normEvent).filter((e) => e.t >= start && e.t <= end);
+    return items(await api.get(withQuery(ENDPOINTS.events, query))).map(normEvent);
   } catch (error) {
     notice(`Events not shown on the map: ${explain(error)}`);
     return [];
   }
 }
 
-async function loadStops(api, deviceId, range) {
-  const path = ENDPOINTS.stops(deviceId);
-  if (!api.has('get', path)) return [];
+async function loadTrips(api, deviceId, range) {
+  const path = ENDPOINTS.trips(deviceId);
+  if (!api.has('get', path)) return { error: api.missing('get', path) };
   try {
-    return items(await api.get(withQuery(path, rangeQuery(api, 'get', path, range))), 'stops', 'features').map((s) => {
-      const g = s.geometry?.coordinates;
-      const p = s.properties ?? s;
-      const startMs = Date.parse(p.start ?? p.started_at), endMs = Date.parse(p.end ?? p.ended_at);
-      return { lat: g ? g[1] : p.lat_deg, lon: g ? g[0] : p.lon_deg, start: startMs, end: endMs,
-        durationS: p.duration_s ?? (endMs - startMs) / 1000 };
-    });
-  } catch {
-    return [];
+    const answer = await api.get(withQuery(path, rangeQuery(api, '/devices/{device_id}/trips', range)));
+    return { trips: items(answer?.trips ?? answer).map(normTrip), stops: (answer?.stops ?? []).map(normStop),
+      motionFrom: answer?.motion_from ?? null };
+  } catch (error) {
+    return { error };
   }
 }
 
-async function tripsPanel(api, deviceId, range, points) {
+function tripsPanel(result, points) {
   const panel = h('section', { class: 'panel', id: 'trips' }, h('h2', {}, 'Trips'));
-  const path = ENDPOINTS.trips(deviceId);
-  if (api.has('get', path)) {
-    try {
-      const trips = items(await api.get(withQuery(path, rangeQuery(api, 'get', path, range))), 'trips', 'features')
-        .map((t) => t.properties ?? t);
-      let km = 0, s = 0;
-      for (const t of trips) { km += t.distance_km ?? 0; s += t.duration_s ?? 0; }
-      panel.append(h('p', { id: 'trip-totals' }, `${trips.length} trips · ${num(km, 1)} km · ${formatDuration(s)}`),
-        h('table', {}, h('thead', {}, h('tr', {}, ['start', 'end', 'distance', 'duration', 'max speed'].map((x) => h('th', {}, x)))),
-          h('tbody', {}, trips.map((t) => h('tr', {},
-            h('td', {}, formatTime(Date.parse(t.start ?? t.started_at))), h('td', {}, formatTime(Date.parse(t.end ?? t.ended_at))),
-            h('td', {}, num(t.distance_km, 2, 'km')), h('td', {}, formatDuration(t.duration_s ?? 0)),
-            h('td', {}, num(t.max_speed_kmh, 0, 'km/h')))))));
-      return panel;
-    } catch (error) {
-      panel.append(h('p', { class: 'muted' }, `Trips: ${explain(error)}`));
-    }
+  if (result.trips) {
+    let km = 0, s = 0;
+    for (const t of result.trips) { km += t.distanceKm; s += t.durationS; }
+    panel.append(h('p', { id: 'trip-totals', dataset: { trips: result.trips.length, km: km.toFixed(3) } },
+      `${result.trips.length} trips · ${num(km, 1)} km · ${formatDuration(s)}`,
+      result.motionFrom ? h('span', { class: 'muted' }, ` (motion from ${result.motionFrom})`) : null),
+    h('table', {}, h('thead', {}, h('tr', {}, ['start', 'end', 'distance', 'duration', 'max speed'].map((x) => h('th', {}, x)))),
+      h('tbody', {}, result.trips.map((t) => h('tr', {},
+        h('td', {}, formatTime(t.start)), h('td', {}, formatTime(t.end)), h('td', {}, num(t.distanceKm, 2, 'km')),
+        h('td', {}, formatDuration(t.durationS)), h('td', {}, num(t.maxSpeedKmh, 0, 'km/h')))))));
+    return panel;
   }
   const t = totals(points);
-  panel.append(h('p', { id: 'trip-totals' }, `Whole range (from the track): ${num(t.distanceKm, 1)} km · ${formatDuration(t.durationS)}`
-    + ` · moving ${formatDuration(t.movingS)} · max ${num(t.maxSpeedKmh, 0)} km/h`));
+  panel.append(h('p', { class: 'muted' }, `Trips: ${explain(result.error)}`),
+    h('p', { id: 'trip-totals' }, `Whole range, from the track: ${num(t.distanceKm, 1)} km · ${formatDuration(t.durationS)}`
+      + ` · moving ${formatDuration(t.movingS)} · max ${num(t.maxSpeedKmh, 0)} km/h`));
   return panel;
 }
 
-function stopsPanel(stops) {
+function stopsPanel(stops, error) {
   return h('section', { class: 'panel', id: 'stops' }, h('h2', {}, `Stops (${stops.length})`),
+    error ? h('p', { class: 'muted' }, `Stops: ${explain(error)}`) : null,
     stops.length ? h('table', {}, h('tbody', {}, stops.map((s) => h('tr', {},
-      h('td', {}, formatTime(s.start)), h('td', {}, formatDuration(s.durationS)),
-      h('td', {}, `${num(s.lat, 5)}, ${num(s.lon, 5)}`)))))
-      : h('p', { class: 'muted' }, 'No stops in this range.'));
+      h('td', {}, formatTime(s.start)), h('td', {}, formatDuration(s.durationS), s.last ? ' (still there)' : ''),
+      h('td', {}, `${num(s.lat, 5)}, ${num(s.lon, 5)}`), h('td', {}, s.poi ?? '')))))
+      : error ? null : h('p', { class: 'muted' }, 'No stops in this range.'));
 }
