@@ -8,6 +8,7 @@ the directory); each test names its files after the page it shows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -109,6 +110,11 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], timeout_s: float = 20
     return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition, what)
 
 
+_REFUSED = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
+
+
 def page_errors(driver: Any) -> list[str]:
-    """Console errors the page logged (failed module imports, uncaught exceptions)."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    """Errors the page logged (failed module imports, uncaught exceptions, 5xx answers); the API's
+    4xx refusals, which the console shows as such, are not errors of the page."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE" and not _REFUSED.search(entry["message"])]

@@ -15,7 +15,7 @@ function el(tag, attrs, text) {
  * markers: [{x, label}]}) -> an <svg>.
  */
 export function lineChart({ series, xMax, yMax = 100, xLabel = '', yLabel = '', markers = [], id = '' }) {
-  const W = 640, H = 240, L = 44, R = 12, T = 12, B = 34;
+  const W = 640, H = 250, L = 44, R = 12, T = 24, B = 34;
   const svg = el('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', id });
   const sx = (x) => L + (x / xMax) * (W - L - R);
   const sy = (y) => T + (1 - y / yMax) * (H - T - B);
@@ -29,7 +29,7 @@ export function lineChart({ series, xMax, yMax = 100, xLabel = '', yLabel = '', 
     svg.append(el('text', { x: sx(x), y: H - B + 14, 'text-anchor': 'middle' }, String(x)));
   }
   svg.append(el('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel));
-  svg.append(el('text', { x: 10, y: T + 4, 'text-anchor': 'start' }, yLabel));
+  svg.append(el('text', { x: L, y: 12, 'text-anchor': 'start' }, yLabel));
   for (const m of markers) {
     svg.append(el('line', { x1: sx(m.x), x2: sx(m.x), y1: T, y2: H - B, stroke: '#b3001b', 'stroke-dasharray': '4 3' }));
     svg.append(el('text', { x: sx(m.x) - 4, y: T + 10, 'text-anchor': 'end' }, m.label));

@@ -67,7 +67,7 @@ function forecastPanel(d) {
     series: [{ points, label: 'forecast' }], markers: [{ x: 90, label: '90 d' }],
   }));
   const verdict = d.forecastDays >= 90 ? h('span', { class: 'fresh' }, 'lasts the 90 days')
-    : h('span', { class: 'stale' }, `runs out after ${num(d.forecastDays, 0)} days`);
+    : h('span', { class: 'stale' }, `${num(90 - d.forecastDays, 1)} days short of 90`);
   panel.append(h('p', { id: 'forecast-verdict' }, `Parked from its last status, the device's plan lasts ${num(d.forecastDays, 1)} days: `,
     verdict, '.'));
   return panel;

@@ -1,0 +1,216 @@
+"""The console in headless Chromium against the real API (create_app) on a real PostgreSQL seeded
+with a night tow (tests/console/scenario.py): what a risk officer, an account manager and an
+auditor see and do. Screenshots of every page: build/test-artifacts/console/*.png.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from cloud.store.db import connect
+from cloud.store.migrate import migrate
+from tests.console.browser import chromium, page_errors, screenshot, serving, wait_for
+from tests.console.scenario import (
+    HOME,
+    OTHER_DEVICE,
+    QUIET_DEVICE,
+    TOW_DEVICE,
+    YARD,
+    NightTow,
+    seed_night_tow,
+)
+from tests.console.tiles import TileServer
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class Console:
+    base: str
+    dsn: str
+    night: NightTow
+    tokens: dict[str, str]  # user name -> bearer token
+
+
+@pytest.fixture(scope="module")
+def console(postgres_dsn: str) -> Iterator[Console]:
+    """The API with the console on a seeded database of its own; keys for one user per role."""
+    from cloud.api.app import create_app
+    from cloud.api.config import parse_config
+    from cloud.api.keys import create_key
+
+    name = f"console_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = make_conninfo(postgres_dsn, dbname=name)
+    try:
+        migrate(dsn, mode="plain")
+        with connect(dsn) as conn:
+            night = seed_night_tow(conn)
+            tokens = {user: create_key(conn, user, role)[1] for user, role in (
+                ("rita", "risk_officer"), ("amy", "account_manager"), ("audrey", "auditor"))}
+            conn.execute("INSERT INTO device_assignments (user_name, device_id) VALUES ('amy', %s)",
+                         (TOW_DEVICE,))
+        app = create_app(parse_config({"database": {"dsn": dsn}}))
+        with serving(app) as base:
+            yield Console(base, dsn, night, tokens)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
+        assert page_errors(driver) == []
+
+
+def sign_in(driver: Any, console: Console, user: str, page: str = "", base: str = "") -> None:
+    base = base or console.base
+    driver.get(f"{base}/console/#/login")
+    key = wait_for(driver, lambda d: d.find_elements("name", "api_key"), what="the sign-in form")[0]
+    key.send_keys(console.tokens[user])
+    driver.find_element("id", "sign-in").click()
+    wait_for(driver, lambda d: user in d.find_element("id", "who").text, what=f"{user} signed in")
+    if page:
+        driver.get(f"{base}/console/#/{page}")
+
+
+def elements(driver: Any, css: str, what: str) -> list[Any]:
+    """Wait until `css` matches something; the matches."""
+    found: list[Any] = wait_for(driver, lambda d: d.find_elements("css selector", css), what=what)
+    return found
+
+
+def rows(driver: Any, table: str) -> list[Any]:
+    return list(driver.find_elements("css selector", f"#{table} tbody tr[data-device]"))
+
+
+def test_inbox_puts_the_emergency_first_and_acknowledging_is_stored(console: Console, browser: Any) -> None:
+    sign_in(browser, console, "rita")
+    first = wait_for(browser, lambda d: rows(d, "inbox"), what="inbox rows")[0]
+    assert first.get_attribute("data-severity") == "EMERGENCY"
+    assert first.get_attribute("data-device") == TOW_DEVICE
+    assert [r.get_attribute("data-device") for r in rows(browser, "inbox")] == [TOW_DEVICE, OTHER_DEVICE]
+    assert "distance_m:" in first.text and "ignition_off_min:" in first.text  # its evidence
+    screenshot(browser, "10-inbox-risk-officer")
+    first.find_element("name", "comment").send_keys("tow truck seen on camera, police called")
+    first.find_element("css selector", "button[data-action=acknowledge]").click()
+    wait_for(browser, lambda d: rows(d, "inbox")[0].get_attribute("data-state") == "acknowledged",
+             what="the event acknowledged")
+    screenshot(browser, "11-inbox-acknowledged")
+    with connect(console.dsn) as conn:
+        stored = conn.execute(
+            "SELECT state, updated_by, note FROM event_lifecycle WHERE device_id = %s AND event_id = %s",
+            (TOW_DEVICE, console.night.tow_event_id)).fetchone()
+    assert stored == ("acknowledged", "rita", "tow truck seen on camera, police called")
+
+
+def _track_url(console: Console) -> str:
+    start = console.night.tow_start - timedelta(hours=1)
+    end = console.night.tow_end + timedelta(hours=1)
+    return f"track/{TOW_DEVICE}?from={int(start.timestamp() * 1000)}&to={int(end.timestamp() * 1000)}"
+
+
+def test_playback_reaches_the_tows_last_position(console: Console, browser: Any) -> None:
+    sign_in(browser, console, "rita", _track_url(console))
+    readout = wait_for(browser, lambda d: d.find_element("id", "readout").get_attribute("data-t") and
+                       d.find_element("id", "readout"), what="the playback readout")
+    assert int(readout.get_attribute("data-no-fix")) >= 1
+    screenshot(browser, "20-track-before-playback")
+    browser.find_element("css selector", "#speed option[value='7200']").click()
+    browser.find_element("id", "play").click()
+    wait_for(browser, lambda d: d.find_element("id", "readout").get_attribute("data-at-end") == "true",
+             timeout_s=30, what="playback at the end")
+    lat = float(readout.get_attribute("data-lat"))
+    lon = float(readout.get_attribute("data-lon"))
+    assert (round(lat, 4), round(lon, 4)) == (round(YARD[0], 4), round(YARD[1], 4))
+    assert browser.find_element("id", "play").text == "Play"
+    screenshot(browser, "21-track-playback-at-the-yard")
+
+
+def test_map_draws_the_configured_tiles_under_the_track(console: Console, browser: Any) -> None:
+    from cloud.api.app import create_app
+    from cloud.api.config import parse_config
+
+    tiles = TileServer()
+    with serving(tiles.app) as tile_base:
+        config = parse_config({"database": {"dsn": console.dsn}, "console": {
+            "tile_url": tile_base + "/{z}/{x}/{y}.png", "tile_attribution": "test tiles"}})
+        with serving(create_app(config)) as base:
+            sign_in(browser, console, "rita", _track_url(console), base=base)
+            wait_for(browser, lambda d: d.find_element("id", "readout").get_attribute("data-t"),
+                     what="the track")
+            wait_for(browser, lambda d: tiles.requested, what="tile requests")
+            z = tiles.requested[0][0]
+            home = (int((HOME[1] + 180) / 360 * 2**z),
+                    int((1 - math.asinh(math.tan(math.radians(HOME[0]))) / math.pi) / 2 * 2**z))
+            assert (z, *home) in tiles.requested  # the tile under the car (follow mode centres it)
+            screenshot(browser, "22-track-with-tiles")
+
+
+def test_device_page_shows_state_forecast_and_commands(console: Console, browser: Any) -> None:
+    sign_in(browser, console, "rita", f"device/{TOW_DEVICE}")
+    state = wait_for(browser, lambda d: d.find_elements("id", "device-state"), what="the device state")[0]
+    assert "12.41 V" in state.text and "4.02 V" in state.text and "1.4.2" in state.text
+    assert browser.find_elements("css selector", "#forecast-chart path[data-series=forecast]")
+    assert "87.5 days" in browser.find_element("id", "forecast-verdict").text
+    assert "EMERGENCY" in browser.find_element("id", "device-events").text
+    commands = elements(browser, "#device-commands button[data-command]", "command buttons")
+    assert {c.get_attribute("data-command") for c in commands} == {"request_position", "set_geofence"}
+    screenshot(browser, "30-device-page")
+
+
+def test_account_manager_sees_only_the_assigned_car(console: Console, browser: Any) -> None:
+    sign_in(browser, console, "amy", "devices")
+    listed = wait_for(browser, lambda d: rows(d, "devices"), what="the devices list")
+    assert [r.get_attribute("data-device") for r in listed] == [TOW_DEVICE]
+    screenshot(browser, "40-devices-account-manager")
+    browser.get(f"{console.base}/console/#/inbox")
+    inbox = wait_for(browser, lambda d: rows(d, "inbox"), what="inbox rows")
+    assert {r.get_attribute("data-device") for r in inbox} == {TOW_DEVICE}
+    assert "not shown to your role" in inbox[0].text  # no evidence (cabin/door detail) for this role
+    screenshot(browser, "41-inbox-account-manager")
+    browser.get(f"{console.base}/console/#/device/{OTHER_DEVICE}")
+    refused = elements(browser, "[data-unavailable=Device]", "the refused device page")[0]
+    assert "may not see" in refused.text or "Not found" in refused.text
+    browser.get(f"{console.base}/console/#/device/{TOW_DEVICE}")
+    commands = elements(browser, "#device-commands button[data-command]", "command buttons")
+    assert [c.get_attribute("data-command") for c in commands] == ["request_position"]  # no geofence
+    nav = {a.get_attribute("data-page") for a in browser.find_elements("css selector", "#nav a")}
+    assert "audit" not in nav
+
+
+def test_auditor_sees_only_the_audit_log(console: Console, browser: Any) -> None:
+    read = httpx.get(f"{console.base}/events", headers={"Authorization": f"Bearer {console.tokens['rita']}"})
+    assert read.status_code == 200  # a location read the audit log must show
+    sign_in(browser, console, "audrey")
+    table = elements(browser, "#audit tbody tr", "audit rows")
+    assert any("rita" in r.text for r in table)
+    nav = [a.get_attribute("data-page") for a in browser.find_elements("css selector", "#nav a")]
+    assert nav == ["audit"]
+    screenshot(browser, "50-audit-log-auditor")
+    browser.get(f"{console.base}/console/#/inbox")
+    elements(browser, "[data-unavailable='Not offered']", "the inbox not offered to an auditor")
+
+
+def test_fleet_health_lists_the_silent_car(console: Console, browser: Any) -> None:
+    sign_in(browser, console, "rita", "fleet?offline_h=24")
+    offline = elements(browser, "#fleet-offline tbody tr[data-device]", "offline devices")
+    assert [r.get_attribute("data-device") for r in offline] == [QUIET_DEVICE]
+    low = browser.find_elements("css selector", "#fleet-lowBattery tbody tr[data-device]")
+    backlog = browser.find_elements("css selector", "#fleet-backlog tbody tr[data-device]")
+    assert [r.get_attribute("data-device") for r in low] == [QUIET_DEVICE]
+    assert [r.get_attribute("data-device") for r in backlog] == [QUIET_DEVICE]
+    screenshot(browser, "60-fleet-health")
