@@ -69,16 +69,25 @@ def console(postgres_dsn: str) -> Iterator[Console]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def _chromium() -> Iterator[Any]:
     with chromium() as driver:
         yield driver
-        assert page_errors(driver) == []
+
+
+@pytest.fixture
+def browser(_chromium: Any) -> Iterator[Any]:
+    """The module's Chromium, signed out; no page errors may be left when the test ends."""
+    page_errors(_chromium)  # drain what an earlier test left
+    yield _chromium
+    assert page_errors(_chromium) == []
 
 
 def sign_in(driver: Any, console: Console, user: str, page: str = "", base: str = "") -> None:
     base = base or console.base
-    driver.get(f"{base}/console/#/login")
+    driver.get(f"{base}/console/")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(f"{base}/console/?as={user}#/login")  # another query string: a fresh page, not a hash change
     key = wait_for(driver, lambda d: d.find_elements("name", "api_key"), what="the sign-in form")[0]
     key.send_keys(console.tokens[user])
     driver.find_element("id", "sign-in").click()
@@ -104,6 +113,7 @@ def test_inbox_puts_the_emergency_first_and_acknowledging_is_stored(console: Con
     assert first.get_attribute("data-device") == TOW_DEVICE
     assert [r.get_attribute("data-device") for r in rows(browser, "inbox")] == [TOW_DEVICE, OTHER_DEVICE]
     assert "distance_m:" in first.text and "ignition_off_min:" in first.text  # its evidence
+    assert browser.title.startswith("(1) EMERGENCY")
     screenshot(browser, "10-inbox-risk-officer")
     first.find_element("name", "comment").send_keys("tow truck seen on camera, police called")
     first.find_element("css selector", "button[data-action=acknowledge]").click()

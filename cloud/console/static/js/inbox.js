@@ -41,6 +41,8 @@ export function renderInbox(view, ctx) {
   function draw() {
     const shown = inboxOrder(applyFilters(events, { ...filters, state: '' }));
     const c = countBySeverity(shown);
+    // the tab's title says it too, for an operator whose inbox is in a background tab
+    document.title = c.EMERGENCY ? `(${c.EMERGENCY}) EMERGENCY · lienwatch` : 'lienwatch console';
     fill(counts, Object.entries(c).map(([sev, n]) =>
       h('div', { class: `count${n && sev === 'EMERGENCY' ? ' bad' : ''}` }, h('b', {}, n), sev)));
     const actions = can(role, 'act');
@@ -104,7 +106,7 @@ export function renderInbox(view, ctx) {
 
   load();
   const timer = setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
-  ctx.onLeave(() => clearInterval(timer));
+  ctx.onLeave(() => { clearInterval(timer); document.title = 'lienwatch console'; });
 }
 
 /** Evidence as short "key: value" lines (numbers rounded for reading). */

@@ -67,9 +67,10 @@ export class MapView {
     this.draw();
   }
 
-  setCursor(position) {
+  /** Move the playback cursor; in follow mode `recenter` keeps it in the middle of the map. */
+  setCursor(position, recenter = true) {
     this.cursor = position;
-    if (position && this.follow) {
+    if (position && this.follow && recenter) {
       const w = project(position.lat, position.lon);
       this.cx = w.x; this.cy = w.y;
     }

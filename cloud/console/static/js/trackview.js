@@ -80,7 +80,7 @@ export async function renderTrack(view, ctx, deviceId, params) {
   function sync() { playButton.textContent = playback.playing ? 'Pause' : 'Play'; }
   function frame(p) {
     if (!p) return;
-    map.setCursor(p);
+    map.setCursor(p, playback.playing);  // the whole track stays in view until playback starts
     slider.value = String(p.t);
     readout.dataset.lat = String(p.lat);
     readout.dataset.lon = String(p.lon);
@@ -139,7 +139,7 @@ function tripsPanel(result, points) {
     let km = 0, s = 0;
     for (const t of result.trips) { km += t.distanceKm; s += t.durationS; }
     panel.append(h('p', { id: 'trip-totals', dataset: { trips: result.trips.length, km: km.toFixed(3) } },
-      `${result.trips.length} trips · ${num(km, 1)} km · ${formatDuration(s)}`,
+      `${result.trips.length} ${result.trips.length === 1 ? 'trip' : 'trips'} · ${num(km, 1)} km · ${formatDuration(s)}`,
       result.motionFrom ? h('span', { class: 'muted' }, ` (motion from ${result.motionFrom})`) : null),
     h('table', {}, h('thead', {}, h('tr', {}, ['start', 'end', 'distance', 'duration', 'max speed'].map((x) => h('th', {}, x)))),
       h('tbody', {}, result.trips.map((t) => h('tr', {},
