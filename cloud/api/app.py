@@ -23,6 +23,7 @@ from cloud.api.config import AppConfig
 from cloud.api.context import ApiState
 from cloud.api.metrics import ApiMetrics
 from cloud.api.ratelimit import RateLimiter
+from cloud.console import mount_console
 from cloud.store.db import Conn
 from cloud.store.partitions import PartitionKeeper
 from lienwatch.clock import Clock, SystemClock
@@ -104,6 +105,7 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
         audit_log.router,
     ):
         app.include_router(router)
+    mount_console(app, config.console)  # the operations console at /console/ (cloud/console, docs/console.md)
     return app
 
 

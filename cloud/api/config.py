@@ -4,6 +4,7 @@
     [api]      host, port, pool, windows, the command signing key
     [api.rate_limit] [api.cors] [api.security_headers]
     [mqtt] (+ [mqtt.tls])                the broker commands are published to (cloud/config.py)
+    [console]  tile_url, tile_attribution  the operations console's map (cloud/console)
 
 An unknown key, a wrong type or an out-of-range value is a `ConfigError` naming the key.
 deploy/api/api.toml is the annotated example, and a test loads it.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.config import MqttConfig, _section
+from cloud.console import ConsoleConfig, parse_console_config
 from cloud.store.db import check_dsn
 from cloud.store.errors import StoreError
 from lienwatch.errors import ConfigError
@@ -90,6 +92,7 @@ class AppConfig:
     cors: CorsConfig = field(default_factory=CorsConfig)
     security_headers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECURITY_HEADERS))
     mqtt: MqttConfig | None = None  # None: commands cannot be sent (503), everything else works
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]: map tiles (cloud/console)
 
     def signing_key(self) -> PrivateKey | None:
         """The command signing key from `api.command_signing_key_file`, or None if unset."""
@@ -116,7 +119,7 @@ def _checked(section: object, where: str, cls: type[Any], skip: tuple[str, ...] 
 
 def parse_config(data: dict[str, Any]) -> AppConfig:
     """Build an `AppConfig` from parsed TOML, refusing anything unknown or out of range."""
-    allowed = {"database", "api", "mqtt"}
+    allowed = {"database", "api", "mqtt", "console"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"unknown section {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
@@ -173,7 +176,8 @@ def parse_config(data: dict[str, Any]) -> AppConfig:
             raise ConfigError("mqtt must be a table")
         mqtt = _section(MqttConfig, {"client_id": "lienwatch-api", **raw}, "mqtt")
     config = AppConfig(
-        dsn=database["dsn"], api=api, rate_limit=rate, cors=cors, security_headers=headers, mqtt=mqtt
+        dsn=database["dsn"], api=api, rate_limit=rate, cors=cors, security_headers=headers, mqtt=mqtt,
+        console=parse_console_config(data.get("console")),
     )
     config.signing_key()  # a configured key must load now, not at the first command
     return config

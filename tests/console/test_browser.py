@@ -40,6 +40,7 @@ class Console:
     dsn: str
     night: NightTow
     tokens: dict[str, str]  # user name -> bearer token
+    paths: frozenset[str]  # what the API documents (its OpenAPI paths)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def console(postgres_dsn: str) -> Iterator[Console]:
                          (TOW_DEVICE,))
         app = create_app(parse_config({"database": {"dsn": dsn}}))
         with serving(app) as base:
-            yield Console(base, dsn, night, tokens)
+            yield Console(base, dsn, night, tokens, frozenset(app.openapi()["paths"]))
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -133,8 +134,16 @@ def _track_url(console: Console) -> str:
     return f"track/{TOW_DEVICE}?from={int(start.timestamp() * 1000)}&to={int(end.timestamp() * 1000)}"
 
 
+TRACK = "/devices/{device_id}/track"
+
+
 def test_playback_reaches_the_tows_last_position(console: Console, browser: Any) -> None:
     sign_in(browser, console, "rita", _track_url(console))
+    if TRACK not in console.paths:  # the API of issue 16 without its analytics routes yet
+        panel = elements(browser, "[data-unavailable='Map and playback']", "the map's unavailable panel")[0]
+        assert f"does not offer GET /devices/{TOW_DEVICE}/track" in panel.text
+        screenshot(browser, "20-track-endpoint-missing")
+        return
     readout = wait_for(browser, lambda d: d.find_element("id", "readout").get_attribute("data-t") and
                        d.find_element("id", "readout"), what="the playback readout")
     assert int(readout.get_attribute("data-no-fix")) >= 1
@@ -154,6 +163,8 @@ def test_map_draws_the_configured_tiles_under_the_track(console: Console, browse
     from cloud.api.app import create_app
     from cloud.api.config import parse_config
 
+    if TRACK not in console.paths:
+        pytest.skip(f"the API does not document {TRACK} yet (no track to draw tiles under)")
     tiles = TileServer()
     with serving(tiles.app) as tile_base:
         config = parse_config({"database": {"dsn": console.dsn}, "console": {

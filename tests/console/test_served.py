@@ -102,3 +102,14 @@ def test_panels_without_their_endpoint_say_so_in_the_browser() -> None:
         assert "does not say who you are" in driver.find_element("id", "notice").text
         screenshot(driver, "01-degraded-no-api")
         assert page_errors(driver) == []
+
+
+def test_the_api_config_carries_the_console_section() -> None:
+    from cloud.api.config import parse_config
+
+    dsn = {"dsn": "host=127.0.0.1 dbname=lienwatch"}
+    tiles = "https://tiles.example.org/{z}/{x}/{y}.png"
+    assert parse_config({"database": dsn, "console": {"tile_url": tiles}}).console.tile_url == tiles
+    assert parse_config({"database": dsn}).console == ConsoleConfig()
+    with pytest.raises(ConfigError, match=r"console\.tile_url"):
+        parse_config({"database": dsn, "console": {"tile_url": "tiles.png"}})
