@@ -139,7 +139,7 @@ def test_shipped_examples_parse() -> None:
         ("$GNGGA,092725.00,4717.11399,N,00833.91590,E,1,08,1.01,499.6,M,48.0,M,,*00", "checksum"),
         ("$GNGGA,092725.00,4717.11399,N,00833.9", "truncated"),
         ("$PUBX,00,081350.00,4717.113210,N*5C", "proprietary"),
-        ("$GNGLL,4717.11364,N,00833.91565,E,092321.00,A,A*7A", "unknown"),
+        ("$GNGNS,092321.00,4717.11364,N,00833.91565,E,AAN,12,0.8,499.6,48.0,,*7A", "unknown"),
         ("$XXGGA,092725.00,,,,,0,00,99.99,,,,,,*7A", "unknown"),
         ("no dollar at all", "corrupt"),
         ("$GNGGA" + ",1" * 80 + "*00", "corrupt"),

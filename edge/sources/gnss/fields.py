@@ -1,4 +1,4 @@
-"""Field decoding of the seven NMEA 0183 sentence types the GNSS source reads.
+"""Field decoding of the eight NMEA 0183 sentence types the GNSS source reads.
 
 Hand-written on purpose: pynmeagps builds a message object through a generic per-field type
 dispatch (`setattr` per field, `strptime` per time) that cost ~0.55 ms per sentence, three
@@ -85,6 +85,7 @@ _LAYOUT: dict[str, tuple[tuple[str, Callable[[str], object]], ...]] = {
             ("HDOP", DE), ("VDOP", DE), ("systemId", HX)),
     "GST": (("time", TM), ("rangeRms", DE), ("stdMajor", DE), ("stdMinor", DE), ("orient", DE),
             ("stdLat", DE), ("stdLong", DE), ("stdAlt", DE)),
+    "GLL": (("lat", LA), ("NS", CH), ("lon", LA), ("EW", CH), ("time", TM), ("status", CH), ("posMode", CH)),
     "ZDA": (("time", TM), ("day", IN), ("month", IN), ("year", IN), ("ltzh", CH), ("ltzn", CH)),
 }
 _GSV_GROUP = (("svid", IN), ("elv", IN), ("az", IN), ("cno", IN))

@@ -1,8 +1,9 @@
 """GNSS fixes: one `GnssFix` per epoch, assembled from the sentences a receiver sends for it.
 
-An epoch is the set of sentences with the same UTC time of day (GGA, RMC, GST, ZDA carry it; GSA,
+An epoch is the set of sentences with the same UTC time of day (GGA, RMC, GLL, GST, ZDA carry it; GSA,
 GSV and VTG, which do not, belong to the epoch being assembled). A new time closes the previous
-epoch. Per constellation the fix keeps satellites in view, satellites used and their C/N0, so a
+epoch. The position comes from GGA, else RMC, else GLL (a receiver that sends only GLL in an epoch
+still yields a fix). Per constellation the fix keeps satellites in view, satellites used and their C/N0, so a
 jamming detector can see all carriers drop at once while the position still holds.
 
 Sentences a `SlowSentenceThrottle` kept from being parsed (GSA, GSV, GST, VTG, ZDA; see
@@ -76,6 +77,9 @@ _LABELS = {
     FixType.RTK_FLOAT: "rtk_float",
     FixType.DEAD_RECKONING: "dead_reckoning",
 }
+
+_TIMED = frozenset({"GGA", "RMC", "GLL", "GST", "ZDA"})  # sentence types that carry the epoch's time
+_POSITIONS = frozenset({"GGA", "RMC", "GLL"})  # types that carry a position: one of each per epoch
 
 # GGA quality indicator → fix type (1 is refined by GSA's 2D/3D mode).
 _GGA_QUALITY = {
@@ -291,6 +295,7 @@ class EpochAssembler:
         self._gsv: dict[str, dict[int, float]] = {}
         self._gsa_mode: int | None = None
         self._rmc_mode: FixType | None = None
+        self._gll_mode: FixType | None = None
         self._gga_quality: FixType | None = None
         self._kinds: set[str] = set()  # types parsed in this epoch
         self._throttled: set[str] = set()  # types sent in this epoch but not parsed
@@ -305,11 +310,11 @@ class EpochAssembler:
 
     def feed(self, sentence: Sentence, mono_ns: int) -> list[GnssFix]:
         done: list[GnssFix] = []
-        time_of_day = sentence.get("time") if sentence.kind in ("GGA", "RMC", "GST", "ZDA") else None
+        time_of_day = sentence.get("time") if sentence.kind in _TIMED else None
         current = self._fix
         if current is not None and (
             (isinstance(time_of_day, dt.time) and current.time_of_day not in (None, time_of_day))
-            or (sentence.kind in ("GGA", "RMC") and sentence.kind in self._kinds)
+            or (sentence.kind in _POSITIONS and sentence.kind in self._kinds)
         ):
             done.append(self._close())
         if isinstance(time_of_day, dt.time):
@@ -331,7 +336,7 @@ class EpochAssembler:
 
     def flush(self) -> list[GnssFix]:
         """Close the epoch in progress (end of a log, or the receiver went quiet)."""
-        if self._fix is None or (self._fix.time_of_day is None and not self._kinds & {"GGA", "RMC"}):
+        if self._fix is None or (self._fix.time_of_day is None and not self._kinds & _POSITIONS):
             return []
         return [self._close()]
 
@@ -350,6 +355,11 @@ class EpochAssembler:
             if kind is FixType.FIX_3D and self._gsa_mode == 2:
                 kind = FixType.FIX_2D
             fix.fix = kind
+        elif self._gll_mode is not None:  # an epoch with a position only in GLL
+            kind = self._gll_mode
+            if kind is FixType.FIX_3D and self._gsa_mode == 2:
+                kind = FixType.FIX_2D
+            fix.fix = kind
         for name, cn0 in self._gsv.items():
             entry = fix.constellations.setdefault(name, Constellation())
             entry.cn0_dbhz = cn0
@@ -365,7 +375,7 @@ class EpochAssembler:
         self._gsa = _GsaState()
         self._kinds = set()
         self._throttled = set()
-        self._gsa_mode = self._rmc_mode = self._gga_quality = None
+        self._gsa_mode = self._rmc_mode = self._gll_mode = self._gga_quality = None
         self.epochs += 1
         return fix
 
@@ -429,6 +439,15 @@ class EpochAssembler:
         course = _float(s.get("cog"))
         if course is not None:
             fix.course_deg = course
+
+    def _on_gll(self, fix: GnssFix, s: Sentence) -> None:
+        """GLL: position, time, status and mode; its position counts only where GGA/RMC gave none."""
+        if s.get("status") == "V":
+            self._gll_mode = FixType.NONE
+            return
+        self._gll_mode = _MODE.get(str(s.get("posMode") or "A"), FixType.FIX_3D)
+        if fix.lat is None:
+            fix.lat, fix.lon = _float(s.get("lat")), _float(s.get("lon"))
 
     def _on_vtg(self, fix: GnssFix, s: Sentence) -> None:
         speed = _float(s.get("sogk"))

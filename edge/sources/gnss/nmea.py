@@ -23,7 +23,7 @@ from edge.sources.gnss.fields import Fields, decode
 from edge.sources.gnss.throttle import SlowSentenceThrottle
 
 TALKERS = frozenset({"GP", "GL", "GA", "GB", "BD", "GQ", "GI", "GN"})
-SENTENCES = frozenset({"GGA", "RMC", "GSA", "GSV", "VTG", "GST", "ZDA"})
+SENTENCES = frozenset({"GGA", "RMC", "GLL", "GSA", "GSV", "VTG", "GST", "ZDA"})
 MAX_LINE = 120  # NMEA 0183 allows 82 characters; NMEA 4.x receivers with long GSV stay well below this
 MAX_LINE_BYTES = 4096  # a longer line is one corrupt line (= LineSplitter's bound in source.py)
 

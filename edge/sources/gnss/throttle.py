@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
 
-ALWAYS_PARSED = frozenset({"RMC", "GGA"})
+ALWAYS_PARSED = frozenset({"RMC", "GGA", "GLL"})
 SLOW = frozenset({"GSA", "GSV", "GST", "ZDA"})
 _DAY_MS = 86_400_000
 
