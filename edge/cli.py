@@ -75,7 +75,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     obd = add_group(commands, "obd", "Decode OBD-II (SAE J1979) responses.")
     decode = obd.add_parser("decode", help="Decode one OBD-II response, e.g. `41 0C 1A F8`.")
-    decode.add_argument("hex", nargs="+", help="response bytes in hex")
+    decode.add_argument("hex", nargs="*", help="response bytes in hex")
+    decode.add_argument("--list", action="store_true",
+                        help="print every mode 01 PID this version decodes, field by field, "
+                             "with its VSS path")
     decode.set_defaults(handler=lazy("edge.sources.cli_handlers:obd_decode"))
 
     gnss = add_group(commands, "gnss", "Read NMEA 0183 logs.")

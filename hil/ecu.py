@@ -40,7 +40,7 @@ class EmulatedEcu:
     """One ECU: its address index (0 → 0x7E0/0x7E8), state and misbehaviour."""
 
     index: int = 0
-    values: dict[int, float] = field(default_factory=dict)
+    values: dict[int, float | dict[str, float]] = field(default_factory=dict)  # a number: the first field
     vin: str | None = None
     dtcs: list[str] = field(default_factory=list)
     pending_dtcs: list[str] = field(default_factory=list)

@@ -39,13 +39,20 @@ class NmeaInputError(LienwatchError):
 def obd_decode(args: argparse.Namespace) -> int:
     """`lienwatch obd decode 41 0C 1A F8` → one JSON object per decoded value."""
     from edge.sources.obd.pids import (
+        VIN,
         ObdDecodeError,
         decode_dtcs,
         decode_response,
-        decode_vin,
+        decode_vehicle_info,
         parse_hex,
     )
 
+    if args.list:
+        from edge.sources.obd.pids import all_fields
+
+        for pid, f in all_fields():
+            print(json.dumps({"pid": f"0x{pid.pid:02X}", "name": f.name, "vss": f.vss, "unit": f.unit}))
+        return 0
     payload = parse_hex(list(args.hex))
     first = payload[0]
     if first == 0x7F:
@@ -65,12 +72,20 @@ def obd_decode(args: argparse.Namespace) -> int:
         print(json.dumps({"service": f"0x{first - 0x40:02X}", "dtcs": decode_dtcs(payload)}))
         return 0
     if first == 0x49:
-        print(json.dumps({"service": "0x09", "vin": decode_vin(payload)}))
+        info = decode_vehicle_info(payload)
+        record: dict[str, object] = {"service": "0x09"}
+        if info.pid == VIN:
+            record["vin"] = info.texts[0]
+        else:
+            record |= {"pid": f"0x{info.pid:02X}", "name": info.name}
+            record |= {"values": list(info.texts)} if info.texts else {"counters": dict(info.counters)}
+        print(json.dumps(record))
         return 0
     if first != 0x41:
         raise ObdDecodeError(
             f"cannot decode a response starting with 0x{first:02X}: expected 41 (mode 01), "
-            "43/47/4A (DTCs), 49 (VIN) or 7F (negative response)"
+            "43/47/4A (DTCs), 49 (mode 09: VIN, calibration ids, CVNs, ECU name, in-use counters) "
+            "or 7F (negative response)"
         )
     values = decode_response(payload)
     if not values:
@@ -84,6 +99,7 @@ def obd_decode(args: argparse.Namespace) -> int:
                     "vss": value.vss,
                     "value": round(value.value, 6),
                     "unit": value.unit,
+                    **({"text": value.text} if value.text is not None else {}),
                 }
             )
         )
@@ -174,9 +190,9 @@ def edge_probe(args: argparse.Namespace) -> int:
         for ecu_id, data in sorted(values.items()):
             for pid, raw in sorted(data.items()):
                 if pid in PIDS:
-                    value = decode_pid(pid, raw)
-                    print(
-                        f"  {client.addressing.ecu_label(ecu_id)}  {pid:02X} {value.name:<26} "
-                        f"{number(value.value)} {value.unit}"
-                    )
+                    for value in decode_pid(pid, raw):
+                        print(
+                            f"  {client.addressing.ecu_label(ecu_id)}  {pid:02X} {value.name:<30} "
+                            f"{number(value.value)} {value.unit}  {value.vss}"
+                        )
     return 0

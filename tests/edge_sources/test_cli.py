@@ -177,3 +177,18 @@ def test_obd_across_processes_over_udp_multicast_ff11(capsys: Capsys) -> None:
     finally:
         emulator.terminate()
         emulator.wait(10)
+
+
+def test_obd_decode_list_names_every_field_and_its_vss_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.sources.obd.pids import all_fields
+
+    assert main(["obd", "decode", "--list"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == len(all_fields()) and {o["pid"] for o in out} >= {"0x01", "0x5B", "0xA6"}
+    assert {"pid": "0x5A", "name": "relative_accelerator_position",
+            "vss": "Vehicle.Chassis.Accelerator.PedalPosition", "unit": "percent"} in out
+    assert main(["obd", "decode", "41", "51", "08", "1E", "01"]) == 0
+    fuel, pto = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert fuel["text"] == "electric"
+    assert pto == {"pid": "0x1E", "name": "pto_active", "vss": "Vehicle.OBD.IsPTOActive", "value": 1.0,
+                   "unit": "bool"}

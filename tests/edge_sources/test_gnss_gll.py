@@ -29,7 +29,8 @@ def test_gll_only_epochs_yield_fixes_with_position_and_time() -> None:
     assert first.time_of_day is not None and first.time_of_day.second == 25
     assert first.fix is FixType.FIX_3D and first.fix.has_position
     assert second.fix is FixType.DGPS
-    assert third.lat == pytest.approx(-(33 + 51.1234 / 60)) and third.lon == pytest.approx(-(151 + 12.5678 / 60))
+    assert third.lat == pytest.approx(-(33 + 51.1234 / 60))
+    assert third.lon == pytest.approx(-(151 + 12.5678 / 60))
 
 
 def test_gll_with_status_void_gives_no_fix_and_gga_position_wins_when_both_are_sent() -> None:

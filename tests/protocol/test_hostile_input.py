@@ -10,6 +10,7 @@ import pytest
 
 import protocol
 from protocol import errors, golden
+from protocol.catalog import default_catalog
 from protocol.limits import MAX_MESSAGE_BYTES
 
 # Every example of RFC 8949 Appendix A (well-formed CBOR, none of it a lienwatch message).
@@ -133,13 +134,14 @@ def test_samples_from_a_newer_catalog_are_kept_raw():
     stream = spill.unpack(envelope[3][8], 3 * ns)[0]
     stream[ns:2 * ns][stream[ns:2 * ns] == 1] = 999
     envelope[3][8] = spill.pack(stream)
-    envelope[3][1] = 2
+    ours = default_catalog().version
+    envelope[3][1] = ours + 1
     newer = protocol.decode(cbor2.dumps(envelope))
     assert isinstance(newer, protocol.TelemetryBatch)
-    assert newer.raw_signal_ids == {999} and newer.catalog_version == 2
+    assert newer.raw_signal_ids == {999} and newer.catalog_version == ours + 1
     raw_values = [v for s, v in zip(newer.samples.signal_id, newer.samples.value, strict=True) if s == 999]
     assert raw_values == [0.0, 2050.0, 3625.0]
-    envelope[3][1] = 1  # same catalog version as ours: an unknown id is an error, not a newer signal
+    envelope[3][1] = ours  # same catalog version as ours: an unknown id is an error, not a newer signal
     _refused(cbor2.dumps(envelope), errors.UnknownSignalError)
 
 

@@ -160,7 +160,8 @@ class ObdSource(Source):
             for data in values.values():
                 for pid, raw in data.items():
                     if pid in PIDS:
-                        self.emit(sink, self.catalog.id_of(PIDS[pid].vss), decode_pid(pid, raw).value)
+                        for value in decode_pid(pid, raw):
+                            self.emit(sink, self.catalog.id_of(value.vss), value.value)
             polled.update(request.pids)
         self.scheduler.done(polled)
         if self.clock.monotonic_ns() >= self._next_dtc_ns:
