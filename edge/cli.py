@@ -21,6 +21,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
     status.set_defaults(handler=lazy("edge.agent.main:status"))
 
+    override = edge.add_parser("override", help="Hand the running agent a borrower's emergency code.",
+                               description="Hand the running agent an 8-digit emergency code: it releases "
+                               "an armed starter interrupt for 24 h (docs/actuators.md).")
+    override.add_argument("code", help="the 8-digit code the lender gave")
+    override.add_argument("--config", default="/etc/lienwatch/agent.toml", help="agent TOML config")
+    override.set_defaults(handler=lazy("edge.agent.main:override"))
+
     power = edge.add_parser("power", help="The energy budget: plans, forecasts and why.",
                             description="The energy budget: plans, forecasts and why.")
     power_commands = power.add_subparsers(dest="power_command", metavar="SUBCOMMAND", required=True)

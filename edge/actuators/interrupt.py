@@ -259,6 +259,10 @@ class StarterInterrupt:
                           refused=True)
         return Answer(self.state, f"released (was {before.name})")
 
+    def note_refused(self, detail: str) -> None:
+        """A command for the interrupt that the agent refused (signature, expiry, replay): an event."""
+        self._emit("refused", detail)
+
     def enter_code(self, code: str) -> Answer:
         """A borrower's emergency code: OVERRIDDEN for `override_s`, limited uses per period."""
         settings = self.settings

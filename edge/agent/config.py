@@ -67,6 +67,17 @@ def _no_control_characters(value: Any) -> str | None:
     return "must not contain control characters" if any(ord(c) < 0x20 for c in value) else None
 
 
+def _output_spec(value: Any) -> str | None:
+    """"" or sysfs:PATH or gpiod:CHIP:LINE (whether the line exists is checked at start)."""
+    kind, _, rest = value.partition(":")
+    if value == "" or (kind == "sysfs" and _path(rest) is None):
+        return None
+    chip, _, line = rest.rpartition(":")
+    if kind == "gpiod" and chip and line.isdigit():
+        return None
+    return "must be \"\", sysfs:PATH or gpiod:CHIP:LINE"
+
+
 def _one_of_int(*choices: int) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
@@ -205,6 +216,33 @@ SCHEMA: tuple[Key, ...] = (
     Key("downlink.replay_cache_size", int, 4096,
         "nonces of unexpired commands remembered (persisted in state_dir) to refuse replays",
         _range(16, 1_000_000)),
+    # edge/actuators (docs/actuators.md)
+    Key("actuators.starter_interrupt.output", str, "",
+        "the starter-interrupt relay: sysfs:/sys/class/gpio/gpioN/value or gpiod:/dev/gpiochipN:LINE; "
+        "\"\" = none (interrupt commands are refused)", _output_spec),
+    Key("actuators.starter_interrupt.active_low", bool, False, "the relay coil is driven by a low level"),
+    Key("actuators.starter_interrupt.hold_s", float, 30.0,
+        "engage only after the car has been parked (ignition off, no speed) this long",
+        _range(5, 3600)),
+    Key("actuators.starter_interrupt.walking_kmh", float, 4.0,
+        "a GNSS speed below this counts as standing (a parked fix drifts 1-2 km/h)", _range(0.5, 7)),
+    Key("actuators.starter_interrupt.on_reboot", str, "rearm",
+        "an interrupt armed before a restart: rearm (engages after a new parked hold) | release",
+        _one_of("rearm", "release")),
+    Key("actuators.starter_interrupt.on_power_loss", str, "release_output",
+        "external supply lost: release_output (drop the coil, spare the backup battery) | hold",
+        _one_of("release_output", "hold")),
+    Key("actuators.override.secret_file", str, "",
+        "hex file of the per-device emergency-code secret (HOTP); \"\" = no emergency codes",
+        _optional_path),
+    Key("actuators.override.duration_s", float, 86400.0, "an emergency code releases the starter this long",
+        _range(60, 7 * 86400)),
+    Key("actuators.override.uses_per_period", int, 2, "emergency codes accepted per period",
+        _range(1, 100)),
+    Key("actuators.override.period_days", float, 30.0, "the period of uses_per_period", _range(1, 366)),
+    Key("actuators.buzzer.output", str, "",
+        "the payment-reminder buzzer: sysfs:PATH or gpiod:CHIP:LINE; \"\" = none", _output_spec),
+    Key("actuators.buzzer.active_low", bool, False, "the buzzer is driven by a low level"),
 )
 _BY_NAME = {key.name: key for key in SCHEMA}
 _TABLE_ARRAYS = ("sources", "detectors")

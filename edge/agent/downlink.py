@@ -27,13 +27,17 @@ from protocol.errors import CommandRefusedError, ProtocolError
 from protocol.limits import MAX_TEXT
 from protocol.messages import (
     AckStatus,
+    ArmStarterInterrupt,
     ClearEvent,
     ClearGeofence,
     Command,
     CommandAck,
     GnssFix,
     Header,
+    InterruptState,
+    PaymentReminder,
     Reboot,
+    ReleaseStarterInterrupt,
     RequestPosition,
     SetConfig,
     SetGeofence,
@@ -42,6 +46,7 @@ from protocol.messages import (
 from protocol.signing import CommandVerifier, PublicKey, ReplayCache, public_keys_from_pem
 
 if TYPE_CHECKING:
+    from edge.actuators.agent import Actuators
     from edge.detect.vehicle import GeofenceStore
 
 log = logging.getLogger("lienwatch.downlink")
@@ -67,6 +72,7 @@ class Outcome:
     detail: str = ""
     position: GnssFix | None = None
     reboot: bool = False
+    interrupt: InterruptState | None = None  # the starter interrupt after an interrupt action
 
 
 ConfigApplier = Callable[[SetConfig], Outcome]
@@ -80,7 +86,8 @@ class CommandHandler:
                  state_dir: Path, *, apply_config: ConfigApplier, position: PositionSource,
                  max_lifetime_s: float = 7 * 86400.0, replay_cache_size: int = 4096,
                  geofences: GeofenceStore | None = None,
-                 clear_event: Callable[[int], bool] | None = None) -> None:
+                 clear_event: Callable[[int], bool] | None = None,
+                 actuators: Actuators | None = None) -> None:
         self.clock = clock
         self.nonce_file = state_dir / "nonces.json"
         self.verifier = CommandVerifier(device_id, keys, clock, self._load_cache(replay_cache_size),
@@ -89,6 +96,7 @@ class CommandHandler:
         self.position = position
         self.geofences = geofences  # circular geofences for the detectors, kept in state_dir
         self.clear_event = clear_event  # an operator clears an open event (the agent sends CLEARED)
+        self.actuators = actuators  # the starter interrupt and the buzzer (edge.actuators)
         self.executed = 0
         self.refused: dict[str, int] = {}
         self.reboot_requested = False
@@ -108,6 +116,8 @@ class CommandHandler:
             command = self.verifier.verify(message)
         except CommandRefusedError as error:
             self._count(error, nonce)
+            if self.actuators is not None:  # a refused interrupt command is an event too
+                self.actuators.refused(message.command.action, _reason(error))
             return CommandAck(header(), nonce, AckStatus.REJECTED, _reason(error))
         except ProtocolError as error:  # a body that decodes badly after the signature checked out
             self._count(error, nonce)
@@ -119,7 +129,8 @@ class CommandHandler:
         log.info("command executed", extra={"action": type(command.action).__name__,
                                             "nonce": nonce.hex(), "status": outcome.status.name,
                                             "detail": outcome.detail})
-        return CommandAck(header(), nonce, outcome.status, outcome.detail, outcome.position)
+        return CommandAck(header(), nonce, outcome.status, outcome.detail, outcome.position,
+                          outcome.interrupt)
 
     def _execute(self, command: Command) -> Outcome:
         action = command.action
@@ -143,6 +154,11 @@ class CommandHandler:
                 if self.clear_event(action.event_id):
                     return Outcome(AckStatus.DONE, f"event {action.event_id} cleared")
                 return Outcome(AckStatus.FAILED, f"no open event {action.event_id}")
+            if isinstance(action, ArmStarterInterrupt | ReleaseStarterInterrupt | PaymentReminder):
+                if self.actuators is None:
+                    return Outcome(AckStatus.REJECTED, "this agent runs without actuators")
+                result = self.actuators.execute(action)
+                return Outcome(result.status, result.detail, interrupt=result.interrupt)
         except LienwatchError as error:
             return Outcome(AckStatus.FAILED, _reason(error))
         except Exception as error:  # a failure while executing: answer FAILED, keep running

@@ -51,6 +51,16 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def override(args: argparse.Namespace) -> int:
+    """Write an emergency code where the agent reads it on its next tick (`state_dir/override_code`)."""
+    from edge.actuators.agent import write_code
+
+    config = load_config(Path(args.config))
+    path = write_code(Path(str(config["agent.state_dir"])), args.code)
+    print(f"code handed to the agent ({path}); `lienwatch edge status` shows the starter interrupt")
+    return 0
+
+
 def _status_path(config_path: str) -> Path:
     path = Path(config_path)
     if path.exists():

@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from edge.actuators.agent import Actuators, vehicle_reading
+from edge.actuators.interrupt import InterruptEvent
 from edge.agent import logs
 from edge.agent.config import AgentConfig
 from edge.agent.downlink import CommandHandler, Outcome, load_command_keys
@@ -164,13 +166,15 @@ class Agent:
         self.power = PowerManager.from_config(cfg.values, self.clock)
         self.sleeper = Sleeper.from_config(cfg.values, self.power, self.mcu, self.clock,  # None: never
                                            self._persist_before_sleep, sleep_action)
+        self._latest: dict[int, Sample] = {}
+        self.actuators = Actuators.from_config(cfg.values, self.clock, self.state_dir,
+                                               self._queue_actuator_event)
         self.commands = CommandHandler(
             self.device_id, load_command_keys(Path(str(cfg["downlink.command_keys"]))), self.clock,
             self.state_dir, apply_config=self.apply_remote_config, position=self.position,
-            geofences=self.detection.geofences, clear_event=self.clear_event,
+            geofences=self.detection.geofences, clear_event=self.clear_event, actuators=self.actuators,
             max_lifetime_s=float(cfg["downlink.max_command_lifetime_s"]),
             replay_cache_size=int(cfg["downlink.replay_cache_size"]))
-        self._latest: dict[int, Sample] = {}
         self._started_mono_ns = self.clock.monotonic_ns()
         self._next_status_file_ns = 0
         self._next_heartbeat_ns = 0
@@ -364,6 +368,10 @@ class Agent:
                     self._queue(Channel.COMMAND_ACK, Priority.WARNING, encode(ack))
             except Exception as error:  # never let one command take the agent down
                 self._count("command_errors", type(error).__name__, error)
+        try:
+            self.actuators.tick(vehicle_reading(latest, self.catalog, now_mono, self._last_fix, now_wall))
+        except Exception as error:  # counted and logged; the relay keeps its last checked level
+            self._count("actuator_errors", type(error).__name__, error)
         if self.commands.reboot_requested and self.outbox.depth_by_priority(delivered=False)["WARNING"] == 0:
             log.info("restarting on command")
             self.exit_code = 75  # EX_TEMPFAIL: systemd's Restart= brings us back
@@ -533,6 +541,17 @@ class Agent:
         self._queue_event(*cleared)
         return True
 
+    def _queue_actuator_event(self, change: InterruptEvent) -> None:
+        """A starter-interrupt change or refusal on the wire at once (detector "starter_interrupt")."""
+        severity = Severity.ALERT if change.kind in ("fault", "overridden") else Severity.WARNING
+        event = Event(self.headers.header(), self.headers.event_id(), severity, "starter_interrupt",
+                      self.wall_ns(), dict(change.evidence), self.position(), change.detail[:500],
+                      condition=change.kind)
+        try:
+            self._queue(Channel.EVENT, _PRIORITY[severity], encode(event))
+        except ProtocolError as error:
+            self._count("encode_errors", "Event", error)
+
     def _reported_vin(self) -> str | None:
         """The VIN a source read from the vehicle (the OBD source's mode 09), if any."""
         for source in self.sources:
@@ -623,6 +642,7 @@ class Agent:
             "append_failures": dict(self.append_failures),
             "uplink": self.uplink.snapshot(),
             "downlink": self.commands.snapshot(),
+            "actuators": self.actuators.snapshot(),
             "power": {**self.power.snapshot(),
                       **({"sleep": self.sleeper.snapshot()} if self.sleeper is not None else {})},
             "watchdog": self.notifier.watchdog_interval_ns is not None,

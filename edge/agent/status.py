@@ -39,6 +39,8 @@ _SHAPE: dict[str, Any] = {
     "power": {"state": str, "wire_state": str, "soc_pct": _NUMBER, "replans": int,
               "forecast_days": (int, float, type(None)), "avg_current_ma": (int, float, type(None)),
               "ledger": {"spent_mah": _NUMBER}},
+    "actuators": {"starter_interrupt": {"state": str, "waiting_for": str, "parked_s": _NUMBER,
+                                        "override_until_ns": int}},
 }
 
 
@@ -143,6 +145,13 @@ def render(status: dict[str, Any], now_ns: int) -> str:
                      f"forecast {'?' if forecast is None else f'{forecast:.0f}'} days parked  "
                      f"spent {power.get('ledger', {}).get('spent_mah', 0):.1f} mAh  "
                      f"re-plans {power.get('replans', 0)}")
+    interrupt = status.get("actuators", {}).get("starter_interrupt")
+    if interrupt:
+        why = f"  waiting for: {interrupt['waiting_for']}" if interrupt["state"] == "ARMED" else ""
+        until = interrupt["override_until_ns"]
+        override = f"  override for {(until - now_ns) / 3.6e12:.1f} h more" if until > now_ns else ""
+        relay = "on" if interrupt.get("output_active") else "off"
+        lines.append(f"starter    {interrupt['state']}  relay {relay}{why}{override}")
     commands = status.get("downlink", {})
     if commands:
         lines.append(f"downlink   executed {commands.get('executed', 0)}  "
