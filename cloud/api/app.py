@@ -3,7 +3,7 @@
 The psycopg pool (and, with `[mqtt]`, the command publisher) opens in the lifespan; handlers are
 plain `def` (FastAPI runs them in its threadpool) and use the sync cloud/store functions on a
 pooled connection. One router per resource in cloud/api/routes/; a new one is one
-`app.include_router(...)` line in `_ROUTERS` below. Every error is problem+json (problems.py).
+`app.include_router(...)` line in `create_app`. Every error is problem+json (problems.py).
 """
 
 from __future__ import annotations
@@ -96,15 +96,13 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     _install_middleware(app, state)
     from cloud.api.routes import audit_log, commands, devices, events, health, keys
 
-    for router in (
-        health.router,
-        devices.router,
-        events.router,
-        commands.router,
-        keys.router,
-        audit_log.router,
-    ):
-        app.include_router(router)
+    # One line per resource router (cloud/api/routes/); other stages add theirs here.
+    app.include_router(health.router)
+    app.include_router(devices.router)
+    app.include_router(events.router)
+    app.include_router(commands.router)
+    app.include_router(keys.router)
+    app.include_router(audit_log.router)
     mount_console(app, config.console)  # the operations console at /console/ (cloud/console, docs/console.md)
     return app
 

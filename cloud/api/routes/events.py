@@ -40,7 +40,7 @@ class EventOut(BaseModel):
     lat_deg: float | None
     lon_deg: float | None
     speed_kmh: float | None
-    evidence: dict[str, Any] | None = Field(description="omitted for account managers")
+    evidence: Any = Field(description="the detector's evidence (omitted for account managers)")
     detail: str | None = Field(description="omitted for account managers")
     last_transition_at: datetime
     transitions: int
