@@ -10,7 +10,9 @@ started by hand:
    processes; the agent reads an emulated car (`hil.vehicle`): OBD-II over ISO-TP on an
    interface-local CAN multicast group, NMEA from a GNSS pty, 12 V supply from a fake sysfs;
 4. after the drive the agent is stopped gracefully, the receiver drains, and the demo prints
-   what reached the database.
+   what reached the database;
+5. with `--serve`, the API (`lienwatch cloud api`) then serves that database with the operations
+   console until Ctrl-C; the demo prints the console's URL and an admin key for it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo = commands.add_parser("demo", help=_HELP, description=_HELP)
     demo.add_argument("--seconds", type=number(0, 86400), default=20.0, help="how long the car drives")
     demo.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, PKI)")
+    demo.add_argument("--serve", action="store_true",
+                      help="after the drive, serve the API and its console on the demo's data until Ctrl-C")
     demo.set_defaults(handler=run)
 
 
@@ -188,8 +192,58 @@ command_keys = "{keys}"
             tail = (root / name).read_text(errors="replace")[-3000:]
             print(f"--- {name} (tail) ---\n{tail}", file=sys.stderr)
         return 1
+    if args.serve and not _serve(dsn, root, say):
+        return 1
     say("demo finished: every server stopped, scratch data removed")
     return 0
+
+
+def _serve(dsn: str, root: Path, say: _Say) -> bool:
+    """Serve the API with the console on the demo's database until SIGINT/SIGTERM; False if it
+    did not come up."""
+    import urllib.request
+
+    import psycopg
+
+    from cloud.api.keys import create_key
+    from hil.services import free_port
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, token = create_key(conn, "demo", "admin", created_by="lienwatch demo")
+    port = free_port()
+    api_toml = root / "api.toml"
+    api_toml.write_text(f'[database]\ndsn = "{dsn}"\n[api]\nhost = "127.0.0.1"\nport = {port}\n')
+    api = _lienwatch("cloud", "api", "--config", str(api_toml), log=root / "api.log")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    while api.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.2)
+    if api.poll() is not None or time.monotonic() >= deadline:
+        _stop(api)
+        tail = (root / "api.log").read_text(errors="replace")[-3000:]
+        print(f"--- api.log (tail) ---\n{tail}", file=sys.stderr)
+        return False
+    stop = {"now": False}
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    say(f"console: {base}/console/  (API key: {token})")
+    say(f"API: {base}/openapi.json; Ctrl-C stops the API and the demo")
+    try:
+        while not stop["now"] and api.poll() is None:
+            time.sleep(0.2)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        rc = _stop(api)
+    say(f"API stopped (exit code {rc})")
+    return True
 
 
 def _wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
