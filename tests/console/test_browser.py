@@ -19,6 +19,8 @@ from psycopg.conninfo import make_conninfo
 
 from cloud.store.db import connect
 from cloud.store.migrate import migrate
+from hil.services import MosquittoBroker
+from protocol.signing import generate_key, private_key_to_pem
 from tests.console.browser import chromium, page_errors, screenshot, serving, wait_for
 from tests.console.scenario import (
     HOME,
@@ -44,8 +46,10 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(postgres_dsn: str) -> Iterator[Console]:
-    """The API with the console on a seeded database of its own; keys for one user per role."""
+def console(postgres_dsn: str, mosquitto: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory,
+            ) -> Iterator[Console]:
+    """The API with the console on a seeded database of its own, publishing commands to the
+    session's broker; keys for one user per role."""
     from cloud.api.app import create_app
     from cloud.api.config import parse_config
     from cloud.api.keys import create_key
@@ -62,7 +66,12 @@ def console(postgres_dsn: str) -> Iterator[Console]:
                 ("rita", "risk_officer"), ("amy", "account_manager"), ("audrey", "auditor"))}
             conn.execute("INSERT INTO device_assignments (user_name, device_id) VALUES ('amy', %s)",
                          (TOW_DEVICE,))
-        app = create_app(parse_config({"database": {"dsn": dsn}}))
+        key_file = tmp_path_factory.mktemp("console-keys") / "command-key.pem"
+        key_file.write_bytes(private_key_to_pem(generate_key()))
+        app = create_app(parse_config({
+            "database": {"dsn": dsn}, "api": {"command_signing_key_file": str(key_file)},
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "insecure_plaintext": True,
+                     "client_id": f"console-test-{name}"}}))
         with serving(app) as base:
             yield Console(base, dsn, night, tokens, frozenset(app.openapi()["paths"]))
     finally:
@@ -191,6 +200,15 @@ def test_device_page_shows_state_forecast_and_commands(console: Console, browser
     commands = elements(browser, "#device-commands button[data-command]", "command buttons")
     assert {c.get_attribute("data-command") for c in commands} == {"request_position", "set_geofence"}
     screenshot(browser, "30-device-page")
+    browser.find_element("css selector", "button[data-command=request_position]").click()
+    sent = elements(browser, "#device-commands tr[data-command]", "the command in the list")[0]
+    assert "request_position" in sent.text and "rita" in sent.text
+    with connect(console.dsn) as conn:
+        stored = conn.execute("SELECT kind, created_by, state FROM commands WHERE device_id = %s",
+                              (TOW_DEVICE,)).fetchall()
+    assert len(stored) == 1 and stored[0][:2] == ("request_position", "rita")
+    assert stored[0][2] in {"pending", "sent"}  # published to the broker; the car is not listening
+    screenshot(browser, "31-device-command-sent")
 
 
 def test_account_manager_sees_only_the_assigned_car(console: Console, browser: Any) -> None:
