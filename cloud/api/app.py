@@ -94,7 +94,7 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     app.state.lienwatch = state
     problems.install(app)
     _install_middleware(app, state)
-    from cloud.api.routes import audit_log, commands, devices, events, health, keys
+    from cloud.api.routes import audit_log, commands, devices, events, health, keys, reports, tracks
 
     # One line per resource router (cloud/api/routes/); other stages add theirs here.
     app.include_router(health.router)
@@ -103,6 +103,8 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(commands.router)
     app.include_router(keys.router)
     app.include_router(audit_log.router)
+    app.include_router(tracks.router)
+    app.include_router(reports.router)
     mount_console(app, config.console)  # the operations console at /console/ (cloud/console, docs/console.md)
     return app
 
