@@ -25,3 +25,9 @@ GRANT INSERT, UPDATE ON devices, api_keys TO lienwatch_api;
 GRANT INSERT, UPDATE, DELETE ON points_of_interest, device_assignments TO lienwatch_api;
 GRANT INSERT ON event_actions, audit_log TO lienwatch_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_api;
+
+-- Server-side watchers (cloud/watchers, migration 0007), run by the receiver or the API: they
+-- raise and clear their own events (boot_id -1) and keep one row per raised condition.
+GRANT INSERT ON events TO lienwatch_api;
+GRANT INSERT, UPDATE, DELETE ON watcher_state TO lienwatch_ingest, lienwatch_api;
+GRANT INSERT, UPDATE ON event_lifecycle TO lienwatch_api;
