@@ -26,6 +26,7 @@ from cloud.api.ratelimit import RateLimiter
 from cloud.console import mount_console
 from cloud.store.db import Conn
 from cloud.store.partitions import PartitionKeeper
+from cloud.watchers.job import WatcherJob
 from lienwatch.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ def _audit_partitions_ahead(pool: ConnectionPool[Conn], now: datetime) -> None:
         log.warning("audit_log partitions ahead not made at start: %s", error)
 
 
+def _start_watchers(state: ApiState) -> WatcherJob | None:
+    """The server-side watchers on the request pool, when `[watchers] enabled = true`."""
+    if not state.config.watchers.enabled or state.pool is None:
+        return None
+    pool = state.pool
+    job = WatcherJob(state.config.watchers, lambda: pool.connection(timeout=30.0), state.clock)
+    job.start()
+    return job
+
+
 def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     """The API for `config`; the pool opens when the app starts (lifespan) and closes with it."""
     clock = clock or SystemClock()
@@ -77,9 +88,12 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
         from cloud.api.commands import start_publishing
 
         stop_publishing = start_publishing(state)
+        watchers = _start_watchers(state)
         try:
             yield
         finally:
+            if watchers is not None:
+                watchers.stop()
             stop_publishing()
             state.pool.close()
             state.pool = None

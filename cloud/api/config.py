@@ -5,6 +5,7 @@
     [api.rate_limit] [api.cors] [api.security_headers]
     [mqtt] (+ [mqtt.tls])                the broker commands are published to (cloud/config.py)
     [console]  tile_url, tile_attribution  the operations console's map (cloud/console)
+    [watchers] the server-side watchers run by this process (cloud/watchers/config.py)
 
 An unknown key, a wrong type or an out-of-range value is a `ConfigError` naming the key.
 deploy/api/api.toml is the annotated example, and a test loads it.
@@ -22,6 +23,7 @@ from cloud.config import MqttConfig, _section
 from cloud.console import ConsoleConfig, parse_console_config
 from cloud.store.db import check_dsn
 from cloud.store.errors import StoreError
+from cloud.watchers.config import WatchersConfig, parse_watchers_config
 from lienwatch.errors import ConfigError
 from protocol.signing import DEFAULT_MAX_LIFETIME_NS, KeyFormatError, PrivateKey, private_key_from_pem
 
@@ -93,6 +95,7 @@ class AppConfig:
     security_headers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECURITY_HEADERS))
     mqtt: MqttConfig | None = None  # None: commands cannot be sent (503), everything else works
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]: map tiles (cloud/console)
+    watchers: WatchersConfig = field(default_factory=WatchersConfig)  # [watchers] (cloud/watchers)
 
     def signing_key(self) -> PrivateKey | None:
         """The command signing key from `api.command_signing_key_file`, or None if unset."""
@@ -119,7 +122,7 @@ def _checked(section: object, where: str, cls: type[Any], skip: tuple[str, ...] 
 
 def parse_config(data: dict[str, Any]) -> AppConfig:
     """Build an `AppConfig` from parsed TOML, refusing anything unknown or out of range."""
-    allowed = {"database", "api", "mqtt", "console"}
+    allowed = {"database", "api", "mqtt", "console", "watchers"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"unknown section {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
@@ -178,6 +181,7 @@ def parse_config(data: dict[str, Any]) -> AppConfig:
     config = AppConfig(
         dsn=database["dsn"], api=api, rate_limit=rate, cors=cors, security_headers=headers, mqtt=mqtt,
         console=parse_console_config(data.get("console")),
+        watchers=parse_watchers_config(data.get("watchers")),
     )
     config.signing_key()  # a configured key must load now, not at the first command
     return config

@@ -157,3 +157,26 @@ def test_defaults() -> None:
     defaults = parse_watchers_config(None)
     assert not defaults.enabled and defaults.offline.after_h == 48.0
     assert config(offline={"devices": {"gw-1": 6}}).offline.after_h_for("gw-1") == 6.0
+
+
+def test_the_api_process_runs_the_watchers_from_its_config(migrated_db: str) -> None:
+    import time as real_time
+
+    from fastapi.testclient import TestClient
+
+    from cloud.api.app import create_app
+    from cloud.api.config import parse_config
+
+    with connect(migrated_db) as db:
+        register(db, "gw-api")
+        seen(db, "gw-api", T0)
+        app_config = parse_config({"database": {"dsn": migrated_db},
+                                   "watchers": {"enabled": True, "interval_s": 3600}})
+        clock = ManualClock(wall_ns=int((T0 + timedelta(hours=50)).timestamp() * 1e9))
+        with TestClient(create_app(app_config, clock=clock)):
+            deadline = real_time.monotonic() + 20
+            while not server_events(db, "gw-api") and real_time.monotonic() < deadline:
+                real_time.sleep(0.05)  # the job's first tick runs at start, on its own thread
+        assert [e[:2] for e in server_events(db, "gw-api")] == [("server.offline", "raised")]
+    with pytest.raises(ConfigError, match="watchers"):
+        parse_config({"database": {"dsn": migrated_db}, "watchers": {"every": 1}})
