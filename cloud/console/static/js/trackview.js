@@ -57,8 +57,8 @@ export async function renderTrack(view, ctx, deviceId, params) {
     return;
   }
   const events = trackQuery.events ? track.events : await loadEvents(api, deviceId, start, end);
-  const tripsAndStops = await loadTrips(api, deviceId, range);
-  const stops = tripsAndStops.stops ?? [];
+  const [trips, stopsAnswer] = await Promise.all([loadTrips(api, deviceId, range), loadStops(api, deviceId, range)]);
+  const stops = stopsAnswer.stops ?? [];
   const parts = stretches(track.points, NO_FIX_GAP_S);
   for (const gap of track.noFix) {
     const covered = parts.some((q) => q.kind === 'nofix' && q.points[0].t <= gap.start && q.points[1].t >= gap.end);
@@ -93,7 +93,7 @@ export async function renderTrack(view, ctx, deviceId, params) {
   else readout.textContent = 'No positions in this range.';
   ctx.onLeave(() => playback.pause());
 
-  side.append(tripsPanel(tripsAndStops, track.points), stopsPanel(stops, tripsAndStops.error));
+  side.append(tripsPanel(trips, track.points), stopsPanel(stops, stopsAnswer.error));
 }
 
 /** The range query for a documented operation: whichever of from/to, start/end, since/until it names. */
@@ -126,8 +126,18 @@ async function loadTrips(api, deviceId, range) {
   if (!api.has('get', path)) return { error: api.missing('get', path) };
   try {
     const answer = await api.get(withQuery(path, rangeQuery(api, '/devices/{device_id}/trips', range)));
-    return { trips: items(answer?.trips ?? answer).map(normTrip), stops: (answer?.stops ?? []).map(normStop),
-      motionFrom: answer?.motion_from ?? null };
+    return { trips: (answer?.trips ?? []).map(normTrip), motionFrom: answer?.motion_from ?? null };
+  } catch (error) {
+    return { error };
+  }
+}
+
+async function loadStops(api, deviceId, range) {
+  const path = ENDPOINTS.stops(deviceId);
+  if (!api.has('get', path)) return { error: api.missing('get', path) };
+  try {
+    const answer = await api.get(withQuery(path, rangeQuery(api, '/devices/{device_id}/stops', range)));
+    return { stops: (answer?.stops ?? []).map(normStop) };
   } catch (error) {
     return { error };
   }
