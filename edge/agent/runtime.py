@@ -542,11 +542,20 @@ class Agent:
         return True
 
     def _queue_actuator_event(self, change: InterruptEvent) -> None:
-        """A starter-interrupt change or refusal on the wire at once (detector "starter_interrupt")."""
-        severity = Severity.ALERT if change.kind in ("fault", "overridden") else Severity.WARNING
-        event = Event(self.headers.header(), self.headers.event_id(), severity, "starter_interrupt",
-                      self.wall_ns(), dict(change.evidence), self.position(), change.detail[:500],
-                      condition=change.kind)
+        """A starter-interrupt change or refusal on the wire at once (detector "starter_interrupt").
+
+        Feature `state` is the InterruptState afterwards. A fault or an emergency override is an
+        ALERT the lender must see (RAISED: open until acknowledged); every other change is a record
+        that needs no action, sent raised and cleared at once (CLEARED, raised_ns = its time), so
+        it is in the device's history but not in the open-alert inbox."""
+        needs_action = change.kind in ("fault", "overridden")
+        now_ns = self.wall_ns()
+        event = Event(self.headers.header(), self.headers.event_id(),
+                      Severity.ALERT if needs_action else Severity.WARNING, "starter_interrupt", now_ns,
+                      {**change.evidence, "state": float(change.state)}, self.position(), change.detail[:500],
+                      Transition.RAISED if needs_action else Transition.CLEARED,
+                      None if needs_action else now_ns, change.kind)
+        severity = event.severity
         try:
             self._queue(Channel.EVENT, _PRIORITY[severity], encode(event))
         except ProtocolError as error:

@@ -28,6 +28,8 @@ from protocol.messages import (
     PaymentReminder,
     ReleaseStarterInterrupt,
     ReminderPattern,
+    Severity,
+    Transition,
 )
 from protocol.override import hotp
 from protocol.signing import PrivateKey, generate_key, sign_command
@@ -141,6 +143,8 @@ def test_arm_mid_drive_engages_only_after_the_car_is_parked(car: Car) -> None:
         engaged = events[-1]
         assert engaged.features["ignition_on"] == 0.0 and engaged.features["can_speed_kmh"] == 0.0
         assert engaged.features["gnss_speed_kmh"] < 4.0 and engaged.features["parked_s"] >= 30
+        assert engaged.features["state"] == float(InterruptState.ENGAGED)
+        assert engaged.transition is Transition.CLEARED  # a record, not an open alert
         assert car.agent.status()["actuators"]["starter_interrupt"]["state"] == "ENGAGED"
         release = car.send(car.command(ReleaseStarterInterrupt()))
         assert release.status is AckStatus.DONE and release.interrupt is InterruptState.RELEASED
@@ -201,6 +205,7 @@ def test_emergency_code_typed_on_the_device_releases_the_starter(car: Car) -> No
         assert not car.engaged
         overridden = car.events()[-1]
         assert overridden.condition == "overridden" and overridden.features["uses_left"] == 1.0
+        assert overridden.transition is Transition.RAISED and overridden.severity is Severity.ALERT
         assert not (car.agent.state_dir / "override_code").exists()
         car.agent._write_status_file()
         status = read_status(Path(str(car.config["agent.status_file"])))  # the file's shape is checked
