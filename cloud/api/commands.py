@@ -17,8 +17,8 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,12 +28,16 @@ from cloud.store.db import Conn
 from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.messages import (
+    ArmStarterInterrupt,
     ClearEvent,
     ClearGeofence,
     Command,
     CommandAction,
     Geofence,
+    PaymentReminder,
     Reboot,
+    ReleaseStarterInterrupt,
+    ReminderPattern,
     RequestPosition,
     SetGeofence,
     StartDiagnosticSession,
@@ -81,6 +85,17 @@ class ClearEventParams(_Params):
     event_id: int = Field(ge=0, le=2**63 - 1)
 
 
+class ReasonParams(_Params):
+    """Actuator actions (docs/actuators.md) need a reason: it is stored with the command and audited."""
+
+    reason: str = Field(min_length=3, max_length=500, pattern=r"\S", description="why (audited)")
+
+
+class PaymentReminderParams(ReasonParams):
+    due_date: date = Field(ge=date(2000, 1, 1), le=date(2999, 12, 31))
+    pattern: Literal["gentle", "firm", "final"] = "gentle"
+
+
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
     """One command action the API offers: its parameters, the protocol action, who may send it."""
@@ -88,6 +103,7 @@ class ActionSpec:
     params: type[_Params]
     build: Callable[[Any], CommandAction]
     roles: frozenset[str] = frozenset({"admin", "risk_officer"})
+    audited: bool = False  # each one sent is an audit record with its reason (actuator actions)
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -106,7 +122,16 @@ ACTIONS: dict[str, ActionSpec] = {
         lambda p: ClearEvent(p.event_id),
         frozenset({"admin", "risk_officer", "account_manager"}),
     ),
+    # protocol 1.2, docs/actuators.md: admin and risk_officer only, a reason each, audited
+    "arm_starter_interrupt": ActionSpec(ReasonParams, lambda p: ArmStarterInterrupt(), audited=True),
+    "release_starter_interrupt": ActionSpec(ReasonParams, lambda p: ReleaseStarterInterrupt(), audited=True),
+    "payment_reminder": ActionSpec(
+        PaymentReminderParams,
+        lambda p: PaymentReminder(p.due_date.isoformat(), ReminderPattern[p.pattern.upper()]),
+        audited=True,
+    ),
 }
+INTERRUPT_ACTIONS = ("arm_starter_interrupt", "release_starter_interrupt")
 
 
 class CommandInputError(ValueError):
@@ -134,7 +159,7 @@ def build_command(
         issued_ns + int(ttl.total_seconds() * 1e9),
         spec.build(checked),
     )
-    return command, checked.model_dump()
+    return command, checked.model_dump(mode="json")
 
 
 _COLUMNS = (

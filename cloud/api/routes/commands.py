@@ -90,6 +90,9 @@ def create_command(device_id: DeviceId, body: CommandIn, caller: DeviceCaller) -
         )
     except commands.CommandInputError as error:
         raise Problem(422, "Unprocessable Content", str(error), kind="invalid-command") from None
+    if spec is not None and spec.audited:  # actuator actions: who, what and why (docs/actuators.md)
+        caller.audit(f"command.{body.action}", allowed=True, status=201, device_id=device_id,
+                     detail=f"{created['command_id']}: {body.params.get('reason', '')}")
     return CommandOut(**created)
 
 

@@ -22,6 +22,7 @@ from cloud.api.problems import Problem
 from cloud.store import fleet
 from cloud.store.devices import Device, PointOfInterest, add_device, check_device
 from cloud.store.errors import DeviceError
+from cloud.store.interrupt import interrupt_state
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -136,6 +137,28 @@ class PointOfInterestOut(BaseModel):
     radius_m: float
 
 
+class InterruptCommand(BaseModel):
+    command_id: str
+    action: Literal["arm_starter_interrupt", "release_starter_interrupt"]
+    state: str = Field(description="the command's state (pending, sent, done, rejected, ...)")
+    created_at: datetime
+    created_by: str | None
+    reason: str | None
+    acked_at: datetime | None
+    ack_detail: str | None
+
+
+class StarterInterrupt(BaseModel):
+    """The starter interrupt as the device last reported it (docs/actuators.md)."""
+
+    state: Literal["UNKNOWN", "RELEASED", "ARMED", "ENGAGED", "OVERRIDDEN"]
+    since: datetime | None = Field(description="when the device reported this state")
+    condition: str | None = Field(description="what changed it: armed, engaged, dropped, overridden, ...")
+    detail: str | None
+    evidence: dict[str, float] | None = Field(description="ignition, speeds, parked time at that moment")
+    last_command: InterruptCommand | None = Field(description="the latest arm or release command")
+
+
 class DeviceDetail(BaseModel):
     device_id: str
     vin: str | None
@@ -155,6 +178,7 @@ class DeviceDetail(BaseModel):
     ignition: Ignition
     status: StatusOut | None
     open_events: list[OpenEvent]
+    starter_interrupt: StarterInterrupt
 
 
 def _device_problem(error: DeviceError) -> Problem:
@@ -229,7 +253,8 @@ def get_device(device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller
     )
     if detail is None:
         raise Problem(404, "Not Found", f"no device {device_id!r} is registered")
-    return DeviceDetail(**detail)
+    interrupt = StarterInterrupt(**interrupt_state(caller.conn, device_id))
+    return DeviceDetail(**detail, starter_interrupt=interrupt)
 
 
 def _check_registration(body: DeviceIn | DevicePatch, device_id: str, current: Device | None) -> Device:
