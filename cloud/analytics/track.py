@@ -16,13 +16,13 @@ FeatureCollection (RFC 7946, longitude first):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from cloud.analytics.common import check_number, check_range, iso, iso_times
 from cloud.analytics.simplify import simplify
@@ -161,5 +161,5 @@ def _event_features(conn: Conn, device_id: str, start: datetime, end: datetime, 
 
 
 def to_json(collection: dict[str, Any]) -> bytes:
-    """Compact JSON bytes of a collection (no spaces: a month of points stays small)."""
-    return json.dumps(collection, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON bytes of a collection (orjson: a month of points in a few milliseconds)."""
+    return orjson.dumps(collection)

@@ -155,7 +155,10 @@ _TRIPS_AND_STOPS: LiteralString = """
                lat AS lat1, lon AS lon1, lag(v) OVER w AS v0, v AS v1, lag(ign) OVER w AS ign0, ign AS ign1
         FROM fx WINDOW w AS (ORDER BY time)
     ), measured AS (
-        SELECT *, lienwatch_haversine_km(lat0, lon0, lat1, lon1) * 1000 AS d_m,
+        -- lienwatch_haversine_km written out: a SQL function call per segment costs more than its math
+        SELECT *, 12742017.6 * asin(sqrt(power(sin(radians(lat1 - lat0) / 2), 2)
+                      + cos(radians(lat0)) * cos(radians(lat1)) * power(sin(radians(lon1 - lon0) / 2), 2)))
+                  AS d_m,
                extract(epoch FROM t1 - t0) AS dt_s
         FROM pairs WHERE t0 IS NOT NULL
     ), segs AS (
@@ -170,11 +173,12 @@ _TRIPS_AND_STOPS: LiteralString = """
                     ELSE 'stopped' END AS state
         FROM measured
     ), marked AS (
+        -- ordered by t1 (the fixes' own order, as `pairs` left it): no sort between the windows
         SELECT *, state IS DISTINCT FROM lag(state) OVER w AS starts,
                   state IS DISTINCT FROM lead(state) OVER w AS ends
-        FROM segs WINDOW w AS (ORDER BY t0)
+        FROM segs WINDOW w AS (ORDER BY t1)
     ), numbered AS (
-        SELECT *, sum(starts::int) OVER (ORDER BY t0) AS run FROM marked
+        SELECT *, sum(starts::int) OVER (ORDER BY t1) AS run FROM marked
     ), runs AS (
         SELECT run, min(state) AS state, min(t0) AS t_start, max(t1) AS t_end, sum(d_m) AS d_m,
                max(v_max) AS v_max,
@@ -197,9 +201,11 @@ _TRIPS_AND_STOPS: LiteralString = """
         FROM grouped WHERE NOT breaker GROUP BY grp HAVING bool_or(state = 'moving')
     ), trips AS (
         SELECT * FROM candidates WHERE d_m >= %(trip_min_m)s AND t_end - t_start >= %(trip_min_s)s
-    ), bounds AS (
-        SELECT f.t0 AS first_t, (SELECT max(t1) FROM segs) AS last_t, f.lat0 AS first_lat, f.lon0 AS first_lon
-        FROM (SELECT 1) one LEFT JOIN (SELECT t0, lat0, lon0 FROM segs ORDER BY t0 LIMIT 1) f ON true
+    ), bounds AS (  -- from the few runs, not the many segments
+        SELECT f.t_start AS first_t, (SELECT max(t_end) FROM runs) AS last_t, f.lat_start AS first_lat,
+               f.lon_start AS first_lon
+        FROM (SELECT 1) one LEFT JOIN (SELECT t_start, lat_start, lon_start FROM runs
+                                       ORDER BY t_start LIMIT 1) f ON true
     ), spans AS (
         SELECT coalesce(lag(t_end) OVER o, b.first_t) AS s_start, t_start AS s_end,
                coalesce(lag(lat_end) OVER o, b.first_lat) AS lat,
@@ -242,8 +248,10 @@ def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
         ignition = bool(row and row[0])
     query = "WITH " + (_FIXES_WITH_IGNITION if ignition else _FIXES_ONLY) + _TRIPS_AND_STOPS
     result = TripsAndStops(ignition=ignition)
-    for kind, t0, t1, d_m, lat0, lon0, lat1, lon1, v_max, poi, poi_kind, gap, last in conn.execute(
-            query, params):  # type: ignore[call-overload]
+    with conn.transaction():
+        conn.execute("SET LOCAL work_mem = '64MB'")  # a month of 1 Hz segments sorts in memory
+        rows = conn.execute(query, params).fetchall()  # type: ignore[call-overload]
+    for kind, t0, t1, d_m, lat0, lon0, lat1, lon1, v_max, poi, poi_kind, gap, last in rows:
         if kind == "trip":
             result.trips.append(Trip(t0, t1, float(d_m), Place(lat0, lon0), Place(lat1, lon1),
                                      None if v_max is None else float(v_max)))
