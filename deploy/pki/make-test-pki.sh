@@ -14,6 +14,7 @@
 #                                  service CA: only the service listener trusts it, only that
 #                                  listener grants service rights (deploy/mosquitto/acl-services)
 #   services/lienwatch-ingest.*    the cloud receiver's client certificate from the service CA
+#   services/lienwatch-api.*       the API's (it publishes signed commands: deploy/mosquitto/acl-services)
 #   expired/ID.crt expired/ID.key  signed by the device CA but valid only in January 2020
 #   foreign/ca.crt                 another CA nobody trusts, and
 #   foreign/ID.crt foreign/ID.key  a client certificate for the first device id from it
@@ -114,6 +115,7 @@ for id in "$@"; do
     sign "$out" "$id" "$out/devices/$id" "$work/client.ext"
 done
 sign "$out/services" "lienwatch-ingest" "$out/services/lienwatch-ingest" "$work/client.ext"
+sign "$out/services" "lienwatch-api" "$out/services/lienwatch-api" "$work/client.ext"
 # An expired certificate (`openssl ca` is the one tool in OpenSSL 3.0 that sets arbitrary dates).
 sign "$out" "$first_device" "$out/expired/$first_device" "$work/client.ext" \
     -startdate 20200101000000Z -enddate 20200201000000Z
