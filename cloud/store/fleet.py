@@ -20,6 +20,7 @@ from cloud.store.db import Conn
 from cloud.store.devices import PointOfInterest, check_poi
 from cloud.store.errors import DeviceError
 from protocol.catalog import default_catalog
+from protocol.messages import ClockQuality
 
 SEVERITIES = ("WARNING", "ALERT", "EMERGENCY")
 MONITORING_STATES = ("active", "suspended", "retired")
@@ -192,6 +193,16 @@ def open_events(conn: Conn, device_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _clock_name(value: int | None) -> str | None:
+    """What disciplined the device's clock when it stamped its status (protocol ClockQuality)."""
+    if value is None:
+        return None
+    try:
+        return ClockQuality(value).name
+    except ValueError:
+        return "UNKNOWN"
+
+
 def device_detail(
     conn: Conn, device_id: str, now: datetime, online_window: timedelta, positions_since: datetime | None
 ) -> dict[str, Any] | None:
@@ -229,7 +240,7 @@ def device_detail(
         }
     status = conn.execute(
         "SELECT time, power_state, supply_v, backup_v, energy_forecast_days, firmware, config_version, "
-        "queue_depth FROM device_status WHERE device_id = %s ORDER BY time DESC LIMIT 1",
+        "queue_depth, clock_quality FROM device_status WHERE device_id = %s ORDER BY time DESC LIMIT 1",
         (device_id,),
     ).fetchone()
     return {
@@ -258,6 +269,7 @@ def device_detail(
             "firmware": status[5],
             "config_version": status[6],
             "queue_depth": status[7],
+            "clock_quality": _clock_name(status[8]),
         },
         "open_events": open_events(conn, device_id),
     }

@@ -252,4 +252,6 @@ def test_fleet_health_lists_the_silent_car(console: Console, browser: Any) -> No
     backlog = browser.find_elements("css selector", "#fleet-backlog tbody tr[data-device]")
     assert [r.get_attribute("data-device") for r in low] == [QUIET_DEVICE]
     assert [r.get_attribute("data-device") for r in backlog] == [QUIET_DEVICE]
+    clock = browser.find_elements("css selector", "#fleet-clock tbody tr[data-device]")
+    assert [r.get_attribute("data-device") for r in clock] == [QUIET_DEVICE]  # on its RTC only
     screenshot(browser, "60-fleet-health")

@@ -118,6 +118,9 @@ class StatusOut(BaseModel):
     firmware: str | None
     config_version: int | None
     queue_depth: int | None
+    clock_quality: Literal["UNKNOWN", "RTC", "NTP", "GNSS"] | None = Field(
+        default=None, description="what disciplined the device's clock when it stamped this status"
+    )
 
 
 class OpenEvent(BaseModel):

@@ -49,6 +49,7 @@ function statePanel(d) {
       row('supply', num(d.supplyV, 2, 'V')),
       row('backup battery', num(d.backupV, 2, 'V')),
       row('outbox backlog', d.queueDepth == null ? '—' : `${d.queueDepth} messages`),
+      row('clock', d.clockQuality ?? '—'),
       row('firmware', d.firmware ?? '—'),
       row('config version', d.configVersion ?? '—'),
       row('status at', d.statusAt == null ? '—' : freshness(d.statusAt)),

@@ -74,11 +74,11 @@ export async function renderFleet(view, ctx) {
 }
 
 function deviceTable(devices) {
-  return h('table', {}, h('thead', {}, h('tr', {}, ['device', 'last heard', 'power', 'supply', 'backup', 'backlog', 'open events']
+  return h('table', {}, h('thead', {}, h('tr', {}, ['device', 'last heard', 'power', 'supply', 'backup', 'backlog', 'clock', 'open events']
     .map((t) => h('th', {}, t)))),
   h('tbody', {}, devices.map((d) => h('tr', { dataset: { device: d.id } },
     h('td', {}, h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
     h('td', {}, formatAge(d.lastSeenAt ?? d.lastMessageAt)),
     h('td', {}, d.powerState ?? '—'), h('td', {}, num(d.supplyV, 2, 'V')), h('td', {}, num(d.backupV, 2, 'V')),
-    h('td', {}, d.queueDepth ?? '—'), h('td', {}, d.openEvents ?? '—')))));
+    h('td', {}, d.queueDepth ?? '—'), h('td', {}, d.clockQuality ?? '—'), h('td', {}, d.openEvents ?? '—')))));
 }
