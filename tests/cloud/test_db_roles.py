@@ -185,3 +185,60 @@ def test_retention_runs_as_the_owner_and_not_as_the_receiver(
     assert main(["cloud", "maintain", "--dsn", cluster.dsn("lienwatch_migrate"),
                  "--config", "/nonexistent"]) == 2
     assert capsys.readouterr().err.startswith("lienwatch: ConfigError: ")
+
+
+API_CANNOT = [
+    "DELETE FROM audit_log",
+    "UPDATE audit_log SET allowed = true",
+    "TRUNCATE audit_log",
+    "DROP TABLE audit_log",
+    "DELETE FROM api_keys",
+    "DELETE FROM devices",
+    "DELETE FROM positions",
+    "INSERT INTO positions (device_id, time, boot_id, seq, row_idx, lat_deg, lon_deg, clock_quality) "
+    "VALUES ('veh-roles', now(), 1, 1, 0, 0, 0, 0)",
+    "UPDATE event_actions SET comment = ''",
+    "CREATE TABLE scratch (x int)",
+]
+
+
+@pytest.mark.parametrize("statement", API_CANNOT)
+def test_the_api_role_cannot_rewrite_the_audit_log_or_stored_data(cluster: Cluster, statement: str) -> None:
+    with connect(cluster.dsn("lienwatch_api")) as api, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        api.execute(statement)
+
+
+def test_the_api_serves_as_the_api_role(cluster: Cluster) -> None:
+    """The API on lienwatch_api: ready, registers and provisions, audits a read (making next
+    month's audit partition through the owner's function), refusals included."""
+    from fastapi.testclient import TestClient
+
+    from cloud.api.app import create_app
+    from cloud.api.keys import create_key
+    from lienwatch.clock import ManualClock
+    from tests.cloud.api.conftest import config_for
+
+    with connect(cluster.dsn("lienwatch_migrate")) as owner:
+        _, token = create_key(owner, "ro-roles", "risk_officer")
+        _, manager = create_key(owner, "am-roles", "account_manager")
+    later = datetime.now(UTC) + timedelta(days=62)  # a month whose audit partition nobody made yet
+    clock = ManualClock(wall_ns=int(later.timestamp() * 1e9))
+    app = create_app(config_for(cluster.dsn("lienwatch_api")), clock=clock)
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        assert client.get(f"/devices/{DEVICE}", headers=auth).status_code == 200
+        refused = client.get(f"/devices/{DEVICE}", headers={"Authorization": f"Bearer {manager}"})
+        assert refused.status_code == 403
+        created = client.post("/devices", headers=auth, json={
+            "device_id": "veh-api-role", "time_zone": "Europe/Berlin",
+            "points_of_interest": [{"name": "home", "kind": "home", "lat_deg": 52.5, "lon_deg": 13.4}]})
+        assert created.status_code == 201, created.text
+        changed = client.patch("/devices/veh-api-role", headers=auth, json={"points_of_interest": []})
+        assert changed.status_code == 200 and changed.json()["points_of_interest"] == []
+    with connect(cluster.dsn("lienwatch_migrate")) as owner:
+        rows = owner.execute("SELECT user_name, allowed FROM audit_log WHERE device_id = %s "
+                             "ORDER BY time, id", (DEVICE,)).fetchall()
+        assert rows[-2:] == [("ro-roles", True), ("am-roles", False)]
+        made = partition_for(BY_NAME["audit_log"], later.date()).name
+        assert made in {p.name for p in list_partitions(owner, BY_NAME["audit_log"])}
