@@ -104,6 +104,8 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
         lifespan=lifespan,
         description="The lender's API: devices, events, commands, audit (docs/api.md).",
         responses=problems.COMMON_RESPONSES,
+        docs_url=None,  # Swagger UI / ReDoc load scripts from a CDN: nothing is fetched from elsewhere
+        redoc_url=None,
     )
     app.state.lienwatch = state
     problems.install(app)
