@@ -17,6 +17,7 @@ from cloud.store.db import check_dsn
 from cloud.store.errors import StoreError
 from cloud.store.layout import RETENTION_CLASSES
 from cloud.store.retention import DEFAULT_DAYS, RetentionPolicy
+from cloud.watchers.config import WatchersConfig, parse_watchers_config
 from lienwatch.clock import SystemClock
 from lienwatch.errors import ConfigError
 from lienwatch.tls import check_ca_file, check_cert_and_key
@@ -108,6 +109,7 @@ class ReceiverConfig:
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     receiver_id: str = ""
+    watchers: WatchersConfig = field(default_factory=WatchersConfig)  # [watchers] (cloud/watchers)
 
     @property
     def name(self) -> str:
@@ -172,7 +174,7 @@ def _section(cls: type[Any], data: object, where: str) -> Any:
 
 def parse_config(data: dict[str, Any]) -> ReceiverConfig:
     """Build a `ReceiverConfig` from parsed TOML, refusing anything unknown or out of range."""
-    allowed = {"database", "mqtt", "ingest", "metrics", "maintenance", "retention", "receiver_id"}
+    allowed = {"database", "mqtt", "ingest", "metrics", "maintenance", "retention", "receiver_id", "watchers"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"unknown section {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
@@ -205,6 +207,7 @@ def parse_config(data: dict[str, Any]) -> ReceiverConfig:
         maintenance=_section(MaintenanceConfig, data.get("maintenance", {}), "maintenance"),
         retention=_retention(data.get("retention", {})),
         receiver_id=receiver_id,
+        watchers=parse_watchers_config(data.get("watchers")),
     )
 
 

@@ -64,6 +64,7 @@ from cloud.store.devices import registered_time_zones
 from cloud.store.layout import BY_NAME
 from cloud.store.migrate import check_schema
 from cloud.store.retention import apply_retention
+from cloud.watchers.job import WatcherJob
 from lienwatch.backoff import backoff_s
 from lienwatch.clock import Clock, SystemClock
 from protocol.codec import encode
@@ -571,6 +572,7 @@ class Receiver:
         self.metrics = metrics or IngestMetrics()
         self.stopping = threading.Event()
         self._failure: BaseException | None = None
+        self._watchers: WatcherJob | None = None
         ingest = config.ingest
         self.lanes = (
             Lane(self, LaneSpec("bulk", BULK_TOPICS, ingest.batch_max_messages, ingest.batch_max_rows,
@@ -600,6 +602,11 @@ class Receiver:
         self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
         for lane in self.lanes:
             lane.start_threads()
+        if self.config.watchers.enabled:  # server-side watchers (cloud/watchers) in this process
+            dsn = self.config.dsn
+            self._watchers = WatcherJob(
+                self.config.watchers, lambda: connect(dsn, application_name="lienwatch-watchers"), self.clock)
+            self._watchers.start()
 
     def _connect_lanes(self) -> None:
         """Connect every lane; while the broker is unreachable retry with full-jitter backoff up to
@@ -629,6 +636,8 @@ class Receiver:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful shutdown: take no more messages, store and acknowledge those received, leave."""
         self.stopping.set()
+        if self._watchers is not None:
+            self._watchers.stop()
         deadline = time.monotonic() + timeout_s
         for lane in self.lanes:
             for thread in lane.threads:

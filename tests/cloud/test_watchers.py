@@ -180,3 +180,15 @@ def test_the_api_process_runs_the_watchers_from_its_config(migrated_db: str) -> 
         assert [e[:2] for e in server_events(db, "gw-api")] == [("server.offline", "raised")]
     with pytest.raises(ConfigError, match="watchers"):
         parse_config({"database": {"dsn": migrated_db}, "watchers": {"every": 1}})
+
+
+def test_the_receiver_config_takes_a_watchers_table() -> None:
+    from cloud.config import parse_config as parse_receiver_config
+
+    base = {"database": {"dsn": "postgresql://u@db.example/lienwatch"},
+            "mqtt": {"client_id": "r1", "insecure_plaintext": True}}
+    assert not parse_receiver_config(base).watchers.enabled
+    config = parse_receiver_config({**base, "watchers": {"enabled": True, "offline": {"after_h": 24}}})
+    assert config.watchers.enabled and config.watchers.offline.after_h == 24.0
+    with pytest.raises(ConfigError, match=r"watchers\.offline"):
+        parse_receiver_config({**base, "watchers": {"offline": {"after": 24}}})
