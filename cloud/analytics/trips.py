@@ -155,23 +155,29 @@ _TRIPS_AND_STOPS: LiteralString = """
                lat AS lat1, lon AS lon1, lag(v) OVER w AS v0, v AS v1, lag(ign) OVER w AS ign0, ign AS ign1
         FROM fx WINDOW w AS (ORDER BY time)
     ), measured AS (
-        -- lienwatch_haversine_km written out: a SQL function call per segment costs more than its math
-        SELECT *, 12742017.6 * asin(sqrt(power(sin(radians(lat1 - lat0) / 2), 2)
-                      + cos(radians(lat0)) * cos(radians(lat1)) * power(sin(radians(lon1 - lon0) / 2), 2)))
-                  AS d_m,
-               extract(epoch FROM t1 - t0) AS dt_s
-        FROM pairs WHERE t0 IS NOT NULL
-    ), segs AS (
-        SELECT t0, t1, lat0, lon0, lat1, lon1, d_m, greatest(v0, v1) AS v_max,
-               CASE WHEN t1 - t0 >= %(gap)s THEN 'gap'
+        SELECT *, extract(epoch FROM t1 - t0) AS dt_s FROM pairs WHERE t0 IS NOT NULL
+    ), classified AS (
+        SELECT *, CASE WHEN t1 - t0 >= %(gap)s THEN 'gap'
                     WHEN ign0 IS NOT NULL OR ign1 IS NOT NULL THEN
                         CASE WHEN coalesce(ign0, 0) >= 4 OR coalesce(ign1, 0) >= 4
                              THEN 'moving' ELSE 'stopped' END
-                    WHEN greatest(coalesce(v0, d_m * 3.6 / nullif(dt_s, 0)),
-                                  coalesce(v1, d_m * 3.6 / nullif(dt_s, 0))) >= %(moving_kmh)s
+                    -- the implied speed (and its trigonometry) only where a fix has no speed
+                    WHEN greatest(coalesce(v0, lienwatch_haversine_km(lat0, lon0, lat1, lon1) * 3600
+                                               / nullif(dt_s, 0)),
+                                  coalesce(v1, lienwatch_haversine_km(lat0, lon0, lat1, lon1) * 3600
+                                               / nullif(dt_s, 0))) >= %(moving_kmh)s
                         THEN 'moving'
                     ELSE 'stopped' END AS state
         FROM measured
+    ), segs AS (
+        -- distances of moving segments only (a parked car's drift is no distance): most segments
+        -- of a month are parked and skip the trigonometry
+        SELECT t0, t1, lat0, lon0, lat1, lon1, greatest(v0, v1) AS v_max, state,
+               CASE WHEN state = 'moving' THEN
+                   12742017.6 * asin(sqrt(power(sin(radians(lat1 - lat0) / 2), 2)
+                       + cos(radians(lat0)) * cos(radians(lat1)) * power(sin(radians(lon1 - lon0) / 2), 2)))
+               ELSE 0 END AS d_m
+        FROM classified
     ), marked AS (
         -- ordered by t1 (the fixes' own order, as `pairs` left it): no sort between the windows
         SELECT *, state IS DISTINCT FROM lag(state) OVER w AS starts,
