@@ -28,6 +28,7 @@ MAX_STATUS_BYTES = 4 * 1024 * 1024  # the agent writes a few kB; anything bigger
 _NUMBER = (int, float)
 # What `render` and `edge status` read, by type; a nested dict describes a JSON object, and
 # `"*"` every member of one. Absent keys are fine (older agents), present ones must match.
+_OPTIONAL_NUMBER = (int, float, type(None))
 _SHAPE: dict[str, Any] = {
     "written_ns": int, "uptime_s": _NUMBER, "stopped": bool,
     "uplink": {"state": str, "last_error": (str, type(None)), "budget": {"telemetry_open": bool}},
@@ -38,7 +39,11 @@ _SHAPE: dict[str, Any] = {
     "detectors": {"*": {"open_events": [{}]}},  # [spec]: a JSON array, each item matching spec
     "power": {"state": str, "wire_state": str, "soc_pct": _NUMBER, "replans": int,
               "forecast_days": (int, float, type(None)), "avg_current_ma": (int, float, type(None)),
-              "ledger": {"spent_mah": _NUMBER}},
+              "ledger": {"spent_mah": _NUMBER},
+              "backup": {"cell_soc_pct": _OPTIONAL_NUMBER, "position_interval_s": _OPTIONAL_NUMBER,
+                         "cell_ma": _NUMBER, "lasts_h": _OPTIONAL_NUMBER},
+              "sleep": {"sleeps": int, "slept_s": _NUMBER, "early_wakes": int, "failures": int,
+                        "refused": dict, "last_refusal": str}},
     "actuators": {"starter_interrupt": {"state": str, "waiting_for": str, "parked_s": _NUMBER,
                                         "override_until_ns": int}},
 }
@@ -145,6 +150,21 @@ def render(status: dict[str, Any], now_ns: int) -> str:
                      f"forecast {'?' if forecast is None else f'{forecast:.0f}'} days parked  "
                      f"spent {power.get('ledger', {}).get('spent_mah', 0):.1f} mAh  "
                      f"re-plans {power.get('replans', 0)}")
+        backup = power.get("backup") or {}
+        if power.get("state") == "backup" and backup:
+            cell, lasts = backup.get("cell_soc_pct"), backup.get("lasts_h")
+            lines.append(f"backup     on the tracker's cell ({'?' if cell is None else f'{cell:.0f}'} %): "
+                         f"a position every {backup.get('position_interval_s') or 0:g} s at "
+                         f"{backup.get('cell_ma', 0):.2f} mA, lasts "
+                         f"{'?' if lasts is None else f'{lasts:.0f}'} h")
+        sleep = power.get("sleep")
+        if sleep:
+            refused = sum(sleep.get("refused", {}).values())
+            hours = sleep.get("slept_s", 0) / 3600
+            lines.append(f"sleep      {sleep.get('sleeps', 0)} sleeps ({hours:.1f} h)  "
+                         f"early wakes {sleep.get('early_wakes', 0)}  failures {sleep.get('failures', 0)}  "
+                         f"refused {refused}" + (f"  last: {sleep['last_refusal']}"
+                                                 if sleep.get("last_refusal") else ""))
     interrupt = status.get("actuators", {}).get("starter_interrupt")
     if interrupt:
         why = f"  waiting for: {interrupt['waiting_for']}" if interrupt["state"] == "ARMED" else ""

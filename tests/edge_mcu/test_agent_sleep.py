@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge.agent.config import parse_config
+from edge.agent.status import render
 from edge.mcu import eventlog
 from edge.power.planner import PowerMode
 from edge.power.sleep import CommandSleep, Sleeper, SleepError
@@ -159,6 +160,8 @@ def test_parked_sleep_hands_the_mcu_config_and_tilt_reference_then_a_tow_wakes_t
     state = car.status()["power"]["sleep"]
     assert state["sleeps"] == 1 and state["early_wakes"] == 1 and state["refused"] == {}
     assert car.status()["power"]["sleeps"] == 1
+    line = next(x for x in render(car.status(), car.clock.wall_ns()).splitlines() if x.startswith("sleep "))
+    assert "1 sleeps" in line and "early wakes 1" in line and "refused 0" in line, line
 
 
 def test_without_the_sleep_request_the_slope_would_read_as_a_tilt(
@@ -268,3 +271,6 @@ def test_unplugged_the_soc_sleeps_between_the_backup_plans_positions(
     assert status["wire_state"] == "BACKUP_BATTERY"
     assert status["backup"]["lasts_h"] == round(plan.endurance_h, 1)
     assert status["forecast_days"] == pytest.approx(plan.endurance_h / 24.0, abs=0.05)
+    line = next(x for x in render(car.status(), car.clock.wall_ns()).splitlines() if x.startswith("backup "))
+    assert f"every {plan.position_interval_s:g} s" in line, line
+    assert f"lasts {status['backup']['lasts_h']:.0f} h" in line, line
