@@ -141,8 +141,11 @@ class ScenarioCar:
                  vehicle: Mapping[str, Any] | None = None,
                  detector_objects: Sequence[Detector] | None = None, tick_s: float = 1.0,
                  start_ns: int = T0_NS, state_dir: Path | None = None, batch_interval_s: float = 30.0,
-                 nmea: bool = True, seed: int = 1, power: Mapping[str, Any] | None = None) -> None:
+                 nmea: bool = True, seed: int = 1, power: Mapping[str, Any] | None = None,
+                 device: str = DEVICE, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 boot_id: int | None = 7, agent_class: type[RecordingAgent] | None = None) -> None:
         self.clock = ManualClock(wall_ns=start_ns, monotonic_ns=10**12)
+        self.device = device
         self.tick_s = tick_s
         self.nmea = nmea  # GNSS as NMEA text through the parser (else assembled epochs, ~50x faster)
         self._own_tmp = state_dir is None
@@ -156,7 +159,7 @@ class ScenarioCar:
         keys = self.work / "command-keys.pem"
         keys.write_bytes(public_key_to_pem(key.public_key()))
         document: dict[str, Any] = {
-            "device": {"id": DEVICE},
+            "device": {"id": device},
             "agent": {"state_dir": str(self.work / "state"), "status_file": str(self.work / "status.json"),
                       "status_interval_s": 3600.0, "tick_s": min(max(tick_s, 0.005), 5.0)},
             "uplink": {"mqtt": {"host": "127.0.0.1", "port": 1, "ca_file": str(etc / "pki/ca.crt"),
@@ -170,10 +173,12 @@ class ScenarioCar:
             document["vehicle"] = dict(vehicle)
         if power is not None:  # e.g. {"mcu": {"device": pty}}: the MCU link (its thread: agent.mcu.start())
             document["power"] = dict(power)
+        for section, table in (overrides or {}).items():  # e.g. a real broker: {"uplink": {"mqtt": ...}}
+            _merge(document.setdefault(section, {}), table)
         self.config = parse_config(document)
         self.obd = VinSource(self.clock)
-        self.agent = RecordingAgent(self.config, clock=self.clock, sources=[self.obd],
-                                    detectors=detector_objects, boot_id=7)
+        self.agent = (agent_class or RecordingAgent)(self.config, clock=self.clock, sources=[self.obd],
+                                                     detectors=detector_objects, boot_id=boot_id)
         self.gnss_source = GnssSource("gnss", self.clock, device="/dev/null", on_fix=self.agent.fix_inbox.put,
                                       on_clock_discipline=self.agent._on_clock_discipline)
         self.state = CarState()
@@ -313,7 +318,7 @@ class ScenarioCar:
     def command(self, action: CommandAction) -> CommandAck | None:
         """A signed downlink command (e.g. `SetGeofence`) through the agent's real command handler."""
         now = self.clock.wall_ns()
-        command = Command(DEVICE, os.urandom(16), now, now + 3600 * 10**9, action)
+        command = Command(self.device, os.urandom(16), now, now + 3600 * 10**9, action)
         payload = encode(sign_command(command, self.command_key))
         return self.agent.commands.handle(payload, self.agent.headers.header)
 
@@ -370,6 +375,14 @@ _PATHS = {
     "ay": "Vehicle.Acceleration.Lateral",
     "az": "Vehicle.Acceleration.Vertical",
 }
+
+
+def _merge(into: dict[str, Any], table: Mapping[str, Any]) -> None:
+    for key, value in table.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:

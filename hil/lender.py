@@ -1,0 +1,140 @@
+"""What the lender sees of a device: its events (and, for the bench's accounting, stored row counts).
+
+The scenario runner checks expectations through `LenderView`. `ApiView` asks the cloud HTTP API
+(`cloud/api`, the way the console and the lender's systems do); `StoreView` reads the same facts
+from the database with the store's own view (`event_current`) and is what the runner falls back
+to when the API package is not installed. Row counts per uplink record (boot, seq) are an
+accounting check of the bench itself and are always read from the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+SEVERITY_RANK = {"WARNING": 1, "ALERT": 2, "EMERGENCY": 3}
+
+
+@dataclass(frozen=True)
+class SeenEvent:
+    """One event id as the lender sees it: highest severity, when each severity was first reached."""
+
+    event_id: int
+    detector: str
+    condition: str
+    severity: str
+    raised_ns: int
+    first_at_ns: dict[str, int]  # severity -> first transition time with at least that severity
+    cleared: bool
+    lat: float | None = None
+    lon: float | None = None
+
+    def reached_ns(self, severity: str) -> int | None:
+        """When this event first stood at `severity` or higher."""
+        times = [t for s, t in self.first_at_ns.items() if SEVERITY_RANK[s] >= SEVERITY_RANK[severity]]
+        return min(times) if times else None
+
+
+class LenderView(Protocol):
+    name: str
+
+    def events(self, device_id: str) -> list[SeenEvent]: ...
+
+
+def _ns(value: Any) -> int:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp()) * 10**9 + value.microsecond * 1000
+    return int(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def fold(rows: list[dict[str, Any]]) -> list[SeenEvent]:
+    """Event transitions (event_id, detector, condition, severity, transition, time, lat, lon) → events."""
+    by_id: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(int(row["event_id"]), []).append(row)
+    out = []
+    for event_id, items in by_id.items():
+        items.sort(key=lambda r: _ns(r["time"]))
+        first: dict[str, int] = {}
+        for row in items:
+            if row["transition"] != "cleared":
+                first.setdefault(str(row["severity"]), _ns(row["time"]))
+        raised = [r for r in items if r["transition"] == "raised"] or items
+        top = max((r for r in items if r["transition"] != "cleared"), default=items[0],
+                  key=lambda r: SEVERITY_RANK[str(r["severity"])])
+        out.append(SeenEvent(event_id, str(items[0]["detector"]), str(items[0].get("condition") or ""),
+                             str(top["severity"]), _ns(raised[0]["time"]), first,
+                             any(r["transition"] == "cleared" for r in items),
+                             raised[0].get("lat"), raised[0].get("lon")))
+    return sorted(out, key=lambda e: e.raised_ns)
+
+
+class StoreView:
+    """Events straight from the store (`events` rows, one per transition)."""
+
+    name = "store"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def events(self, device_id: str) -> list[SeenEvent]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                "SELECT event_id, detector, condition, severity, transition, time, lat_deg AS lat, "
+                "lon_deg AS lon FROM events WHERE device_id = %s ORDER BY time", (device_id,)).fetchall()
+        return fold(list(rows))
+
+
+class ApiView:
+    """Events from the cloud API: `GET /v1/devices/{id}/events` (bearer API key)."""
+
+    name = "api"
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url, self.api_key = base_url.rstrip("/"), api_key
+
+    def events(self, device_id: str) -> list[SeenEvent]:
+        import httpx
+
+        rows: list[dict[str, Any]] = []
+        url: str | None = f"{self.base_url}/v1/devices/{device_id}/events?transitions=true&limit=1000"
+        with httpx.Client(headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30.0) as client:
+            while url:
+                response = client.get(url)
+                response.raise_for_status()
+                body = response.json()
+                items = body["items"] if isinstance(body, dict) else body
+                for item in items:
+                    rows.extend(_api_transitions(item))
+                url = body.get("next") if isinstance(body, dict) else None
+        return fold(rows)
+
+
+def _api_transitions(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """One API event (with its `transitions`, or a single transition row) as fold() rows."""
+    base = {"event_id": item["event_id"], "detector": item["detector"], "condition": item.get("condition", ""),
+            "lat": item.get("lat"), "lon": item.get("lon")}
+    transitions = item.get("transitions")
+    if transitions is None:
+        return [{**base, "severity": item["severity"], "transition": item.get("transition", "raised"),
+                 "time": item["time"]}]
+    return [{**base, "severity": t["severity"], "transition": t["transition"], "time": t["time"]}
+            for t in transitions]
+
+
+def stored_rows(dsn: str, device_id: str) -> dict[tuple[int, int], tuple[int, int]]:
+    """(boot, seq) -> (positions, signal samples) stored for `device_id`."""
+    import psycopg
+
+    out: dict[tuple[int, int], list[int]] = {}
+    with psycopg.connect(dsn) as conn:
+        for column, table in ((0, "positions"), (1, "signal_samples")):
+            for boot, seq, count in conn.execute(
+                    f"SELECT boot_id, seq, count(*) FROM {table} WHERE device_id = %s GROUP BY 1, 2",
+                    (device_id,)):
+                out.setdefault((int(boot), int(seq)), [0, 0])[column] = int(count)
+    return {k: (v[0], v[1]) for k, v in out.items()}

@@ -1,0 +1,463 @@
+"""`lienwatch hil run SCENARIO...`: play scenario files against the whole chain and check what the lender sees.
+
+For a run the bench starts (or is given) a PostgreSQL with the schema, a throwaway PKI, mosquitto
+from the shipped production config (mutual TLS, per-device ACL), the real receiver
+(`lienwatch cloud ingest`) and, when the API package is installed, the real API. Each scenario gets
+its own registered device and its own agent process (`python -m hil.player`: the real agent and
+the emulated car on one simulation clock, see hil/player.py). The runner answers the player's
+requests (take the broker down, bring it back, SIGKILL me — then it starts the agent again on the
+same state directory), waits until every record the agent accepted is stored, and checks the
+scenario's expectations against `hil.lender` (the API, else the store). Output: a progress line
+per step, a pass/fail table with measured detection latencies, and in the output folder one PNG
+per scenario (track with events, event timeline, 12 V / backup / SoC), `report.json` and
+`junit.xml`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.lender import SEVERITY_RANK, LenderView, SeenEvent, StoreView, stored_rows
+from hil.scenario_file import Scenario, ScenarioError, load_scenario
+from lienwatch.errors import ServiceError
+
+HERE = Path(__file__).resolve().parent
+SCENARIO_DIR = HERE / "scenarios"
+REPO = HERE.parent
+DETECTORS = ("battery", "driving", "geofence", "gnss_jamming", "night_cabin", "odometer", "risky_places",
+             "tamper", "tow", "unplug", "usage")
+DEFAULT_VEHICLE: dict[str, Any] = {
+    "contract_region": [[46.8, 8.0], [46.8, 9.4], [47.8, 9.4], [47.8, 8.0]],
+    "places": [{"name": "Automarkt Nord", "class": "used_car_market", "lat": 47.4102, "lon": 8.5489,
+                "radius_m": 300.0}],
+}
+Say = Callable[[str], None]
+
+
+def resolve(names: Sequence[str]) -> list[Path]:
+    """Scenario names (`night_tow`), paths, or `all` → files; ScenarioError for an unknown one."""
+    out: list[Path] = []
+    for name in names:
+        if name == "all":
+            out.extend(sorted(SCENARIO_DIR.glob("*.toml")))
+            continue
+        path = Path(name)
+        if not path.exists():
+            path = SCENARIO_DIR / f"{name.removesuffix('.toml')}.toml"
+        if not path.exists():
+            known = ", ".join(p.stem for p in sorted(SCENARIO_DIR.glob("*.toml")))
+            raise ScenarioError(f"no scenario {name!r} (a file, or one of: {known}, all)")
+        out.append(path)
+    return out
+
+
+@dataclass
+class Outcome:
+    """One expectation's verdict."""
+
+    what: str
+    ok: bool
+    detail: str = ""
+    latency_s: float | None = None
+
+
+@dataclass
+class Played:
+    """What one scenario run produced and how it was judged."""
+
+    scenario: Scenario
+    device_id: str
+    marks: dict[str, int] = field(default_factory=dict)
+    track: list[dict[str, Any]] = field(default_factory=list)
+    events: list[SeenEvent] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    power: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+    wall_s: float = 0.0
+    sim_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.ok for o in self.outcomes)
+
+
+class Bench:
+    """The services of a run: database, broker (shipped config, mutual TLS), receiver."""
+
+    def __init__(self, work: Path, devices: Sequence[str], say: Say, dsn: str | None = None) -> None:
+        self.work, self.say, self.devices = work, say, list(devices)
+        self._stack = contextlib.ExitStack()
+        self.given_dsn = dsn
+        self.dsn = dsn or ""
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.view: LenderView | None = None
+        self.api_url: str | None = None
+
+    def __enter__(self) -> Bench:
+        from hil.services import REPO_ROOT, start_mosquitto, start_postgres
+        from hil.testpki import make_test_etc
+
+        try:
+            if self.given_dsn is None:
+                self.say("starting an embedded PostgreSQL on a free loopback port ...")
+                pg = self._stack.enter_context(start_postgres(self.work / "postgres"))
+                self.dsn = pg.dsn
+            _cli("cloud", "migrate", "--dsn", self.dsn)
+            for index, device in enumerate(self.devices, 1):
+                _cli("cloud", "devices", "add", "--dsn", self.dsn, "--id", device, "--vin", vin_for(index),
+                     "--time-zone", "Europe/Zurich", "--region", "CH")
+            self.etc = make_test_etc(self.work / "etc", self.devices)
+            for device in self.devices:
+                (self.etc / "pki/devices" / f"{device}.key").chmod(0o600)
+            self.broker = self._stack.enter_context(start_mosquitto(
+                REPO_ROOT / "deploy/mosquitto/lienwatch.conf", path_map={"/etc/lienwatch/": f"{self.etc}/"},
+                work_dir=self.work / "mqtt"))
+            self.say(f"mosquitto (shipped config, mutual TLS, per-device ACL) on 127.0.0.1:{self.broker.port}")
+            self.start_receiver()
+            self._stack.callback(self.stop_receiver)
+            self.view = StoreView(self.dsn)
+            self.say(f"receiver running; {len(self.devices)} devices registered; expectations are read "
+                     f"from the {self.view.name}")
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def cleanup(self, path: Path) -> None:
+        """Remove `path` when the bench closes."""
+        self._stack.callback(shutil.rmtree, path, ignore_errors=True)
+
+    def start_receiver(self) -> None:
+        pki = self.etc / "pki"
+        config = self.work / "receiver.toml"
+        config.write_text(f"""receiver_id = "hil-receiver"
+[database]
+dsn = {json.dumps(self.dsn)}
+[mqtt]
+host = "127.0.0.1"
+port = {self.broker.ports[8884]}
+client_id = "hil-receiver"
+[mqtt.tls]
+ca_file = "{pki}/ca.crt"
+cert_file = "{pki}/services/lienwatch-ingest.crt"
+key_file = "{pki}/services/lienwatch-ingest.key"
+[ingest]
+batch_max_delay_ms = 20
+receipt_interval_ms = 20
+max_future_s = 31622400
+[retention]
+signals_days = 3650
+status_days = 3650
+[metrics]
+port = 0
+[maintenance]
+summaries_interval_s = 3600.0
+""")
+        log = (self.work / "receiver.log").open("ab")
+        self.receiver = subprocess.Popen([sys.executable, "-m", "lienwatch", "cloud", "ingest", "--config",
+                                          str(config)], stdout=log, stderr=log, cwd=REPO)
+
+    def stop_receiver(self) -> None:
+        if self.receiver is not None and self.receiver.poll() is None:
+            self.receiver.send_signal(signal.SIGTERM)
+            try:
+                self.receiver.wait(30)
+            except subprocess.TimeoutExpired:
+                self.receiver.kill()
+                self.receiver.wait(10)
+
+    def agent_overrides(self, device: str) -> dict[str, Any]:
+        pki = self.etc / "pki"
+        return {"uplink": {
+            "mqtt": {"host": "127.0.0.1", "port": self.broker.port, "ca_file": str(pki / "ca.crt"),
+                     "cert_file": str(pki / f"devices/{device}.crt"), "key_file": str(pki / f"devices/{device}.key"),
+                     "reconnect_min_s": 0.5, "reconnect_max_s": 30.0, "connect_timeout_s": 10.0},
+            # simulated seconds: the bench's clock runs far ahead of the network's round trips
+            "receipts": {"timeout_s": 86400.0},
+        }}
+
+
+def _cli(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "lienwatch", *args], capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise ServiceError(f"lienwatch {args[0]} {args[1]} failed: {(result.stderr or result.stdout).strip()[-1500:]}")
+
+
+def vin_for(index: int) -> str:
+    """The emulated car of the index-th scenario of a run (a registered device's VIN is unique)."""
+    return f"WVWZZZ1KZAW{index:06d}"
+
+
+def device_id_for(index: int, scenario: Scenario) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in scenario.path.stem.lower()).strip("-")
+    return f"hil-{index:02d}-{slug}"[:64]
+
+
+# -- playing one scenario -----------------------------------------------------------------------
+
+
+def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vin: str) -> Played:
+    """One scenario, start to end, judged. The agent's state directory (its outbox) is on tmpfs when
+    there is one: it survives the agent's SIGKILL like flash does, without a disk's fsync cost."""
+    played = Played(scenario, device)
+    started = time.monotonic()
+    work.mkdir(parents=True, exist_ok=True)
+    journal = work / "journal.txt"
+    shm = Path("/dev/shm")
+    state_dir = Path(tempfile.mkdtemp(prefix=f"lienwatch-hil-{device}-", dir=shm if shm.is_dir() else work))
+    bench.cleanup(state_dir)
+    job: dict[str, Any] = {
+        "scenario": str(scenario.path), "device": device, "state_dir": str(state_dir),
+        "journal": str(journal), "detectors": list(DETECTORS), "overrides": bench.agent_overrides(device),
+    }
+    scenario_vehicle = {**DEFAULT_VEHICLE, "vin": vin, **scenario.vehicle}
+    job_path = work / "job.json"
+    resume: dict[str, Any] | None = None
+    killed_boots = 0
+    while True:
+        job["resume"] = resume
+        job["vehicle"] = scenario_vehicle
+        job_path.write_text(json.dumps(job))
+        result = _run_player(bench, job_path, work, played, say)
+        if result is None:
+            break
+        resume = result
+        killed_boots += 1
+        played.restarts += 1
+        say(f"  agent SIGKILLed mid-drive; starting it again on the same state directory (restart {killed_boots})")
+    if played.error is None:
+        _wait_stored(bench.dsn, device, journal, played)
+        assert bench.view is not None
+        played.events = bench.view.events(device)
+        judge(played, journal, bench.dsn)
+    played.wall_s = time.monotonic() - started
+    if played.track:
+        played.sim_s = (played.track[-1]["t"] - scenario.start_ns) / 1e9
+    return played
+
+
+def _run_player(bench: Bench, job_path: Path, work: Path, played: Played, say: Say) -> dict[str, Any] | None:
+    """Run one agent process to its end; a resume point if the scenario had it killed."""
+    log = (work / "agent.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "hil.player", str(job_path)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=log, cwd=REPO, text=True, bufsize=1)
+    assert process.stdout is not None and process.stdin is not None
+    steps = played.scenario.steps
+    try:
+        for line in process.stdout:
+            message = json.loads(line)
+            kind = message["kind"]
+            if kind == "track":
+                played.track.append(message)
+            elif kind == "mark":
+                played.marks[message["name"]] = message["t"]
+            elif kind == "step":
+                index = message["index"]
+                say(f"  step {index + 1}/{len(steps)} {steps[index].action} (sim {_local(message['t'], played)})")
+            elif kind == "request":
+                what = message["what"]
+                if what == "broker_down":
+                    bench.broker.stop(remove=False)
+                    say("  broker stopped")
+                elif what == "broker_up":
+                    bench.broker.restart()
+                    say("  broker back")
+                process.stdin.write("ok\n")
+                process.stdin.flush()
+            elif kind == "kill_me":
+                process.send_signal(signal.SIGKILL)
+                process.wait(30)
+                return {"next_step": message["next_step"], "t": message["t"] + 10**9, "model": message["model"],
+                        "bench": message["bench"], "broker_down": message["broker_down"]}
+            elif kind == "done":
+                played.power, played.health = message["power"], message["health"]
+        rc = process.wait(60)
+        if rc != 0:
+            tail = (work / "agent.log").read_text(errors="replace")[-2500:]
+            played.error = f"agent process exited {rc}: {tail}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        log.close()
+    return None
+
+
+def _local(t_ns: int, played: Played) -> str:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromtimestamp(t_ns / 1e9, ZoneInfo(played.scenario.time_zone)).strftime("%a %d %b %H:%M")
+
+
+def _journal(path: Path) -> dict[tuple[int, int], tuple[int, int]]:
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                out[(int(parts[0]), int(parts[1]))] = (int(parts[2]), int(parts[3]))
+    return out
+
+
+def _wait_stored(dsn: str, device: str, journal: Path, played: Played, timeout_s: float = 60.0) -> None:
+    """Until every journalled record is stored (or nothing changes for a while)."""
+    expected = _journal(journal)
+    deadline = time.monotonic() + timeout_s
+    last: dict[tuple[int, int], tuple[int, int]] | None = None
+    still = 0
+    while time.monotonic() < deadline:
+        stored = stored_rows(dsn, device)
+        if all(key in stored for key in expected):
+            return
+        still = still + 1 if stored == last else 0
+        if still >= 20:
+            return
+        last = stored
+        time.sleep(0.25)
+
+
+# -- judging -----------------------------------------------------------------------------------
+
+
+def judge(played: Played, journal: Path, dsn: str) -> None:
+    scenario, out = played.scenario, played.outcomes
+    matched: set[int] = set()
+    for expected in scenario.events:
+        onset = played.marks.get(expected.after) if expected.after else scenario.start_ns
+        label = f"{expected.detector} {expected.severity}" + (f" after {expected.after}" if expected.after else "")
+        if onset is None:
+            out.append(Outcome(label, False, f"mark {expected.after!r} was never reached"))
+            continue
+        candidates = [(e.reached_ns(expected.severity), e) for e in played.events
+                      if e.detector == expected.detector]
+        candidates = [(t, e) for t, e in candidates if t is not None and t >= onset - 10**9]
+        if not candidates:
+            seen = [f"{e.detector} {e.severity}" for e in played.events if e.detector == expected.detector]
+            out.append(Outcome(label, False, "not raised" + (f" (saw {', '.join(seen)})" if seen else "")))
+            continue
+        reached, event = min(candidates, key=lambda c: c[0])
+        matched.add(event.event_id)
+        latency = max(0.0, (reached - onset) / 1e9)
+        problems = []
+        if expected.within_s is not None and latency > expected.within_s:
+            problems.append(f"{latency:.0f} s > {expected.within_s:.0f} s")
+        if expected.cleared is not None and event.cleared != expected.cleared:
+            problems.append("cleared" if event.cleared else "not cleared")
+        detail = f"{event.severity}{' (cleared)' if event.cleared else ''}"
+        out.append(Outcome(label, not problems, "; ".join(problems) or detail, latency))
+    if not scenario.other_alarms:
+        expected_detectors = {e.detector for e in scenario.events} | scenario.allowed
+        wrong = [e for e in played.events if SEVERITY_RANK[e.severity] >= SEVERITY_RANK["ALERT"]
+                 and e.event_id not in matched and e.detector not in expected_detectors]
+        out.append(Outcome("nothing else at ALERT or above", not wrong,
+                           ", ".join(f"{e.detector}/{e.condition or '-'} {e.severity}" for e in wrong) or "none"))
+    if scenario.exactly_once:
+        expected_rows = _journal(journal)
+        stored = stored_rows(dsn, played.device_id)
+        lost = [k for k in expected_rows if k not in stored]
+        different = [k for k in expected_rows if k in stored and stored[k] != expected_rows[k]]
+        extra = [k for k in stored if k not in expected_rows]
+        fixes = sum(v[0] for v in expected_rows.values())
+        samples = sum(v[1] for v in expected_rows.values())
+        ok = not lost and not different and len(extra) <= played.restarts
+        out.append(Outcome("data exactly once", ok,
+                           f"{len(expected_rows)} records ({fixes} fixes, {samples} samples): {len(lost)} lost, "
+                           f"{len(different)} differ, {len(extra)} unjournalled"))
+    energy = scenario.energy
+    if energy:
+        ledger = played.power.get("ledger", {})
+        spent, soc, avg = ledger.get("spent_mah"), played.power.get("soc_pct"), ledger.get("average_ma")
+        problems = []
+        if "max_mah" in energy and (spent is None or spent > energy["max_mah"]):
+            problems.append(f"spent {spent} mAh > {energy['max_mah']:.0f}")
+        if "min_soc_pct" in energy and (soc is None or soc < energy["min_soc_pct"]):
+            problems.append(f"SoC {soc} % < {energy['min_soc_pct']:.0f}")
+        if "max_soc_pct" in energy and (soc is None or soc > energy["max_soc_pct"]):
+            problems.append(f"SoC {soc} % > {energy['max_soc_pct']:.0f} (the agent did not see the drain)")
+        if "max_avg_ma" in energy and (avg is None or avg > energy["max_avg_ma"]):
+            problems.append(f"average {avg} mA > {energy['max_avg_ma']}")
+        out.append(Outcome("energy", not problems,
+                           "; ".join(problems) or f"{spent} mAh spent, average {avg} mA, SoC {soc} %"))
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+class _Say:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _scratch(keep: bool) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="lienwatch-hil-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"scratch directory kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run_scenarios(paths: Sequence[Path], output: Path, *, dsn: str | None = None, keep: bool = False,
+                  say: Say | None = None) -> list[Played]:
+    """Play `paths` (each checked first: a bad file stops the run before anything starts)."""
+    scenarios = [load_scenario(p) for p in paths]
+    say = say or _Say()
+    devices = [device_id_for(i, s) for i, s in enumerate(scenarios, 1)]
+    output.mkdir(parents=True, exist_ok=True)
+    results: list[Played] = []
+    with _scratch(keep) as root, Bench(root, devices, say, dsn) as bench:
+        for index, (scenario, device) in enumerate(zip(scenarios, devices, strict=True), 1):
+            say(f"scenario {scenario.path.stem}: {scenario.name} (device {device})")
+            played = play(bench, scenario, device, root / device, say, vin_for(index))
+            results.append(played)
+            verdict = "PASS" if played.passed else "FAIL"
+            say(f"  {verdict} in {played.wall_s:.1f} s for {played.sim_s / 3600:.1f} simulated hours")
+    from hil.report import write_report
+
+    write_report(results, output)
+    return results
+
+
+def main(args: Any) -> int:
+    """Handler of `lienwatch hil run`."""
+    from hil.report import print_table
+
+    paths = resolve(args.scenario)
+    output = Path(args.output) if args.output else Path("hil-report")
+    results = run_scenarios(paths, output, dsn=args.dsn, keep=args.keep)
+    print_table(results)
+    print(f"report: {output.resolve()} (junit.xml, report.json, one PNG per scenario)")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def check(args: Any) -> int:
+    """Handler of `lienwatch hil check`: parse every file; the first error is raised (exit 2)."""
+    for path in resolve(args.scenario):
+        scenario = load_scenario(path)
+        print(f"{path.stem}: ok ({len(scenario.steps)} steps, {len(scenario.events)} expected events)")
+    return 0
