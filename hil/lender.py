@@ -1,10 +1,11 @@
 """What the lender sees of a device: its events (and, for the bench's accounting, stored row counts).
 
 The scenario runner checks expectations through `LenderView`. `ApiView` asks the cloud HTTP API
-(`cloud/api`, the way the console and the lender's systems do); `StoreView` reads the same facts
-from the database with the store's own view (`event_current`) and is what the runner falls back
-to when the API package is not installed. Row counts per uplink record (boot, seq) are an
-accounting check of the bench itself and are always read from the store.
+(`cloud/api`, the way the console and the lender's systems do): that is what `lienwatch hil run`
+uses. `StoreView` reads the same transitions straight from the `events` table (a bench without
+the API, and the runner's own cross-check). Row counts per uplink record (boot, seq) are the
+bench's accounting of exactly-once delivery and are read from the store: the API serves no
+per-record counts.
 """
 
 from __future__ import annotations
@@ -90,9 +91,10 @@ class StoreView:
 
 
 class ApiView:
-    """Events from the cloud API: `GET /v1/devices/{id}/events` (bearer API key)."""
+    """Events from the cloud API (`GET /events?device_id=`, then each event's history), as a
+    risk officer's bearer key sees them."""
 
-    name = "api"
+    name = "API"
 
     def __init__(self, base_url: str, api_key: str) -> None:
         self.base_url, self.api_key = base_url.rstrip("/"), api_key
@@ -101,29 +103,29 @@ class ApiView:
         import httpx
 
         rows: list[dict[str, Any]] = []
-        url: str | None = f"{self.base_url}/v1/devices/{device_id}/events?transitions=true&limit=1000"
-        with httpx.Client(headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30.0) as client:
-            while url:
-                response = client.get(url)
-                response.raise_for_status()
-                body = response.json()
-                items = body["items"] if isinstance(body, dict) else body
-                for item in items:
-                    rows.extend(_api_transitions(item))
-                url = body.get("next") if isinstance(body, dict) else None
+        with httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.api_key}"},
+                          timeout=30.0) as client:
+            cursor: str | None = None
+            while True:
+                params: dict[str, Any] = {"device_id": device_id, "limit": 500}
+                if cursor:
+                    params["cursor"] = cursor
+                page = client.get("/events", params=params)
+                page.raise_for_status()
+                body = page.json()
+                for item in body["items"]:
+                    detail = client.get(f"/devices/{device_id}/events/{item['event_id']}")
+                    detail.raise_for_status()
+                    event = detail.json()
+                    rows.extend({"event_id": event["event_id"], "detector": event["detector"],
+                                 "condition": event.get("condition", ""), "severity": h["severity"],
+                                 "transition": h["transition"], "time": h["time"],
+                                 "lat": event.get("lat_deg"), "lon": event.get("lon_deg")}
+                                for h in event["history"])
+                cursor = body.get("next_cursor")
+                if not cursor:
+                    break
         return fold(rows)
-
-
-def _api_transitions(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """One API event (with its `transitions`, or a single transition row) as fold() rows."""
-    base = {"event_id": item["event_id"], "detector": item["detector"], "condition": item.get("condition", ""),
-            "lat": item.get("lat"), "lon": item.get("lon")}
-    transitions = item.get("transitions")
-    if transitions is None:
-        return [{**base, "severity": item["severity"], "transition": item.get("transition", "raised"),
-                 "time": item["time"]}]
-    return [{**base, "severity": t["severity"], "transition": t["transition"], "time": t["time"]}
-            for t in transitions]
 
 
 def stored_rows(dsn: str, device_id: str) -> dict[tuple[int, int], tuple[int, int]]:

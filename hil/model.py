@@ -124,7 +124,7 @@ class VehicleModel:
         metres = (before + self.speed_kmh) / 2 / 3.6 * dt
         if self.to is not None:
             self.course_deg = bearing_deg(self.lat, self.lon, *self.to)
-            if distance_m(self.lat, self.lon, *self.to) < max(30.0, metres):
+            if distance_m(self.lat, self.lon, *self.to) <= max(2.0, metres):
                 self.lat, self.lon = self.to
                 self.to, self.target_kmh, metres = None, 0.0, 0.0
         self._move(metres)
@@ -150,6 +150,9 @@ class VehicleModel:
             self.backup_v = max(3.3, self.backup_v - 0.03 * dt / 3600.0)
 
     def _target_kmh(self, dt: float) -> float:
+        if self.to is not None:  # brake in time to stop at the leg's end
+            remaining = distance_m(self.lat, self.lon, *self.to)
+            return min(self.target_kmh, math.sqrt(2 * BRAKE_MS2 * 0.8 * remaining) * 3.6)
         if not self.stop_and_go:
             return self.target_kmh
         self.stop_phase_s = (self.stop_phase_s + dt) % 150.0  # a red light every 2.5 minutes

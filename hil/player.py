@@ -23,9 +23,11 @@ delivery is never what a scenario measures, detection is. Output: JSON lines on 
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import logging
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,9 @@ HERE = Path(__file__).resolve().parent
 _CATALOG = default_catalog()
 _OBD_PIDS = (0x0D, 0x0C, 0x2F, 0xA6)
 _TRACK_EVERY_S = 60.0
+# Long ticks wait for the store's receipts once this many records are unconfirmed: 16 one-hour
+# ticks stay well inside the bench's one-day receipt timeout, and the round trip is paid rarely.
+_AWAIT_DEPTH = 16
 
 
 class JournalAgent(RecordingAgent):
@@ -79,9 +84,11 @@ class BenchCar(ScenarioCar):
         self.model = model
         self.noise = random.Random(seed)
         self.ecu = EmulatedEcu(index=0, values={}, vin=kwargs.get("vehicle", {}).get("vin"))
-        self.db = cantools.database.load_file(str(HERE / "vehicle.dbc"))
-        self.dbc = DbcSource("can", self.clock, manifest=load_manifest(HERE / "vehicle_manifest.toml", _CATALOG),
-                             interface="virtual", channel="hil")
+        db = cantools.database.load_file(str(HERE / "vehicle.dbc"))
+        assert isinstance(db, cantools.database.can.Database)
+        self.db = db
+        manifest = load_manifest(HERE / "vehicle_manifest.toml", _CATALOG)
+        self.dbc = DbcSource("can", self.clock, manifest=manifest, interface="virtual", channel="hil")
         self.garbage_per_s = 0.0
         self.spoof = (0.0, 0.0)
         self.multipath_m = 0.0
@@ -116,8 +123,11 @@ class BenchCar(ScenarioCar):
         m.slept(tick_s)
         if self.garbage_per_s > 0:
             for _ in range(max(1, round(self.garbage_per_s * tick_s))):
-                data = bytes(self.noise.randrange(256) for _ in range(self.noise.randrange(9)))
+                # what reaches software from a noisy bus: unknown ids, and known ids cut short
+                # (a frame with a bad CRC never leaves the controller; an overlong one decodes)
                 ident = self.noise.choice((0x3B0, 0x3C0, self.noise.randrange(0x800)))
+                size = 0 if ident in (0x3B0, 0x3C0) else self.noise.randrange(9)
+                data = bytes(self.noise.randrange(256) for _ in range(size))
                 self.dbc.handle(can.Message(arbitration_id=ident, data=data, is_extended_id=False), put, now)
         super()._emit(tick_s)
 
@@ -211,12 +221,27 @@ class Player:
         if not self.broker_up:
             return
         agent = self.car.agent
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        while time.monotonic() < started + limit_s:
             agent.step()
-            if agent.link.connected and (not drain or (agent.outbox.depth == 0 and not agent.uplink.in_flight)):
+            connected = agent.link.connected
+            if connected and (not drain or (agent.outbox.depth == 0 and not agent.uplink.in_flight)):
                 return
             time.sleep(0.005)
+            if not connected:  # the link's reconnect timers run on this clock: let them expire
+                self.car.clock.advance(0.005)
+            elif time.monotonic() > started + 1.0:  # records whose receipt was lost in an outage:
+                self.car.clock.advance(60.0)  # let their receipt timeout come, they are sent again
+
+    def await_receipts(self, limit_s: float = 2.0) -> None:
+        """Before a long tick: let what the outbox holds be sent and confirmed by the store's
+        receipts in real time, so a receipt timeout never expires for records the store has."""
+        agent = self.car.agent
+        deadline = time.monotonic() + limit_s
+        while (self.broker_up and agent.link.connected and agent.outbox.depth
+               and time.monotonic() < deadline):
+            time.sleep(0.002)
+            agent.step()
 
     # -- playing --------------------------------------------------------------------------------
 
@@ -326,6 +351,9 @@ class Player:
             self.advance(closed_s, 1.0)
 
     def duration_s(self, step: Step) -> float:
+        first_drive = next((s for s in self.scenario.steps if s.action == "drive"), None)
+        if step is first_drive and self.job.get("first_drive_s"):
+            return float(self.job["first_drive_s"])  # `lienwatch demo --seconds N`
         if step.until is None:
             return step.seconds
         now = dt.datetime.fromtimestamp(self.car.clock.wall_ns() / 1e9, self.zone)
@@ -349,6 +377,8 @@ class Player:
         remaining = seconds
         while remaining > 1e-9:
             step = min(tick, remaining)
+            if step >= 60.0 and car.agent.outbox.depth >= _AWAIT_DEPTH:
+                self.await_receipts()
             car.model.tick(step, car.noise)
             car.run(step, step)
             remaining -= step
@@ -373,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m hil.player JOB.json", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: every thread's stack into the agent log
     logging.getLogger("isotp").setLevel(logging.ERROR)
     job = json.loads(Path(args[0]).read_text())
     return Player(job).play()

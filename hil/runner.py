@@ -1,4 +1,4 @@
-"""`lienwatch hil run SCENARIO...`: play scenario files against the whole chain and check what the lender sees.
+"""`lienwatch hil run SCENARIO...`: play scenarios against the whole chain, check what the lender sees.
 
 For a run the bench starts (or is given) a PostgreSQL with the schema, a throwaway PKI, mosquitto
 from the shipped production config (mutual TLS, per-device ACL), the real receiver
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.lender import SEVERITY_RANK, LenderView, SeenEvent, StoreView, stored_rows
+from hil.lender import SEVERITY_RANK, ApiView, LenderView, SeenEvent, stored_rows
 from hil.scenario_file import Scenario, ScenarioError, load_scenario
 from lienwatch.errors import ServiceError
 
@@ -105,7 +104,9 @@ class Bench:
         self.dsn = dsn or ""
         self.receiver: subprocess.Popen[bytes] | None = None
         self.view: LenderView | None = None
+        self.api: subprocess.Popen[bytes] | None = None
         self.api_url: str | None = None
+        self.api_key = ""
 
     def __enter__(self) -> Bench:
         from hil.services import REPO_ROOT, start_mosquitto, start_postgres
@@ -126,10 +127,11 @@ class Bench:
             self.broker = self._stack.enter_context(start_mosquitto(
                 REPO_ROOT / "deploy/mosquitto/lienwatch.conf", path_map={"/etc/lienwatch/": f"{self.etc}/"},
                 work_dir=self.work / "mqtt"))
-            self.say(f"mosquitto (shipped config, mutual TLS, per-device ACL) on 127.0.0.1:{self.broker.port}")
+            self.say("mosquitto (shipped config, mutual TLS, per-device ACL) on "
+                     f"127.0.0.1:{self.broker.port}")
             self.start_receiver()
             self._stack.callback(self.stop_receiver)
-            self.view = StoreView(self.dsn)
+            self.view = self.start_api()
             self.say(f"receiver running; {len(self.devices)} devices registered; expectations are read "
                      f"from the {self.view.name}")
         except BaseException:
@@ -159,8 +161,8 @@ ca_file = "{pki}/ca.crt"
 cert_file = "{pki}/services/lienwatch-ingest.crt"
 key_file = "{pki}/services/lienwatch-ingest.key"
 [ingest]
-batch_max_delay_ms = 20
-receipt_interval_ms = 20
+batch_max_delay_ms = 5
+receipt_interval_ms = 5
 max_future_s = 31622400
 [retention]
 signals_days = 3650
@@ -175,29 +177,59 @@ summaries_interval_s = 3600.0
                                           str(config)], stdout=log, stderr=log, cwd=REPO)
 
     def stop_receiver(self) -> None:
-        if self.receiver is not None and self.receiver.poll() is None:
-            self.receiver.send_signal(signal.SIGTERM)
-            try:
-                self.receiver.wait(30)
-            except subprocess.TimeoutExpired:
-                self.receiver.kill()
-                self.receiver.wait(10)
+        _stop(self.receiver)
+
+    def start_api(self) -> LenderView:
+        """The real API (`lienwatch cloud api`) on a free loopback port, and a risk officer's key."""
+        from hil.services import free_port, wait_for_port
+
+        port = free_port()
+        config = self.work / "api.toml"
+        config.write_text(f"[database]\ndsn = {json.dumps(self.dsn)}\n"
+                          f"[api]\nhost = \"127.0.0.1\"\nport = {port}\n")
+        made = _cli("cloud", "keys", "add", "--dsn", self.dsn, "--user", "hil-bench",
+                    "--role", "risk_officer")
+        token = made.split("token (shown only now):", 1)[1].split()[0]
+        log = (self.work / "api.log").open("ab")
+        self.api = subprocess.Popen([sys.executable, "-m", "lienwatch", "cloud", "api", "--config",
+                                     str(config)], stdout=log, stderr=log, cwd=REPO)
+        self._stack.callback(self.stop_api)
+        wait_for_port(port, 60, self.api)
+        self.api_url, self.api_key = f"http://127.0.0.1:{port}", token
+        return ApiView(self.api_url, token)
+
+    def stop_api(self) -> None:
+        _stop(self.api)
 
     def agent_overrides(self, device: str) -> dict[str, Any]:
         pki = self.etc / "pki"
         return {"uplink": {
             "mqtt": {"host": "127.0.0.1", "port": self.broker.port, "ca_file": str(pki / "ca.crt"),
-                     "cert_file": str(pki / f"devices/{device}.crt"), "key_file": str(pki / f"devices/{device}.key"),
-                     "reconnect_min_s": 0.5, "reconnect_max_s": 30.0, "connect_timeout_s": 10.0},
+                     "cert_file": str(pki / f"devices/{device}.crt"),
+                     "key_file": str(pki / f"devices/{device}.key"),
+                     "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "connect_timeout_s": 10.0},
             # simulated seconds: the bench's clock runs far ahead of the network's round trips
             "receipts": {"timeout_s": 86400.0},
         }}
 
 
-def _cli(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "lienwatch", *args], capture_output=True, text=True, cwd=REPO)
+def _cli(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "lienwatch", *args], capture_output=True, text=True,
+                            cwd=REPO)
     if result.returncode != 0:
-        raise ServiceError(f"lienwatch {args[0]} {args[1]} failed: {(result.stderr or result.stdout).strip()[-1500:]}")
+        problem = (result.stderr or result.stdout).strip()[-1500:]
+        raise ServiceError(f"lienwatch {' '.join(args[:2])} failed: {problem}")
+    return result.stdout
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def vin_for(index: int) -> str:
@@ -213,7 +245,8 @@ def device_id_for(index: int, scenario: Scenario) -> str:
 # -- playing one scenario -----------------------------------------------------------------------
 
 
-def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vin: str) -> Played:
+def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vin: str,
+         first_drive_s: float | None = None) -> Played:
     """One scenario, start to end, judged. The agent's state directory (its outbox) is on tmpfs when
     there is one: it survives the agent's SIGKILL like flash does, without a disk's fsync cost."""
     played = Played(scenario, device)
@@ -226,6 +259,7 @@ def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vi
     job: dict[str, Any] = {
         "scenario": str(scenario.path), "device": device, "state_dir": str(state_dir),
         "journal": str(journal), "detectors": list(DETECTORS), "overrides": bench.agent_overrides(device),
+        "first_drive_s": first_drive_s,
     }
     scenario_vehicle = {**DEFAULT_VEHICLE, "vin": vin, **scenario.vehicle}
     job_path = work / "job.json"
@@ -241,7 +275,7 @@ def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vi
         resume = result
         killed_boots += 1
         played.restarts += 1
-        say(f"  agent SIGKILLed mid-drive; starting it again on the same state directory (restart {killed_boots})")
+        say(f"  agent SIGKILLed; started again on the same state directory (restart {killed_boots})")
     if played.error is None:
         _wait_stored(bench.dsn, device, journal, played)
         assert bench.view is not None
@@ -270,7 +304,8 @@ def _run_player(bench: Bench, job_path: Path, work: Path, played: Played, say: S
                 played.marks[message["name"]] = message["t"]
             elif kind == "step":
                 index = message["index"]
-                say(f"  step {index + 1}/{len(steps)} {steps[index].action} (sim {_local(message['t'], played)})")
+                when = _local(message["t"], played)
+                say(f"  step {index + 1}/{len(steps)} {steps[index].action} (sim {when})")
             elif kind == "request":
                 what = message["what"]
                 if what == "broker_down":
@@ -284,8 +319,9 @@ def _run_player(bench: Bench, job_path: Path, work: Path, played: Played, say: S
             elif kind == "kill_me":
                 process.send_signal(signal.SIGKILL)
                 process.wait(30)
-                return {"next_step": message["next_step"], "t": message["t"] + 10**9, "model": message["model"],
-                        "bench": message["bench"], "broker_down": message["broker_down"]}
+                return {"next_step": message["next_step"], "t": message["t"] + 10**9,
+                        "model": message["model"], "bench": message["bench"],
+                        "broker_down": message["broker_down"]}
             elif kind == "done":
                 played.power, played.health = message["power"], message["health"]
         rc = process.wait(60)
@@ -304,7 +340,8 @@ def _local(t_ns: int, played: Played) -> str:
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    return dt.datetime.fromtimestamp(t_ns / 1e9, ZoneInfo(played.scenario.time_zone)).strftime("%a %d %b %H:%M")
+    zone = ZoneInfo(played.scenario.time_zone)
+    return dt.datetime.fromtimestamp(t_ns / 1e9, zone).strftime("%a %d %b %H:%M")
 
 
 def _journal(path: Path) -> dict[tuple[int, int], tuple[int, int]]:
@@ -342,13 +379,13 @@ def judge(played: Played, journal: Path, dsn: str) -> None:
     matched: set[int] = set()
     for expected in scenario.events:
         onset = played.marks.get(expected.after) if expected.after else scenario.start_ns
-        label = f"{expected.detector} {expected.severity}" + (f" after {expected.after}" if expected.after else "")
+        label = f"{expected.detector} {expected.severity}"
+        label += f" after {expected.after}" if expected.after else ""
         if onset is None:
             out.append(Outcome(label, False, f"mark {expected.after!r} was never reached"))
             continue
-        candidates = [(e.reached_ns(expected.severity), e) for e in played.events
-                      if e.detector == expected.detector]
-        candidates = [(t, e) for t, e in candidates if t is not None and t >= onset - 10**9]
+        candidates = [(t, e) for e in played.events if e.detector == expected.detector
+                      and (t := e.reached_ns(expected.severity)) is not None and t >= onset - 10**9]
         if not candidates:
             seen = [f"{e.detector} {e.severity}" for e in played.events if e.detector == expected.detector]
             out.append(Outcome(label, False, "not raised" + (f" (saw {', '.join(seen)})" if seen else "")))
@@ -367,8 +404,8 @@ def judge(played: Played, journal: Path, dsn: str) -> None:
         expected_detectors = {e.detector for e in scenario.events} | scenario.allowed
         wrong = [e for e in played.events if SEVERITY_RANK[e.severity] >= SEVERITY_RANK["ALERT"]
                  and e.event_id not in matched and e.detector not in expected_detectors]
-        out.append(Outcome("nothing else at ALERT or above", not wrong,
-                           ", ".join(f"{e.detector}/{e.condition or '-'} {e.severity}" for e in wrong) or "none"))
+        named = ", ".join(f"{e.detector}/{e.condition or '-'} {e.severity}" for e in wrong)
+        out.append(Outcome("nothing else at ALERT or above", not wrong, named or "none"))
     if scenario.exactly_once:
         expected_rows = _journal(journal)
         stored = stored_rows(dsn, played.device_id)
@@ -379,8 +416,8 @@ def judge(played: Played, journal: Path, dsn: str) -> None:
         samples = sum(v[1] for v in expected_rows.values())
         ok = not lost and not different and len(extra) <= played.restarts
         out.append(Outcome("data exactly once", ok,
-                           f"{len(expected_rows)} records ({fixes} fixes, {samples} samples): {len(lost)} lost, "
-                           f"{len(different)} differ, {len(extra)} unjournalled"))
+                           f"{len(expected_rows)} records ({fixes} fixes, {samples} samples): "
+                           f"{len(lost)} lost, {len(different)} differ, {len(extra)} unjournalled"))
     energy = scenario.energy
     if energy:
         ledger = played.power.get("ledger", {})
@@ -423,23 +460,28 @@ def _scratch(keep: bool) -> Iterator[Path]:
 
 
 def run_scenarios(paths: Sequence[Path], output: Path, *, dsn: str | None = None, keep: bool = False,
-                  say: Say | None = None) -> list[Played]:
-    """Play `paths` (each checked first: a bad file stops the run before anything starts)."""
+                  say: Say | None = None, after: Callable[[Bench, list[Played]], None] | None = None,
+                  device_ids: Sequence[str] | None = None, first_drive_s: float | None = None,
+                  ) -> list[Played]:
+    """Play `paths` (each checked first: a bad file stops the run before anything starts); the
+    report goes to `output`; `after(bench, results)` runs while the services are still up."""
     scenarios = [load_scenario(p) for p in paths]
     say = say or _Say()
-    devices = [device_id_for(i, s) for i, s in enumerate(scenarios, 1)]
+    devices = list(device_ids) if device_ids else [device_id_for(i, s) for i, s in enumerate(scenarios, 1)]
     output.mkdir(parents=True, exist_ok=True)
     results: list[Played] = []
     with _scratch(keep) as root, Bench(root, devices, say, dsn) as bench:
         for index, (scenario, device) in enumerate(zip(scenarios, devices, strict=True), 1):
             say(f"scenario {scenario.path.stem}: {scenario.name} (device {device})")
-            played = play(bench, scenario, device, root / device, say, vin_for(index))
+            played = play(bench, scenario, device, root / device, say, vin_for(index), first_drive_s)
             results.append(played)
             verdict = "PASS" if played.passed else "FAIL"
             say(f"  {verdict} in {played.wall_s:.1f} s for {played.sim_s / 3600:.1f} simulated hours")
-    from hil.report import write_report
+        from hil.report import write_report
 
-    write_report(results, output)
+        write_report(results, output)
+        if after is not None:
+            after(bench, results)
     return results
 
 
@@ -447,6 +489,7 @@ def main(args: Any) -> int:
     """Handler of `lienwatch hil run`."""
     from hil.report import print_table
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the services on the way out
     paths = resolve(args.scenario)
     output = Path(args.output) if args.output else Path("hil-report")
     results = run_scenarios(paths, output, dsn=args.dsn, keep=args.keep)

@@ -176,7 +176,8 @@ def parse_scenario(text: str, path: Path = Path("<scenario>")) -> Scenario:
     known = {"name", "summary", "start", "time_zone", "timeline", "expect", "vehicle", "home"}
     for key in doc:
         if key not in known:
-            raise check.fail(_line_of_key(text, key), f"unknown key {key!r} (known: {', '.join(sorted(known))})")
+            raise check.fail(_line_of_key(text, key),
+                             f"unknown key {key!r} (known: {', '.join(sorted(known))})")
     name = doc.get("name")
     if not isinstance(name, str) or not name.strip():
         raise check.fail(_line_of_key(text, "name"), "name must be a non-empty string")
