@@ -89,7 +89,7 @@ def plot(played: Played, path: Path) -> None:
 
     track, start = played.track, played.scenario.start_ns
     hours = [(p["t"] - start) / 3.6e12 for p in track]
-    fig, (ax_map, ax_events, ax_power) = plt.subplots(3, 1, figsize=(8, 11),
+    fig, (ax_map, ax_events, ax_power) = plt.subplots(3, 1, figsize=(8, 11), layout="constrained",
                                                       gridspec_kw={"height_ratios": [3, 1, 1.5]})
     ax_map.plot([p["lon"] for p in track], [p["lat"] for p in track], "-", color="#3060a0", lw=1.2)
     ax_map.plot(track[0]["lon"], track[0]["lat"], "o", color="green", label="start")
@@ -120,6 +120,5 @@ def plot(played: Played, path: Path) -> None:
     ax_soc.plot(hours, [p["soc_pct"] for p in track], color="#20a040", label="battery SoC (agent, %)")
     ax_soc.set_ylabel("SoC %")
     ax_power.set_title("supply voltage and the agent's battery state of charge")
-    fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
