@@ -108,8 +108,8 @@ def plot(played: Played, path: Path) -> None:
             ax_events.plot((t - start) / 3.6e12, y, "o", color=_COLOURS[severity])
     for name, t in played.marks.items():
         ax_events.axvline((t - start) / 3.6e12, color="grey", lw=0.8, ls=":")
-        ax_events.text((t - start) / 3.6e12, len(names) - 0.5 if names else 0.5, name, fontsize=7,
-                       rotation=90)
+        ax_events.text((t - start) / 3.6e12, 0.98, f" {name}", fontsize=7, va="top",
+                       transform=ax_events.get_xaxis_transform())
     ax_events.set_yticks(range(len(names)), names)
     ax_events.set_title("event timeline (marks dotted)")
     ax_events.set_xlim(0, max(hours[-1], 1e-3))

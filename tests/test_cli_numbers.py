@@ -29,7 +29,7 @@ def test_no_lienwatch_option_takes_a_bare_int_or_float() -> None:
     against the power model's ranges (tests/edge_power/test_cli.py feeds it nan and negatives)."""
     options = [(p, a) for p, a in _numeric_options(build_parser())
                if p[0] != "cloud" and p[:2] != ("edge", "power")]
-    assert options, "expected numeric options (edge probe --timeout)"
+    assert options, "expected numeric options (edge probe --timeout, demo --seconds)"
     bare = [(" ".join(p), a.dest) for p, a in options if a.type in (int, float)]
     assert bare == []
 
@@ -49,6 +49,13 @@ def test_edge_probe_refuses_bad_numbers(option: str, value: str, capsys: pytest.
 def test_edge_probe_timeout_must_be_positive_and_bounded(value: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["edge", "probe", "--channel", "can0", "--timeout", value])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "0"])
+def test_demo_seconds_refuses_bad_numbers(value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", f"--seconds={value}"])
     assert exit_info.value.code == 2
 
 
