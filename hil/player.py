@@ -58,7 +58,6 @@ _TRACK_EVERY_S = 60.0
 # Long ticks wait for the store's receipts once this many records are unconfirmed: 16 one-hour
 # ticks stay well inside the bench's one-day receipt timeout, and the round trip is paid rarely.
 _AWAIT_DEPTH = 16
-_IDLE_MAX_S = 2.5 * 86400.0
 
 
 class JournalAgent(RecordingAgent):
@@ -223,7 +222,7 @@ class Player:
             return
         agent = self.car.agent
         started = time.monotonic()
-        idle_s = 0.0
+        jumps = 0
         while time.monotonic() < started + limit_s:
             agent.step()
             connected = agent.link.connected
@@ -232,11 +231,12 @@ class Player:
             time.sleep(0.005)
             if not connected:  # the link's reconnect timers run on this clock: let them expire
                 self.car.clock.advance(0.005)
-            elif time.monotonic() > started + 1.0 and idle_s < _IDLE_MAX_S:
-                # records whose receipt was lost in an outage are sent again when their receipt
-                # timeout (a simulated day) has passed: let that time pass, the car standing
-                self.car.clock.advance(60.0)
-                idle_s += 60.0
+            elif (drain and jumps < 2 and time.monotonic() > started + 5.0 * (jumps + 1)
+                  and not agent.uplink.in_flight and agent.outbox.depth == agent.outbox.delivered):
+                # only records whose stored receipt was lost (an outage) are left: they are sent
+                # again once their receipt timeout has passed; let that time pass, the car standing
+                jumps += 1
+                self.car.clock.advance(float(agent.config["uplink.receipts.timeout_s"]) * jumps + 1.0)
 
     def await_receipts(self, limit_s: float = 2.0) -> None:
         """Before a long tick: let what the outbox holds be sent and confirmed by the store's
