@@ -22,7 +22,8 @@ from cloud.store import alerts
 
 router = APIRouter(tags=["events"])
 State = Literal["open", "acknowledged", "resolved", "cleared", "dismissed"]
-EventId = Annotated[int, Path(ge=0, le=2**63 - 1)]
+# Devices number their events 0..2^63-1; server-side watchers (cloud/watchers) use negative ids.
+EventId = Annotated[int, Path(ge=-(2**63 - 1), le=2**63 - 1)]
 DeviceCaller = Annotated[Caller, Depends(role_caller(*DEVICE_ROLES, action="events"))]
 
 
