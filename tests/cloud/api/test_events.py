@@ -96,8 +96,9 @@ def test_an_event_detail_has_its_transitions_and_is_audited(api: Api) -> None:
     assert [(h["transition"], h["severity"]) for h in detail["history"]] == [("raised", "WARNING"),
                                                                             ("escalated", "EMERGENCY")]
     is_problem(api.get("/devices/veh-a/events/77"), 404)
-    is_problem(api.get("/devices/veh-a/events/-1"), 422)
-    assert [r["allowed"] for r in api.audit_rows(action="event.detail")] == [True, True]  # 77: then 404
+    is_problem(api.get("/devices/veh-a/events/-1"), 404)  # negative: a server watcher's id (none here)
+    is_problem(api.get(f"/devices/veh-a/events/{2**63}"), 422)
+    assert [r["allowed"] for r in api.audit_rows(action="event.detail")] == [True, True, True]  # then 404s
 
 
 def test_roles_see_what_they_should_and_refusals_are_audited(api: Api) -> None:
