@@ -10,6 +10,10 @@ Misbehaviour found in real cars is configurable per ECU:
 - `silent`: never answers (ignition off, ECU asleep) — can be toggled while running;
 - `refuse_services`: services answered with NRC 0x11 (service not supported).
 
+Beyond J1979: `vehicle_info` answers mode 09 calibration ids, CVNs, ECU name and in-use counters,
+and `dids` answers UDS ReadDataByIdentifier (0x22) with manufacturer data (NRC 0x31 for a DID it
+does not have); `obd = False` makes an ECU that speaks only UDS (a battery ECU, `demo_bms()`).
+
 Run it in-process (`EcuEmulator(bus, ecus).start()`) on a `virtual` bus, or as its own process on
 `udp_multicast` with `python -m hil.ecu --channel ff11::1:2:3`.
 """
@@ -26,12 +30,21 @@ from dataclasses import dataclass, field
 import can
 
 from edge.sources.obd.isotp_link import IsoTpEndpoint, parse_single_frame
-from edge.sources.obd.pids import PIDS, SUPPORTED_PID_RANGES, encode_dtc, encode_supported
+from edge.sources.obd.pids import (
+    PIDS,
+    SUPPORTED_PID_RANGES,
+    VIN,
+    encode_dtc,
+    encode_supported,
+    encode_vehicle_info,
+)
 from lienwatch.cliargs import number, udp_port
 from lienwatch.clock import Clock, SystemClock
 
 NRC_SERVICE_NOT_SUPPORTED = 0x11
 NRC_SUB_FUNCTION_NOT_SUPPORTED = 0x12
+NRC_INCORRECT_LENGTH = 0x13
+NRC_REQUEST_OUT_OF_RANGE = 0x31
 NRC_RESPONSE_PENDING = 0x78
 
 
@@ -49,6 +62,9 @@ class EmulatedEcu:
     reject_multi_pid: bool = False
     silent: bool = False
     refuse_services: set[int] = field(default_factory=set)
+    vehicle_info: dict[int, list[str] | dict[str, int]] = field(default_factory=dict)  # mode 09 PID → items
+    dids: dict[int, bytes] = field(default_factory=dict)  # UDS 0x22: DID → data bytes
+    obd: bool = True  # False: answers only UDS (0x22), as a battery ECU does
     requests_seen: int = 0
 
     @property
@@ -66,6 +82,10 @@ class EmulatedEcu:
         if service in self.refuse_services:
             return [bytes([0x7F, service, NRC_SERVICE_NOT_SUPPORTED])]
         replies = [bytes([0x7F, service, NRC_RESPONSE_PENDING])] if self.pending_first else []
+        if service == 0x22:
+            return self._read_dids(request, replies)
+        if not self.obd:
+            return []
         if service == 0x01:
             pids = list(request[1:])
             if not pids:
@@ -85,10 +105,25 @@ class EmulatedEcu:
             codes = self.dtcs if service == 0x03 else self.pending_dtcs
             return [*replies, bytes([service + 0x40, len(codes)]) + b"".join(encode_dtc(c) for c in codes)]
         if service == 0x09 and request[1:2] == b"\x02" and self.vin:
-            return [*replies, b"\x49\x02\x01" + self.vin.encode("ascii")]
+            return [*replies, encode_vehicle_info(VIN, [self.vin])]
+        if service == 0x09 and len(request) == 2 and request[1] in self.vehicle_info:
+            return [*replies, encode_vehicle_info(request[1], self.vehicle_info[request[1]])]
         if service == 0x09 and request[1:2] == b"\x00":
-            return [*replies, b"\x49\x00" + encode_supported(0, {0x02} if self.vin else set())]
+            info_pids = set(self.vehicle_info) | ({VIN} if self.vin else set())
+            return [*replies, b"\x49\x00" + encode_supported(0, info_pids)]
         return []
+
+    def _read_dids(self, request: bytes, replies: list[bytes]) -> list[bytes]:
+        """UDS ReadDataByIdentifier: `22 DID [DID ...]` → `62 DID data [DID data ...]`."""
+        if len(request) < 3 or len(request) % 2 == 0:
+            return [bytes([0x7F, 0x22, NRC_INCORRECT_LENGTH])]
+        body = bytearray([0x62])
+        for i in range(1, len(request), 2):
+            did = (request[i] << 8) | request[i + 1]
+            if did not in self.dids:
+                return [bytes([0x7F, 0x22, NRC_REQUEST_OUT_OF_RANGE])]
+            body += request[i : i + 2] + self.dids[did]
+        return [*replies, bytes(body)]
 
 
 class EcuEmulator:
@@ -193,8 +228,36 @@ class EcuEmulator:
         self.stop()
 
 
-def demo_vehicle() -> list[EmulatedEcu]:
-    """The emulated vehicle of the HIL bench: an engine ECU and a slower transmission ECU."""
+def full_table_values() -> dict[int, float | dict[str, float]]:
+    """A value for every field of every PID of the J1979 table (each data byte 0x40), for load tests."""
+    return {pid: {v.name: v.value for v in spec.decode(b"\x40" * spec.length)} for pid, spec in PIDS.items()}
+
+
+def demo_bms(values: dict[str, float] | None = None, table: str = "example-bev") -> EmulatedEcu:
+    """A battery ECU answering the DIDs of a shipped DID table with `values` (by VSS path)."""
+    from edge.sources.uds.didtable import load_table
+
+    did_table = load_table(table)
+    state = {
+        "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": 76.5,
+        "Vehicle.Powertrain.TractionBattery.StateOfHealth": 93.2,
+        "Vehicle.Powertrain.TractionBattery.Temperature.Average": 24.0,
+        "Vehicle.Powertrain.TractionBattery.CurrentCurrent": -12.3,
+        "Vehicle.Powertrain.TractionBattery.ChargeCycles": 412,
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Min": 3.912,
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Max": 3.958,
+        **(values or {}),
+    }
+    index = did_table.request_id - 0x7E0 if not did_table.extended_29bit else 4
+    return EmulatedEcu(index=index, obd=False,
+                       dids={did: did_table.encode(did, state) for did in did_table.dids})
+
+
+def demo_vehicle(*, full_table: bool = False) -> list[EmulatedEcu]:
+    """The emulated vehicle of the HIL bench: an engine ECU and a slower transmission ECU.
+
+    With `full_table` the engine ECU supports every PID of the J1979 table (its own values kept).
+    """
     engine = EmulatedEcu(
         index=0,
         values={
@@ -217,7 +280,11 @@ def demo_vehicle() -> list[EmulatedEcu]:
         vin="WVWZZZ1KZAW000001",
         dtcs=["P0143"],
         pending_dtcs=["P0300", "U0100"],
+        vehicle_info={0x04: ["EMS-CAL-0001"], 0x06: ["1A2B3C4D"], 0x0A: ["ECM-EngineControl"],
+                      0x08: {"OBDCOND": 120, "IGNCNTR": 480, "CATCOMP1": 96, "CATCOND1": 110}},
     )
+    if full_table:
+        engine.values = {**full_table_values(), **engine.values}
     transmission = EmulatedEcu(index=1, values={0x0D: 50, 0x05: 80}, reject_multi_pid=True, delay_s=0.01)
     return [engine, transmission]
 
@@ -228,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--channel", default="ff11::1:2:3")
     parser.add_argument("--port", type=udp_port, default=43113, help="udp_multicast UDP port")
     parser.add_argument("--29bit", dest="extended", action="store_true")
+    parser.add_argument("--full-table", action="store_true",
+                        help="the engine ECU supports every PID of the J1979 table")
+    parser.add_argument("--bms", action="store_true",
+                        help="add the battery ECU of the example DID table (UDS 0x22 on 0x7E4/0x7EC)")
     parser.add_argument(
         "--seconds", type=number(0, low_open=False), default=0.0,
         help="stop after this long (0: run until killed)"
@@ -237,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     extra = {"port": args.port} if args.interface == "udp_multicast" else {}
     bus = open_bus(args.interface, args.channel, **extra)
-    emulator = EcuEmulator(bus, demo_vehicle(), extended_29bit=args.extended).start()
+    ecus = demo_vehicle(full_table=args.full_table) + ([demo_bms()] if args.bms else [])
+    emulator = EcuEmulator(bus, ecus, extended_29bit=args.extended).start()
     print("ready", flush=True)
     try:
         stop = threading.Event()

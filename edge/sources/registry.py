@@ -70,6 +70,7 @@ class SourceSpec:
 
 REGISTRY = SpecRegistry("sources", SourceSpec, {
     "obd": "edge.sources.obd.source:SPEC",
+    "uds": "edge.sources.uds.source:SPEC",
     "dbc": "edge.sources.dbc:SPEC",
     "gnss": "edge.sources.gnss.source:SPEC",
     "power": "edge.sources.power:POWER_SPEC",

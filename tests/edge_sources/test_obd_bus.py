@@ -358,7 +358,8 @@ def test_the_obd_source_reads_each_pid_from_its_primary_ecu_unless_told_all(
     emulate(demo_vehicle())
     for ecus, polled in (("primary", {0x7E8}), ("all", {0x7E8, 0x7E9})):
         source = build_source({"kind": "obd", "interface": "virtual", "channel": channel, "ecus": ecus,
-                               "read_vin": False, "pids": [{"pid": 0x0D, "period_s": 0.05}]})
+                               "read_vin": False, "poll_supported": False,
+                               "pids": [{"pid": 0x0D, "period_s": 0.05}]})
         assert isinstance(source, ObdSource)
         sink = Collect()
         runner = SourceRunner(source, sink)
@@ -373,3 +374,27 @@ def test_the_obd_source_reads_each_pid_from_its_primary_ecu_unless_told_all(
         runner.stop()
     with pytest.raises(ConfigError, match='ecus must be "primary" or "all"'):
         build_source({"kind": "obd", "interface": "virtual", "channel": channel, "ecus": "both"})
+
+
+def test_mode_09_beyond_the_vin_is_read_from_the_ecus_that_support_it(
+    emulate: Emulate, bus_factory: BusFactory, channel: str
+) -> None:
+    emulate(demo_vehicle())
+    client = client_on(bus_factory)
+    client.discover()
+    info = client.read_vehicle_info()
+    assert set(info) == {0x7E8}  # the transmission answers no 09 00: it is asked nothing more
+    engine = info[0x7E8]
+    assert engine[0x04].texts == ("EMS-CAL-0001",) and engine[0x06].texts == ("1A2B3C4D",)
+    assert engine[0x0A].texts == ("ECM-EngineControl",)
+    assert engine[0x08].counters["OBDCOND"] == 120 and engine[0x08].counters["CATCOND1"] == 110
+    source = build_source({"kind": "obd", "interface": "virtual", "channel": channel, "poll_supported": False})
+    assert isinstance(source, ObdSource)
+    runner = SourceRunner(source, Collect())
+    run_until(runner, lambda: source.diagnostics is not None)
+    runner.stop()
+    diagnostics = source.diagnostics
+    assert diagnostics is not None and diagnostics.vin == "WVWZZZ1KZAW000001"
+    assert diagnostics.calibration_ids == {"0x7E8": ("EMS-CAL-0001",)}
+    assert diagnostics.ecu_names == {"0x7E8": "ECM-EngineControl"}
+    assert diagnostics.in_use_counters["0x7E8"]["IGNCNTR"] == 480

@@ -68,15 +68,15 @@ def test_under_the_bus_load_cap_riders_are_left_out_before_a_due_pid_is(
     config = ObdConfig(
         interface="virtual", channel=channel, timeout_s=0.1, read_vin=False,
         max_bus_load=1e-5,  # 0.04 frames/s: the bucket holds what the test puts in it
-        plan=[PollSpec(0x0C, 1.0, 0), PollSpec(0x42, 1.5, 1)],
+        plan=[PollSpec(0x0C, 1.0, 0), PollSpec(0xA6, 1.5, 1)], poll_supported=False,
     )
     source = ObdSource("obd", SystemClock(), config)
-    rpm, volts = (source.catalog.id_of(PIDS[pid].vss) for pid in (0x0C, 0x42))
+    rpm, volts = (source.catalog.id_of(PIDS[pid].vss) for pid in (0x0C, 0xA6))
     sink = Collect()
     source.open()
     try:
         source.poll(sink)  # discovery
-        source.poll(sink)  # t=0: both due, 3 frames of the bucket's 4
+        source.poll(sink)  # t=0: both due, 4 frames of the bucket's 4
         assert source.scheduler is not None and source.bucket is not None
         assert {s.signal_id for s in sink.samples} >= {rpm, volts}
 
@@ -88,9 +88,10 @@ def test_under_the_bus_load_cap_riders_are_left_out_before_a_due_pid_is(
             source.poll(sink)
             return {s.signal_id for s in sink.samples[before:]}
 
-        # t=1.0: 0x0C due, 0x42 (due at 1.5) may ride; 0x0C with it costs 3 frames, alone 2
+        # t=1.0: 0x0C due, 0xA6 (due at 1.5) may ride; with it the reply is 9 bytes, two frames and
+        # our flow control: 4 frames; 0x0C alone 2
         assert poll_at_next_due(2.5) == {rpm}
-        # t=1.5: 0x42 due, 0x0C (due at 2.0) rides, as the bucket has room
-        assert poll_at_next_due(3.5) == {rpm, volts}
+        # t=1.5: 0xA6 due, 0x0C (due at 2.0) rides, as the bucket has room
+        assert poll_at_next_due(4.5) == {rpm, volts}
     finally:
         source.close()

@@ -35,10 +35,14 @@ from edge.sources.base import SourceError
 from edge.sources.can_bus import BusMonitor
 from edge.sources.obd.isotp_link import Addressing, IsoTpEndpoint, single_frame
 from edge.sources.obd.pids import (
+    MODE09_PIDS,
     SUPPORTED_PID_RANGES,
+    VIN,
     ObdDecodeError,
+    VehicleInfo,
     decode_dtcs,
     decode_supported,
+    decode_vehicle_info,
     decode_vin,
     parse_mode01,
 )
@@ -84,6 +88,7 @@ class EcuState:
     consecutive_timeouts: int = 0
     negative: dict[int, int] = field(default_factory=dict)
     vin: str | None = None
+    vehicle_info: dict[int, VehicleInfo] = field(default_factory=dict)  # mode 09 PID → decoded
 
     @property
     def silent(self) -> bool:
@@ -389,4 +394,33 @@ class ObdClient:
                     self.malformed_replies += 1
                     continue
                 self.ecus.setdefault(ecu, EcuState(ecu)).vin = out[ecu]
+        return out
+
+    def read_vehicle_info(self) -> dict[int, dict[int, VehicleInfo]]:
+        """Mode 09 beyond the VIN: each ECU's supported PIDs (09 00), then calibration ids (04),
+        CVNs (06), in-use counters (08, 0B) and ECU name (0A) as it supports them, one request each.
+
+        An ECU that does not answer 09 00 is asked nothing more; malformed replies are counted.
+        """
+        out: dict[int, dict[int, VehicleInfo]] = {}
+        supported: dict[int, set[int]] = {}
+        for ecu, reply in self.request(b"\x09\x00").items():
+            if isinstance(reply, bytes) and len(reply) >= 6:
+                supported[ecu] = decode_supported(0x00, reply[2:6])
+        for pid in MODE09_PIDS:
+            if pid == VIN:
+                continue
+            askers = [e for e, pids in supported.items() if pid in pids]
+            if not askers:
+                continue
+            for ecu, reply in self.request(bytes([0x09, pid]), expect=askers).items():
+                if not isinstance(reply, bytes):
+                    continue
+                try:
+                    info = decode_vehicle_info(reply)
+                except ObdDecodeError:
+                    self.malformed_replies += 1
+                    continue
+                out.setdefault(ecu, {})[pid] = info
+                self.ecus.setdefault(ecu, EcuState(ecu)).vehicle_info[pid] = info
         return out

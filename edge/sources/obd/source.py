@@ -1,5 +1,12 @@
 """The `obd` source: discovers ECUs, polls PIDs on schedule, reads DTCs and the VIN.
 
+The supported-PID bitmaps decide the poll plan: a configured PID no ECU supports is dropped
+(counted as `pid_0x.._unsupported`), and with `poll_supported` every other supported PID of the
+J1979 table joins the plan at `supported_period_s` and the lowest priority. The bus-load cap
+(`max_bus_load`) holds whatever the plan's size: each request is charged the frames it really
+puts on the bus (`request_frames`: its single frame, and per answering ECU the ISO-TP frames of
+the reply, which the table's PID lengths give, plus the flow control a multi-frame reply needs).
+
 Health: ok while ECUs answer; degraded when the bus is silent or off, when no ECU answers
 (ignition off — then it only probes every `asleep_probe_s`) or some ECUs time out; failed when
 the bus cannot be opened (the runner reopens it with backoff).
@@ -16,7 +23,15 @@ import can
 from edge.sources.base import HealthState, SampleSink, Source
 from edge.sources.can_bus import BusMonitor, check_channel, multicast_port, open_bus
 from edge.sources.obd.client import ObdClient
-from edge.sources.obd.pids import PIDS, decode_pid
+from edge.sources.obd.pids import (
+    CALIBRATION_IDS,
+    CVNS,
+    ECU_NAME,
+    IPT_COMPRESSION,
+    IPT_SPARK,
+    PIDS,
+    decode_pid,
+)
 from edge.sources.obd.scheduler import PollScheduler, PollSpec, TokenBucket
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
@@ -45,12 +60,20 @@ DEFAULT_PLAN: tuple[tuple[int, float, int], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ObdDiagnostics:
-    """The latest DTCs and VIN (strings, so they travel beside samples, not as samples)."""
+    """The latest DTCs, VIN and mode 09 data (strings, so they travel beside samples, not as samples).
+
+    `calibration_ids`, `cvns` and `ecu_names` are per ECU label (`0x7E8`); `in_use_counters` are
+    the in-use performance tracking counters (mode 09 PID 08 or 0B) per ECU label.
+    """
 
     mono_ns: int
     vin: str | None
     stored_dtcs: tuple[str, ...]
     pending_dtcs: tuple[str, ...]
+    calibration_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cvns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ecu_names: Mapping[str, str] = field(default_factory=dict)
+    in_use_counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +91,9 @@ class ObdConfig:
     port: int | None = None  # udp_multicast only
     ecus: str = "primary"  # "primary": each PID from one ECU; "all": from every ECU that has it
     coalesce: float = 0.5  # PIDs up to this share of their period early ride along (scheduler docstring)
+    poll_supported: bool = True  # also poll every other supported PID of the table (module docstring)
+    supported_period_s: float = 60.0
+    supported_priority: int = 9
     plan: list[PollSpec] = field(default_factory=lambda: [PollSpec(*row) for row in DEFAULT_PLAN])
 
 
@@ -147,11 +173,11 @@ class ObdSource(Source):
         # Due PIDs in as few requests as the client can; PIDs due soon ride along in free places.
         for request in self.scheduler.coalesce(due, client.plan):
             answering = 1 if request.target is not None else ecus
-            if not self.bucket.try_take(1 + answering * (1 + len(request.pids) // 2)):
+            if not self.bucket.try_take(request_frames(request.pids, answering)):
                 # Riders make a reply longer: under the cap, send the due PIDs without them.
                 bare = tuple(p for p in request.pids if p in wanted)
                 if len(bare) == len(request.pids) or not self.bucket.try_take(
-                    1 + answering * (1 + len(bare) // 2)
+                    request_frames(bare, answering)
                 ):
                     break
                 request = replace(request, pids=bare)
@@ -169,6 +195,16 @@ class ObdSource(Source):
         self._update_health()
         return min(self.scheduler.next_due_s(), 0.5) if not due or polled else self.bucket.wait_s(2)
 
+    def plan_for(self, supported: set[int]) -> list[PollSpec]:
+        """The configured plan, plus (with `poll_supported`) every other supported PID of the table."""
+        cfg = self.config
+        plan = list(cfg.plan)
+        if cfg.poll_supported:
+            planned = {s.pid for s in plan}
+            plan += [PollSpec(pid, cfg.supported_period_s, cfg.supported_priority)
+                     for pid in sorted(supported) if pid in PIDS and pid not in planned]
+        return plan
+
     def _all_asleep(self) -> bool:
         assert self.client is not None
         return bool(self.client.ecus) and all(s.silent for s in self.client.ecus.values())
@@ -184,11 +220,12 @@ class ObdSource(Source):
             self.health.count("discovery_timeouts")
             return
         supported = set().union(*(s.supported for s in client.ecus.values()))
-        self.scheduler = PollScheduler(self.config.plan, self.clock, self.config.coalesce)
+        self.scheduler = PollScheduler(self.plan_for(supported), self.clock, self.config.coalesce)
         for pid in self.scheduler.restrict(supported):
             self.health.count(f"pid_0x{pid:02X}_unsupported")
         if self.config.read_vin:
             client.read_vin()
+            client.read_vehicle_info()
         self._next_dtc_ns = self.clock.monotonic_ns()
 
     def _read_dtcs(self, sink: SampleSink) -> None:
@@ -198,11 +235,18 @@ class ObdSource(Source):
         pending = client.read_dtcs(0x07)
         codes = tuple(sorted({c for cs in stored.values() for c in cs}))
         vins = [s.vin for s in client.ecus.values() if s.vin]
+        label = client.addressing.ecu_label
+        info = {label(e): s.vehicle_info for e, s in sorted(client.ecus.items())}
         self.diagnostics = ObdDiagnostics(
             self.clock.monotonic_ns(),
             vins[0] if vins else None,
             codes,
             tuple(sorted({c for cs in pending.values() for c in cs})),
+            calibration_ids={e: i[CALIBRATION_IDS].texts for e, i in info.items() if CALIBRATION_IDS in i},
+            cvns={e: i[CVNS].texts for e, i in info.items() if CVNS in i},
+            ecu_names={e: i[ECU_NAME].texts[0] for e, i in info.items() if ECU_NAME in i},
+            in_use_counters={e: (i.get(IPT_SPARK) or i[IPT_COMPRESSION]).counters for e, i in info.items()
+                             if IPT_SPARK in i or IPT_COMPRESSION in i},
         )
         if stored:
             self.emit(sink, self.catalog.id_of("Vehicle.Diagnostics.DTCCount"), float(len(codes)))
@@ -239,6 +283,17 @@ class ObdSource(Source):
             health.set(HealthState.OK, "")
 
 
+def request_frames(pids: tuple[int, ...] | list[int], answering: int) -> int:
+    """CAN frames one mode 01 request for `pids` costs: 1, plus per answering ECU its reply's frames.
+
+    A reply of n bytes (`41` and each PID with its data) is one ISO-TP single frame up to 7 bytes,
+    else a first frame (6 bytes), consecutive frames of 7 and our flow control frame.
+    """
+    n = 1 + sum(1 + (PIDS[p].length if p in PIDS else 4) for p in pids)
+    reply = 1 if n <= 7 else 2 + -(-(n - 6) // 7)
+    return 1 + answering * reply
+
+
 def _plan_from_config(name: str, rows: list[Any]) -> list[PollSpec]:
     plan = []
     for i, row in enumerate(rows):
@@ -263,6 +318,8 @@ def _plan_from_config(name: str, rows: list[Any]) -> list[PollSpec]:
 def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> Source:
     check_channel(options["interface"], options["channel"])
     plan = _plan_from_config(name, options["pids"]) if options["pids"] else ObdConfig().plan
+    if not options["supported_period_s"] > 0:
+        raise ConfigError(f"sources.{name}.supported_period_s must be > 0")
     if options["ecus"] not in ("primary", "all"):
         raise ConfigError(f'sources.{name}.ecus must be "primary" or "all", not {options["ecus"]!r}')
     config = ObdConfig(
@@ -278,6 +335,8 @@ def _factory(name: str, options: Mapping[str, Any], context: SourceContext) -> S
         silent_after_s=options["silent_after_s"],
         port=multicast_port(name, options["port"]),
         ecus=options["ecus"],
+        poll_supported=options["poll_supported"],
+        supported_period_s=options["supported_period_s"],
         plan=plan,
     )
     return ObdSource(name, context.clock, config, context.catalog)
@@ -304,6 +363,9 @@ SPEC = SourceSpec(
             "primary",
             'which ECUs answer a PID: "primary" (one each: the lowest live response id that has it) or "all"',
         ),
+        Option("poll_supported", bool, True,
+               "also poll every other supported PID of the J1979 table, at supported_period_s"),
+        Option("supported_period_s", float, 60.0, "period of the PIDs poll_supported adds"),
         Option(
             "pids",
             list,
