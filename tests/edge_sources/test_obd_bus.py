@@ -388,7 +388,8 @@ def test_mode_09_beyond_the_vin_is_read_from_the_ecus_that_support_it(
     assert engine[0x04].texts == ("EMS-CAL-0001",) and engine[0x06].texts == ("1A2B3C4D",)
     assert engine[0x0A].texts == ("ECM-EngineControl",)
     assert engine[0x08].counters["OBDCOND"] == 120 and engine[0x08].counters["CATCOND1"] == 110
-    source = build_source({"kind": "obd", "interface": "virtual", "channel": channel, "poll_supported": False})
+    source = build_source({"kind": "obd", "interface": "virtual", "channel": channel,
+                           "poll_supported": False})
     assert isinstance(source, ObdSource)
     runner = SourceRunner(source, Collect())
     run_until(runner, lambda: source.diagnostics is not None)
