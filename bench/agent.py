@@ -12,7 +12,10 @@ the daily data cap.
 
 Part 2 (real time, `--seconds`, default 60 s measured after a 10 s warm-up): the real agent process
 (`lienwatch edge run`) with its real sources at full driving rates — OBD-II 10 PIDs at 1–10 Hz
-over ISO-TP to the HIL ECU emulator (another process), 2,000 passive CAN frames/s decoded with the
+over ISO-TP to the HIL ECU emulator (another process), and with `--obd-plan table` (the default)
+every other PID of the J1979 table too (the emulator's engine ECU supports all 100; the source's
+`poll_supported` adds the 90 others at `--table-period` s) plus the battery ECU's manufacturer
+DIDs through the `uds` source (example DID table), 2,000 passive CAN frames/s decoded with the
 HIL DBC, GNSS NMEA at 10 Hz on a pty — uplinking over mutual TLS to mosquitto started from the
 shipped production config. Cross-process CAN is python-can udp_multicast on interface-local
 ff11:: groups: the OBD port and the passive body CAN are two buses (own group and UDP port each),
@@ -54,6 +57,7 @@ OBD_PLAN = [(0x0C, 0.1), (0x0D, 0.1), (0x04, 0.2), (0x10, 0.2), (0x05, 1.0), (0x
 CAN_FRAMES_PER_S = 2000
 GNSS_HZ = 10
 DETECTORS: list[str] = []  # kinds enabled in the agent's config (main: every registered one)
+OBD_TABLE = {"on": True, "period_s": 5.0}  # main: --obd-plan table|small, --table-period
 
 
 def _write_bytes(pid: int | str = "self") -> int:
@@ -257,8 +261,9 @@ class Traffic:
         self.stop = threading.Event()
         self.can_sent = 0
         self.nmea_epochs = 0
+        table = ["--full-table", "--bms"] if OBD_TABLE["on"] else []
         self.ecu = subprocess.Popen([sys.executable, "-m", "hil.ecu", "--channel", self.obd_group,
-                                     "--port", str(self.obd_port)], cwd=REPO,
+                                     "--port", str(self.obd_port), *table], cwd=REPO,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.ecu.stdout is not None and self.ecu.stdout.readline().strip() == "ready"
         self.master, slave = os.openpty()
@@ -339,10 +344,15 @@ def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic 
         lines += [
             "[[sources]]", 'kind = "obd"', 'interface = "udp_multicast"', f'channel = "{traffic.obd_group}"',
             f"port = {traffic.obd_port}", "max_bus_load = 0.3", "read_vin = false", f"pids = [{pids}]",
+            f"poll_supported = {'true' if OBD_TABLE['on'] else 'false'}",
+            f"supported_period_s = {OBD_TABLE['period_s']}",
             "[[sources]]", 'kind = "dbc"', f'manifest = "{REPO}/hil/vehicle_manifest.toml"',
             'interface = "udp_multicast"', f'channel = "{traffic.body_group}"', f"port = {traffic.body_port}",
             "[[sources]]", 'kind = "gnss"', f'device = "{traffic.pty_path}"',
         ]
+        if OBD_TABLE["on"]:
+            lines += ["[[sources]]", 'kind = "uds"', 'table = "example-bev"', 'interface = "udp_multicast"',
+                      f'channel = "{traffic.obd_group}"', f"port = {traffic.obd_port}"]
     path = work / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -442,7 +452,13 @@ def main() -> int:
     parser.add_argument("--no-flood-seconds", type=float, default=15.0,
                         help="window of the attribution run without the passive CAN flood")
     parser.add_argument("--no-detectors", action="store_true", help="run the agent without [[detectors]]")
+    parser.add_argument("--obd-plan", choices=("table", "small"), default="table",
+                        help="table: the 10-PID plan plus every other PID of the J1979 table and the "
+                             "battery DIDs; small: the 10-PID plan alone")
+    parser.add_argument("--table-period", type=float, default=5.0,
+                        help="period (s) of the table's other PIDs with --obd-plan table")
     args = parser.parse_args()
+    OBD_TABLE.update(on=args.obd_plan == "table", period_s=args.table_period)
     if not args.no_detectors:
         from edge.detect.registry import BUILTIN
 
@@ -530,7 +546,10 @@ def main() -> int:
                      "flash_bytes_per_hour": int(full["flash_bytes_per_hour"]),
                      "receipt_downlink_bytes_per_hour": int(keyed["receipt_on_air_bytes"]),
                      "receipt_flash_extra_bytes_per_hour": int(keyed["app_bytes"] - log["app_bytes"]),
-                     "detectors": len(DETECTORS)})
+                     "detectors": len(DETECTORS),
+                     "obd_plan_pids": 100 if OBD_TABLE["on"] else len(OBD_PLAN),
+                     "obd_samples_per_s": round(rates.get("obd", 0.0), 1),
+                     "uds_samples_per_s": round(rates.get("uds", 0.0), 2)})
     return 0
 
 

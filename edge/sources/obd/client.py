@@ -128,7 +128,9 @@ class ObdClient:
         self._endpoints: dict[int, IsoTpEndpoint] = {}
         self.stale_replies = 0
         self.malformed_replies = 0
+        self.other_ecu_frames = 0
         self.requests = 0
+        self._discovering = False
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -150,7 +152,11 @@ class ObdClient:
         while msg is not None:
             if self.monitor.observe(msg):
                 ecu = self.addressing.ecu_of(msg)
-                if ecu is not None:
+                if ecu is not None and self.ecus and ecu not in self.ecus and not self._discovering:
+                    # An ECU that did not answer discovery (a battery ECU another tester, e.g. the
+                    # `uds` source, talks to): no endpoint, so no flow control of ours disturbs it.
+                    self.other_ecu_frames += 1
+                elif ecu is not None:
                     self._endpoint(ecu).feed(msg)
                 elif self.on_other_frame is not None:
                     self.on_other_frame(msg)
@@ -249,8 +255,16 @@ class ObdClient:
         """Find the ECUs and their supported PIDs (0x00, 0x20, ... as far as each one chains).
 
         First one multi-PID request for all ranges; an ECU that refuses it (NRC 0x12) or answers
-        only part is then asked one range at a time.
+        only part is then asked one range at a time. Afterwards frames of ECUs not found here are
+        ignored (counted in `other_ecu_frames`) until the next discovery.
         """
+        self._discovering = True
+        try:
+            return self._discover()
+        finally:
+            self._discovering = False
+
+    def _discover(self) -> dict[int, EcuState]:
         replies = self.request(bytes([0x01, *SUPPORTED_PID_RANGES[:MAX_PIDS_PER_REQUEST]]))
         single: list[int] = []
         for ecu, reply in replies.items():
