@@ -149,3 +149,13 @@ def seed_night_tow(conn: Conn, now: datetime | None = None) -> NightTow:
                 for m in _messages(night, now)]
     writer.write(outcomes, now)  # type: ignore[arg-type]
     return night
+
+
+def store_event(conn: Conn, device_id: str, event_id: int, severity: Severity, detector: str,
+                at: datetime, features: dict[str, float], seq: int) -> None:
+    """One more event, stored as the receiver stores it (for the inbox's live refresh)."""
+    writer = BatchWriter(conn, mode="plain", receiver_id="console-test", policy=RetentionPolicy())
+    header = Header(device_id, 2, seq, _ns(at), ClockQuality.GNSS)
+    event = Event(header, event_id, severity, detector, _ns(at), features)
+    writer.write([Accepted(Incoming("console-test", b"", 1, 1, _ns(at) + 10**9), event, 100)],
+                 at)  # type: ignore[list-item]

@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from cloud.store.db import connect
 from cloud.store.migrate import migrate
 from hil.services import MosquittoBroker
+from protocol.messages import Severity
 from protocol.signing import generate_key, private_key_to_pem
 from tests.console.browser import chromium, page_errors, screenshot, serving, wait_for
 from tests.console.scenario import (
@@ -30,6 +31,7 @@ from tests.console.scenario import (
     YARD,
     NightTow,
     seed_night_tow,
+    store_event,
 )
 from tests.console.tiles import TileServer
 
@@ -255,3 +257,21 @@ def test_fleet_health_lists_the_silent_car(console: Console, browser: Any) -> No
     clock = browser.find_elements("css selector", "#fleet-clock tbody tr[data-device]")
     assert [r.get_attribute("data-device") for r in clock] == [QUIET_DEVICE]  # on its RTC only
     screenshot(browser, "60-fleet-health")
+
+
+def test_inbox_shows_a_new_emergency_without_a_reload(console: Console, browser: Any) -> None:
+    """Runs last: it adds an event the other tests do not expect."""
+    sign_in(browser, console, "rita")
+    wait_for(browser, lambda d: rows(d, "inbox"), what="inbox rows")
+    with connect(console.dsn) as conn:
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        store_event(conn, OTHER_DEVICE, 9002, Severity.EMERGENCY, "jamming", at, {"cn0_drop_db": 14.0}, seq=1)
+
+    def new_on_top(driver: Any) -> Any:
+        first = rows(driver, "inbox")[0]
+        return first if first.get_attribute("data-event") == "9002" else None
+
+    top = wait_for(browser, new_on_top, timeout_s=15, what="the new EMERGENCY at the top after the next poll")
+    assert top.get_attribute("data-severity") == "EMERGENCY" and "jamming" in top.text
+    assert browser.title.startswith("(2) EMERGENCY")
+    screenshot(browser, "12-inbox-new-emergency-live")

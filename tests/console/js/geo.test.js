@@ -137,3 +137,19 @@ test('a track GeoJSON becomes time-ordered fixes, no-fix stretches and events', 
   assert.equal(track.events[0].lat, null);
   assert.equal(track.events[0].deviceId, 'gw-1');
 });
+
+test('playback advances at its speed, stops at the end and reports where it is', async () => {
+  const { Playback } = await import('../../../cloud/console/static/js/playback.js');
+  const frames = [];
+  const track = pts([[0, 48, 11], [600, 48.1, 11], [1200, 48.2, 11]]);
+  const p = new Playback(track, { maxGapS: 900, onFrame: (pos) => frames.push(pos) });
+  p.speed = 60;
+  p.playing = true;
+  p.advance(5000);  // 5 s of wall time at 60x: 300 s of track
+  assert.equal(p.t, 300e3);
+  assert.ok(Math.abs(frames.at(-1).lat - 48.05) < 1e-9);
+  p.advance(60000);  // far past the end
+  assert.equal(p.t, 1200e3);
+  assert.ok(p.atEnd && !p.playing);
+  assert.equal(frames.at(-1).lat, 48.2);
+});

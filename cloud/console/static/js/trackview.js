@@ -24,8 +24,9 @@ export async function renderTrack(view, ctx, deviceId, params) {
     return;
   }
   const at = Number(params.get('at')) || null;
+  // an event's link (?at=) opens six hours either side of it; otherwise the last 24 hours
   const end = Number(params.get('to')) || (at ? at + 6 * 3600e3 : Date.now());
-  const start = Number(params.get('from')) || end - 24 * 3600e3;
+  const start = Number(params.get('from')) || (at ? at - 6 * 3600e3 : end - 24 * 3600e3);
   const from = h('input', { type: 'datetime-local', name: 'from', value: localInput(start) });
   const to = h('input', { type: 'datetime-local', name: 'to', value: localInput(end) });
   const apply = () => {
