@@ -113,3 +113,11 @@ def test_the_api_config_carries_the_console_section() -> None:
     assert parse_config({"database": dsn}).console == ConsoleConfig()
     with pytest.raises(ConfigError, match=r"console\.tile_url"):
         parse_config({"database": dsn, "console": {"tile_url": "tiles.png"}})
+
+
+def test_the_api_example_config_shows_the_console_defaults() -> None:
+    from cloud.api.config import load_config
+
+    example = Path(__file__).parents[2] / "deploy" / "api" / "api.toml"
+    assert "[console]" in example.read_text("utf-8")
+    assert load_config(example).console == ConsoleConfig()

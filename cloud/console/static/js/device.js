@@ -85,11 +85,28 @@ function eventsPanel(d) {
       : h('p', { class: 'muted' }, 'No open events.'));
 }
 
+// The commands the page offers, with their parameters: [name, label, input type, default].
+// The starter interrupt never disables a moving or running car (docs/actuators.md); arming it asks
+// for confirmation. Actuator commands need a reason, which the API stores and audits.
 const COMMANDS = [
   { action: 'request_position', label: 'Request position', fields: [] },
   { action: 'set_geofence', label: 'Set geofence',
-    fields: [['geofence_id', 'geofence id', '1'], ['lat_deg', 'latitude', ''], ['lon_deg', 'longitude', ''], ['radius_m', 'radius m', '500']] },
+    fields: [['geofence_id', 'geofence id', 'number', '1'], ['lat_deg', 'latitude', 'number', ''],
+      ['lon_deg', 'longitude', 'number', ''], ['radius_m', 'radius m', 'number', '500']] },
+  { action: 'payment_reminder', label: 'Payment reminder',
+    fields: [['due_date', 'due date', 'date', ''], ['pattern', 'pattern', ['gentle', 'firm', 'final'], 'gentle'],
+      ['reason', 'reason', 'text', '']] },
+  { action: 'arm_starter_interrupt', label: 'Arm starter interrupt', confirm: true, fields: [['reason', 'reason', 'text', '']] },
+  { action: 'release_starter_interrupt', label: 'Release starter interrupt', fields: [['reason', 'reason', 'text', '']] },
 ];
+
+function field([name, label, type, value]) {
+  const input = Array.isArray(type)
+    ? h('select', { name }, type.map((v) => h('option', { value: v, selected: v === value }, v)))
+    : h('input', { name, type, value, size: type === 'text' ? 24 : 10, step: type === 'number' ? 'any' : null });
+  input.dataset.kind = Array.isArray(type) ? 'text' : type;
+  return h('label', {}, label, input);
+}
 
 async function commandsPanel(ctx, deviceId) {
   const { api, role } = ctx;
@@ -116,10 +133,15 @@ async function commandsPanel(ctx, deviceId) {
   if (!offered.length || !api.has('post', path)) return panel;
   panel.append(h('h2', {}, 'Send a command'));
   for (const c of offered) {
-    const inputs = c.fields.map(([name, label, value]) => h('label', {}, label, h('input', { name, type: 'number', step: 'any', size: 9, value })));
+    const inputs = c.fields.map(field);
     const send = async () => {
       const params = {};
-      for (const input of inputs.map((l) => l.querySelector('input'))) params[input.name] = Number(input.value);
+      for (const input of inputs.map((l) => l.querySelector('input, select'))) {
+        params[input.name] = input.dataset.kind === 'number' ? Number(input.value) : input.value;
+      }
+      const question = `${c.label} on ${deviceId}? Once the car has been parked for the hold time it cannot be started `
+        + 'until the interrupt is released (a moving or running car is never disabled).';
+      if (c.confirm && !window.confirm(question)) return;
       try {
         await api.post(path, { action: c.action, params });
         notice(`${c.label}: sent to ${deviceId}.`);

@@ -15,6 +15,9 @@ export const ROLE_CAN = {
 export const COMMAND_ROLES = {
   request_position: ['admin', 'risk_officer', 'account_manager'],
   set_geofence: ['admin', 'risk_officer'],
+  payment_reminder: ['admin', 'risk_officer'],
+  arm_starter_interrupt: ['admin', 'risk_officer'],
+  release_starter_interrupt: ['admin', 'risk_officer'],
 };
 
 export function canSend(role, action) { return (COMMAND_ROLES[action] || []).includes(role); }
