@@ -201,7 +201,8 @@ def test_device_page_shows_state_forecast_and_commands(console: Console, browser
     assert "EMERGENCY" in browser.find_element("id", "device-events").text
     commands = elements(browser, "#device-commands button[data-command]", "command buttons")
     assert {c.get_attribute("data-command") for c in commands} == {
-        "request_position", "set_geofence", "payment_reminder", "arm_starter_interrupt", "release_starter_interrupt"}
+        "request_position", "set_geofence", "payment_reminder", "arm_starter_interrupt",
+        "release_starter_interrupt"}
     screenshot(browser, "30-device-page")
     browser.find_element("css selector", "button[data-command=request_position]").click()
     sent = elements(browser, "#device-commands tr[data-command]", "the command in the list")[0]
