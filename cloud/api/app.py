@@ -110,13 +110,14 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     app.state.lienwatch = state
     problems.install(app)
     _install_middleware(app, state)
-    from cloud.api.routes import audit_log, commands, devices, events, health, keys, reports, tracks
+    from cloud.api.routes import audit_log, commands, devices, events, health, keys, override, reports, tracks
 
     # One line per resource router (cloud/api/routes/); other stages add theirs here.
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(events.router)
     app.include_router(commands.router)
+    app.include_router(override.router)
     app.include_router(keys.router)
     app.include_router(audit_log.router)
     app.include_router(tracks.router)

@@ -11,6 +11,7 @@ from typing import Any
 
 from cloud.store.db import Conn
 from protocol.messages import InterruptState
+from protocol.override import hotp
 
 INTERRUPT_KINDS = ("arm_starter_interrupt", "release_starter_interrupt")
 
@@ -42,3 +43,25 @@ def interrupt_state(conn: Conn, device_id: str) -> dict[str, Any]:
         last = dict(zip(names, command, strict=True))
     return {"state": state, "since": since, "condition": condition, "detail": detail,
             "evidence": evidence, "last_command": last}
+
+
+def set_override_secret(conn: Conn, device_id: str, secret: bytes) -> None:
+    """Store (or replace, restarting the counter at 0) a device's emergency-code secret."""
+    conn.execute(
+        "INSERT INTO override_secrets (device_id, secret) VALUES (%s, %s) ON CONFLICT (device_id) "
+        "DO UPDATE SET secret = excluded.secret, next_counter = 0, created_at = now()",
+        (device_id, secret),
+    )
+
+
+def next_override_code(conn: Conn, device_id: str) -> tuple[int, str] | None:
+    """(counter, code) of the next emergency code, the counter advanced; None without a secret."""
+    row = conn.execute(
+        "UPDATE override_secrets SET next_counter = next_counter + 1 WHERE device_id = %s "
+        "RETURNING secret, next_counter - 1",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    counter = int(row[1])
+    return counter, hotp(bytes(row[0]), counter)

@@ -31,3 +31,8 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_api;
 GRANT INSERT ON events TO lienwatch_api;
 GRANT INSERT, UPDATE, DELETE ON watcher_state TO lienwatch_ingest, lienwatch_api;
 GRANT INSERT, UPDATE ON event_lifecycle TO lienwatch_api;
+
+-- Emergency override secrets (migration 0008, docs/actuators.md): the API sets them and counts the
+-- codes it hands out; the receiver has no business reading them.
+GRANT INSERT, UPDATE ON override_secrets TO lienwatch_api;
+REVOKE SELECT ON override_secrets FROM lienwatch_ingest;

@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from cloud.api.app import create_app
 from cloud.api.keys import create_key
 from cloud.store.db import connect
+from edge.actuators.interrupt import StarterInterrupt
+from edge.actuators.output import SysfsOutput
 from lienwatch.clock import ManualClock
 from protocol import decode
 from protocol.messages import (
@@ -25,6 +27,7 @@ from protocol.messages import (
     SignedCommand,
     Transition,
 )
+from protocol.override import hotp
 from protocol.signing import generate_key, private_key_to_pem
 from tests.cloud.api.conftest import NOW_NS, ROLES, Api, S, config_for, header, register, store
 
@@ -123,3 +126,33 @@ def test_device_detail_shows_the_interrupt_state(api: Api) -> None:
     assert last["action"] == "arm_starter_interrupt" and last["created_by"] == "risk-officer-1"
     # the interrupt records are history, not open alerts
     assert api.get("/devices/veh-1").json()["open_events"] == []
+
+
+# --- emergency override codes --------------------------------------------------------------------
+
+
+def test_override_codes_are_handed_out_in_order_audited_and_match_the_device(
+        api: Api, tmp_path: Path) -> None:
+    assert api.post("/devices/veh-1/override-codes", json={"reason": "medical emergency"}).status_code == 409
+    for role in ("risk_officer", "account_manager", "auditor"):
+        assert api.post("/devices/veh-1/override-secret", role).status_code == 403
+    made = api.post("/devices/veh-1/override-secret", "admin")
+    assert made.status_code == 201
+    secret = bytes.fromhex(made.json()["secret_hex"])
+    for role in ("account_manager", "auditor"):
+        refused = api.post("/devices/veh-1/override-codes", role, json={"reason": "please"})
+        assert refused.status_code == 403
+    assert api.post("/devices/veh-1/override-codes", json={}).status_code == 422
+    codes = [api.post("/devices/veh-1/override-codes", json={"reason": f"call {i}"}).json() for i in range(2)]
+    assert [c["counter"] for c in codes] == [0, 1]
+    assert [c["code"] for c in codes] == [hotp(secret, 0), hotp(secret, 1)]
+    audited = api.audit_rows(action="override.code", allowed=True)
+    assert [a["detail"] for a in audited] == ["code #0: call 0", "code #1: call 1"]
+    assert all(codes[0]["code"] not in a["detail"] for a in audited)  # the code itself is not logged
+    # the device, given the same secret, accepts the first code offline
+    clock = ManualClock()
+    relay = tmp_path / "relay"
+    relay.write_text("0\n")
+    machine = StarterInterrupt(SysfsOutput(relay), clock, tmp_path, override_secret=secret)
+    machine.arm()
+    assert machine.enter_code(codes[0]["code"]).state is InterruptState.OVERRIDDEN
