@@ -12,7 +12,7 @@ MPY_STUBS        := micropython-stm32-stubs==1.29.0.post1
 MICROPYTHON_WASM := @micropython/micropython-webassembly-pyscript@1.27.0
 PYX    := $(wildcard cython_ext/*.pyx cython_ext/*.pxd protocol/*.pyx)
 
-.PHONY: demo test lint typecheck pytest install system-deps wheel bench clean
+.PHONY: demo test lint typecheck pytest install system-deps wheel bench clean gateway gateway-test gateway-clean
 
 demo: install system-deps
 	$(VENV)/bin/lienwatch demo
@@ -69,10 +69,36 @@ wheel: install
 	$(PY) -m pip wheel --no-deps -w dist .
 
 # Every benchmark script (bench/report.py is their shared output helper, bench/fault_agent.py the
-# agent process bench/faults.py starts: neither is a benchmark).
-BENCHES := $(filter-out report __init__ fault_agent,$(basename $(notdir $(wildcard bench/*.py))))
+# agent process bench/faults.py starts, bench/agent_replay.py what bench/agent.py runs under
+# callgrind: none is a benchmark; bench/gateway.py needs `make gateway` and runs in gateway-test).
+BENCHES := $(filter-out report __init__ fault_agent agent_replay gateway,$(basename $(notdir $(wildcard bench/*.py))))
 bench: install system-deps
 	for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf build dist *.egg-info cython_ext/*.c cython_ext/*.so
+
+# Gateway artefacts (docs/gateway.md), built inside Debian bookworm roots made by debootstrap in
+# .gateway/ (foreign ones run under qemu-user through binfmt_misc); outputs in build/gateway/.
+# As root, deploy/gateway/gateway.sh installs debootstrap and qemu-user-static when missing.
+GATEWAY_ARCHES    ?= amd64 arm64
+GATEWAY_TEST_ARCH ?= arm64
+GATEWAY_TESTS     ?= tests/cython_ext tests/protocol tests/edge_sources tests/edge_detect
+GATEWAY_SECONDS   ?= 20
+
+gateway: install
+	deploy/gateway/gateway.sh host-deps
+	for arch in $(GATEWAY_ARCHES); do \
+	  deploy/gateway/gateway.sh build $$arch && deploy/gateway/gateway.sh deb $$arch || exit 1; done
+	@ls -l build/gateway/*.deb build/gateway/*/dist/*.whl
+
+# The edge test subset compiled and run in the target root, then the packaged agent installed,
+# provisioned and driven there against the HIL car, and the package's upgrade/remove/purge.
+gateway-test: gateway
+	deploy/gateway/gateway.sh edge-tests $(GATEWAY_TEST_ARCH) -x -m "not slow" $(GATEWAY_TESTS)
+	$(PY) -m bench.gateway --arch $(GATEWAY_TEST_ARCH) --seconds $(GATEWAY_SECONDS)
+
+gateway-clean:
+	for root in .gateway/root-*; do \
+	  for m in dev/shm dev/pts dev proc; do ! mountpoint -q $$root/$$m || umount $$root/$$m; done; done
+	rm -rf .gateway build/gateway

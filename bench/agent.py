@@ -10,6 +10,14 @@ Part 1b: the same hour with end-to-end stored receipts (keyed records, a receipt
 acknowledgement round): the extra flash bytes, and the receipts' downlink bytes per hour against
 the daily data cap.
 
+Part 3 (callgrind, `--callgrind-seconds`, default 5 s of simulated driving per phase; 0 skips it):
+instructions per second of driving, repeatable whatever else the machine does. bench/agent_replay.py
+drives the real agent (`Agent.step` on a ManualClock, every detector) with the same inputs as part
+2, phase by phase (ticks only, +GNSS, +OBD, +CAN receive, +CAN decode), under valgrind's callgrind;
+each phase's count over its simulated seconds is the instructions per second of driving, and the
+differences are what each stage costs. The share of a 1 GHz Cortex-A53 / A7 core assumes the same
+instruction count on ARM and CPython at IPC_A53 / IPC_A7 instructions per cycle (docs/gateway.md).
+
 Part 2 (real time, `--seconds`, default 60 s measured after a 10 s warm-up): the real agent process
 (`lienwatch edge run`) with its real sources at full driving rates — OBD-II 10 PIDs at 1–10 Hz
 over ISO-TP to the HIL ECU emulator (another process), and with `--obd-plan table` (the default)
@@ -58,6 +66,11 @@ CAN_FRAMES_PER_S = 2000
 GNSS_HZ = 10
 DETECTORS: list[str] = []  # kinds enabled in the agent's config (main: every registered one)
 OBD_TABLE = {"on": True, "period_s": 5.0}  # main: --obd-plan table|small, --table-period
+# CPython's instructions per cycle assumed on the gateway cores (docs/gateway.md: in-order cores,
+# an interpreter's branchy code with dependent loads): 1 GHz × IPC = instructions per second.
+IPC_A53, IPC_A7 = 0.6, 0.45
+CORE_HZ = 1e9
+INSTR_TARGET_PER_S = 50e6
 
 
 def _write_bytes(pid: int | str = "self") -> int:
@@ -444,8 +457,98 @@ def _transitions(detector: dict[str, Any]) -> int:
     return sum(int(detector.get(key, 0)) for key in ("raised", "escalated", "cleared"))
 
 
+# ------------------------------------------------------------------------------ part 3: instructions
+
+
+def _callgrind_parts(prefix: Path) -> list[tuple[str, int]]:
+    """(trigger, instructions) of each profile callgrind wrote, in order."""
+    parts = []
+    for path in sorted(prefix.parent.glob(prefix.name + "*"),
+                       key=lambda p: int(p.name.rsplit(".", 1)[1]) if p.name.count(".") > 1 else 10**6):
+        fields = dict(line.split(": ", 1) for line in path.read_text(errors="replace").splitlines()
+                      if line.startswith(("desc: Trigger", "totals:", "summary:")))
+        count = int(fields.get("totals") or fields.get("summary", "0"))
+        parts.append((fields.get("desc", ""), count))
+    return parts
+
+
+def _top_functions(profile: Path, count: int) -> list[tuple[str, int]]:
+    """The `count` functions with the most instructions of their own in one callgrind profile."""
+    annotate = shutil.which("callgrind_annotate")
+    if annotate is None:
+        return []
+    out = subprocess.run([annotate, "--inclusive=no", "--threshold=100", str(profile)], capture_output=True,
+                         text=True, check=False).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[1].startswith("(") and parts[0].replace(",", "").isdigit() \
+                and "PROGRAM TOTALS" not in line:
+            name = parts[2].split(" [", 1)[0]
+            rows.append((name.rsplit(":", 1)[-1], int(parts[0].replace(",", ""))))
+    return rows[:count]
+
+
+def measure_instructions(seconds: float) -> dict[str, Any] | None:
+    """bench/agent_replay.py under callgrind: instructions per second of driving, per phase."""
+    from bench.agent_replay import PHASES
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind): instructions not measured")
+        return None
+    work = Path(tempfile.mkdtemp(prefix="lienwatch-callgrind-"))
+    try:
+        prefix = work / "callgrind.out"
+        run = subprocess.run(
+            [valgrind, "--tool=callgrind", "--dump-before=getppid", "--compress-strings=no",
+             "--compress-pos=no", f"--callgrind-out-file={prefix}", sys.executable, "-m",
+             "bench.agent_replay",
+             "--seconds", str(seconds)], cwd=REPO, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"callgrind run failed: {run.stderr[-2000:]}")
+        parts = _callgrind_parts(prefix)
+        dumps = [count for trigger, count in parts if "getppid" in trigger]
+        if len(dumps) != 1 + len(PHASES):
+            raise RuntimeError(f"expected {1 + len(PHASES)} callgrind dumps, got {parts}")
+        profiles = sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+        top = _top_functions(profiles[len(PHASES)], 12)  # the full-load phase (dumps .1 … .N)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    per_s = [count / seconds for count in dumps[1:]]
+    return {"startup": dumps[0], "phases": dict(zip(PHASES, per_s, strict=True)), "top": top,
+            "replay": run.stdout.strip()}
+
+
+def report_instructions(result: dict[str, Any], seconds: float) -> None:
+    phases: dict[str, float] = result["phases"]
+    full = list(phases.values())[-1]
+    rows, before = [], 0.0
+    for name, value in phases.items():
+        rows.append([name, value / 1e6, (value - before) / 1e6, (value - before) / full])
+        before = value
+    print_table(f"Instructions per second of driving (callgrind, {seconds:g} simulated s per phase, "
+                "each phase adds one input; x86-64 counts)",
+                ["phase", "M instr/s (cumulative)", "M instr/s this stage", "share of full load"], rows)
+    print_table("Share of one 1 GHz core at full driving rates (assumed CPython IPC: A53 "
+                f"{IPC_A53}, A7 {IPC_A7}; same instruction count as x86-64)",
+                ["core", "instructions/s available", "agent share %",
+                 f"target {INSTR_TARGET_PER_S / 1e6:.0f} M"],
+                [["Cortex-A53 @ 1 GHz", CORE_HZ * IPC_A53, 100 * full / (CORE_HZ * IPC_A53),
+                  "met" if full <= INSTR_TARGET_PER_S else f"missed x{full / INSTR_TARGET_PER_S:.2f}"],
+                 ["Cortex-A7 @ 1 GHz", CORE_HZ * IPC_A7, 100 * full / (CORE_HZ * IPC_A7), ""]])
+    total = sum(count for _, count in result["top"]) or 1
+    print_table(f"Top functions of the full-load phase by own instructions ({seconds:g} s)",
+                ["function", "M instr", "M instr/s", "share of listed"],
+                [[name, count / 1e6, count / seconds / 1e6, count / total] for name, count in result["top"]])
+    print(f"replay: {result['replay']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callgrind-seconds", type=float, default=5.0,
+                        help="simulated driving seconds per callgrind phase (0: skip part 3)")
+    parser.add_argument("--only-callgrind", action="store_true", help="run part 3 only")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window at full rates")
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="baseline window, no sources")
@@ -463,6 +566,13 @@ def main() -> int:
         from edge.detect.registry import BUILTIN
 
         DETECTORS[:] = sorted(BUILTIN)
+    if args.only_callgrind:
+        instr = measure_instructions(args.callgrind_seconds)
+        if instr is None:
+            return 1
+        report_instructions(instr, args.callgrind_seconds)
+        print_json_line(_instruction_keys(instr))
+        return 0
 
     # Part 1: the outbox backend, one simulated driving hour each, on the real disk (not tmpfs).
     scratch = Path(tempfile.mkdtemp(prefix="lienwatch-bench-", dir="/var/tmp"))
@@ -542,7 +652,11 @@ def main() -> int:
           f"{ {k: v for k, v in full['events'].items() if v} or 'none'}")
     print(f"goals: CPU <= 5 % of one core, RSS <= 60 MB, flash <= 2,000,000 B/h; "
           f"CPU vs idle baseline x{full['cpu_pct'] / max(idle['cpu_pct'], 1e-9):.1f}")
-    print_json_line({"cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
+    instr = measure_instructions(args.callgrind_seconds) if args.callgrind_seconds > 0 else None
+    if instr is not None:
+        report_instructions(instr, args.callgrind_seconds)
+    print_json_line({**(_instruction_keys(instr) if instr is not None else {}),
+                     "cpu_pct_one_core": round(full["cpu_pct"], 2), "rss_mb": round(full["rss_mb"], 1),
                      "flash_bytes_per_hour": int(full["flash_bytes_per_hour"]),
                      "receipt_downlink_bytes_per_hour": int(keyed["receipt_on_air_bytes"]),
                      "receipt_flash_extra_bytes_per_hour": int(keyed["app_bytes"] - log["app_bytes"]),
@@ -551,6 +665,14 @@ def main() -> int:
                      "obd_samples_per_s": round(rates.get("obd", 0.0), 1),
                      "uds_samples_per_s": round(rates.get("uds", 0.0), 2)})
     return 0
+
+
+def _instruction_keys(instr: dict[str, Any]) -> dict[str, Any]:
+    full = list(instr["phases"].values())[-1]
+    return {"instr_per_s_driving": int(full), "instr_target_per_s": int(INSTR_TARGET_PER_S),
+            "a53_1ghz_core_pct": round(100 * full / (CORE_HZ * IPC_A53), 1),
+            "a7_1ghz_core_pct": round(100 * full / (CORE_HZ * IPC_A7), 1),
+            "instr_per_s_by_stage": {name: int(value) for name, value in instr["phases"].items()}}
 
 
 if __name__ == "__main__":
