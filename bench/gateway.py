@@ -90,6 +90,8 @@ def _template(sources_toml: str) -> str:
     head, _, rest = text.partition("# --- sources")
     _, _, tail = rest.partition("# --- the vehicle")
     head = head.replace('status_interval_s = 2.0', 'status_interval_s = 1.0', 1)
+    # a telemetry batch every 5 s (30 s shipped): the broker acknowledges some within a short run
+    head = head.replace("batch_interval_s = 30.0", "batch_interval_s = 5.0", 1)
     return head + sources_toml + "\n# --- the vehicle" + tail
 
 
@@ -105,6 +107,7 @@ def run_agent(root: Path, deb: Path, seconds: float) -> dict[str, Any]:
     from protocol.signing import generate_key, public_key_to_pem
 
     work_in_root = Path(tempfile.mkdtemp(prefix="gw-", dir=root / "tmp"))
+    work_in_root.chmod(0o755)  # the agent runs as the package's user: it reads the fake sysfs below
     inside = Path("/") / work_in_root.relative_to(root)  # the same directory as the root sees it
     cloud = make_test_etc(Path(tempfile.mkdtemp(prefix="lienwatch-gw-cloud-")), ["spare"])
     shutil.copy(deb, work_in_root / deb.name)
@@ -127,7 +130,7 @@ def run_agent(root: Path, deb: Path, seconds: float) -> dict[str, Any]:
             (work_in_root / "agent.template.toml").write_text(_template(sources))
             started = time.monotonic()
             chroot(root, "/opt/lienwatch/bin/lienwatch", "edge", "provision", "--id", DEVICE, "--host",
-                   "localhost", "--port", str(broker.ports[8883]), "--vin", "WVWZZZ1JZXW000001",
+                   "localhost", "--port", str(broker.ports[8883]), "--vin", "WVWZZZ1KZAW000001",
                    "--time-zone", "Europe/Zurich", "--template", str(inside / "agent.template.toml"))
             result["provision_s"] = time.monotonic() - started
             cert = work_in_root / "device.crt"
@@ -138,6 +141,7 @@ def run_agent(root: Path, deb: Path, seconds: float) -> dict[str, Any]:
             keys = root / "etc/lienwatch/command-keys.pem"
             keys.write_bytes(public_key_to_pem(generate_key().public_key()))
             uid, gid = _ids(root, "lienwatch")
+            os.chown(car.gnss_device, uid, -1)  # a board's serial GNSS: the dialout group (the unit's)
             run_dir = root / "run/lienwatch"
             run_dir.mkdir(parents=True, exist_ok=True)
             os.chown(run_dir, uid, gid)
@@ -149,7 +153,8 @@ def run_agent(root: Path, deb: Path, seconds: float) -> dict[str, Any]:
             with open(log_path, "wb") as log:
                 started = time.monotonic()
                 agent = subprocess.Popen(
-                    ["chroot", f"--userspec={uid}:{gid}", f"--groups={gid}", str(root),
+                    [shutil.which("chroot") or "/usr/sbin/chroot", f"--userspec={uid}:{gid}",
+                     f"--groups={gid}", str(root),
                      "/opt/lienwatch/bin/lienwatch", "edge", "run", "--config", "/etc/lienwatch/agent.toml"],
                     stdout=log, stderr=log, env=env)
             while not status_path.exists() and agent.poll() is None and time.monotonic() - started < 180:
@@ -195,7 +200,7 @@ def package_lifecycle(root: Path, deb: Path) -> dict[str, bool]:
         control.write_text("\n".join(f"Version: {version}+upgrade1" if line.startswith("Version: ") else line
                                      for line in lines) + "\n")
         newer = root / "tmp" / "lienwatch-agent-upgrade.deb"
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-b", str(unpacked), str(newer)],
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(unpacked), str(newer)],
                        check=True, capture_output=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -232,6 +237,10 @@ def main() -> int:
         print(f"no root {root} or package for {args.arch}: run `make gateway` first", file=sys.stderr)
         return 1
     deb = debs[-1]
+    hosts = root / "etc/hosts"  # debootstrap's minbase has none: `localhost` must resolve in the root
+    if "localhost" not in (hosts.read_text() if hosts.exists() else ""):
+        with hosts.open("a") as file:
+            file.write("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
     with mounted(root):
         chroot(root, "dpkg", "-P", "lienwatch-agent", check=False)  # a clean start
         run = run_agent(root, deb, args.seconds)

@@ -53,3 +53,4 @@ def test_hil_template_renders_to_a_valid_agent_config(tmp_path: Path) -> None:
     assert [s["kind"] for s in rendered["sources"]] == ["gnss", "power"]
     assert rendered["detectors"] and rendered["agent"]["status_interval_s"] == 1.0
     assert rendered["uplink"]["mqtt"]["port"] == 18883
+    assert rendered["uplink"]["telemetry"]["batch_interval_s"] == 5.0

@@ -92,6 +92,9 @@ in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/p
     mounted "$root/dev/pts" || mount --bind /dev/pts "$root/dev/pts"
     mounted "$root/dev/shm" || mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # debootstrap's minbase has no /etc/hosts: without it `localhost` does not resolve in the root.
+    grep -qs localhost "$root/etc/hosts" || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n' \
+        >> "$root/etc/hosts"
     # pip in the root trusts what the host trusts (a proxy's CA on this host's bundle included).
     host_ca="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
     [ -f "$host_ca" ] && cp "$host_ca" "$root/etc/ssl/certs/host-ca-bundle.crt"
@@ -196,7 +199,15 @@ edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset, compiled 
             "$(ls /out/wheelhouse/lienwatch-*.whl)[edge]" "Cython>=3.0" "setuptools>=69" \
             pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" msgpack pycddl
         /opt/test-venv/bin/pip uninstall --quiet -y lienwatch
-        cd /src && CFLAGS=-g0 /opt/test-venv/bin/python setup.py --quiet build_ext --inplace >/dev/null
+        # The tests import the checkout (tests/ and deploy/ are not in the wheel), with the
+        # extensions of the wheel just built for this architecture put beside their sources.
+        cd /src && /opt/test-venv/bin/python -c "
+import glob, zipfile
+wheel = zipfile.ZipFile(glob.glob(\"/out/wheelhouse/lienwatch-*.whl\")[0])
+for name in wheel.namelist():
+    if name.endswith(\".so\"):
+        wheel.extract(name, \"/src\")
+"
         /opt/test-venv/bin/python -c "import platform, cython_ext.ring as r; print(platform.machine(), r.__file__)"
         /opt/test-venv/bin/python -m pytest -q -p no:cacheprovider "$@"
     ' sh "$@"
