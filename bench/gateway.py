@@ -252,7 +252,8 @@ def main() -> int:
                  ["installed /opt/lienwatch (kB)", run["installed_kb"]],
                  ["dpkg -i (s)", run["dpkg_install_s"]], ["edge provision (s)", run["provision_s"]],
                  ["agent start to first status (s)", run["startup_s"]],
-                 ["agent RSS max (MB, qemu-user process)", run["rss_mb"]],
+                 [f"agent RSS max (MB{', the qemu-user process' if machine != os.uname().machine else ''})",
+                  run["rss_mb"]],
                  ["acknowledged by the broker (records)", run["acknowledged"]],
                  ["exit code on SIGTERM", run["exit_code"]]])
     print_table("Samples per source in the window", ["source", "samples", "state"],
