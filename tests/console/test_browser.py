@@ -196,6 +196,7 @@ def test_device_page_shows_state_forecast_and_commands(console: Console, browser
     sign_in(browser, console, "rita", f"device/{TOW_DEVICE}")
     state = wait_for(browser, lambda d: d.find_elements("id", "device-state"), what="the device state")[0]
     assert "12.41 V" in state.text and "4.02 V" in state.text and "1.4.2" in state.text
+    assert "starter interrupt — (never reported)" in state.text.replace("\n", " ")
     assert browser.find_elements("css selector", "#forecast-chart path[data-series=forecast]")
     assert "87.5 days" in browser.find_element("id", "forecast-verdict").text
     assert "EMERGENCY" in browser.find_element("id", "device-events").text

@@ -53,7 +53,17 @@ function statePanel(d) {
       row('firmware', d.firmware ?? '—'),
       row('config version', d.configVersion ?? '—'),
       row('status at', d.statusAt == null ? '—' : freshness(d.statusAt)),
-      row('monitoring', d.monitoring || '—')));
+      row('monitoring', d.monitoring || '—'),
+      row('starter interrupt', interruptText(d.raw.starter_interrupt))));
+}
+
+// The starter interrupt as the device last reported it (GET /devices/{id} starter_interrupt, docs/actuators.md).
+function interruptText(si) {
+  if (!si || si.state === 'UNKNOWN') return '— (never reported)';
+  const since = si.since ? ` since ${formatTime(Date.parse(si.since))}` : '';
+  const cmd = si.last_command;
+  const last = cmd ? ` · last command ${cmd.action.replace(/_/g, ' ')} by ${cmd.created_by ?? '?'} (${cmd.state})` : '';
+  return h('span', { class: si.state === 'ENGAGED' ? 'stale' : '' }, `${si.state}${since}${last}`);
 }
 
 function forecastPanel(d) {
