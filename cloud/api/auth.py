@@ -132,6 +132,13 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
             if not header
             else "the API key is unknown, malformed or revoked"
         )
+        # Failed authentications share one bucket per client address, so a flood of bad keys is
+        # refused with 429 (counted, not audited row by row) instead of filling the audit log.
+        wait_s = state.limiter.take(f"address:{_client(request)}")
+        if wait_s:
+            state.metrics.rate_limited.inc()
+            raise Problem(429, "Too Many Requests", f"too many failed authentications from this address; "
+                          f"retry in {wait_s} s", kind="rate-limited", headers={"Retry-After": str(wait_s)})
         audit.write(
             conn,
             audit.AuditRecord(

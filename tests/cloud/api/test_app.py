@@ -130,6 +130,10 @@ def test_rate_limit_per_key_with_retry_after(migrated_db: str) -> None:
         clock.advance(1.0)
         assert client.get("/me", headers={"Authorization": f"Bearer {one}"}).status_code == 200
         assert "lienwatch_api_rate_limited_total 1.0" in client.get("/metrics").text
+        # Bad keys share a bucket per address: a flood is refused with 429, not audited row by row.
+        codes = [client.get("/me", headers={"Authorization": "Bearer lw_nope"}).status_code for _ in range(6)]
+        assert codes == [401, 401, 401, 429, 429, 429]
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'authenticate'").fetchone() == (3,)
 
 
 def test_keys_are_managed_by_admins_only_and_stored_hashed(api: Api) -> None:
