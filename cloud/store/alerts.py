@@ -111,12 +111,18 @@ def list_events(conn: Conn, flt: EventFilter) -> list[dict[str, Any]]:
         where.append("(lc.event_time, lc.device_id, lc.event_id) < (%(a_time)s, %(a_device)s, %(a_event)s)")
         params.update(a_time=flt.after[0], a_device=flt.after[1], a_event=flt.after[2])
     params["limit"] = flt.limit
-    rows = conn.execute(
-        f"{_SELECT} WHERE {' AND '.join(where)} "
-        "ORDER BY lc.event_time DESC, lc.device_id DESC, lc.event_id DESC LIMIT %(limit)s",
-        params,
-    ).fetchall()
-    return [_row(r) for r in rows]
+    order = "ORDER BY lc.event_time DESC, lc.device_id DESC, lc.event_id DESC"
+    if flt.severity is None:
+        # The page first, then each of its events' transitions: without a severity filter nothing
+        # needs the aggregate before the LIMIT (measured: 67 -> a few ms for a page of 20,000 events).
+        raised = ("JOIN events r ON r.device_id = lc.device_id AND r.time = lc.event_time "
+                  "AND r.boot_id = lc.boot_id AND r.seq = lc.seq" if flt.detector is not None else "")
+        page = (f"WITH lc AS (SELECT lc.* FROM event_lifecycle lc {raised} WHERE {' AND '.join(where)} "
+                f"{order} LIMIT %(limit)s) ")
+        sql = page + _SELECT.replace("FROM event_lifecycle lc", "FROM lc") + order
+    else:
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} {order} LIMIT %(limit)s"
+    return [_row(r) for r in conn.execute(sql, params).fetchall()]
 
 
 def count_events(conn: Conn, flt: EventFilter, states: tuple[str, ...]) -> dict[str, int]:
