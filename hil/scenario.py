@@ -18,6 +18,7 @@ broker (its link never connects), its state directory is a temporary one.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import math
 import os
@@ -95,6 +96,7 @@ def test_pki() -> Path:
     that its certificate files exist even though the scenario agent never connects."""
     if "etc" not in _PKI_CACHE:
         root = Path(tempfile.mkdtemp(prefix="lienwatch-scenario-pki-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)  # one per process, gone with it
         subprocess.run([str(REPO_ROOT / "deploy/pki/make-test-pki.sh"), str(root), DEVICE],
                        check=True, capture_output=True)
         (root / "pki/devices" / f"{DEVICE}.key").chmod(0o600)
