@@ -365,7 +365,9 @@ def _agent_config(work: Path, run: Path, etc: Path, port: int, traffic: Traffic 
         ]
         if OBD_TABLE["on"]:
             lines += ["[[sources]]", 'kind = "uds"', 'table = "example-bev"', 'interface = "udp_multicast"',
-                      f'channel = "{traffic.obd_group}"', f"port = {traffic.obd_port}"]
+                      f'channel = "{traffic.obd_group}"', f"port = {traffic.obd_port}",
+                      # a loaded machine answers late at start-up: no 30 s silent spell in a short window
+                      "timeout_s = 0.5", "asleep_probe_s = 5.0"]
     path = work / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
