@@ -203,7 +203,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("power.mcu.sample_s", int, 60, "the MCU samples the supply this often", _range(1, 3600)),
     Key("power.sleep.command", str, "",
         "suspends the SoC in PARKED_SLEEP and returns once it is awake again; {seconds} and {soc} "
-        "are filled in (e.g. \"rtcwake -m mem -s {seconds}\"); \"\" = the SoC never sleeps",
+        "are filled in (with the shipped units, \"systemctl start lienwatch-{soc}@{seconds}.service\"); "
+        "\"\" = the SoC never sleeps",
         _no_control_characters),
     Key("power.sleep.min_awake_s", float, 30.0, "a wake lasts at least this long (fix, MCU log, sends)",
         _range(1, 3600)),
