@@ -7,15 +7,17 @@ SoC over its GPIO. The SoC's boot (or resume) and the modem's wake take the prof
 that is hardware, nothing here can run it. Then the agent's own detection runs every run-loop
 tick on what the SoC sees after the wake: the MCU's log through `McuWatch` (detector "mcu") and
 edge/detect's `tow` detector on the accelerometer and GNSS samples, in a real
-`DetectionPipeline`. After a boot from off the tow detector starts fresh (its arming is not
-persisted: it re-arms `arm_delay_s` after the agent starts); after a suspend it has been armed
-since the park. The tow latency is motion start → the first EMERGENCY raised → published (as
+`DetectionPipeline`. It was armed during the park; after a suspend it is the same object, after
+a boot from off a new one that resumes the arming saved at the sleep moment (through JSON, as
+the agent's detector_state.json). Either way it confirms after its holds and owner grace. The
+tow latency is motion start → the first EMERGENCY raised → published (as
 soon as the modem is up).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -122,7 +124,7 @@ def tow_after_sleep(clock: ManualClock, planner: Planner, plan: Plan,
     link.sleep()
     cursor = (supervisor.hal.boot_id(), link.next_index)
 
-    # the SoC-side detection, and (after a suspend) the tow detector armed since the park
+    # the SoC-side detection, the tow detector armed during the park
     tow_detector = build_detector({"kind": "tow"}, DetectorContext(clock=clock, catalog=catalog))
     assert isinstance(tow_detector, TowDetector)
     watch = McuWatch("bench-mcu", clock, interval_s=10.0, timeout_s=0.3)
@@ -130,13 +132,20 @@ def tow_after_sleep(clock: ManualClock, planner: Planner, plan: Plan,
                                  catalog=catalog)
     latest: dict[int, Sample] = {}
     wall_offset = clock.wall_ns() - start_ns
-    if plan.soc == "suspend":
-        arm_s = float(tow_detector.o["arm_delay_s"])
-        for back_s in (arm_s + 10.0, 1.0):  # two ticks of the park before the sleep
-            mono = start_ns - round(back_s * 1e9)
-            samples = _samples(mono, ids, 0.0, 0, rng, accel=True, ignition=True)
-            latest.update({s.signal_id: s for s in samples})
-            pipeline.step(mono, mono + wall_offset, samples, [], latest, None)
+    arm_s = float(tow_detector.o["arm_delay_s"])
+    for back_s in (arm_s + 10.0, 1.0):  # two ticks of the park before the sleep
+        mono = start_ns - round(back_s * 1e9)
+        samples = _samples(mono, ids, 0.0, 0, rng, accel=True, ignition=True)
+        latest.update({s.signal_id: s for s in samples})
+        pipeline.step(mono, mono + wall_offset, samples, [], latest, None)
+    if plan.soc == "off":  # the SoC boots afresh: a new detector resumes the arming saved at the sleep
+        saved = json.loads(json.dumps(tow_detector.saved_state()))
+        tow_detector = build_detector({"kind": "tow"}, DetectorContext(clock=clock, catalog=catalog))
+        assert isinstance(tow_detector, TowDetector)
+        tow_detector.restore_state(saved)
+        pipeline = DetectionPipeline([tow_detector, watch], event_ids=itertools.count(1).__next__,
+                                     catalog=catalog)
+        latest = {}
 
     # motion: the MCU watches at 10 Hz until it wakes the SoC over its GPIO
     asleep = planner.sleep_states(SleepOptions(plan.soc, plan.modem, plan.gnss_standby))

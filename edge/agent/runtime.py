@@ -142,7 +142,7 @@ class Agent:
         if len(set(names)) != len(names):
             raise ConfigError(f"sources: names must be unique, got {names}")
         detector_context = DetectorContext(clock=self.clock, catalog=self.catalog, vehicle=cfg.vehicle,
-                                           state_dir=self.state_dir)
+                                           state_dir=self.state_dir, device_id=self.device_id)
         self.detectors = list(detectors) if detectors is not None else [
             build_detector(table, detector_context) for table in cfg.detectors]
         self.mcu = McuWatch.from_config(cfg.values, self.clock, self.wall_ns,  # None: no [power.mcu]

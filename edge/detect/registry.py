@@ -35,6 +35,7 @@ class DetectorContext:
     catalog: Catalog = field(default_factory=default_catalog)
     vehicle: VehicleProfile = field(default_factory=VehicleProfile)
     state_dir: Path | None = None
+    device_id: str = ""  # the agent's `[device] id` ("" in tests and benches without one)
 
 
 Factory = Callable[[str, Mapping[str, Any], DetectorContext], Detector]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from edge.agent.config import parse_config
-from hil.scenario import ON, ScenarioCar
+from hil.scenario import ON, T0_NS, ScenarioCar
 from lienwatch.errors import ConfigError
 from protocol.messages import Severity, Transition
 
@@ -121,3 +126,84 @@ def test_armed_while_the_bus_sleeps_after_saying_off() -> None:
         latency_s = car.run_until(lambda c: c.alarms(), 120)
         (event,) = car.alarms()
     assert latency_s is not None and latency_s <= 60 and event.condition == "tow"
+
+
+# -- the arming across a reboot (the SoC booted from off by the MCU's wake) ---------------------
+
+HOUR_NS = 3600 * 10**9
+
+
+def saved_armed(state_dir: Path) -> Path:
+    """Park, arm, and save the detectors' state as the agent does at the sleep moment."""
+    with parked_and_armed(state_dir=state_dir) as car:
+        car.agent.detection.save_detector_state()
+    path = state_dir / "state" / "detector_state.json"
+    assert json.loads(path.read_text())["tow"]["state"]["armed"] is True
+    return path
+
+
+def booted(state_dir: Path, after_ns: int = HOUR_NS) -> ScenarioCar:
+    """A fresh agent (monotonic clock from scratch) on the same state dir, `after_ns` later."""
+    return ScenarioCar([{"kind": "tow"}], nmea=False, state_dir=state_dir, start_ns=T0_NS + after_ns)
+
+
+def test_an_armed_tow_detector_resumes_armed_after_a_boot_and_confirms_within_its_grace(
+        tmp_path: Path) -> None:
+    saved_armed(tmp_path)
+    with booted(tmp_path) as car:
+        car.park().tilt(9.0, vibration_ms2=0.3)  # towed while the SoC booted
+        latency_s = car.run_until(lambda c: c.events_of("tow"), 120)
+        state = car.status()["detectors"]["tow"]
+        (event,) = car.events_of("tow")
+    assert latency_s is not None and latency_s <= 30.0 + 5.0 + 3.0  # owner grace + tilt hold + ticks
+    assert state["armed"] and state["resumed"]
+    assert event.severity is Severity.EMERGENCY and event.features["tilt_deg"] > 6.0
+    assert event.features["parked_s"] > 3000  # parked since before the reboot, an hour ago
+
+
+def test_without_a_saved_arming_a_boot_learns_the_parked_state_afresh(tmp_path: Path) -> None:
+    with booted(tmp_path) as car:
+        car.park().tilt(9.0, vibration_ms2=0.3)
+        assert car.run_until(lambda c: c.events_of("tow"), 120) is None
+        assert not car.status()["detectors"]["tow"]["armed"]
+        car.run(200)
+        state = car.status()["detectors"]["tow"]
+    assert state["armed"] and not state["resumed"]  # arm_delay_s (300 s) after the agent started
+
+
+def _stale(path: Path) -> None:
+    pass  # the boot comes 9 days later (resume_max_age_s is 8 days)
+
+
+def _other_device(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["tow"]["state"]["device_id"] = "veh-other"
+    path.write_text(json.dumps(data))
+
+
+def _garbage(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["tow"]["state"]["reference"] = ["x", None]
+    path.write_text(json.dumps(data))
+
+
+def _from_the_future(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["tow"]["state"]["saved_wall_ns"] += 10 * HOUR_NS
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(("damage", "after_ns", "reason"), [
+    (_stale, 9 * 24 * HOUR_NS, "stale"), (_other_device, HOUR_NS, "another device"),
+    (_garbage, HOUR_NS, "damaged"), (_from_the_future, HOUR_NS, "stale"),
+])
+def test_a_stale_foreign_or_damaged_saved_arming_is_ignored_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None], after_ns: int,
+        reason: str) -> None:
+    damage(saved_armed(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="lienwatch.detect"), booted(tmp_path, after_ns) as car:
+        car.park().tilt(9.0, vibration_ms2=0.3)
+        assert car.run_until(lambda c: c.events_of("tow"), 60) is None
+        state = car.status()["detectors"]["tow"]
+    assert not state["armed"] and not state["resumed"]
+    assert any(f"saved arming ignored ({reason})" in r.getMessage() for r in caplog.records)
