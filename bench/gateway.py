@@ -84,9 +84,10 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _template(sources_toml: str) -> str:
-    """deploy/agent.example.toml with the HIL car's sources instead of the example's."""
-    text = (REPO / "deploy/agent.example.toml").read_text()
+def _template(sources_toml: str, example: Path = REPO / "deploy/agent.example.toml") -> str:
+    """The example config (the package's own: it matches the packaged agent's schema) with the HIL
+    car's sources instead of the example's."""
+    text = example.read_text()
     head, _, rest = text.partition("# --- sources")
     _, _, tail = rest.partition("# --- the vehicle")
     head = head.replace('status_interval_s = 2.0', 'status_interval_s = 1.0', 1)
@@ -127,7 +128,8 @@ def run_agent(root: Path, deb: Path, seconds: float) -> dict[str, Any]:
     try:
         with EmulatedVehicle(work_in_root / "hil", gnss_hz=1.0) as car:
             sources = car.agent_sources_toml().replace(str(work_in_root), str(inside))
-            (work_in_root / "agent.template.toml").write_text(_template(sources))
+            example = root / "opt/lienwatch/share/agent.example.toml"
+            (work_in_root / "agent.template.toml").write_text(_template(sources, example))
             started = time.monotonic()
             chroot(root, "/opt/lienwatch/bin/lienwatch", "edge", "provision", "--id", DEVICE, "--host",
                    "localhost", "--port", str(broker.ports[8883]), "--vin", "WVWZZZ1KZAW000001",

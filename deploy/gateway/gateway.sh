@@ -130,13 +130,15 @@ build() {  # build ARCH: the lienwatch wheel and the [edge] wheelhouse, built in
     rm -rf "$out/$arch"
     mkdir -p "$out/$arch"
     cp -r "$root/out/dist" "$root/out/wheelhouse" "$out/$arch/"
+    # The config template of the sources just built (the package ships it: it matches their schema).
+    cp "$root/src/deploy/agent.example.toml" "$out/$arch/agent.example.toml"
     echo "$(( $(date +%s) - started ))" > "$out/$arch/build-seconds"
     log "$arch wheel and wheelhouse in $out/$arch ($(cat "$out/$arch/build-seconds") s)"
 }
 
 deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/lienwatch in the root
     arch="$1" root="$state/root-$1"
-    [ -d "$out/$arch/wheelhouse" ] || build "$arch"
+    [ -f "$out/$arch/agent.example.toml" ] || build "$arch"
     rm -rf "$root/out" && mkdir -p "$root/out" && cp -r "$out/$arch/wheelhouse" "$root/out/"
     log "installing the agent into /opt/lienwatch in the $arch root to package it"
     in_root "$arch" /bin/sh -eu -c '
@@ -160,7 +162,7 @@ deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/
         "$stage/etc/logrotate.d" "$stage/usr/lib/systemd/journald.conf.d" "$stage/usr/share/doc/lienwatch-agent"
     cp -a "$root/opt/lienwatch" "$stage/opt/"
     mkdir -p "$stage/opt/lienwatch/share"
-    cp "$repo/deploy/agent.example.toml" "$stage/opt/lienwatch/share/agent.example.toml"
+    cp "$out/$arch/agent.example.toml" "$stage/opt/lienwatch/share/agent.example.toml"
     cp "$repo/deploy/systemd/lienwatch-agent.service" "$stage/lib/systemd/system/"
     ln -s /opt/lienwatch/bin/lienwatch "$stage/usr/bin/lienwatch"
     cp "$here/debian/logrotate" "$stage/etc/logrotate.d/lienwatch-agent"
@@ -197,7 +199,7 @@ edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset, compiled 
         test -x /opt/test-venv/bin/pytest || python3 -m venv /opt/test-venv
         /opt/test-venv/bin/pip install --quiet --find-links /out/wheelhouse \
             "$(ls /out/wheelhouse/lienwatch-*.whl)[edge]" "Cython>=3.0" "setuptools>=69" \
-            pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" msgpack pycddl
+            pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" "obd==0.7.3" msgpack pycddl
         /opt/test-venv/bin/pip uninstall --quiet -y lienwatch
         # The tests import the checkout (tests/ and deploy/ are not in the wheel), with the
         # extensions of the wheel just built for this architecture put beside their sources.
