@@ -24,7 +24,7 @@ from typing import Any
 
 from cython_ext import spec as sp
 from edge.detect.base import Detector, Finding, Observation
-from edge.detect.days import EXTERNAL_POWER, IGNITION_ON, NS, RPM, SUPPLY, finite, latest_value, sid
+from edge.detect.days import EXTERNAL_POWER, NS, RPM, SUPPLY, finite, ignition_on, latest_value, sid
 from edge.detect.features import FeatureRequest
 from edge.detect.policy import Policy
 from edge.detect.registry import DetectorContext, DetectorSpec, check_range
@@ -50,8 +50,7 @@ class Battery(Detector):
         self.cell_max = FeatureRequest(CELL_MAX, sp.Mean(), window=4096, window_s=options["cell_window_s"])
         self.cell_min = FeatureRequest(CELL_MIN, sp.Mean(), window=4096, window_s=options["cell_window_s"])
         self.features = (self.supply_max, self.cell_max, self.cell_min)
-        self._ign, self._rpm, self._ext, self._soh = (sid(p) for p in (
-            "Vehicle.LowVoltageSystemState", RPM, EXTERNAL_POWER, SOH))
+        self._rpm, self._ext, self._soh = (sid(p) for p in (RPM, EXTERNAL_POWER, SOH))
         self._rest_since_ns: int | None = None
         self.soh_days: dict[str, float] = {}
         self._soh_finding: Finding | None = None
@@ -73,8 +72,8 @@ class Battery(Detector):
         return findings
 
     def _resting(self, o: Observation) -> Finding | None:
-        engine = latest_value(o, self._rpm, 0.0) > ENGINE_RUNNING_RPM
-        if engine or latest_value(o, self._ign, 0.0) >= IGNITION_ON:
+        engine = latest_value(o, self._rpm, 0.0) > ENGINE_RUNNING_RPM  # a silent ECU: unknown, not running
+        if engine or ignition_on(o):
             self._rest_since_ns = None
             return None
         if self._rest_since_ns is None:

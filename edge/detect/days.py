@@ -12,10 +12,22 @@ import math
 from collections.abc import Mapping
 
 from edge.detect.base import Finding, Observation
-from edge.detect.signals import CAN_SPEED, EXTERNAL_POWER, GNSS_SPEED, IGNITION, NS, RPM, SUPPLY, evidence
+from edge.detect.signals import (
+    CAN_SPEED,
+    EXTERNAL_POWER,
+    GNSS_SPEED,
+    IGNITION,
+    IGNITION_MAX_AGE_S,
+    MAX_AGE_S,
+    NS,
+    RPM,
+    SUPPLY,
+    evidence,
+    fresh_id,
+)
 from edge.detect.signals import signal_id as sid
 
-__all__ = ["CAN_SPEED", "EXTERNAL_POWER", "GNSS_SPEED", "IGNITION", "NS", "RPM", "SUPPLY", "sid"]
+__all__ = ["CAN_SPEED", "EXTERNAL_POWER", "GNSS_SPEED", "IGNITION", "MAX_AGE_S", "NS", "RPM", "SUPPLY", "sid"]
 
 ODOMETER = "Vehicle.TraveledDistance"  # m
 DTC_DISTANCE = "Vehicle.OBD.DistanceSinceDTCClear"  # km
@@ -23,18 +35,22 @@ IGNITION_ON = 4  # a trip: ON or START (signals.ignition_on counts ACC too)
 DAY_NS = 86_400 * NS
 
 
-def latest_value(o: Observation, signal_id: int, default: float = math.nan) -> float:
-    sample = o.latest(signal_id)
-    return default if sample is None else sample.value
+def latest_value(o: Observation, signal_id: int, default: float = math.nan,
+                 max_age_s: float | None = MAX_AGE_S) -> float:
+    """The latest value of a signal, or `default` when it is unknown: never seen, or older than
+    `max_age_s` (`signals.fresh_id`)."""
+    value = fresh_id(o, signal_id, max_age_s)
+    return default if value is None else value
 
 
 def ignition_on(o: Observation) -> bool:
-    """Ignition ON or START (a trip): the latest `Vehicle.LowVoltageSystemState` ≥ 4."""
-    return latest_value(o, _IGNITION, 0.0) >= IGNITION_ON
+    """Ignition ON or START (a trip): the latest `Vehicle.LowVoltageSystemState` ≥ 4 (a value
+    older than `IGNITION_MAX_AGE_S` is unknown: not on)."""
+    return latest_value(o, _IGNITION, 0.0, IGNITION_MAX_AGE_S) >= IGNITION_ON
 
 
 def speed_kmh(o: Observation) -> float:
-    """CAN speed, else GNSS speed over ground, else 0."""
+    """Fresh CAN speed, else fresh GNSS speed over ground, else 0."""
     value = latest_value(o, _SPEED)
     if math.isnan(value):
         value = latest_value(o, _GNSS_SPEED, 0.0)

@@ -21,6 +21,10 @@ ACCEL = ("Vehicle.Acceleration.Longitudinal", "Vehicle.Acceleration.Lateral", "V
 IGNITION_ACC = 3  # ACC and above: somebody turned the key
 ENGINE_RUNNING_RPM = 300.0
 NS = 1_000_000_000
+#: a signal's latest value older than this is unknown: five periods of the 1 s engine speed,
+#: vehicle speed and power polls (an ECU that falls silent must not stay "running" forever)
+MAX_AGE_S = 5.0
+IGNITION_MAX_AGE_S = 10.0  # the power source reports every second
 
 _IDS = {path: default_catalog().id_of(path) for path in
         (CAN_SPEED, RPM, IGNITION, SUPPLY, BACKUP, EXTERNAL_POWER, GNSS_SPEED, FIX_TYPE, MEAN_CN0, *ACCEL)}
@@ -30,15 +34,21 @@ def signal_id(path: str) -> int:
     return _IDS[path] if path in _IDS else default_catalog().id_of(path)
 
 
-def fresh(observation: Observation, path: str, max_age_s: float | None) -> float | None:
-    """The latest value of a signal if it is at most `max_age_s` old (None: any age), else None."""
-    sample = observation.latest(signal_id(path))
+def fresh_id(observation: Observation, signal: int, max_age_s: float | None = MAX_AGE_S) -> float | None:
+    """The latest value of a signal (catalog id) if it is at most `max_age_s` old (None: any
+    age), else None: unknown. Every detector reads another signal's latest value through this."""
+    sample = observation.latest(signal)
     if sample is None or (max_age_s is not None and observation.mono_ns - sample.mono_ns > max_age_s * NS):
         return None
     return sample.value
 
 
-def ignition_on(observation: Observation, max_age_s: float | None = 10.0) -> bool | None:
+def fresh(observation: Observation, path: str, max_age_s: float | None = MAX_AGE_S) -> float | None:
+    """`fresh_id` by catalog path."""
+    return fresh_id(observation, signal_id(path), max_age_s)
+
+
+def ignition_on(observation: Observation, max_age_s: float | None = IGNITION_MAX_AGE_S) -> bool | None:
     """True if the key is at ACC or beyond (or, without that signal, the engine turns); None if
     neither signal is known (within `max_age_s`; None: the last value ever seen, as a parked
     car's bus falls asleep after saying OFF)."""

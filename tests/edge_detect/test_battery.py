@@ -51,6 +51,19 @@ def test_crank_dips_charging_a_healthy_rest_and_an_unplugged_tracker_stay_quiet(
         assert c.alarms(Severity.WARNING) == []
 
 
+@pytest.mark.parametrize("silent", ["rpm", "ignition"])
+def test_a_signal_that_falls_silent_is_unknown_not_running_forever(silent: str) -> None:
+    """The ECU stops answering (the key turned off): its last "running" value goes stale."""
+    with car() as c:
+        c.set(ignition=ON if silent == "ignition" else None, rpm=900.0 if silent == "rpm" else None,
+              supply_v=12.0).run(300)
+        assert c.events == []  # fresh: the engine runs, the battery is not resting
+        c.set(**{silent: None}).run(330)
+        (warning,) = c.events_of("battery")
+    assert warning.condition == "resting_12v" and warning.features["supply_max_v"] == pytest.approx(12.0)
+    assert warning.features["rested_s"] < 300  # resting from a few seconds after the silence
+
+
 def _soh_history(last_30_days_drop: float) -> dict[str, object]:
     today = dt.date(2026, 1, 1)
     days = {}

@@ -86,6 +86,17 @@ def test_the_counters_roll_over_at_local_midnight_and_survive_a_restart() -> Non
     assert second.state()["today"]["harsh_brake"] == 2  # type: ignore[index]
 
 
+def test_a_silent_speed_or_engine_speed_stops_counting_overspeed_and_idling() -> None:
+    with car() as c:
+        c.drive(140).run(10)
+        c.set(speed_kmh=None).run(100)  # the speed ECU falls silent, the ignition stays on
+        c.set(speed_kmh=0.0, rpm=800.0).run(400)  # idling
+        c.set(rpm=None).run(400)  # the engine ECU falls silent
+        today = c.status()["detectors"]["driving"]["today"]
+    assert today["overspeed"] == 1 and today["overspeed_s"] == pytest.approx(15, abs=2)
+    assert today["idle"] == 1 and today["idle_s"] == pytest.approx(405, abs=2)
+
+
 @pytest.mark.parametrize(("table", "message"), [
     ({"crash_g": 0.2}, "detectors.driving.crash_g"),
     ({"harsh_brake_ms2": 40.0}, "detectors.driving.harsh_brake_ms2"),
