@@ -3,10 +3,11 @@
 The manifest (TOML, see hil/vehicle_manifest.toml) names the DBC and, per signal, the DBC
 message and signal and the catalog VSS path, optionally a `values` map (raw DBC value → catalog
 enum value) and a `scale`. Only frames of mapped messages are decoded (a dict lookup first; on
-SocketCAN the kernel drops the others); a frame that does not decode (wrong length, unmapped enum
-value) is counted, never passed on. The DBC is compiled by cantools into bit layouts
-(edge/sources/dbc_layout.py) — in a child process when the agent builds the source, so the agent
-never holds cantools — and frames are decoded from those layouts.
+SocketCAN the kernel drops the others); a frame that does not decode (a length other than the DBC
+message's, shorter or longer; an unmapped enum value) is counted, never passed on. The DBC is
+compiled by cantools into bit layouts (edge/sources/dbc_layout.py) — in a child process when the
+agent builds the source, so the agent never holds cantools — and frames are decoded from those
+layouts.
 
 Body and battery messages repeat every 10–100 ms with the same content, so the source emits on
 change with a refresh (`DbcDecoder.changes`): a frame whose manifest-mapped bits equal those of

@@ -9,8 +9,9 @@ generic decode costs ~3x these few integer operations, and cantools itself is ~3
 agent's resident memory. So the agent compiles the DBC in a short-lived child process
 (`compile_dbc_isolated`: `python -m edge.sources.dbc_layout FILE` prints the layouts as JSON) and
 never imports cantools. Decoding follows cantools' `Message.decode(data, decode_choices=False)`
-exactly (a property test holds them equal): a frame shorter than the message is refused, longer
-is cut to the message length; values are `raw * factor + offset` (the raw integer itself when the
+with `allow_excess=False` exactly (a property test holds them equal): a frame shorter or longer
+than the message is refused (cantools' default `allow_excess=True` would cut a longer one to the
+message length and decode bytes of some other layout); values are `raw * factor + offset` (the raw integer itself when the
 factor is 1 and the offset 0); a multiplexer value the DBC does not list refuses the frame;
 signals of other multiplexer values are absent.
 """
@@ -33,7 +34,8 @@ COMPILE_TIMEOUT_S = 60.0
 
 
 class FrameDecodeError(ValueError):
-    """A frame that does not decode with its message's layout (too short, unknown multiplexer id)."""
+    """A frame that does not decode with its message's layout (a length other than the
+    message's, an unknown multiplexer id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +154,8 @@ class FrameDecoder:
 
     def decode(self, data: bytes | bytearray) -> dict[str, int | float]:
         length = self.length
-        if len(data) < length:
+        if len(data) != length:  # a DLC that does not match the DBC message is garbage, not a prefix
             raise FrameDecodeError(f"wrong data size: {len(data)} instead of {length} bytes")
-        if len(data) > length:
-            data = data[:length]
         little = int.from_bytes(data, "little")
         big = int.from_bytes(data, "big")
         out: dict[str, int | float] = {}

@@ -189,6 +189,10 @@ def test_a_rejected_frame_is_decoded_and_counted_every_time(gateway: Manifest) -
     truncated = _frame(DRIVE, bytes(good.data[:5]))  # every mapped bit the same, but too short
     assert decoder.changes(truncated, clock.monotonic_ns()) == []
     assert (decoder.rejected, decoder.unchanged) == (6, 0)
+    padded = _frame(DRIVE, bytes(good.data) + b"\x00")  # the same bytes and one more: a wrong DLC
+    for _ in range(2):
+        assert decoder.changes(padded, clock.monotonic_ns()) == [] and decoder.decode(padded) == []
+    assert (decoder.rejected, decoder.unchanged) == (10, 0)
 
 
 def test_refresh_zero_decodes_and_emits_every_frame(gateway: Manifest) -> None:
