@@ -89,7 +89,7 @@ def test_the_counters_roll_over_at_local_midnight_and_survive_a_restart() -> Non
 def test_a_silent_speed_or_engine_speed_stops_counting_overspeed_and_idling() -> None:
     with car() as c:
         c.drive(140).run(10)
-        c.set(speed_kmh=None).run(100)  # the speed ECU falls silent, the ignition stays on
+        c.set(speed_kmh=None).gnss(speed_kmh=60.0).run(100)  # the CAN speed falls silent: GNSS counts
         c.set(speed_kmh=0.0, rpm=800.0).run(400)  # idling
         c.set(rpm=None).run(400)  # the engine ECU falls silent
         today = c.status()["detectors"]["driving"]["today"]
