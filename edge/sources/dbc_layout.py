@@ -11,9 +11,9 @@ agent's resident memory. So the agent compiles the DBC in a short-lived child pr
 never imports cantools. Decoding follows cantools' `Message.decode(data, decode_choices=False)`
 with `allow_excess=False` exactly (a property test holds them equal): a frame shorter or longer
 than the message is refused (cantools' default `allow_excess=True` would cut a longer one to the
-message length and decode bytes of some other layout); values are `raw * factor + offset` (the raw integer itself when the
-factor is 1 and the offset 0); a multiplexer value the DBC does not list refuses the frame;
-signals of other multiplexer values are absent.
+message length and decode bytes of some other layout); values are `raw * factor + offset` (the
+raw integer itself when the factor is 1 and the offset 0); a multiplexer value the DBC does not
+list refuses the frame; signals of other multiplexer values are absent.
 """
 
 from __future__ import annotations
