@@ -163,7 +163,12 @@ deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/
     cp -a "$root/opt/lienwatch" "$stage/opt/"
     mkdir -p "$stage/opt/lienwatch/share"
     cp "$out/$arch/agent.example.toml" "$stage/opt/lienwatch/share/agent.example.toml"
-    cp "$repo/deploy/systemd/lienwatch-agent.service" "$stage/lib/systemd/system/"
+    # The agent unit, and the two root units plus the polkit rule that let the unprivileged agent
+    # suspend or power off the board with an RTC wake (docs/power.md).
+    mkdir -p "$stage/usr/share/polkit-1/rules.d"
+    cp "$repo/deploy/systemd/lienwatch-agent.service" "$repo/deploy/systemd/lienwatch-suspend@.service" \
+        "$repo/deploy/systemd/lienwatch-off@.service" "$stage/lib/systemd/system/"
+    cp "$repo/deploy/polkit/50-lienwatch-sleep.rules" "$stage/usr/share/polkit-1/rules.d/"
     ln -s /opt/lienwatch/bin/lienwatch "$stage/usr/bin/lienwatch"
     cp "$here/debian/logrotate" "$stage/etc/logrotate.d/lienwatch-agent"
     cp "$here/debian/journald.conf" "$stage/usr/lib/systemd/journald.conf.d/lienwatch-agent.conf"
