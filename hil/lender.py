@@ -43,7 +43,8 @@ class LenderView(Protocol):
     def events(self, device_id: str) -> list[SeenEvent]: ...
 
 
-def _ns(value: Any) -> int:
+def to_ns(value: Any) -> int:
+    """A datetime or an ISO 8601 text (the API's) as ns since the epoch."""
     if isinstance(value, dt.datetime):
         return int(value.timestamp()) * 10**9 + value.microsecond * 1000
     return int(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1e9)
@@ -56,16 +57,16 @@ def fold(rows: list[dict[str, Any]]) -> list[SeenEvent]:
         by_id.setdefault(int(row["event_id"]), []).append(row)
     out = []
     for event_id, items in by_id.items():
-        items.sort(key=lambda r: _ns(r["time"]))
+        items.sort(key=lambda r: to_ns(r["time"]))
         first: dict[str, int] = {}
         for row in items:
             if row["transition"] != "cleared":
-                first.setdefault(str(row["severity"]), _ns(row["time"]))
+                first.setdefault(str(row["severity"]), to_ns(row["time"]))
         raised = [r for r in items if r["transition"] == "raised"] or items
         top = max((r for r in items if r["transition"] != "cleared"), default=items[0],
                   key=lambda r: SEVERITY_RANK[str(r["severity"])])
         out.append(SeenEvent(event_id, str(items[0]["detector"]), str(items[0].get("condition") or ""),
-                             str(top["severity"]), _ns(raised[0]["time"]), first,
+                             str(top["severity"]), to_ns(raised[0]["time"]), first,
                              any(r["transition"] == "cleared" for r in items),
                              raised[0].get("lat"), raised[0].get("lon")))
     return sorted(out, key=lambda e: e.raised_ns)

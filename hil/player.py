@@ -207,8 +207,8 @@ class Player:
     def say(self, kind: str, **data: Any) -> None:
         print(json.dumps({"kind": kind, "t": self.car.clock.wall_ns(), **data}), flush=True)
 
-    def ask(self, what: str) -> None:
-        self.say("request", what=what)
+    def ask(self, what: str, **data: Any) -> None:
+        self.say("request", what=what, **data)
         answer = sys.stdin.readline().strip()
         if answer != "ok":
             raise SystemExit(f"runner said {answer!r} to {what}")
@@ -344,6 +344,26 @@ class Player:
                 m.speed_kmh = m.target_kmh = 0.0
         elif action == "place":
             m.lat, m.lon = float(o["lat"]), float(o["lon"])
+        elif action == "command":
+            self.command(str(o["command"]), str(o["reason"]))
+
+    def command(self, command: str, reason: str, limit_s: float = 20.0) -> None:
+        """The runner POSTs `command` to the API (signed there, published to the broker); the clock
+        waits (the network's time is not what a scenario measures) until the agent has acted on it:
+        the interrupt's state changed (at most `limit_s` of real time)."""
+        agent = self.car.agent
+        actuators = agent.actuators
+        before = actuators.snapshot().get("starter_interrupt", {})
+        self.ask("command", command=command, reason=reason)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            agent.step()
+            now = actuators.snapshot().get("starter_interrupt", {})
+            if now.get("state") != before.get("state"):
+                break
+            time.sleep(0.005)
+        else:
+            print(f"hil.player: no effect of {command} within {limit_s:.0f} s", file=sys.stderr)
 
     def _doors(self, count: int, open_s: float, closed_s: float) -> None:
         m = self.car.model

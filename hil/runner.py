@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.lender import SEVERITY_RANK, ApiView, LenderView, SeenEvent, stored_rows
-from hil.scenario_file import Scenario, ScenarioError, load_scenario
+from hil.lender import SEVERITY_RANK, ApiView, LenderView, SeenEvent, stored_rows, to_ns
+from hil.scenario_file import ExpectedInterrupt, Scenario, ScenarioError, load_scenario
 from lienwatch.errors import ServiceError
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +43,8 @@ DEFAULT_VEHICLE: dict[str, Any] = {
                 "radius_m": 300.0}],
 }
 Say = Callable[[str], None]
+# a scenario that sends commands gets a starter-interrupt relay on a file (the sysfs GPIO layout)
+RELAY_HOLD_S = 30.0
 
 
 def resolve(names: Sequence[str]) -> list[Path]:
@@ -85,6 +87,7 @@ class Played:
     power: dict[str, Any] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
+    interrupt: dict[str, Any] = field(default_factory=dict)  # GET /devices/{id} .starter_interrupt
     wall_s: float = 0.0
     sim_s: float = 0.0
     error: str | None = None
@@ -107,6 +110,8 @@ class Bench:
         self.api: subprocess.Popen[bytes] | None = None
         self.api_url: str | None = None
         self.api_key = ""
+        self.clock_offset_file: Path | None = None
+        self.command_keys: Path | None = None
 
     def __enter__(self) -> Bench:
         from hil.services import REPO_ROOT, start_mosquitto, start_postgres
@@ -183,16 +188,32 @@ summaries_interval_s = 3600.0
         """The real API (`lienwatch cloud api`) on a free loopback port, and a risk officer's key."""
         from hil.services import free_port, wait_for_port
 
+        from protocol.signing import generate_key, private_key_to_pem, public_key_to_pem
+
         port = free_port()
+        signing = generate_key()  # the lender's command signing key; the agents trust its public half
+        key_file = self.work / "command.key"
+        key_file.write_bytes(private_key_to_pem(signing))
+        key_file.chmod(0o600)
+        self.command_keys = self.work / "command-keys.pem"
+        self.command_keys.write_bytes(public_key_to_pem(signing.public_key()))
+        self.clock_offset_file = self.work / "api-clock-offset"
+        pki = self.etc / "pki"
         config = self.work / "api.toml"
         config.write_text(f"[database]\ndsn = {json.dumps(self.dsn)}\n"
-                          f"[api]\nhost = \"127.0.0.1\"\nport = {port}\n")
+                          f"[api]\nhost = \"127.0.0.1\"\nport = {port}\n"
+                          f"command_signing_key_file = {json.dumps(str(key_file))}\n"
+                          f"[mqtt]\nhost = \"127.0.0.1\"\nport = {self.broker.ports[8884]}\n"
+                          f"client_id = \"lienwatch-api\"\n[mqtt.tls]\n"
+                          f"ca_file = \"{pki}/ca.crt\"\ncert_file = \"{pki}/services/lienwatch-api.crt\"\n"
+                          f"key_file = \"{pki}/services/lienwatch-api.key\"\n")
         made = _cli("cloud", "keys", "add", "--dsn", self.dsn, "--user", "hil-bench",
                     "--role", "risk_officer")
         token = made.split("token (shown only now):", 1)[1].split()[0]
         log = (self.work / "api.log").open("ab")
-        self.api = subprocess.Popen([sys.executable, "-m", "lienwatch", "cloud", "api", "--config",
-                                     str(config)], stdout=log, stderr=log, cwd=REPO)
+        # the real API app, its clock following the simulation when commands are signed (hil/bench_api.py)
+        self.api = subprocess.Popen([sys.executable, "-m", "hil.bench_api", str(config),
+                                     str(self.clock_offset_file)], stdout=log, stderr=log, cwd=REPO)
         self._stack.callback(self.stop_api)
         wait_for_port(port, 60, self.api)
         self.api_url, self.api_key = f"http://127.0.0.1:{port}", token
@@ -201,9 +222,47 @@ summaries_interval_s = 3600.0
     def stop_api(self) -> None:
         _stop(self.api)
 
-    def agent_overrides(self, device: str) -> dict[str, Any]:
+    def set_api_clock(self, sim_wall_ns: int | None) -> None:
+        """Let the API's wall clock stand at the simulation's time (None: real time again)."""
+        assert self.clock_offset_file is not None
+        offset = 0 if sim_wall_ns is None else sim_wall_ns - time.time_ns()
+        temporary = self.clock_offset_file.with_suffix(".tmp")
+        temporary.write_text(f"{offset}\n")
+        temporary.replace(self.clock_offset_file)
+
+    def send_command(self, device: str, command: str, reason: str, sim_wall_ns: int) -> str:
+        """POST /devices/{device}/commands as the bench's risk officer; the command id."""
+        import httpx
+
+        assert self.api_url is not None
+        self.set_api_clock(sim_wall_ns)
+        answer = httpx.post(f"{self.api_url}/devices/{device}/commands", timeout=30.0,
+                            headers={"Authorization": f"Bearer {self.api_key}"},
+                            json={"action": command, "params": {"reason": reason}})
+        if answer.status_code != 201:
+            raise ServiceError(f"POST /devices/{device}/commands {command}: {answer.status_code} {answer.text}")
+        return str(answer.json()["command_id"])
+
+    def device(self, device: str) -> dict[str, Any]:
+        """GET /devices/{device} as the bench's risk officer."""
+        import httpx
+
+        answer = httpx.get(f"{self.api_url}/devices/{device}", timeout=30.0,
+                           headers={"Authorization": f"Bearer {self.api_key}"})
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def agent_overrides(self, device: str, relay: Path | None = None) -> dict[str, Any]:
+        """The agent's broker (mutual TLS), the API's command key and, with `relay`, a starter
+        interrupt on that file (`sysfs:` output, the e2e test's layout)."""
         pki = self.etc / "pki"
-        return {"uplink": {
+        extra: dict[str, Any] = {}
+        if self.command_keys is not None:
+            extra["downlink"] = {"command_keys": str(self.command_keys)}
+        if relay is not None:
+            extra["actuators"] = {"starter_interrupt": {"output": f"sysfs:{relay}", "hold_s": RELAY_HOLD_S}}
+        return {**extra, "uplink": {
             "mqtt": {"host": "127.0.0.1", "port": self.broker.port, "ca_file": str(pki / "ca.crt"),
                      "cert_file": str(pki / f"devices/{device}.crt"),
                      "key_file": str(pki / f"devices/{device}.key"),
@@ -256,9 +315,15 @@ def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vi
     shm = Path("/dev/shm")
     state_dir = Path(tempfile.mkdtemp(prefix=f"lienwatch-hil-{device}-", dir=shm if shm.is_dir() else work))
     bench.cleanup(state_dir)
+    relay: Path | None = None
+    if scenario.commands:
+        relay = work / "gpio17/value"
+        relay.parent.mkdir(exist_ok=True)
+        relay.write_text("0\n")
     job: dict[str, Any] = {
         "scenario": str(scenario.path), "device": device, "state_dir": str(state_dir),
-        "journal": str(journal), "detectors": list(DETECTORS), "overrides": bench.agent_overrides(device),
+        "journal": str(journal), "detectors": list(DETECTORS),
+        "overrides": bench.agent_overrides(device, relay),
         "first_drive_s": first_drive_s,
     }
     scenario_vehicle = {**DEFAULT_VEHICLE, "vin": vin, **scenario.vehicle}
@@ -280,6 +345,8 @@ def play(bench: Bench, scenario: Scenario, device: str, work: Path, say: Say, vi
         _wait_stored(bench.dsn, device, journal, played)
         assert bench.view is not None
         played.events = bench.view.events(device)
+        if scenario.interrupt is not None:
+            played.interrupt = _wait_interrupt(bench, device, scenario.interrupt.state)
         judge(played, journal, bench.dsn)
     played.wall_s = time.monotonic() - started
     if played.track:
@@ -314,6 +381,10 @@ def _run_player(bench: Bench, job_path: Path, work: Path, played: Played, say: S
                 elif what == "broker_up":
                     bench.broker.restart()
                     say("  broker back")
+                elif what == "command":
+                    sent = bench.send_command(played.device_id, message["command"], message["reason"],
+                                              message["t"])
+                    say(f"  POST /devices/{played.device_id}/commands {message['command']} ({sent})")
                 process.stdin.write("ok\n")
                 process.stdin.flush()
             elif kind == "kill_me":
@@ -324,6 +395,8 @@ def _run_player(bench: Bench, job_path: Path, work: Path, played: Played, say: S
                         "broker_down": message["broker_down"]}
             elif kind == "done":
                 played.power, played.health = message["power"], message["health"]
+        if bench.clock_offset_file is not None:
+            bench.set_api_clock(None)
         rc = process.wait(60)
         if rc != 0:
             tail = (work / "agent.log").read_text(errors="replace")[-2500:]
@@ -371,7 +444,59 @@ def _wait_stored(dsn: str, device: str, journal: Path, played: Played, timeout_s
         time.sleep(0.25)
 
 
+def _wait_interrupt(bench: Bench, device: str, state: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    """The device's starter interrupt through the API, once it shows `state` (or at the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown: dict[str, Any] = bench.device(device)["starter_interrupt"]
+        if shown.get("state") == state or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.25)
+
+
 # -- judging -----------------------------------------------------------------------------------
+
+
+def judge_interrupt(played: Played, expected: ExpectedInterrupt) -> list[Outcome]:
+    """Through GET /devices/{id}: the interrupt's end state; the arm command issued at or after
+    `armed_after` and acked as armed (not engaged: the car was driving); and the device's engaged
+    report (its latest interrupt event: condition, time, evidence) no sooner than the hold time after
+    `engaged_after` (the car parked), within `within_s`. The latency from parking is the outcome's."""
+    out: list[Outcome] = []
+    shown = played.interrupt
+    out.append(Outcome(f"starter interrupt {expected.state} (GET /devices)", shown.get("state") == expected.state,
+                       f"shows {shown.get('state')}"))
+    command = shown.get("last_command") or {}
+    issued_ns = to_ns(command["created_at"]) if command.get("created_at") else None
+    if expected.armed_after is not None:
+        onset = played.marks.get(expected.armed_after)
+        detail = str(command.get("ack_detail") or "no answer")
+        ok = (onset is not None and issued_ns is not None and issued_ns >= onset - 10**9
+              and command.get("action") == "arm_starter_interrupt" and command.get("state") == "done"
+              and detail.startswith("armed"))
+        out.append(Outcome(f"interrupt armed after {expected.armed_after}", ok,
+                           f"{command.get('action')} {command.get('state')}: {detail}"))
+    if expected.engaged_after is not None:
+        parked = played.marks.get(expected.engaged_after)
+        label = f"interrupt engaged after {expected.engaged_after}"
+        if parked is None or shown.get("condition") != "engaged" or not shown.get("since"):
+            out.append(Outcome(label, False, "mark never reached" if parked is None
+                               else f"last change {shown.get('condition')!r}, not engaged"))
+            return out
+        engaged_ns = to_ns(shown["since"])
+        latency = (engaged_ns - parked) / 1e9
+        held = float((shown.get("evidence") or {}).get("parked_s", 0.0))
+        problems = []
+        if issued_ns is not None and engaged_ns < issued_ns:
+            problems.append("engaged before it was armed")
+        if latency < RELAY_HOLD_S or held < RELAY_HOLD_S:
+            problems.append(f"engaged {latency:.1f} s after parking (parked_s {held:.1f}), "
+                            f"sooner than the {RELAY_HOLD_S:.0f} s hold")
+        if expected.within_s is not None and latency > expected.within_s:
+            problems.append(f"{latency:.0f} s > {expected.within_s:.0f} s")
+        out.append(Outcome(label, not problems, "; ".join(problems) or f"engaged {latency:.1f} s after parking "
+                           f"(parked_s {held:.1f}, hold {RELAY_HOLD_S:.0f} s)", latency))
+    return out
 
 
 def judge(played: Played, journal: Path, dsn: str) -> None:
@@ -400,6 +525,8 @@ def judge(played: Played, journal: Path, dsn: str) -> None:
             problems.append("cleared" if event.cleared else "not cleared")
         detail = f"{event.severity}{' (cleared)' if event.cleared else ''}"
         out.append(Outcome(label, not problems, "; ".join(problems) or detail, latency))
+    if scenario.interrupt is not None:
+        out.extend(judge_interrupt(played, scenario.interrupt))
     if not scenario.other_alarms:
         expected_detectors = {e.detector for e in scenario.events} | scenario.allowed
         wrong = [e for e in played.events if SEVERITY_RANK[e.severity] >= SEVERITY_RANK["ALERT"]

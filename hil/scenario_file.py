@@ -40,7 +40,10 @@ from lienwatch.errors import LienwatchError
 
 SEVERITIES = ("WARNING", "ALERT", "EMERGENCY")
 DETECTORS = ("battery", "driving", "geofence", "gnss_jamming", "night_cabin", "odometer", "risky_places",
-             "tamper", "tow", "unplug", "usage", "mcu")
+             "tamper", "tow", "unplug", "usage", "mcu", "starter_interrupt")
+# `do = "command"`: what a risk officer sends through the API (POST /devices/{id}/commands)
+COMMANDS = ("arm_starter_interrupt", "release_starter_interrupt")
+INTERRUPT_STATES = ("RELEASED", "ARMED", "ENGAGED", "OVERRIDDEN")
 _DURATION_KEYS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
 _NUM = (int, float)
 
@@ -68,6 +71,7 @@ ACTIONS: dict[str, dict[str, tuple[Any, bool]]] = {
     "crash": {"g": (_NUM, False)},
     "bump": {"g": (_NUM, False)},
     "place": {"lat": (_NUM, True), "lon": (_NUM, True)},
+    "command": {"command": (str, True), "reason": (str, True)},
 }
 _RTK_MODES = ("fixed", "float", "off")
 
@@ -99,6 +103,19 @@ class ExpectedEvent:
 
 
 @dataclass(frozen=True)
+class ExpectedInterrupt:
+    """`[expect.starter_interrupt]`: the state GET /devices/{id} shows at the end, and the order of
+    the interrupt's events: armed at or after `armed_after`, engaged no sooner than `hold_s` after
+    `engaged_after` (the car parked) and within `within_s` of it."""
+
+    state: str
+    armed_after: str | None = None
+    engaged_after: str | None = None
+    within_s: float | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A parsed, checked scenario file."""
 
@@ -115,6 +132,12 @@ class Scenario:
     energy: dict[str, float] = field(default_factory=dict)
     vehicle: dict[str, Any] = field(default_factory=dict)
     home: tuple[float, float] = (47.3769, 8.5417)
+    interrupt: ExpectedInterrupt | None = None
+
+    @property
+    def commands(self) -> bool:
+        """Does the timeline send commands (the bench then gives the agent a starter-interrupt relay)?"""
+        return any(s.action == "command" for s in self.steps)
 
     @property
     def marks(self) -> list[str]:
@@ -198,7 +221,7 @@ def parse_scenario(text: str, path: Path = Path("<scenario>")) -> Scenario:
     marks = {s.mark for s in steps if s.mark}
     events = _events(check, expect.get("event", []), marks)
     for key in expect:
-        if key not in ("event", "other_alarms", "allowed", "exactly_once", "energy"):
+        if key not in ("event", "other_alarms", "allowed", "exactly_once", "energy", "starter_interrupt"):
             raise check.fail(_line_of_key(text, key), f"unknown key expect.{key}")
     allowed = expect.get("allowed", [])
     if not isinstance(allowed, list) or any(a not in DETECTORS for a in allowed):
@@ -212,6 +235,7 @@ def parse_scenario(text: str, path: Path = Path("<scenario>")) -> Scenario:
     for key in ("other_alarms", "exactly_once"):
         if key in expect and not isinstance(expect[key], bool):
             raise check.fail(_line_of_key(text, key), f"expect.{key} must be true or false")
+    interrupt = _interrupt(check, expect.get("starter_interrupt"), marks)
     vehicle = doc.get("vehicle", {})
     if not isinstance(vehicle, dict):
         raise check.fail(_line_of_key(text, "vehicle"), "vehicle must be a table (the agent's [vehicle])")
@@ -220,7 +244,7 @@ def parse_scenario(text: str, path: Path = Path("<scenario>")) -> Scenario:
                     other_alarms=bool(expect.get("other_alarms", False)), allowed=frozenset(allowed),
                     exactly_once=bool(expect.get("exactly_once", True)),
                     energy={k: float(v) for k, v in energy.items()}, vehicle=dict(vehicle),
-                    home=(float(home[0]), float(home[1])))
+                    home=(float(home[0]), float(home[1])), interrupt=interrupt)
 
 
 def _start_ns(check: _Checker, value: Any, zone: ZoneInfo) -> int:
@@ -305,6 +329,11 @@ def _check_values(check: _Checker, action: str, options: dict[str, Any], line: i
         to = options["to"]
         if len(to) != 2 or not all(isinstance(v, _NUM) for v in to):
             raise check.fail(line, f"{what}.to must be [lat, lon]")
+    if action == "command":
+        if options["command"] not in COMMANDS:
+            raise check.fail(line, f"{what}.command {options['command']!r} is not a command ({', '.join(COMMANDS)})")
+        if not options["reason"].strip() or len(options["reason"]) > 500:
+            raise check.fail(line, f"{what}.reason must be a text of 1..500 characters (it is audited)")
     if action == "place" and not (-90 <= options["lat"] <= 90 and -180 <= options["lon"] <= 180):
         raise check.fail(line, f"{what}: lat/lon out of range")
 
@@ -340,3 +369,31 @@ def _events(check: _Checker, tables: Any, marks: set[str]) -> list[ExpectedEvent
         out.append(ExpectedEvent(detector, severity, after, None if within is None else float(within),
                                  cleared, line))
     return out
+
+
+def _interrupt(check: _Checker, table: Any, marks: set[str]) -> ExpectedInterrupt | None:
+    if table is None:
+        return None
+    line = next((n for n, text in enumerate(check.text.splitlines(), 1)
+                 if re.match(r"^\s*\[\s*expect\.starter_interrupt\s*\]", text)), 0)
+    what = "expect.starter_interrupt"
+    if not isinstance(table, dict):
+        raise check.fail(line, f"{what} must be a table")
+    for key in table:
+        if key not in ("state", "armed_after", "engaged_after", "within_s"):
+            raise check.fail(line, f"{what}: unknown key {key!r}")
+    state = table.get("state")
+    if state not in INTERRUPT_STATES:
+        raise check.fail(line, f"{what}.state must be one of {INTERRUPT_STATES}, not {state!r}")
+    for key in ("armed_after", "engaged_after"):
+        mark = table.get(key)
+        if mark is not None and mark not in marks:
+            raise check.fail(line, f"{what}.{key} = {mark!r} names no timeline mark "
+                                   f"(marks: {', '.join(sorted(marks)) or 'none'})")
+    within = table.get("within_s")
+    if within is not None and (not isinstance(within, _NUM) or isinstance(within, bool) or within <= 0):
+        raise check.fail(line, f"{what}.within_s must be a number > 0")
+    if within is not None and table.get("engaged_after") is None:
+        raise check.fail(line, f"{what}.within_s needs engaged_after = MARK (the parking it is measured from)")
+    return ExpectedInterrupt(str(state), table.get("armed_after"), table.get("engaged_after"),
+                             None if within is None else float(within), line)

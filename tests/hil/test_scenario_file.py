@@ -32,7 +32,7 @@ within_s = 60
 SHIPPED = sorted(SCENARIO_DIR.glob("*.toml"))
 REQUIRED = {"commute_week", "night_tow", "unplug_then_tow", "gnss_jamming", "underground_garage",
             "odometer_rollback", "used_car_market", "leaving_region", "night_doors", "battery_degradation",
-            "broker_outage", "agent_killed", "park_90_days"}
+            "broker_outage", "agent_killed", "park_90_days", "starter_interrupt_mid_drive"}
 
 
 def test_every_required_scenario_ships_and_parses() -> None:
@@ -98,3 +98,64 @@ def test_hil_check_names_the_file_and_line_and_exits_2(tmp_path: Path,
     assert main(["hil", "check", "night_tow"]) == 0
     with pytest.raises(ScenarioError, match="no scenario 'nope'"):
         resolve(["nope"])
+
+
+COMMAND = """name = "c"
+start = 2026-01-12T08:10:00+01:00
+
+[[timeline]]
+do = "drive"
+minutes = 5
+
+[[timeline]]
+do = "command"
+mark = "arm"
+command = "arm_starter_interrupt"
+reason = "contract 7: default notice served"
+
+[[timeline]]
+do = "park"
+mark = "parked"
+minutes = 3
+
+[expect.starter_interrupt]
+state = "ENGAGED"
+armed_after = "arm"
+engaged_after = "parked"
+within_s = 60
+"""
+
+
+def test_a_command_step_and_the_interrupt_expectation_parse() -> None:
+    scenario = parse_scenario(COMMAND, Path("c.toml"))
+    step = scenario.steps[1]
+    assert (step.action, step.options, step.seconds, step.line) == (
+        "command", {"command": "arm_starter_interrupt", "reason": "contract 7: default notice served"}, 0.0, 8)
+    assert scenario.commands and not parse_scenario(GOOD, Path("t.toml")).commands
+    expected = scenario.interrupt
+    assert expected is not None
+    assert (expected.state, expected.armed_after, expected.engaged_after, expected.within_s, expected.line) == (
+        "ENGAGED", "arm", "parked", 60.0, 19)
+
+
+@pytest.mark.parametrize(("edit", "line", "reason"), [
+    (('command = "arm_starter_interrupt"', 'command = "disable_engine"'), 8, "'disable_engine' is not a command"),
+    (('command = "arm_starter_interrupt"\n', ""), 8, "command needs command"),
+    (('reason = "contract 7: default notice served"', 'reason = "  "'), 8, "reason must be a text"),
+    (('reason = "contract 7: default notice served"', "reason = 7"), 8, "reason must be a string"),
+    (('reason = "contract 7: default notice served"\n', 'reason = "x"\nspeed_kmh = 3\n'), 8,
+     "command has no option 'speed_kmh'"),
+    (('state = "ENGAGED"', 'state = "ON"'), 19, "state must be one of"),
+    (('engaged_after = "parked"', 'engaged_after = "stopped"'), 19, "names no timeline mark"),
+    (("within_s = 60", "within_s = 0"), 19, "within_s must be a number > 0"),
+    (('engaged_after = "parked"\n', ""), 19, "within_s needs engaged_after"),
+    (("within_s = 60", "within_s = 60\ncolour = 1"), 19, "unknown key 'colour'"),
+])
+def test_a_broken_command_step_or_interrupt_expectation_is_refused(edit: tuple[str, str], line: int,
+                                                                   reason: str) -> None:
+    text = COMMAND.replace(*edit, 1)
+    assert text != COMMAND
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, Path("bad.toml"))
+    assert f"bad.toml:{line}:" in str(refused.value), str(refused.value)
+    assert reason in str(refused.value)
