@@ -352,18 +352,20 @@ class Player:
         waits (the network's time is not what a scenario measures) until the agent has acted on it:
         the interrupt's state changed (at most `limit_s` of real time)."""
         agent = self.car.agent
-        actuators = agent.actuators
-        before = actuators.snapshot().get("starter_interrupt", {})
+        before = self._interrupt_state()
         self.ask("command", command=command, reason=reason)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             agent.step()
-            now = actuators.snapshot().get("starter_interrupt", {})
-            if now.get("state") != before.get("state"):
+            if self._interrupt_state() != before:
                 break
             time.sleep(0.005)
         else:
             print(f"hil.player: no effect of {command} within {limit_s:.0f} s", file=sys.stderr)
+
+    def _interrupt_state(self) -> str | None:
+        shown = self.car.agent.actuators.snapshot().get("starter_interrupt")
+        return str(shown["state"]) if isinstance(shown, dict) else None
 
     def _doors(self, count: int, open_s: float, closed_s: float) -> None:
         m = self.car.model

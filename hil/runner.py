@@ -187,7 +187,6 @@ summaries_interval_s = 3600.0
     def start_api(self) -> LenderView:
         """The real API (`lienwatch cloud api`) on a free loopback port, and a risk officer's key."""
         from hil.services import free_port, wait_for_port
-
         from protocol.signing import generate_key, private_key_to_pem, public_key_to_pem
 
         port = free_port()
@@ -240,7 +239,8 @@ summaries_interval_s = 3600.0
                             headers={"Authorization": f"Bearer {self.api_key}"},
                             json={"action": command, "params": {"reason": reason}})
         if answer.status_code != 201:
-            raise ServiceError(f"POST /devices/{device}/commands {command}: {answer.status_code} {answer.text}")
+            raise ServiceError(f"POST /devices/{device}/commands {command}: "
+                               f"{answer.status_code} {answer.text}")
         return str(answer.json()["command_id"])
 
     def device(self, device: str) -> dict[str, Any]:
@@ -464,7 +464,8 @@ def judge_interrupt(played: Played, expected: ExpectedInterrupt) -> list[Outcome
     `engaged_after` (the car parked), within `within_s`. The latency from parking is the outcome's."""
     out: list[Outcome] = []
     shown = played.interrupt
-    out.append(Outcome(f"starter interrupt {expected.state} (GET /devices)", shown.get("state") == expected.state,
+    out.append(Outcome(f"starter interrupt {expected.state} (GET /devices)",
+                       shown.get("state") == expected.state,
                        f"shows {shown.get('state')}"))
     command = shown.get("last_command") or {}
     issued_ns = to_ns(command["created_at"]) if command.get("created_at") else None
@@ -494,8 +495,8 @@ def judge_interrupt(played: Played, expected: ExpectedInterrupt) -> list[Outcome
                             f"sooner than the {RELAY_HOLD_S:.0f} s hold")
         if expected.within_s is not None and latency > expected.within_s:
             problems.append(f"{latency:.0f} s > {expected.within_s:.0f} s")
-        out.append(Outcome(label, not problems, "; ".join(problems) or f"engaged {latency:.1f} s after parking "
-                           f"(parked_s {held:.1f}, hold {RELAY_HOLD_S:.0f} s)", latency))
+        summary = f"engaged {latency:.1f} s after parking (parked_s {held:.1f}, hold {RELAY_HOLD_S:.0f} s)"
+        out.append(Outcome(label, not problems, "; ".join(problems) or summary, latency))
     return out
 
 

@@ -331,7 +331,8 @@ def _check_values(check: _Checker, action: str, options: dict[str, Any], line: i
             raise check.fail(line, f"{what}.to must be [lat, lon]")
     if action == "command":
         if options["command"] not in COMMANDS:
-            raise check.fail(line, f"{what}.command {options['command']!r} is not a command ({', '.join(COMMANDS)})")
+            raise check.fail(line, f"{what}.command {options['command']!r} is not a command "
+                                   f"({', '.join(COMMANDS)})")
         if not options["reason"].strip() or len(options["reason"]) > 500:
             raise check.fail(line, f"{what}.reason must be a text of 1..500 characters (it is audited)")
     if action == "place" and not (-90 <= options["lat"] <= 90 and -180 <= options["lon"] <= 180):
@@ -394,6 +395,7 @@ def _interrupt(check: _Checker, table: Any, marks: set[str]) -> ExpectedInterrup
     if within is not None and (not isinstance(within, _NUM) or isinstance(within, bool) or within <= 0):
         raise check.fail(line, f"{what}.within_s must be a number > 0")
     if within is not None and table.get("engaged_after") is None:
-        raise check.fail(line, f"{what}.within_s needs engaged_after = MARK (the parking it is measured from)")
+        raise check.fail(line, f"{what}.within_s needs engaged_after = MARK (the parking it is "
+                               "measured from)")
     return ExpectedInterrupt(str(state), table.get("armed_after"), table.get("engaged_after"),
                              None if within is None else float(within), line)
