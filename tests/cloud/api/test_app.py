@@ -100,7 +100,9 @@ def test_no_or_a_bad_key_is_refused_and_audited(api: Api) -> None:
     body = is_problem(api.client.get("/devices"), 401)
     assert "Bearer" in body["detail"]
     assert api.client.get("/devices").headers["www-authenticate"].startswith("Bearer")
-    for token in ("lw_aaaaaaaaaaaa_" + "x" * 43, api.tokens["admin"][:-1] + "A", "garbage", ""):
+    admin = api.tokens["admin"]
+    altered = admin[:-1] + ("B" if admin.endswith("A") else "A")  # one character changed, never the same key
+    for token in ("lw_aaaaaaaaaaaa_" + "x" * 43, altered, "garbage", ""):
         is_problem(api.client.get("/devices/veh-1", headers={"Authorization": f"Bearer {token}"}), 401)
     refused = api.audit_rows(action="authenticate")
     assert len(refused) == 6 and not any(r["allowed"] for r in refused)
