@@ -20,19 +20,39 @@ import numpy.typing as npt
 from cloud.analytics.geo import Floats, Vectors, segment_distance_m, unit_vectors
 
 Mask = npt.NDArray[np.bool_]
+Significance = npt.NDArray[np.float64]
 CUT_EVERY = 256
 
 
 def simplify(lat_deg: Floats, lon_deg: Floats, tolerance_m: float, forced: Mask | None = None) -> Mask:
     """Which points to keep so that no dropped point is farther than `tolerance_m` from the line."""
+    return significance(lat_deg, lon_deg, forced, floor_m=tolerance_m) > tolerance_m
+
+
+def significance(lat_deg: Floats, lon_deg: Floats, forced: Mask | None = None, *,
+                 floor_m: float = 0.0) -> Significance:
+    """Each point's Douglas-Peucker significance: the point is kept at tolerance t iff its value
+    is > t (inf for the first and last, forced and cut points; 0 for points never split at).
+
+    The recursion splits a segment at its farthest point, which does not depend on the tolerance,
+    so the split tree is the same for every tolerance and a tolerance only prunes it: a point is
+    kept iff its own split distance and that of every ancestor exceed t. A point's value is
+    therefore min(its distance, its segment's ends' values) (the newer end is its parent; values
+    only fall down the tree). The tree is grown until no segment's farthest point is farther
+    than `floor_m`; values are exact for every t >= floor_m. `simplify(t)` is this with floor t,
+    so a stored significance (cloud/store/track_days.py) and a live simplification keep exactly
+    the same points.
+    """
     n = len(lat_deg)
-    keep = np.zeros(n, dtype=bool) if forced is None else forced.copy()
+    value = np.zeros(n, dtype=np.float64)
     if n == 0:
-        return keep
+        return value
+    keep = np.zeros(n, dtype=bool) if forced is None else forced.copy()
     keep[::CUT_EVERY] = True
     keep[-1] = True
+    value[keep] = np.inf
     if n <= 2:
-        return keep
+        return value
     xyz = unit_vectors(lat_deg, lon_deg)
     everything = np.arange(n)
     open_points = ~keep  # points not kept whose segment may still need splitting
@@ -46,7 +66,7 @@ def simplify(lat_deg: Floats, lon_deg: Floats, tolerance_m: float, forced: Mask 
         first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
         farthest = np.maximum.reduceat(distance, first)
         per_point_max = np.repeat(farthest, np.diff(np.r_[first, len(candidates)]))
-        split_segments = farthest > tolerance_m
+        split_segments = farthest > floor_m
         if not split_segments.any():
             break
         # The first farthest point of each segment (one per segment, in segment order) is kept
@@ -54,12 +74,32 @@ def simplify(lat_deg: Floats, lon_deg: Floats, tolerance_m: float, forced: Mask 
         at_max = np.flatnonzero(distance == per_point_max)
         _, first_max = np.unique(segment[at_max], return_index=True)
         chosen = at_max[first_max][split_segments]
-        keep[candidates[chosen]] = True
-        # Points of segments within tolerance are settled; the rest stay open.
+        points = candidates[chosen]
+        value[points] = np.minimum(farthest[split_segments],
+                                   np.minimum(value[start[chosen]], value[end[chosen]]))
+        keep[points] = True
+        # Points of segments within the floor are settled; the rest stay open.
         settled = ~np.repeat(split_segments, np.diff(np.r_[first, len(candidates)]))
         open_points[candidates[settled]] = False
-        open_points[candidates[chosen]] = False
-    return keep
+        open_points[points] = False
+    return value
+
+
+def track_significance(lat_deg: Floats, lon_deg: Floats, has_fix: Mask, *,
+                       floor_m: float = 0.0) -> Significance:
+    """`significance` of the fixes of one stretch of a track (NaN on rows without a fix), with
+    the stretch's first and last fix and the fixes on each side of a no-fix run forced: the line
+    of a track is simplified stretch by stretch (a stored day, cloud/store/track_days.py, or a
+    range read from positions), and its vertices bracket every no-fix run."""
+    out = np.full(len(has_fix), np.nan)
+    fixed = np.flatnonzero(has_fix)
+    if len(fixed) == 0:
+        return out
+    beside_no_fix = np.r_[False, ~has_fix[:-1]] | np.r_[~has_fix[1:], False]
+    forced = beside_no_fix[fixed]
+    forced[0] = forced[-1] = True
+    out[fixed] = significance(lat_deg[fixed], lon_deg[fixed], forced, floor_m=floor_m)
+    return out
 
 
 def _take(xyz: Vectors, index: npt.NDArray[np.intp]) -> Vectors:

@@ -1,8 +1,10 @@
 """Track playback as GeoJSON: the fixes of one device and time range, simplified on request.
 
-The fixes come packed by the server into one bytea (as `cloud.store.tracks`, plus the fix type),
-so a month at one fix a minute is one value and one `numpy.frombuffer`. Output, a
-FeatureCollection (RFC 7946, longitude first):
+The fixes come as numpy columns: whole local days from their packed rows (cloud/store/track_days.py,
+with each fix's Douglas-Peucker significance, so simplifying them is one comparison), the rest of
+the range packed by the server into one bytea per stretch. The line is simplified stretch by
+stretch (a packed day, or a stretch read from positions), each stretch's first and last fix kept.
+Output, a FeatureCollection (RFC 7946, longitude first):
 
 * one LineString (`kind: "track"`) through the kept fixes, and one Point per kept fix
   (`kind: "fix"`) with its `time` and `speed_kmh`;
@@ -16,29 +18,28 @@ FeatureCollection (RFC 7946, longitude first):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from cloud.analytics.common import check_number, check_range, iso, iso_times
-from cloud.analytics.simplify import simplify
-from cloud.store.copybin import PG_EPOCH_US
+from cloud.analytics.simplify import track_significance
 from cloud.store.db import Conn
-from cloud.store.errors import StoreError
+from cloud.store.track_days import RAW_FIX_SQL, DayColumns, decode_raw, local_midnights, usable_days
 
 MAX_TOLERANCE_M = 10_000.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_FIX = 0
 MAX_EVENTS = 5000
-_FIX = np.dtype([("time", ">i8"), ("lat", ">f8"), ("lon", ">f8"), ("speed", ">f4"), ("fix", ">i2")])
-_QUERY = """
-    SELECT string_agg(timestamptz_send(time) || float8send(lat_deg) || float8send(lon_deg)
-                      || float4send(coalesce(speed_kmh, 'NaN'::real))
-                      || int2send(coalesce(fix_type, -1::smallint)), ''::bytea ORDER BY time)
-    FROM positions WHERE device_id = %s AND time >= %s AND time < %s"""
+_RAW: LiteralString = f"""
+    SELECT (SELECT {RAW_FIX_SQL} FROM positions p
+            WHERE p.device_id = %(device)s AND p.time >= r.a AND p.time < r.b)
+    FROM unnest(%(a)s::timestamptz[], %(b)s::timestamptz[]) WITH ORDINALITY AS r(a, b, i) ORDER BY r.i"""
 _EVENTS = """
     SELECT e.time, e.event_id, e.detector, e.severity, e.transition, e.lat_deg, e.lon_deg,
            e.speed_kmh, e.detail, l.state
@@ -48,29 +49,91 @@ _EVENTS = """
 
 
 @dataclass(frozen=True)
+class Piece:
+    """Rows [start, stop) of a `Fixes` read as one stretch: a packed day or a range of positions."""
+
+    start: int
+    stop: int
+    packed: bool
+
+
+@dataclass(frozen=True)
 class Fixes:
-    """Stored positions in time order; `fix_type` -1 where none was stored."""
+    """Stored positions in time order; `fix_type` -1 where none was stored. `significance` is
+    the stored Douglas-Peucker significance of packed days' rows (NaN elsewhere); `pieces` the
+    stretches the rows were read as (none: one stretch from positions)."""
 
     time_ns: npt.NDArray[np.int64]
     lat_deg: npt.NDArray[np.float64]
     lon_deg: npt.NDArray[np.float64]
     speed_kmh: npt.NDArray[np.float32]
     fix_type: npt.NDArray[np.int16]
+    significance: npt.NDArray[np.float64] | None = None
+    pieces: tuple[Piece, ...] = ()
 
     def __len__(self) -> int:
         return len(self.time_ns)
 
 
 def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime) -> Fixes:
-    """The positions of `device_id` with start <= time < end, as numpy columns."""
-    row = conn.execute(_QUERY, (device_id, start, end), binary=True).fetchone()
-    data = bytes(row[0]) if row is not None and row[0] is not None else b""
-    if len(data) % _FIX.itemsize:
-        raise StoreError("fetch_fixes(): packed fixes are not of the expected width")
-    fixes = np.frombuffer(data, dtype=_FIX)
-    return Fixes((fixes["time"].astype(np.int64) + PG_EPOCH_US) * 1000, fixes["lat"].astype(np.float64),
-                 fixes["lon"].astype(np.float64), fixes["speed"].astype(np.float32),
-                 fixes["fix"].astype(np.int16))
+    """The positions of `device_id` with start <= time < end, as numpy columns: whole local days
+    from their packed rows (cloud/store/track_days.py) where those are exact, the rest from
+    `positions` in one query."""
+    packed = usable_days(conn, device_id, start, end)
+    stretches: list[tuple[datetime, DayColumns, bool]] = [(day.t0, day.columns, True) for day in packed]
+    holes: list[tuple[datetime, datetime]] = []
+    at = start
+    for day in packed:  # in time order, never overlapping (one time zone's local days)
+        if day.t0 > at:
+            holes.append((at, day.t0))
+        at = day.t1
+    if at < end:
+        holes.append((at, end))
+    if holes:
+        rows = conn.execute(_RAW, {"device": device_id, "a": [h[0] for h in holes],
+                                   "b": [h[1] for h in holes]}, binary=True).fetchall()
+        stretches.extend((hole[0], decode_raw(None if row[0] is None else bytes(row[0])), False)
+                         for hole, row in zip(holes, rows, strict=True))
+    stretches.sort(key=lambda item: item[0])
+    # Rows read from positions are cut at the device's local midnights too, so a range is
+    # simplified day by day whether or not its days are packed yet: the answer does not change
+    # when the receiver packs a day.
+    midnights_us = np.array([_epoch_us(m) for m in local_midnights(conn, device_id, start, end)]
+                            if any(not is_packed for _, _, is_packed in stretches) else [], dtype=np.int64)
+    pieces: list[Piece] = []
+    first = 0
+    for _, columns, is_packed in stretches:
+        cuts = [0, len(columns)] if is_packed else \
+            [0, *np.searchsorted(columns.time_us, midnights_us).tolist(), len(columns)]
+        for lo, hi in itertools.pairwise(cuts):
+            if hi > lo:
+                pieces.append(Piece(first + lo, first + hi, is_packed))
+        first += len(columns)
+    parts = [columns for _, columns, _ in stretches]
+
+    def joined(name: str) -> Any:
+        return np.concatenate([getattr(part, name) for part in parts]) if parts else \
+            np.zeros(0, dtype=getattr(decode_raw(None), name).dtype)
+
+    return Fixes(joined("time_us") * 1000, joined("lat_deg"), joined("lon_deg"), joined("speed_kmh"),
+                 joined("fix_type"), joined("significance"), tuple(pieces))
+
+
+def _epoch_us(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def _significance(fixes: Fixes, has_fix: npt.NDArray[np.bool_],
+                  tolerance_m: float) -> npt.NDArray[np.float64]:
+    """Each row's significance at `tolerance_m`: stored for packed days, computed for the rest
+    (exact for every tolerance >= the one asked for, `simplify.significance`)."""
+    value = fixes.significance.copy() if fixes.significance is not None else np.full(len(fixes), np.nan)
+    for piece in fixes.pieces or (Piece(0, len(fixes), False),):
+        if not piece.packed:
+            rows = slice(piece.start, piece.stop)
+            value[rows] = track_significance(fixes.lat_deg[rows], fixes.lon_deg[rows], has_fix[rows],
+                                             floor_m=tolerance_m)
+    return value
 
 
 def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -94,17 +157,11 @@ def playback(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     has_fix = fixes.fix_type != NO_FIX
     fixed = np.flatnonzero(has_fix)
     gaps: list[dict[str, Any]] = []
-    forced = np.zeros(len(fixed), dtype=bool)
     no_fix = _runs(~has_fix)
     times = fixes.time_ns
     for first, last in no_fix:
         before = first - 1  # rows before `first` are fixed (runs are maximal)
         after = last + 1 if last + 1 < len(fixes) else None
-        at = np.searchsorted(fixed, first)  # index in `fixed` of the first fix after the stretch
-        if at > 0:
-            forced[at - 1] = True
-        if at < len(fixed):
-            forced[at] = True
         geometry = None if before < 0 else {
             "type": "Point", "coordinates": [round(float(fixes.lon_deg[before]), 6),
                                              round(float(fixes.lat_deg[before]), 6)]}
@@ -114,8 +171,8 @@ def playback(conn: Conn, device_id: str, start: datetime, end: datetime, *,
             "from": iso_times(times[first:first + 1])[0],
             "to": iso_times(np.array([end_ns], dtype=np.int64))[0],
             "duration_s": round((end_ns - int(times[first])) / 1e9, 3), "rows": last - first + 1}})
-    lat, lon = fixes.lat_deg[fixed], fixes.lon_deg[fixed]
-    kept = fixed[simplify(lat, lon, tolerance_m, forced)] if tolerance_m else fixed
+    kept = np.flatnonzero(has_fix & (_significance(fixes, has_fix, tolerance_m) > tolerance_m)) \
+        if tolerance_m else fixed
     coordinates = np.column_stack((np.round(fixes.lon_deg[kept], 6), np.round(fixes.lat_deg[kept], 6)))
     coords = coordinates.tolist()
     point_features = [

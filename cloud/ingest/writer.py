@@ -31,6 +31,7 @@ from cloud.store import summaries
 from cloud.store.copybin import HEADER, TRAILER, RowLayout
 from cloud.store.db import Conn
 from cloud.store.devices import registered_time_zones
+from cloud.store.layout import BY_NAME
 from cloud.store.migrate import StorageMode
 from cloud.store.partitions import PartitionKeeper
 from cloud.store.retention import RetentionPolicy
@@ -165,15 +166,20 @@ class BatchWriter:
                     widen("event_lifecycle", first, last)
                 # Local days of any time zone lie within one UTC day of the UTC day.
                 widen("daily_summaries", first - timedelta(days=2), last + timedelta(days=2))
-        oldest = (now - timedelta(days=self.policy.days["summaries"])).date()
+                widen("track_days", first - timedelta(days=2), last + timedelta(days=2))
         for table, (first, last) in spans.items():
-            if table == "daily_summaries":
-                first = max(first, oldest)
+            if table in ("daily_summaries", "track_days"):
+                first = max(first, self._oldest_day(table, now))
             self.partitions.ensure(self.conn, table, first, last)
 
+    def _oldest_day(self, table: str, now: datetime) -> date:
+        return (now - timedelta(days=self.policy.days[BY_NAME[table].retention])).date()
+
     def ensure_summary_partitions(self, first: date, last: date) -> None:
+        """Partitions for recomputing the local days [first, last]: summaries and packed tracks."""
         if self.mode == "plain":
             self.partitions.ensure(self.conn, "daily_summaries", first, last)
+            self.partitions.ensure(self.conn, "track_days", first, last)
 
     # -- the batch -----------------------------------------------------------------------------
 

@@ -34,5 +34,8 @@ TIME_SERIES: tuple[TimeSeriesTable, ...] = (
     TimeSeriesTable("daily_summaries", "day", "month", "summaries", column_is_date=True),
     # Who read whose location (cloud/api/audit.py, migration 0006): kept as long as positions.
     TimeSeriesTable("audit_log", "time", "month", "audit"),
+    # Packed tracks per device and local day (cloud/store/track_days.py, migration 0009): derived
+    # from positions, so kept exactly as long as positions.
+    TimeSeriesTable("track_days", "day", "month", "positions", column_is_date=True),
 )
 BY_NAME = {table.name: table for table in TIME_SERIES}

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from cloud.store import track_days
 from cloud.store.db import Conn
 from protocol.messages import DrivingDay
 
@@ -251,9 +252,7 @@ def count_harsh_sql(inserted_events: LiteralString) -> LiteralString:
 
 _REFRESH: LiteralString = f"""
 WITH claimed AS (
-    DELETE FROM summary_dirty WHERE (device_id, day) IN (
-        SELECT device_id, day FROM summary_dirty ORDER BY marked_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-    RETURNING device_id, day
+    SELECT * FROM unnest(%(device)s::text[], %(day)s::date[]) AS c(device_id, day)
 ), bounds AS (
     SELECT c.device_id, c.day, d.time_zone,
            (c.day::timestamp AT TIME ZONE d.time_zone) AS t0,
@@ -333,10 +332,23 @@ def dirty_day_range(conn: Conn) -> tuple[object, object] | None:
     return row[0], row[1]
 
 
-def refresh_dirty(conn: Conn, *, oldest_day: object, limit: int = 5000) -> int:
-    """Recompute the position-derived figures of up to `limit` dirty (device, day) pairs in one
-    transaction; returns how many summary rows were written. Safe to run from several receivers
-    (claims rows with SKIP LOCKED)."""
+_CLAIM: LiteralString = """
+    DELETE FROM summary_dirty WHERE (device_id, day) IN (
+        SELECT device_id, day FROM summary_dirty ORDER BY marked_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING device_id, day"""
+
+
+def refresh_dirty(conn: Conn, *, oldest_day: date, limit: int = 5000) -> int:
+    """Recompute the position-derived figures of up to `limit` dirty (device, day) pairs, and
+    repack their tracks (cloud/store/track_days.py), in one transaction; returns how many summary
+    rows were written. Safe to run from several receivers (claims rows with SKIP LOCKED)."""
     with conn.transaction():
-        cursor = conn.execute(_REFRESH, {"limit": limit, "oldest_day": oldest_day})
-        return cursor.rowcount
+        claimed = conn.execute(_CLAIM, {"limit": limit}).fetchall()
+        if not claimed:
+            return 0
+        days = [(device_id, day) for device_id, day in claimed if day >= oldest_day]
+        cursor = conn.execute(_REFRESH, {"device": [d for d, _ in days], "day": [day for _, day in days],
+                                         "oldest_day": oldest_day})
+        written = cursor.rowcount
+        track_days.pack_days(conn, days)
+        return written

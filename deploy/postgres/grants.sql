@@ -10,6 +10,8 @@ GRANT INSERT ON signal_samples, positions, events, device_status, command_acks,
 -- device's clear; commands get their ack state.
 GRANT INSERT, UPDATE ON device_latest, daily_summaries, event_lifecycle TO lienwatch_ingest;
 GRANT UPDATE ON commands TO lienwatch_ingest;
+-- Packed tracks (migration 0009) are rewritten whenever their day is recomputed.
+GRANT INSERT, UPDATE ON track_days TO lienwatch_ingest;
 -- An event's lifecycle is resolved by the device's clear, and a last will (uplink.offline) when
 -- the device is back online: those columns only.
 GRANT UPDATE (state, updated_at, updated_by, note) ON event_lifecycle TO lienwatch_ingest;

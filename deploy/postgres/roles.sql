@@ -62,7 +62,8 @@ BEGIN
     -- The granularity of each table, as in cloud/store/layout.py (tests/cloud/test_db_roles.py
     -- checks they agree): a partition of the wrong size would block the right one.
     IF key_type IS NULL OR parent NOT IN ('signal_samples', 'rejected_messages', 'positions', 'events',
-            'event_lifecycle', 'device_status', 'command_acks', 'daily_summaries', 'audit_log') THEN
+            'event_lifecycle', 'device_status', 'command_acks', 'daily_summaries', 'audit_log',
+            'track_days') THEN
         RAISE EXCEPTION 'lienwatch_create_partition: % is not a time-partitioned lienwatch table', parent;
     END IF;
     IF parent IN ('signal_samples', 'rejected_messages') THEN

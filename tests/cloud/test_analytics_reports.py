@@ -25,7 +25,7 @@ def seed(db: Conn) -> None:
     s = Scenario(T0 + timedelta(hours=7), 48.1, 11.5).park(600).drive_north(1200, 36).park(3 * 3600)
     write(db, "gw-rep", s)
     keeper = PartitionKeeper()
-    for table in ("daily_summaries", "device_status", "events", "event_lifecycle"):
+    for table in ("daily_summaries", "track_days", "device_status", "events", "event_lifecycle"):
         keeper.ensure(db, table, DAY - timedelta(days=40), DAY + timedelta(days=2))
     db.execute("INSERT INTO summary_dirty (device_id, day) VALUES ('gw-rep', %s)", (DAY,))
     summaries.refresh_dirty(db, oldest_day=DAY - timedelta(days=400))

@@ -160,7 +160,7 @@ def test_the_timescaledb_policy_migration_says_what_the_retention_defaults_say()
     """Migration 0003 spells the default horizons out in SQL; they must be DEFAULT_DAYS (checked
     here without a server; tests/cloud/test_timescaledb.py checks the jobs on a real one)."""
     sql = next(m.sql for m in available_migrations("timescaledb") if m.version == 3)
-    # Tables of later migrations (0006: audit_log) get their policy in their own migration.
+    # Tables of later migrations (0006: audit_log, 0009: track_days) get their policy in their own migration.
     later = "\n".join(m.sql for m in available_migrations("timescaledb") if m.version > 3)
     retention = {name: int(days) for name, days in re.findall(
         r"add_retention_policy\('(\w+)', drop_after => INTERVAL '(\d+) days', if_not_exists => true\)",
@@ -175,7 +175,7 @@ def test_the_timescaledb_policy_migration_says_what_the_retention_defaults_say()
     # Every default (time) index create_hypertable made in 0002 is dropped.
     dropped = set(re.findall(r"DROP INDEX IF EXISTS (\w+);", sql))
     made_later = set(re.findall(r"create_hypertable\('(\w+)', .*create_default_indexes => false\)", later))
-    assert made_later == {"audit_log"}
+    assert made_later == {"audit_log", "track_days"}
     assert dropped == {f"{t.name}_{t.time_column}_idx" for t in TIME_SERIES if t.name not in made_later}
     assert "materialized_only = false" in sql
 

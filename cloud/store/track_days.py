@@ -1,0 +1,175 @@
+"""Packed tracks: each (device, local day) of positions as one value, with its significance.
+
+Why: a device's 30-day track in `positions` is ~43,000 rows scattered among every other device's
+rows, one heap page per fix when not cached; a month of a busy fleet does not stay cached. When
+the receiver recomputes a dirty day's summary (`summaries.refresh_dirty`) it also packs that
+day's fixes into one `track_days` row (migration 0009), column by column, with each fix's
+Douglas-Peucker significance (`cloud.analytics.simplify.track_significance`), so the API reads
+one value per day and simplifies by comparing numbers.
+
+A packed row is used only while it is exact: its day is not dirty (ingest marks a day dirty in
+the same transaction that stores its new fixes) and it was packed under the device's current
+time zone (its `t0` is the local midnight). Anything else in a range is read from `positions`.
+
+Format 1, little-endian, column after column for `fix_count` rows in time order:
+time (int64 microseconds since 1970), lat_deg, lon_deg, significance (float64: compared with a
+tolerance, so never rounded), speed_kmh (float32, NaN = none), fix_type (int16, -1 = none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import LiteralString
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud.analytics.simplify import track_significance
+from cloud.store.copybin import PG_EPOCH_US
+from cloud.store.db import Conn
+from cloud.store.errors import StoreError
+
+FORMAT = 1
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("time_us", "<i8"), ("lat_deg", "<f8"), ("lon_deg", "<f8"), ("significance", "<f8"),
+    ("speed_kmh", "<f4"), ("fix_type", "<i2"))
+ROW_BYTES = sum(np.dtype(kind).itemsize for _, kind in _COLUMNS)
+PACK_BATCH = 200  # days fetched and written per statement (~8 MB at one fix a minute)
+
+# The server packs rows with the binary `*send` functions (big-endian, microseconds since 2000).
+RAW_FIX = np.dtype([("time", ">i8"), ("lat", ">f8"), ("lon", ">f8"), ("speed", ">f4"), ("fix", ">i2")])
+RAW_FIX_SQL: LiteralString = """string_agg(timestamptz_send(p.time) || float8send(p.lat_deg)
+    || float8send(p.lon_deg) || float4send(coalesce(p.speed_kmh, 'NaN'::real))
+    || int2send(coalesce(p.fix_type, -1::smallint)), ''::bytea ORDER BY p.time)"""
+
+
+@dataclass(frozen=True)
+class DayColumns:
+    """Rows of a track in time order, as numpy columns."""
+
+    time_us: npt.NDArray[np.int64]
+    lat_deg: npt.NDArray[np.float64]
+    lon_deg: npt.NDArray[np.float64]
+    significance: npt.NDArray[np.float64]
+    speed_kmh: npt.NDArray[np.float32]
+    fix_type: npt.NDArray[np.int16]
+
+    def __len__(self) -> int:
+        return len(self.time_us)
+
+
+@dataclass(frozen=True)
+class PackedDay:
+    """One usable packed row: its local day's bounds [t0, t1) and its rows."""
+
+    t0: datetime
+    t1: datetime
+    columns: DayColumns
+
+
+def decode_raw(data: bytes | None) -> DayColumns:
+    """Rows packed by `RAW_FIX_SQL` as columns (significance NaN: not computed)."""
+    data = data or b""
+    if len(data) % RAW_FIX.itemsize:
+        raise StoreError("packed positions are not of the expected width")
+    rows = np.frombuffer(data, dtype=RAW_FIX)
+    return DayColumns(rows["time"].astype(np.int64) + PG_EPOCH_US, rows["lat"].astype(np.float64),
+                      rows["lon"].astype(np.float64), np.full(len(rows), np.nan),
+                      rows["speed"].astype(np.float32), rows["fix"].astype(np.int16))
+
+
+def pack(columns: DayColumns) -> bytes:
+    """Format 1 bytes of `columns`."""
+    return b"".join(np.ascontiguousarray(getattr(columns, name), dtype=kind).tobytes()
+                    for name, kind in _COLUMNS)
+
+
+def unpack(data: bytes, fix_count: int) -> DayColumns:
+    """The columns of a format 1 value of `fix_count` rows (refused if its size disagrees)."""
+    if fix_count < 0 or len(data) != fix_count * ROW_BYTES:
+        raise StoreError(f"track_days value of {len(data)} bytes does not hold {fix_count} rows")
+    out: dict[str, npt.NDArray[np.generic]] = {}
+    offset = 0
+    for name, kind in _COLUMNS:
+        dtype = np.dtype(kind)
+        out[name] = np.frombuffer(data, dtype=dtype, count=fix_count, offset=offset)
+        offset += dtype.itemsize * fix_count
+    return DayColumns(**out)  # type: ignore[arg-type]
+
+
+_USABLE: LiteralString = """
+    SELECT t.t0, t.t1, t.fix_count, t.fixes
+    FROM track_days t JOIN devices d ON d.device_id = t.device_id
+    WHERE t.device_id = %(device)s AND t.day BETWEEN %(first_day)s AND %(last_day)s
+        AND t.t0 >= %(start)s AND t.t1 <= %(end)s AND t.format = %(format)s
+        AND t.t0 = (t.day::timestamp AT TIME ZONE d.time_zone)
+        AND NOT EXISTS (SELECT 1 FROM summary_dirty s WHERE s.device_id = t.device_id AND s.day = t.day)
+    ORDER BY t.t0"""
+
+
+_MIDNIGHTS: LiteralString = """
+    SELECT coalesce(array_agg(m ORDER BY m) FILTER (WHERE m > %(start)s AND m < %(end)s), '{}')
+    FROM devices d CROSS JOIN LATERAL generate_series((%(start)s AT TIME ZONE d.time_zone)::date,
+                                                      (%(end)s AT TIME ZONE d.time_zone)::date,
+                                                      interval '1 day') AS g
+    CROSS JOIN LATERAL (SELECT (g::date::timestamp AT TIME ZONE d.time_zone) AS m) x
+    WHERE d.device_id = %(device)s"""
+
+
+def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[PackedDay]:
+    """The packed days of `device_id` that lie wholly inside [start, end) and are exact."""
+    # A local day lies within 14 h of its UTC date: the day bounds only help partition pruning.
+    params = {"device": device_id, "start": start, "end": end, "format": FORMAT,
+              "first_day": (start - timedelta(days=2)).date(), "last_day": (end + timedelta(days=2)).date()}
+    return [PackedDay(t0, t1, unpack(bytes(data), count))
+            for t0, t1, count, data in conn.execute(_USABLE, params, binary=True).fetchall()]
+
+
+def local_midnights(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[datetime]:
+    """The starts of the device's local days strictly inside (start, end), as the database
+    computes them for `track_days.t0` (the same rule on days without a midnight)."""
+    row = conn.execute(_MIDNIGHTS, {"device": device_id, "start": start, "end": end}).fetchone()
+    return list(row[0]) if row is not None and row[0] is not None else []
+
+
+_RAW_DAYS: LiteralString = f"""
+    SELECT c.device_id, c.day, b.t0, b.t1, (
+        SELECT {RAW_FIX_SQL} FROM positions p
+        WHERE p.device_id = c.device_id AND p.time >= b.t0 AND p.time < b.t1)
+    FROM unnest(%(device)s::text[], %(day)s::date[]) AS c(device_id, day)
+    JOIN devices d ON d.device_id = c.device_id
+    CROSS JOIN LATERAL (SELECT (c.day::timestamp AT TIME ZONE d.time_zone) AS t0,
+                               ((c.day + 1)::timestamp AT TIME ZONE d.time_zone) AS t1) b"""
+
+_UPSERT: LiteralString = """
+    INSERT INTO track_days AS t (device_id, day, t0, t1, format, fix_count, fixes)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (device_id, day) DO UPDATE SET
+        t0 = EXCLUDED.t0, t1 = EXCLUDED.t1, format = EXCLUDED.format, fix_count = EXCLUDED.fix_count,
+        fixes = EXCLUDED.fixes, packed_at = now()"""
+
+
+def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
+    """(Re)pack the given (device, local day) pairs from `positions`; returns rows written.
+    Runs inside the caller's transaction (the one that claimed the days as dirty); plain
+    storage needs the day's `track_days` partition to exist (the receiver makes it)."""
+    written = 0
+    for first in range(0, len(days), PACK_BATCH):
+        chunk = days[first:first + PACK_BATCH]
+        rows = conn.execute(_RAW_DAYS, {"device": [d for d, _ in chunk], "day": [day for _, day in chunk]},
+                            binary=True).fetchall()
+        values = []
+        for device_id, day, t0, t1, data in rows:
+            raw = decode_raw(None if data is None else bytes(data))
+            has_fix = raw.fix_type != 0
+            columns = DayColumns(raw.time_us, raw.lat_deg, raw.lon_deg,
+                                 track_significance(raw.lat_deg, raw.lon_deg, has_fix),
+                                 raw.speed_kmh, raw.fix_type)
+            values.append((device_id, day, t0, t1, FORMAT, len(columns), pack(columns)))
+        if values:
+            with conn.cursor() as cursor:
+                cursor.executemany(_UPSERT, values)
+        written += len(values)
+    return written
