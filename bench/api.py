@@ -2,12 +2,13 @@
 
 Seeds a database (plain storage; its own PostgreSQL from hil.services, or `--dsn`): `--devices`
 (1,000) cars x `--days` (30) of one fix a minute (a commute, parked at home and at work with GNSS
-jitter), with binary COPY, plus `--events` per car and each car's latest state. Then starts
+jitter), with binary COPY, plus `--events` per car and each car's latest state; then every day is
+summarised and its track packed as the receiver does (`summaries.refresh_dirty`). Then starts
 `lienwatch cloud api` as its own process and measures, per endpoint, `--clients` clients
 (16) each sending requests back to back:
 
 * track_30d: GET /devices/{id}/track over the 30 days, simplified (tolerance_m=10);
-* trips_30d: GET /devices/{id}/trips over the 30 days (computed in SQL);
+* trips_30d: GET /devices/{id}/trips over the 30 days;
 * device_list: GET /devices?limit=100;
 * event_list: GET /events?limit=100.
 
@@ -40,6 +41,7 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 from bench.report import print_json_line, print_table  # noqa: E402
 from cloud.api.keys import create_key  # noqa: E402
 from cloud.ingest.writer import POSITIONS  # noqa: E402
+from cloud.store import summaries  # noqa: E402
 from cloud.store.copybin import HEADER, TRAILER  # noqa: E402
 from cloud.store.db import Conn, connect  # noqa: E402
 from cloud.store.migrate import migrate  # noqa: E402
@@ -136,6 +138,32 @@ def seed(conn: Conn, devices: int, days: int, events: int, now: datetime) -> tup
     return time.perf_counter() - started, devices * days * 1440
 
 
+def table_mb(conn: Conn, table: str) -> float:
+    """Size of a partitioned table (all partitions, TOAST and indexes) in MB."""
+    row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                       "WHERE inhparent = %s::regclass", (table,)).fetchone()
+    return round(int(row[0]) / 1e6, 1) if row else 0.0
+
+
+def summarise(conn: Conn, devices: int, days: int, now: datetime) -> float:
+    """Recompute every seeded day the way the receiver does (summaries.refresh_dirty: daily
+    summaries and packed tracks); returns seconds."""
+    started = time.perf_counter()
+    first = (now - timedelta(days=days + 1)).date()
+    PartitionKeeper().ensure(conn, "track_days", first, now.date())
+    conn.execute("INSERT INTO summary_dirty (device_id, day) SELECT device_id, d::date FROM devices "
+                 "CROSS JOIN generate_series(%s::date, %s::date, interval '1 day') d", (first, now.date()))
+    done = 0
+    while (row := conn.execute("SELECT count(*) FROM summary_dirty").fetchone()) and row[0]:
+        summaries.refresh_dirty(conn, oldest_day=first, limit=250)
+        done += min(250, int(row[0]))
+        print(f"\r  summarised and packed {done:,} device-days "
+              f"({done / (time.perf_counter() - started):,.0f}/s)", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    conn.execute("ANALYZE track_days")
+    return time.perf_counter() - started
+
+
 def serve(dsn: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = work / "api.toml"
@@ -205,6 +233,8 @@ def main() -> int:
         migrate(dsn, mode="plain")
         with connect(dsn) as conn:
             seconds, rows = seed(conn, args.devices, args.days, args.events, now)
+            packing_s = summarise(conn, args.devices, args.days, now)
+            sizes_mb = {table: table_mb(conn, table) for table in ("positions", "track_days")}
             _, token = create_key(conn, "bench-risk", "risk_officer")
         with tempfile.TemporaryDirectory(prefix="lienwatch-bench-api-") as work:
             api, base = serve(dsn, Path(work))
@@ -243,6 +273,9 @@ def main() -> int:
                      "p50 ratio", "goal met", "goal p99 ms"], table)
         shown = sample["properties"]
         print(f"\n30-day track: {shown['fixes']:,} fixes -> {shown['points']:,} points at tolerance 10 m")
+        print(f"daily summaries + packed tracks for {args.devices * (args.days + 2):,} device-days: "
+              f"{packing_s:.0f} s; positions {sizes_mb['positions']:,} MB, "
+              f"track_days {sizes_mb['track_days']:,} MB")
         print_json_line(figures)
     finally:
         if api is not None:
