@@ -224,11 +224,16 @@ def _changes(key: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
 
 
 def _trip_list(trips: _Spans) -> list[Trip]:
-    return [Trip(_instant(t0), _instant(t1), d, Place(lat0, lon0), Place(lat1, lon1), None if v != v else v)
+    return [Trip(_instant(t0), _instant(t1), d, Place(lat0, lon0), Place(lat1, lon1), _speed(v))
             for t0, t1, d, lat0, lon0, lat1, lon1, v in zip(
                 trips.start_ns.tolist(), trips.end_ns.tolist(), trips.distance_m.tolist(),
                 trips.start_lat.tolist(), trips.start_lon.tolist(), trips.end_lat.tolist(),
                 trips.end_lon.tolist(), trips.max_speed_kmh.tolist(), strict=True)]
+
+
+def _speed(value: float) -> float | None:
+    """A stored (float4) speed as PostgreSQL reads it out: its shortest decimal digits; NaN: none."""
+    return None if value != value else float(str(np.float32(value)))
 
 
 def _stops(conn: Conn, device_id: str, segments: _Spans, trips: _Spans, gaps: _Spans,
@@ -298,8 +303,8 @@ def _carry_forward(sample_ns: TimeArray, value: FloatArray, time_ns: TimeArray) 
 
 def _half_angle(lat0: FloatArray, lon0: FloatArray, lat1: FloatArray, lon1: FloatArray) -> FloatArray:
     """Half the central angle (radians) between the points: the haversine of the SQL function."""
-    h = (np.square(np.sin(np.radians(lat1 - lat0) / 2))
-         + np.cos(np.radians(lat0)) * np.cos(np.radians(lat1)) * np.square(np.sin(np.radians(lon1 - lon0) / 2)))
+    h = (np.square(np.sin(np.radians(lat1 - lat0) / 2)) + np.cos(np.radians(lat0)) * np.cos(np.radians(lat1))
+         * np.square(np.sin(np.radians(lon1 - lon0) / 2)))
     angle: FloatArray = np.arcsin(np.sqrt(np.minimum(h, 1.0)))  # min: rounding past 1 (antipodes)
     return angle
 

@@ -18,7 +18,7 @@ class Fix:
     lat: float
     lon: float
     speed_kmh: float | None
-    fix_type: int = 2
+    fix_type: int | None = 2  # None: no fix type stored
 
 
 @dataclass
