@@ -32,3 +32,4 @@ cdef class FrameBatch:
     cdef Py_ssize_t capacity
     cdef Py_ssize_t count
     cdef int _grow(self, Py_ssize_t needed) except -1
+    cdef bint _unpack_unsure(self, datagram, unpack) except -1

@@ -193,6 +193,17 @@ cdef int parse_datagram(const uint8_t* p, Py_ssize_t n, frame_t* out) noexcept n
     return DATAGRAM_FRAME
 
 
+cdef object _integral(value):
+    """`value` as an int if it is an integral number (5, 5.0, True), else -1."""
+    if type(value) is int:
+        return value
+    try:
+        as_int = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return -1
+    return as_int if as_int == value else -1
+
+
 cdef class FrameBatch:
     """Frames received in one read, in order; reused from read to read (`clear`)."""
 
@@ -228,14 +239,15 @@ cdef class FrameBatch:
         cdef frame_t* f = &self.frames[self.count]
         cdef const uint8_t[:] view
         data = msg.data
-        arbitration_id = msg.arbitration_id
+        # An id that is no 32-bit integer (a virtual bus carries any object; python-can's check
+        # lets a NaN through) becomes one no CAN frame has: it matches no message.
+        arbitration_id = _integral(msg.arbitration_id)
         f.timestamp = msg.timestamp
-        # an id beyond 32 bits (a virtual bus carries any int) becomes one no CAN frame has
         f.arbitration_id = arbitration_id if 0 <= arbitration_id < 0xFFFFFFFF else 0xFFFFFFFF
         f.flags = ((FRAME_EXTENDED if msg.is_extended_id else 0) | (FRAME_REMOTE if msg.is_remote_frame else 0)
                    | (FRAME_ERROR if msg.is_error_frame else 0) | (FRAME_FD if msg.is_fd else 0)
                    | (FRAME_BRS if msg.bitrate_switch else 0) | (FRAME_ESI if msg.error_state_indicator else 0))
-        f.dlc = min(max(msg.dlc, 0), 255)
+        f.dlc = min(max(_integral(msg.dlc), 0), 255)
         size = len(data) if data is not None else 0
         f.size = min(size, 255)
         if size:
@@ -292,13 +304,30 @@ cdef class FrameBatch:
                 if error == EAGAIN or error == EWOULDBLOCK or error == EINTR:
                     break
                 raise OSError(error, strerror(error).decode("utf-8", "replace"))
-            if unsure:
-                try:
-                    msg = unpack(PyBytes_FromStringAndSize(<char*>buf, got), check=True)
-                except Exception:  # msgpack's errors, or fields can.Message refuses: not a CAN frame
-                    malformed += 1
-                    continue
-                self.append_message(msg)
+            if unsure and not self._unpack_unsure(PyBytes_FromStringAndSize(<char*>buf, got), unpack):
+                malformed += 1
+        return malformed
+
+    cdef bint _unpack_unsure(self, datagram, unpack) except -1:
+        try:
+            msg = unpack(datagram, check=True)
+        except Exception:  # msgpack's errors, or fields can.Message refuses: not a CAN frame
+            return False
+        self.append_message(msg)
+        return True
+
+    def append_datagrams(self, datagrams, unpack):
+        """`read_datagrams` for datagrams already read (bytes each); the count of malformed ones."""
+        cdef const uint8_t[:] view
+        cdef Py_ssize_t malformed = 0
+        for datagram in datagrams:
+            if self.count == self.capacity:
+                self._grow(self.count + 1)
+            view = datagram
+            if view.shape[0] and parse_datagram(&view[0], view.shape[0], &self.frames[self.count]) == DATAGRAM_FRAME:
+                self.count += 1
+            elif not self._unpack_unsure(bytes(datagram), unpack):
+                malformed += 1
         return malformed
 
 
