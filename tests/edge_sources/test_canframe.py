@@ -53,7 +53,8 @@ def _manifest_of_all(layouts: dict[str, FrameLayout], values: dict[str, dict[int
     return Manifest(by_id, by_frame, masks)
 
 
-def _oracle(message: Any, manifest: Manifest, frame_id: int, payload: bytes) -> list[tuple[int, float]] | None:
+def _oracle(message: Any, manifest: Manifest, frame_id: int,
+            payload: bytes) -> list[tuple[int, float]] | None:
     """What the manifest's rules make of cantools' decode (None: the frame does not decode)."""
     try:
         raw = message.decode(payload, decode_choices=False, allow_excess=False)
@@ -185,7 +186,8 @@ def _random_frame(rng: random.Random, manifest: Manifest, pool: dict[int, list[b
     if kind == 2:
         return can.Message(arbitration_id=rng.randrange(0x800), data=rng.randbytes(8), is_extended_id=False)
     if kind == 3:  # a wrong DLC
-        return can.Message(arbitration_id=frame_id, data=rng.randbytes(rng.randrange(9)), is_extended_id=extended)
+        return can.Message(arbitration_id=frame_id, data=rng.randbytes(rng.randrange(9)),
+                           is_extended_id=extended)
     return can.Message(arbitration_id=frame_id, data=rng.choice(pool[frame_id]), is_extended_id=extended)
 
 
@@ -288,7 +290,8 @@ def _messages(rng: random.Random, count: int) -> list[can.Message]:
         remote = not fd and rng.random() < 0.1
         data = b"" if remote else rng.randbytes(rng.choice([0, 1, 8, 12, 64] if fd else range(9)))
         out.append(can.Message(timestamp=rng.random() * 1e9, arbitration_id=rng.randrange(1 << 29),
-                               is_extended_id=True, is_remote_frame=remote, dlc=rng.randrange(9) if remote else None,
+                               is_extended_id=True, is_remote_frame=remote,
+                               dlc=rng.randrange(9) if remote else None,
                                is_error_frame=rng.random() < 0.05 and not remote, data=data, is_fd=fd,
                                bitrate_switch=fd and rng.random() < 0.5,
                                error_state_indicator=fd and rng.random() < 0.5))
@@ -310,11 +313,11 @@ def _mutate(rng: random.Random, datagram: bytes) -> bytes:
         return rng.randbytes(rng.randrange(40))
     as_dict = msgpack.unpackb(datagram, raw=False)
     key = rng.choice(sorted(as_dict))
-    as_dict[key] = rng.choice([None, True, False, -1, 0x7FF, 0x800, 1 << 29, 9, 65, 1.5, -0.5, "x", b"\x01" * 9,
-                               float("nan"), float("inf"), [1, 2]])
+    as_dict[key] = rng.choice([None, True, False, -1, 0x7FF, 0x800, 1 << 29, 9, 65, 1.5, -0.5, "x",
+                               b"\x01" * 9, float("nan"), float("inf"), [1, 2]])
     if how == 5:
         as_dict[rng.choice(["colour", "is_rx", "check"])] = 1
-    return msgpack.packb(as_dict, use_bin_type=True)
+    return bytes(msgpack.packb(as_dict, use_bin_type=True))
 
 
 def test_datagrams_unpack_as_python_can_does_garbage_included() -> None:
