@@ -48,9 +48,8 @@ def main() -> int:
 
     from can.interfaces.udp_multicast.utils import pack_message, unpack_message
 
-    from cython_ext.canframe import FrameBatch
-
     from bench.agent import CAN_FRAMES_PER_S, GNSS_HZ, OBD_PLAN, body_can_frames
+    from cython_ext.canframe import FrameBatch
     from edge.agent.config import parse_config
     from edge.agent.runtime import Agent
     from edge.detect.registry import BUILTIN
