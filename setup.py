@@ -26,6 +26,9 @@ def _require_c_compiler() -> None:
         )
 
 
+# canframe decodes DBC signals as `raw * factor + offset` and must round as CPython does: two
+# roundings, never one fused multiply-add (GCC contracts them by default where FMA exists, AArch64).
+_EXTRA_ARGS = {os.path.join("cython_ext", "canframe.pyx"): ["-ffp-contract=off"]}
 _PYX = glob(os.path.join("cython_ext", "*.pyx")) + glob(os.path.join("protocol", "*.pyx"))
 
 
@@ -43,7 +46,7 @@ def _extensions() -> list[Extension]:
             name=path[:-4].replace(os.sep, "."),
             sources=[path],
             include_dirs=[numpy.get_include()],
-            extra_compile_args=compile_args,
+            extra_compile_args=compile_args + _EXTRA_ARGS.get(path, []),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for path in sorted(_PYX)

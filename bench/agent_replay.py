@@ -8,10 +8,11 @@ phases are read apart. Phases, each `--seconds` of simulated driving after the o
   ticks     `Agent.step()` at the agent's 10 Hz with no input (ring buffers, detectors, status)
   +gnss     + 10 Hz NMEA (RMC VTG GGA GSA GST, GSV and ZDA at 1 Hz) through `GnssSource.feed`
   +obd      + the 10 OBD-II PIDs of bench/agent.py's plan: mode 01 responses decoded and emitted
-  +can receive  + 2,000 passive CAN frames/s: python-can's udp_multicast datagram unpacked into a
-            `can.Message` (its user-space receive work), the frame then dropped
-  +can decode   + `DbcSource.handle` on each of those frames (bus monitor, bit-change filter,
-            DBC decode, samples into the inbox)
+  +can receive  + 2,000 passive CAN frames/s: each tick's udp_multicast datagrams unpacked into a
+            `FrameBatch` as the dbc source's reader does (cython_ext.canframe; the socket reads
+            themselves are system calls), the batch then dropped
+  +can decode   + `DbcSource.handle_batch` on each batch (bus monitor, bit-change filter, DBC
+            decode, samples into the inbox)
 
 The last phase is the full driving load. What a real process does besides, and this leaves out:
 system calls (socket and tty reads, fsync), the ISO-TP stack's frames for the OBD requests, TLS and
@@ -48,6 +49,7 @@ def main() -> int:
     from can.interfaces.udp_multicast.utils import pack_message, unpack_message
 
     from bench.agent import CAN_FRAMES_PER_S, GNSS_HZ, OBD_PLAN, body_can_frames
+    from cython_ext.canframe import FrameBatch
     from edge.agent.config import parse_config
     from edge.agent.runtime import Agent
     from edge.detect.registry import BUILTIN
@@ -88,6 +90,7 @@ def main() -> int:
         dbc = DbcSource("dbc", clock, manifest=load_manifest(REPO / "hil/vehicle_manifest.toml", catalog),
                         interface="udp_multicast", channel="ff11::1")
         frames_per_tick = round(CAN_FRAMES_PER_S * TICK_S)
+        batch = FrameBatch(frames_per_tick)
         datagrams = [pack_message(m) for m in body_can_frames(frames_per_tick * ticks)]
         start = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
         wanted = ("RMC", "VTG", "GGA", "GSA", "GST")
@@ -123,12 +126,10 @@ def main() -> int:
                                 agent.inbox.put(_sample(now, obd_ids[pid], value.value))
                 if with_can:
                     first = state["can"]
+                    batch.clear()
+                    batch.append_datagrams(datagrams[first:first + frames_per_tick], unpack_message)
                     if decode:
-                        for datagram in datagrams[first:first + frames_per_tick]:
-                            dbc.handle(unpack_message(datagram), sink, now)
-                    else:
-                        for datagram in datagrams[first:first + frames_per_tick]:
-                            unpack_message(datagram)
+                        dbc.handle_batch(batch, sink, now)
                     state["can"] = first + frames_per_tick
                 agent.step()
                 state["tick"] = tick + 1

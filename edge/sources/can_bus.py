@@ -18,6 +18,7 @@ from typing import Any
 
 import can
 
+from cython_ext.canframe import FrameBatch
 from edge.sources.base import HealthState, SourceError
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -119,13 +120,15 @@ MAX_DATAGRAM_BYTES = 4096
 class QueuedFrameReader:
     """Reads what a bus has queued in one batch: wait once for the first frame, then drain.
 
-    Written by hand for `udp_multicast` only: python-can has no batch read, and its `recv()` costs
-    ~8 µs a frame there (a select(), a recvmsg() with timestamp ancillary data, validation, its
-    filter loop) — at 2,000 frames/s a third of the agent's CPU. Here the bus's own socket
-    (`bus.fileno()`) is read with MSG_DONTWAIT and each datagram is unpacked by python-can's own
-    `unpack_message` (~5 µs a frame); the frame's timestamp is then the sender's. Every other
-    interface (SocketCAN on a board) goes through `bus.recv()`. A datagram that does not unpack
-    into a CAN frame is counted in `malformed` and skipped.
+    python-can has no batch read, and its `recv()` costs ~8 µs a frame on `udp_multicast` (a
+    select(), a recvmsg() with timestamp ancillary data, msgpack's dict, validation, a
+    `can.Message`, its filter loop) — at 2,000 frames/s a third of the agent's CPU. So for
+    `udp_multicast` the bus's own socket (`bus.fileno()`) is drained by compiled code
+    (`cython_ext.canframe.FrameBatch.read_datagrams`: MSG_DONTWAIT reads, each datagram in the
+    exact form python-can's `pack_message` writes unpacked in C, any other one by python-can's own
+    `unpack_message(check=True)`); the frame's timestamp is then the sender's. Every other
+    interface (SocketCAN on a board, `virtual`) goes through `bus.recv()`. A datagram that does not
+    unpack into a CAN frame is counted in `malformed` and skipped.
     """
 
     def __init__(self, bus: can.BusABC, interface: str) -> None:
@@ -140,33 +143,32 @@ class QueuedFrameReader:
             if fd >= 0:  # the same kernel socket; closing the dup closes the dup only
                 self._sock = socket.socket(fileno=os.dup(fd))
 
-    def read(self, timeout_s: float, limit: int) -> list[can.Message]:
-        """Up to `limit` frames: those queued, or the first to come within `timeout_s`."""
+    def read_into(self, batch: FrameBatch, timeout_s: float, limit: int) -> int:
+        """Fill `batch` (cleared first) with up to `limit` frames: those queued, or the first to
+        come within `timeout_s`. Returns how many."""
+        batch.clear()
         sock = self._sock
-        frames: list[can.Message] = []
         if sock is None:
             msg = self.bus.recv(timeout_s)
             while msg is not None:
-                frames.append(msg)
-                if len(frames) >= limit:
+                batch.append_message(msg)
+                if len(batch) >= limit:
                     break
                 msg = self.bus.recv(0)
-            return frames
+            return len(batch)
         if timeout_s > 0 and not select.select([sock], [], [], timeout_s)[0]:
-            return frames
-        recv, unpack = sock.recv, self._unpack
-        while len(frames) < limit:
-            try:
-                datagram = recv(MAX_DATAGRAM_BYTES, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as error:
-                raise can.CanOperationError(f"failed to read the CAN socket: {error}") from error
-            try:
-                frames.append(unpack(datagram, check=True))
-            except Exception:  # msgpack's errors, or fields can.Message refuses: not a CAN frame
-                self.malformed += 1
-        return frames
+            return 0
+        try:
+            self.malformed += batch.read_datagrams(sock.fileno(), limit, self._unpack)
+        except OSError as error:
+            raise can.CanOperationError(f"failed to read the CAN socket: {error}") from error
+        return len(batch)
+
+    def read(self, timeout_s: float, limit: int) -> list[can.Message]:
+        """`read_into` as `can.Message`s."""
+        batch = FrameBatch(max(limit, 1))
+        self.read_into(batch, timeout_s, limit)
+        return batch.messages()
 
     def close(self) -> None:
         if self._sock is not None:
@@ -206,21 +208,40 @@ class BusMonitor:
 
     def observe(self, msg: can.Message, now_ns: int | None = None) -> bool:
         """Account one message received at `now_ns` (default: now); True if it is a data frame."""
-        self._last_frame_ns = self.clock.monotonic_ns() if now_ns is None else now_ns
+        now_ns = self.clock.monotonic_ns() if now_ns is None else now_ns
         if msg.is_error_frame:
-            self.error_frames += 1
-            self._remember(True)
-            if msg.arbitration_id & CAN_ERR_BUSOFF:
-                if not self.bus_off:
-                    self.bus_off_events += 1
-                self.bus_off = True
-            if msg.arbitration_id & CAN_ERR_RESTARTED:
-                self.bus_off = False
+            self.observe_error(msg.arbitration_id, now_ns)
             return False
-        self.frames += 1
-        self._remember(False)
-        self.bus_off = False
+        self.observe_frames(1, now_ns)
         return not msg.is_remote_frame
+
+    def observe_error(self, arbitration_id: int, now_ns: int) -> None:
+        """Account one error frame (its class bits in `arbitration_id`) received at `now_ns`."""
+        self._last_frame_ns = now_ns
+        self.error_frames += 1
+        self._remember(True)
+        if arbitration_id & CAN_ERR_BUSOFF:
+            if not self.bus_off:
+                self.bus_off_events += 1
+            self.bus_off = True
+        if arbitration_id & CAN_ERR_RESTARTED:
+            self.bus_off = False
+
+    def observe_frames(self, count: int, now_ns: int) -> None:
+        """Account `count` data or remote frames received at `now_ns` (as `count` × `observe`)."""
+        if count <= 0:
+            return
+        self._last_frame_ns = now_ns
+        self.frames += count
+        self.bus_off = False
+        recent = self._recent
+        if count >= (recent.maxlen or 0):
+            recent.clear()
+            recent.extend([False] * (recent.maxlen or 0))
+            self._recent_errors = 0
+            return
+        for _ in range(count):
+            self._remember(False)
 
     def send_failed(self) -> None:
         self.send_errors += 1

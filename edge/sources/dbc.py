@@ -19,6 +19,7 @@ CRCs) do not count as a change.
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -28,7 +29,8 @@ from typing import Any
 
 import can
 
-from edge.sources.base import SampleSink, Source
+from cython_ext.canframe import ChangeDecoder, FrameBatch
+from edge.sources.base import Sample, SampleSink, Source
 from edge.sources.can_bus import (
     BusMonitor,
     QueuedFrameReader,
@@ -37,12 +39,8 @@ from edge.sources.can_bus import (
     open_bus,
     set_receive_buffer,
 )
-from edge.sources.dbc_layout import (
-    FrameDecodeError,
-    FrameLayout,
-    compile_dbc,
-    compile_dbc_isolated,
-)
+from edge.sources.dbc_layout import FrameLayout, SignalLayout, compile_dbc, compile_dbc_isolated
+from edge.sources.dbc_reference import decode_frame, frame_entries
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
@@ -162,31 +160,78 @@ FRAME_BUFFER_BYTES = 1024
 datagram; a SocketCAN frame's socket buffer is of the same order)."""
 
 
-class _Frame:
-    """One mapped frame id: how to decode it and what `DbcDecoder.changes` remembers about it."""
+_INT64 = 1 << 63
+_VALUE_IDENTITY, _VALUE_INT, _VALUE_INT_FLOAT, _VALUE_FLOAT = range(4)  # cython_ext.canframe's kinds
+_CEntry = tuple[int, bool, int, int, bool, int, int, int, int, float, float, float,
+                "tuple[tuple[int, float], ...] | None"]
 
-    __slots__ = ("decoder", "entries", "key", "last", "length", "mask", "refresh_at_ns")
 
-    def __init__(self, maps: tuple[SignalMap, ...], layout: FrameLayout, mask: int) -> None:
-        self.decoder = layout.decoder({m.signal for m in maps})
-        floats = {s.name for s in layout.signals if s.is_float}
-        # (DBC signal, catalog id, enum map or None, scale, may be inf/NaN), in manifest order;
-        # only an IEEE-float signal can decode to inf or NaN (an integer times a finite factor can't)
-        self.entries = tuple((m.signal, m.signal_id, m.values, m.scale, m.signal in floats) for m in maps)
-        self.mask = mask
-        self.key: int | None = None  # mapped bits of the last cleanly decoded frame
-        self.length = -1
-        self.last: dict[int, float] = {}  # signal id → value last emitted
-        self.refresh_at_ns = 0
+def _c_entry(layout: FrameLayout, signal: SignalLayout, m: SignalMap) -> _CEntry | None:
+    """One manifest entry as cython_ext.canframe.ChangeDecoder decodes it, or None if it cannot
+    do so exactly as `FrameDecoder` + `decode_frame` (then the message is decoded in Python)."""
+    factor, offset = signal.factor, signal.offset
+    identity = type(factor) is int and factor == 1 and offset == 0
+    values = None
+    if m.values is not None:
+        if signal.is_float or not all(-_INT64 <= k < _INT64 for k in m.values):
+            return None  # int() of a NaN raises in Python; keys beyond int64 never match in C
+        values = tuple(m.values.items())
+    if signal.is_float:
+        kind = _VALUE_IDENTITY if identity else _VALUE_FLOAT
+    else:
+        if not signal.signed and signal.length == 64:
+            return None  # raw values beyond int64
+        top = 1 << (signal.length - 1 if signal.signed else signal.length)
+        if identity:
+            kind = _VALUE_IDENTITY
+        elif type(factor) is int:
+            kind = _VALUE_INT if type(offset) is int else _VALUE_INT_FLOAT
+            exact = top * abs(factor) + (abs(offset) if type(offset) is int else 0)
+            if exact >= _INT64:  # Python's integers do not overflow; int64 would
+                return None
+        else:
+            kind = _VALUE_FLOAT
+            if values is not None and not top * abs(factor) + abs(offset) < 1e300:
+                return None  # int(inf) raises in Python
+    if signal.little_endian:
+        shift = signal.start
+    else:  # big-endian bit position of the LSB, counted from the end of the payload
+        shift = 8 * layout.length - (8 * (signal.start // 8) + 7 - signal.start % 8 + signal.length)
+    int_factor = factor if kind in (_VALUE_INT, _VALUE_INT_FLOAT) else 0
+    int_offset = offset if kind == _VALUE_INT else 0
+    return (m.signal_id, signal.little_endian, shift, signal.length, signal.signed,
+            signal.length if signal.is_float else 0, kind, int(int_factor), int(int_offset),
+            float(factor), float(offset), m.scale, values)
+
+
+def compile_messages(manifest: Manifest) -> list[tuple[int, int, bytes, list[_CEntry], Any]]:
+    """The manifest's messages as `ChangeDecoder` takes them: native where every mapped signal
+    decodes exactly in C, else with a Python fallback (`decode_frame`)."""
+    out = []
+    for frame_id, maps in manifest.by_frame.items():
+        layout = manifest.layouts[frame_id]
+        by_name = {s.name: s for s in layout.signals}
+        entries = [None if layout.multiplexed else _c_entry(layout, by_name[m.signal], m) for m in maps]
+        fallback = None
+        if any(entry is None for entry in entries):
+            fallback = functools.partial(decode_frame, layout.decoder({m.signal for m in maps}),
+                                         frame_entries(layout, maps))
+            entries = [(m.signal_id, True, 0, 1, False, 0, 0, 0, 0, 1.0, 0.0, m.scale, None) for m in maps]
+        mask = manifest.masks[frame_id] & ((1 << (8 * 64)) - 1)
+        out.append((frame_id, layout.length, mask.to_bytes(64, "little"),
+                    [entry for entry in entries if entry is not None], fallback))
+    return out
 
 
 class DbcDecoder:
     """Frame → [(signal id, value)] for the manifest's signals; counts what it rejects.
 
     `decode` decodes every mapped frame; `changes` applies the on-change rule with a refresh
-    (module docstring). Counters: `decoded` frames decoded cleanly, `rejected` frames or signals
-    that did not decode, `ignored` frames of unmapped ids (and error/remote frames), `unchanged`
-    frames skipped because their mapped bits repeated the last clean frame's.
+    (module docstring); `process` does that for a whole `FrameBatch` in compiled code
+    (cython_ext.canframe; edge/sources/dbc_reference.py is the same in Python). Counters:
+    `decoded` frames decoded cleanly, `rejected` frames or signals that did not decode, `ignored`
+    frames of unmapped ids (and error/remote frames), `unchanged` frames skipped because their
+    mapped bits repeated the last clean frame's.
     """
 
     def __init__(self, manifest: Manifest, *, refresh_s: float = 1.0) -> None:
@@ -194,85 +239,51 @@ class DbcDecoder:
             raise ConfigError(f"dbc refresh_s must be >= 0, got {refresh_s}")
         self.manifest = manifest
         self.refresh_ns = round(refresh_s * 1e9)
-        self.decoded = 0
-        self.ignored = 0
-        self.rejected = 0
-        self.unchanged = 0
-        self._frames = {
-            frame_id: _Frame(maps, manifest.layouts[frame_id], manifest.masks[frame_id])
-            for frame_id, maps in manifest.by_frame.items()
-        }
+        self.compiled = ChangeDecoder(compile_messages(manifest), self.refresh_ns)
+        self._one = FrameBatch(1)
+
+    @property
+    def decoded(self) -> int:
+        return self.compiled.decoded
+
+    @property
+    def rejected(self) -> int:
+        return self.compiled.rejected
+
+    @property
+    def ignored(self) -> int:
+        return self.compiled.ignored
+
+    @property
+    def unchanged(self) -> int:
+        return self.compiled.unchanged
+
+    def _single(self, msg: can.Message) -> FrameBatch:
+        one = self._one
+        one.clear()
+        one.append_message(msg)
+        return one
 
     def decode(self, msg: can.Message) -> list[tuple[int, float]]:
-        frame = self._frames.get(msg.arbitration_id)
-        if frame is None or msg.is_error_frame or msg.is_remote_frame:
-            self.ignored += 1
-            return []
-        return self._decode(frame, msg.data)[0]
-
-    def _decode(self, frame: _Frame, data: bytes | bytearray) -> tuple[list[tuple[int, float]], bool]:
-        """The frame's signals and whether all of them decoded."""
-        try:
-            raw = frame.decoder.decode(data)
-        except FrameDecodeError:
-            self.rejected += 1
-            return [], False
-        out: list[tuple[int, float]] = []
-        clean = True
-        for signal, signal_id, values, scale, maybe_not_finite in frame.entries:
-            value = raw.get(signal)
-            if value is None:  # a multiplexed signal this frame does not carry
-                self.rejected += 1
-                clean = False
-                continue
-            if values is not None:
-                mapped = values.get(int(value))
-                if mapped is None:
-                    self.rejected += 1
-                    clean = False
-                    continue
-                value = mapped
-            value = float(value) * scale
-            if maybe_not_finite and not math.isfinite(value):
-                self.rejected += 1
-                clean = False
-                continue
-            out.append((signal_id, value))
-        self.decoded += 1
-        return out, clean
+        self.compiled.process(self._single(msg), 0, None, False)
+        return self.compiled.output()
 
     def changes(self, msg: can.Message, mono_ns: int) -> list[tuple[int, float]]:
         """The samples one frame received at `mono_ns` contributes under the on-change rule.
 
         With `refresh_s` = 0 every mapped frame is decoded and all its signals returned.
         """
-        frame = self._frames.get(msg.arbitration_id)
-        if frame is None or msg.is_error_frame or msg.is_remote_frame:
-            self.ignored += 1
-            return []
-        data = msg.data
-        if not self.refresh_ns:
-            return self._decode(frame, data)[0]
-        key = int.from_bytes(data, "little") & frame.mask
-        if key == frame.key and len(data) == frame.length:
-            self.unchanged += 1
-            if mono_ns < frame.refresh_at_ns:
-                return []
-            frame.refresh_at_ns = mono_ns + self.refresh_ns
-            return list(frame.last.items())
-        values, clean = self._decode(frame, data)
-        # Only a clean frame may stand for its repetitions: a rejected one is decoded (and
-        # counted) again each time it comes.
-        frame.key, frame.length = (key, len(data)) if clean else (None, -1)
-        last = frame.last
-        if mono_ns >= frame.refresh_at_ns:
-            if clean:  # a signal left out of this frame is still due for its refresh
-                frame.refresh_at_ns = mono_ns + self.refresh_ns
-            out = values
-        else:
-            out = [(signal_id, value) for signal_id, value in values if last.get(signal_id) != value]
-        last.update(values)
-        return out
+        self.compiled.process(self._single(msg), mono_ns, None, True)
+        return self.compiled.output()
+
+    def process(self, batch: FrameBatch, mono_ns: int, monitor: BusMonitor) -> int:
+        """`changes` for a batch received at `mono_ns`, each frame accounted in `monitor` first
+        (error and remote frames go no further); how many samples `emit` then hands on."""
+        return self.compiled.process(batch, mono_ns, monitor, True)
+
+    def emit(self, sink: SampleSink, mono_ns: int) -> int:
+        """The last `process`'s samples to `sink`, stamped `mono_ns`; how many."""
+        return self.compiled.emit(sink, Sample, mono_ns)
 
 
 class DbcSource(Source):
@@ -309,6 +320,8 @@ class DbcSource(Source):
         self.batch_frames = BATCH_FRAMES
         self.bus: can.BusABC | None = None
         self.reader: QueuedFrameReader | None = None
+        self._batch = FrameBatch(max_frames_per_poll)
+        self._single = FrameBatch(1)
         self.monitor = BusMonitor(clock, silent_after_s=silent_after_s)
         self._last_read_ns: int | None = None
 
@@ -349,11 +362,10 @@ class DbcSource(Source):
         """
         assert self.reader is not None
         since_ns = self._last_read_ns
-        frames = self.reader.read(0.25, self.max_frames_per_poll)
+        batch = self._batch
+        n = self.reader.read_into(batch, 0.25, self.max_frames_per_poll)
         now_ns = self._last_read_ns = self.clock.monotonic_ns()
-        for msg in frames:  # a batch is stamped with the time it was read
-            self.handle(msg, sink, now_ns)
-        n = len(frames)
+        self._take(batch, sink, now_ns)  # a batch is stamped with the time it was read
         self._update_health()
         if not n:
             return 0.0
@@ -362,13 +374,22 @@ class DbcSource(Source):
         rate_per_s = n * 1e9 / (now_ns - since_ns)
         return min(self.read_interval_s, self.batch_frames / rate_per_s)
 
+    def _take(self, batch: FrameBatch, sink: SampleSink, mono_ns: int) -> None:
+        if self.decoder.process(batch, mono_ns, self.monitor):
+            health = self.health
+            health.samples += self.decoder.emit(sink, mono_ns)
+            health.last_sample_mono_ns = mono_ns
+
     def handle(self, msg: can.Message, sink: SampleSink, mono_ns: int | None = None) -> None:
         """Decode one frame received at `mono_ns` (default: now); also usable by another reader."""
         t = self.clock.monotonic_ns() if mono_ns is None else mono_ns
-        if not self.monitor.observe(msg, t):
-            return
-        for signal_id, value in self.decoder.changes(msg, t):
-            self.emit(sink, signal_id, value, t)
+        self._single.clear()
+        self._single.append_message(msg)
+        self._take(self._single, sink, t)
+
+    def handle_batch(self, batch: FrameBatch, sink: SampleSink, mono_ns: int) -> None:
+        """Decode a batch of frames received at `mono_ns` (what `poll` does with each read)."""
+        self._take(batch, sink, mono_ns)
 
     def _update_health(self) -> None:
         health = self.health
