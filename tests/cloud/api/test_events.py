@@ -133,7 +133,7 @@ def test_a_record_sent_raised_and_cleared_at_once_is_listed_as_cleared(api: Api)
 def test_pages_stay_stable_with_ties_in_time(api: Api) -> None:
     for n in range(6):
         register(api.conn, f"veh-t{n}")
-    store(api.conn, [event(f"veh-t{n}", 1, k, NOW_NS - 100 * S) for n in range(6) for k in (1, 2)])
+    store(api.conn, [event(f"veh-t{n}", k, k, NOW_NS - 100 * S) for n in range(6) for k in (1, 2)])
     seen: list[tuple[str, int]] = []
     page = api.get("/events", params={"limit": 5}).json()
     while True:
