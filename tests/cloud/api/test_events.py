@@ -118,8 +118,8 @@ def test_roles_see_what_they_should_and_refusals_are_audited(api: Api) -> None:
 
 
 def test_a_record_sent_raised_and_cleared_at_once_is_listed_as_cleared(api: Api) -> None:
-    from tests.cloud.api.test_interrupt import _interrupt_event  # noqa: PLC0415 (its event shape)
-    from protocol.messages import InterruptState  # noqa: PLC0415
+    from protocol.messages import InterruptState
+    from tests.cloud.api.test_interrupt import _interrupt_event
 
     register(api.conn, "veh-1")
     store(api.conn, [_interrupt_event(1, NOW_NS - 60 * S, InterruptState.ARMED, "armed")])
