@@ -415,7 +415,7 @@ _EVENTS = f"""
     WITH ins AS (
         INSERT INTO events ({", ".join(EVENT_COLUMNS)})
         SELECT {", ".join(EVENT_COLUMNS)} FROM stage_events ON CONFLICT DO NOTHING
-        RETURNING device_id, time, boot_id, seq, detector, event_id, transition, detail
+        RETURNING device_id, time, boot_id, seq, detector, event_id, transition, detail, raised_at
     ), life AS (
         -- one lifecycle row per raised event; resolved at once if its clear came first or with it
         INSERT INTO event_lifecycle (device_id, event_time, boot_id, seq, event_id, state, updated_by)
@@ -430,6 +430,18 @@ _EVENTS = f"""
                 AND x.device_id = r.device_id AND x.event_id = r.event_id
             LIMIT 1) c ON true
         WHERE r.transition = 'raised' ON CONFLICT DO NOTHING
+    ), record AS (
+        -- a record sent raised and cleared at once (CLEARED, raised_at = its own time, no RAISED
+        -- row: the starter interrupt's changes) is its own lifecycle row, resolved by the device
+        INSERT INTO event_lifecycle (device_id, event_time, boot_id, seq, event_id, state, updated_at,
+                                     updated_by, note)
+        SELECT c.device_id, c.time, c.boot_id, c.seq, c.event_id, 'resolved', c.time, 'device', c.detail
+        FROM ins c WHERE c.transition = 'cleared' AND c.raised_at = c.time
+            AND NOT EXISTS (SELECT 1 FROM ins x WHERE x.transition = 'raised'
+                            AND x.device_id = c.device_id AND x.event_id = c.event_id)
+            AND NOT EXISTS (SELECT 1 FROM events x WHERE x.transition = 'raised'
+                            AND x.device_id = c.device_id AND x.event_id = c.event_id)
+        ON CONFLICT DO NOTHING
     ), resolved AS (
         UPDATE event_lifecycle l SET state = 'resolved', updated_at = c.time, updated_by = 'device',
                                      note = c.detail

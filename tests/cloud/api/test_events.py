@@ -115,3 +115,40 @@ def test_roles_see_what_they_should_and_refusals_are_audited(api: Api) -> None:
                        ("event.acknowledge", "account-manager-1", "veh-b"), ("events", "auditor-1", None)]
     listed = api.audit_rows(action="events.list", allowed=True)
     assert [r["user_name"] for r in listed] == ["account-manager-1"]
+
+
+def test_a_record_sent_raised_and_cleared_at_once_is_listed_as_cleared(api: Api) -> None:
+    from protocol.messages import InterruptState
+    from tests.cloud.api.test_interrupt import _interrupt_event
+
+    register(api.conn, "veh-1")
+    store(api.conn, [_interrupt_event(1, NOW_NS - 60 * S, InterruptState.ARMED, "armed")])
+    listed = api.get("/events", params={"device_id": "veh-1"}).json()["items"]
+    assert [(e["event_id"], e["detector"], e["state"], e["transitions"]) for e in listed] == [
+        (1001, "starter_interrupt", "cleared", 1)]
+    assert items(api.get("/events", params={"state": "cleared"})) == [("veh-1", 1001)]
+    assert api.get("/events/counts").json()["total"] == 0  # a record, not an open alert
+
+
+def test_pages_stay_stable_with_ties_in_time(api: Api) -> None:
+    for n in range(6):
+        register(api.conn, f"veh-t{n}")
+    store(api.conn, [event(f"veh-t{n}", k, k, NOW_NS - 100 * S) for n in range(6) for k in (1, 2)])
+    seen: list[tuple[str, int]] = []
+    page = api.get("/events", params={"limit": 5}).json()
+    while True:
+        seen += [(e["device_id"], e["event_id"]) for e in page["items"]]
+        if not page["next_cursor"]:
+            break
+        page = api.get("/events", params={"limit": 5, "cursor": page["next_cursor"]}).json()
+    assert seen == sorted(seen, reverse=True) and len(set(seen)) == 12
+
+
+def test_the_list_reads_its_page_by_index(api: Api) -> None:
+    register(api.conn, "veh-x")
+    store(api.conn, [event("veh-x", n, n, NOW_NS - n * S) for n in range(1, 200)])
+    api.conn.execute("ANALYZE event_lifecycle")
+    plan = "\n".join(r[0] for r in api.conn.execute(
+        "EXPLAIN SELECT * FROM event_lifecycle lc ORDER BY lc.event_time DESC, lc.device_id DESC, "
+        "lc.event_id DESC LIMIT 100").fetchall())
+    assert "Index Scan Backward using" in plan and "Sort" not in plan, plan
