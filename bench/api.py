@@ -12,21 +12,27 @@ summarised and its track packed as the receiver does (`summaries.refresh_dirty`)
 * device_list: GET /devices?limit=100;
 * event_list: GET /events?limit=100.
 
-The baseline, measured in the same run, is one client alone on the same endpoint (the ratio
-shows what concurrency costs on this machine). Goals: track p99 <= 100 ms, trips p99 <= 200 ms,
-device list p99 <= 50 ms. The last line is the JSON of the 16-client figures.
+The clients are keep-alive connections on one asyncio loop (bench/httpload.py: tens of
+microseconds of client CPU a request, so the client does not take the cores it measures). The
+baseline, measured in the same run, is one client alone on the same endpoint (the ratio shows what
+concurrency costs on this machine); the table also gives the answers a second under load and the
+CPU the API process and the database server spent per answer (from /proc), which bound what the
+machine can serve: with the API's Python on one core, 16 clients back to back wait about
+16 x its CPU per answer. Goals: track p99 <= 100 ms, trips p99 <= 200 ms, device list p99 <= 50 ms.
+The last line is the JSON of the 16-client figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
+from bench.httpload import run_load  # noqa: E402
 from bench.report import print_json_line, print_table  # noqa: E402
 from cloud.api.keys import create_key  # noqa: E402
 from cloud.ingest.writer import POSITIONS  # noqa: E402
@@ -164,6 +171,14 @@ def summarise(conn: Conn, devices: int, days: int, now: datetime) -> float:
     return time.perf_counter() - started
 
 
+def seeded(conn: Conn) -> tuple[datetime, int, int, int, float, float]:
+    """What an earlier `--keep` run seeded: its `now`, devices, days, rows and times."""
+    row = conn.execute("SELECT now, devices, days, rows, seed_s, packing_s FROM bench_api_seed").fetchone()
+    if row is None:
+        raise SystemExit("this database was not seeded by bench/api.py --keep")
+    return row[0], row[1], row[2], row[3], row[4], row[5]
+
+
 def serve(dsn: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = work / "api.toml"
@@ -177,31 +192,60 @@ def serve(dsn: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def measure(base: str, token: str, urls: list[str], clients: int) -> list[float]:
-    """Latencies (ms) of `urls`, spread over `clients` threads each sending back to back."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    errors: list[str] = []
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes `pids` have used (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
-    def run(mine: list[str]) -> None:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-            for url in mine:
-                t0 = time.perf_counter()
-                answer = client.get(url)
-                elapsed = (time.perf_counter() - t0) * 1000
-                if answer.status_code != 200:
-                    errors.append(f"{url}: {answer.status_code} {answer.text[:200]}")
-                with lock:
-                    latencies.append(elapsed)
 
-    threads = [threading.Thread(target=run, args=(urls[i::clients],)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return latencies
+def _postgres_pids(server_pid: int | None) -> list[int]:
+    """The PostgreSQL backends of the bench's own server (none with --dsn: not ours to read)."""
+    if server_pid is None:
+        return []
+    found = subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True, text=True).stdout
+    return [server_pid, *(int(pid) for pid in found.split())]
+
+
+def _postmaster_pid(dsn: str) -> int | None:
+    """The pid of the server at `dsn` if it runs on this machine (a backend's parent)."""
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        return int(Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]) if row else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Measured:
+    latencies_ms: list[float]
+    per_s: float  # answers a second
+    api_cpu_ms: float  # the API process's CPU per answer
+    db_cpu_ms: float | None  # the database server's CPU per answer (None: not measured)
+
+
+def measure(base: str, token: str, urls: list[str], clients: int, api_pid: int,
+            db_pid: int | None) -> Measured:
+    """GET `urls` over `clients` keep-alive connections sending back to back (bench/httpload.py);
+    with the CPU the API and the database spent on them."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    db = _postgres_pids(db_pid)
+    api0, db0 = _cpu_s([api_pid]), {pid: _cpu_s([pid]) for pid in db}
+    result = run_load(host, int(port), token, urls, clients)
+    api1 = _cpu_s([api_pid])
+    alive = set(_postgres_pids(db_pid))  # a backend that ended meanwhile took its CPU count along
+    db1 = sum(_cpu_s([pid]) - before for pid, before in db0.items() if pid in alive)
+    if result.errors:
+        raise SystemExit(f"{len(result.errors)} requests failed, e.g. {result.errors[0]}")
+    n = len(urls)
+    return Measured(result.latencies_ms, n / result.wall_s, (api1 - api0) * 1000 / n,
+                    db1 * 1000 / n if db else None)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -219,21 +263,35 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=320, help="requests per endpoint (concurrent)")
     parser.add_argument("--dsn", help="a PostgreSQL server to use (a role that may create databases)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the seeded database (on --dsn's server) and print its name")
+    parser.add_argument("--reuse", metavar="DATABASE",
+                        help="measure on a database seeded by an earlier --keep run (with --dsn)")
     args = parser.parse_args()
-    now = datetime.now(UTC)
+    if (args.keep or args.reuse) and not args.dsn:
+        parser.error("--keep and --reuse need --dsn (the bench's own server is removed at exit)")
     server = None if args.dsn else start_postgres(settings={"max_connections": "200",
                                                            "shared_buffers": "512MB"})
     admin_dsn = args.dsn or server.dsn  # type: ignore[union-attr]
-    name = f"bench_api_{int(time.time())}"
-    with connect(admin_dsn) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    name = args.reuse or f"bench_api_{int(time.time())}"
+    if not args.reuse:
+        with connect(admin_dsn) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     dsn = make_conninfo(admin_dsn, dbname=name)
     api = None
     try:
-        migrate(dsn, mode="plain")
         with connect(dsn) as conn:
-            seconds, rows = seed(conn, args.devices, args.days, args.events, now)
-            packing_s = summarise(conn, args.devices, args.days, now)
+            if args.reuse:
+                now, args.devices, args.days, rows, seconds, packing_s = seeded(conn)
+            else:
+                now = datetime.now(UTC)
+                migrate(dsn, mode="plain")
+                seconds, rows = seed(conn, args.devices, args.days, args.events, now)
+                packing_s = summarise(conn, args.devices, args.days, now)
+                conn.execute("CREATE TABLE bench_api_seed AS SELECT %s::timestamptz AS now, "
+                             "%s::int AS devices, %s::int AS days, %s::bigint AS rows, "
+                             "%s::float8 AS seed_s, %s::float8 AS packing_s",
+                             (now, args.devices, args.days, rows, seconds, packing_s))
             sizes_mb = {table: table_mb(conn, table) for table in ("positions", "track_days")}
             _, token = create_key(conn, "bench-risk", "risk_officer")
         with tempfile.TemporaryDirectory(prefix="lienwatch-bench-api-") as work:
@@ -253,24 +311,29 @@ def main() -> int:
             }
             figures: dict[str, Any] = {}
             table = []
+            db_pid = server.pid if server is not None else _postmaster_pid(dsn)
             for key, make in endpoints.items():
-                measure(base, token, [make() for _ in range(8)], 1)  # warm-up
-                alone = percentiles(measure(base, token, [make() for _ in range(30)], 1))
-                urls = [make() for _ in range(args.requests)]
-                loaded = percentiles(measure(base, token, urls, args.clients))
-                figures[key] = loaded
+                measure(base, token, [make() for _ in range(8)], 1, api.pid, db_pid)  # warm-up
+                alone = measure(base, token, [make() for _ in range(max(30, args.requests // 4))], 1,
+                                api.pid, db_pid)
+                loaded = measure(base, token, [make() for _ in range(args.requests)], args.clients,
+                                 api.pid, db_pid)
+                one, many = percentiles(alone.latencies_ms), percentiles(loaded.latencies_ms)
+                figures[key] = many
                 goal = GOALS_MS.get(key)
-                table.append([key.removesuffix("_ms"), alone["p50"], alone["p99"],
-                              loaded["p50"], loaded["p99"],
-                              round(loaded["p50"] / alone["p50"], 2) if alone["p50"] else None,
-                              "n/a" if goal is None else ("yes" if loaded["p99"] <= goal else "NO"),
+                table.append([key.removesuffix("_ms"), one["p50"], one["p99"], many["p50"], many["p99"],
+                              round(many["p50"] / one["p50"], 2) if one["p50"] else None,
+                              round(loaded.per_s), round(alone.api_cpu_ms, 2),
+                              "-" if alone.db_cpu_ms is None else round(alone.db_cpu_ms, 2),
+                              "n/a" if goal is None else ("yes" if many["p99"] <= goal else "NO"),
                               "-" if goal is None else goal])
             sample = httpx.get(f"{base}{endpoints['track_30d_ms']()}",
                                headers={"Authorization": f"Bearer {token}"}).json()
         print_table(f"API under load: {args.devices} devices x {args.days} days at 1 fix/min "
                     f"({rows:,} positions seeded in {seconds:.0f} s), {args.clients} clients",
                     ["endpoint", "1 client p50", "1 client p99", f"{args.clients} p50", f"{args.clients} p99",
-                     "p50 ratio", "goal met", "goal p99 ms"], table)
+                     "p50 ratio", f"{args.clients} req/s", "API CPU ms/req", "DB CPU ms/req", "goal met",
+                     "goal p99 ms"], table)
         shown = sample["properties"]
         print(f"\n30-day track: {shown['fixes']:,} fixes -> {shown['points']:,} points at tolerance 10 m")
         print(f"daily summaries + packed tracks for {args.devices * (args.days + 2):,} device-days: "
@@ -281,8 +344,11 @@ def main() -> int:
         if api is not None:
             api.terminate()
             api.wait(30)
-        with connect(admin_dsn) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        if args.keep or args.reuse:
+            print(f"kept database {name!r}: measure again with --dsn ... --reuse {name}", file=sys.stderr)
+        else:
+            with connect(admin_dsn) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         if server is not None:
             server.stop()
     return 0

@@ -52,16 +52,14 @@ def main(argv: list[str]) -> int:
         return 2
     import logging
 
-    import uvicorn
-
     from cloud.api.app import create_app
+    from cloud.api.cli import serve
     from cloud.api.config import load_config
 
     config = load_config(argv[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, clock=FollowingClock(Path(argv[1])))
-    uvicorn.run(app, host=config.api.host, port=config.api.port, log_level="info", proxy_headers=False,
-                server_header=False, date_header=True)
+    serve(app, config.api)
     return 0
 
 

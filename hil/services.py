@@ -220,6 +220,14 @@ class PostgresServer:
     user: ServiceUser | None
     owns_dir: Path | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (None once stopped)."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             _pg_run(self.user, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",

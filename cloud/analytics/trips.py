@@ -30,7 +30,7 @@ this before (#16; now the oracle of tests/cloud/test_analytics_trips_sql_oracle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
@@ -77,6 +77,9 @@ class Place:
     lat_deg: float
     lon_deg: float
 
+    def as_json(self) -> dict[str, float]:
+        return {"lat_deg": self.lat_deg, "lon_deg": self.lon_deg}  # dataclasses.asdict deep-copies
+
 
 @dataclass(frozen=True)
 class Trip:
@@ -117,13 +120,13 @@ class TripsAndStops:
         return {
             "motion_from": "ignition" if self.ignition else "speed",
             "trips": [{"start": iso(t.start), "end": iso(t.end), "duration_s": t.duration_s,
-                       "distance_m": round(t.distance_m, 1), "start_place": asdict(t.start_place),
-                       "end_place": asdict(t.end_place),
+                       "distance_m": round(t.distance_m, 1), "start_place": t.start_place.as_json(),
+                       "end_place": t.end_place.as_json(),
                        "max_speed_kmh": None if t.max_speed_kmh is None else round(t.max_speed_kmh, 1),
                        "avg_speed_kmh": round(t.distance_m / t.duration_s * 3.6, 1) if t.duration_s else None}
                       for t in self.trips],
             "stops": [{"start": iso(s.start), "end": iso(s.end), "duration_s": s.duration_s,
-                       "place": asdict(s.place), "point_of_interest": s.point_of_interest,
+                       "place": s.place.as_json(), "point_of_interest": s.point_of_interest,
                        "point_of_interest_kind": s.point_of_interest_kind, "data_gap": s.data_gap,
                        "last": s.last} for s in self.stops],
         }

@@ -14,12 +14,13 @@ location data (`location=True`) is audited too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from cloud.api import audit
 from cloud.api.context import ApiState, api_state, db_conn
@@ -176,22 +177,23 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
     return principal
 
 
-def get_caller(
+async def get_caller(
     request: Request,
     principal: Annotated[Principal, Depends(get_principal)],
     conn: Annotated[Conn, Depends(db_conn)],
 ) -> Caller:
-    """The `Caller` of a request (authenticated, within its rate limit)."""
+    """The `Caller` of a request (authenticated, within its rate limit); async: it does no I/O."""
     return Caller(principal, conn, api_state(request), _client(request), request.method, request.url.path)
 
 
-def role_caller(*roles: Role, action: str) -> Callable[..., Caller]:
+def role_caller(*roles: Role, action: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting only `roles`; any other role gets 403, audited as `action`."""
     allowed = frozenset(roles)
 
-    def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    async def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
         if caller.principal.role not in allowed:
-            raise caller.refuse(
+            raise await run_in_threadpool(  # the refusal is audited: SQL, off the event loop
+                caller.refuse,
                 action,
                 403,
                 "Forbidden",

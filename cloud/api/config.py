@@ -70,6 +70,7 @@ class ApiConfig:
     command_ttl_s: int = 3600  # default lifetime of a command; at most a week (protocol/signing.py)
     publish_timeout_s: float = 5.0
     allow_non_loopback: bool = False  # binding elsewhere is a deliberate choice (behind a TLS proxy)
+    access_log: bool = True  # uvicorn's line per request (method, path, status; never the key)
 
 
 _POSITIVE = (

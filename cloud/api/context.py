@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from fastapi import Request
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.concurrency import run_in_threadpool
 
 from cloud.api.config import AppConfig
 from cloud.api.metrics import ApiMetrics
@@ -38,16 +40,31 @@ def api_state(request: Request) -> ApiState:
     return state
 
 
-def db_conn(request: Request) -> Iterator[Conn]:
-    """A pooled autocommit connection (session time zone UTC) for one request."""
+def _idle_connection(pool: ConnectionPool[Conn]) -> Conn | None:
+    """A connection the pool has idle, taken without blocking the event loop (None if none)."""
+    if pool.get_stats().get("pool_available", 0) <= 0:
+        return None
+    try:
+        return pool.getconn(timeout=0.002)  # another request may have taken it meanwhile
+    except PoolTimeout:
+        return None
+
+
+async def db_conn(request: Request) -> AsyncIterator[Conn]:
+    """A pooled autocommit connection (session time zone UTC) for one request.
+
+    Async, so that taking and returning a connection costs no trip through the threadpool (two
+    of them a request, a few hundred microseconds of CPU each): an idle connection is taken on the
+    event loop, and only a wait for one, or returning one that is not idle, goes to a thread."""
     state = api_state(request)
-    if state.pool is None:
+    pool = state.pool
+    if pool is None:
         raise Problem(
             503, "Service Unavailable", "the database pool is not open", kind="database-unavailable"
         )
     try:
-        with state.pool.connection(timeout=10.0) as conn:
-            yield conn
+        idle = _idle_connection(pool)
+        conn: Conn = idle if idle is not None else await run_in_threadpool(pool.getconn, 10.0)
     except (PoolTimeout, psycopg.OperationalError) as error:
         raise Problem(
             503,
@@ -56,3 +73,10 @@ def db_conn(request: Request) -> Iterator[Conn]:
             kind="database-unavailable",
             headers={"Retry-After": "5"},
         ) from None
+    try:
+        yield conn
+    finally:
+        if not conn.closed and conn.info.transaction_status is TransactionStatus.IDLE:
+            pool.putconn(conn)  # nothing to roll back: no I/O
+        else:
+            await run_in_threadpool(pool.putconn, conn)

@@ -188,3 +188,32 @@ def test_the_audit_log_is_for_auditors_and_pages(api: Api) -> None:
     refused = api.get("/audit", role="auditor", params={"allowed": "false", "user_name": "risk-officer-1"})
     assert [i["action"] for i in refused.json()["items"]] == ["audit.read"]
     is_problem(api.get("/audit", role="auditor", params={"since": "2026-01-01T00:00:00"}), 422)  # naive time
+
+
+def test_requests_wait_for_a_connection_when_the_pool_is_busy(migrated_db: str) -> None:
+    """db_conn takes idle connections on the event loop and waits for a busy pool in a thread:
+    eight concurrent requests on a one-connection pool all answer, and the pool ends idle."""
+    import threading
+
+    app = create_app(config_for(migrated_db, pool_min_size=1, pool_max_size=1),
+                     clock=ManualClock(wall_ns=NOW_NS))
+    with connect(migrated_db) as conn, TestClient(app) as client:
+        _, token = create_key(conn, "risk-1", "risk_officer")
+        register(conn, "gw-pool")
+        statuses: list[int] = []
+
+        def ask() -> None:
+            for _ in range(5):
+                answer = client.get("/devices/gw-pool", headers={"Authorization": f"Bearer {token}"})
+                statuses.append(answer.status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 40
+        pool = app.state.lienwatch.pool
+        stats = pool.get_stats()
+        assert stats["pool_size"] == 1 and stats["pool_available"] == 1
+        assert stats.get("requests_queued", 0) > 0  # some requests had to wait for the connection
