@@ -28,7 +28,9 @@ def _require_c_compiler() -> None:
 
 # canframe decodes DBC signals as `raw * factor + offset` and must round as CPython does: two
 # roundings, never one fused multiply-add (GCC contracts them by default where FMA exists, AArch64).
-_EXTRA_ARGS = {os.path.join("cython_ext", "canframe.pyx"): ["-ffp-contract=off"]}
+# simplify computes the distances numpy does (cloud/analytics/geo.py), operation by operation.
+_EXTRA_ARGS = {os.path.join("cython_ext", name): ["-ffp-contract=off"]
+               for name in ("canframe.pyx", "simplify.pyx")}
 _PYX = glob(os.path.join("cython_ext", "*.pyx")) + glob(os.path.join("protocol", "*.pyx"))
 
 

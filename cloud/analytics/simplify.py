@@ -1,8 +1,10 @@
-"""Douglas-Peucker line simplification on the sphere, vectorised level by level with numpy.
+"""Douglas-Peucker line simplification on the sphere.
 
-The classic algorithm recurses into each segment; here every open segment of one recursion level
-is handled in one numpy pass (each point belongs to exactly one open segment), so a 30-day track
-of 43,200 fixes costs a few dozen array passes instead of thousands of small Python steps.
+`significance` runs the classic recursion, one segment at a time, compiled
+(cython_ext/simplify.pyx). `significance_numpy` is the same definition vectorised level by level
+(every open segment of one recursion level in one numpy pass: each point belongs to exactly one
+open segment); it is the oracle the compiled one is tested against (tests/cloud/test_simplify.py)
+and the baseline of bench/simplify.py. Both compute the distances of `geo.segment_distance_m`.
 Guarantee: every dropped point lies within `tolerance_m` of the kept polyline (great-circle arcs),
 and the first and last point, and any `forced` point, are kept.
 
@@ -17,7 +19,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from cloud.analytics.errors import AnalyticsError
 from cloud.analytics.geo import Floats, Vectors, segment_distance_m, unit_vectors
+from cython_ext import simplify as _compiled
+from cython_ext.errors import SampleError
 
 Mask = npt.NDArray[np.bool_]
 Significance = npt.NDArray[np.float64]
@@ -42,12 +47,26 @@ def significance(lat_deg: Floats, lon_deg: Floats, forced: Mask | None = None, *
     than `floor_m`; values are exact for every t >= floor_m. `simplify(t)` is this with floor t,
     so a stored significance (cloud/store/track_days.py) and a live simplification keep exactly
     the same points.
+
+    AnalyticsError for coordinates that are not 1-D finite numbers in range of one length, a
+    `forced` that is not a boolean mask of that length, a negative or NaN floor.
     """
+    try:
+        return _compiled.significance(lat_deg, lon_deg, forced, floor_m=floor_m, cut_every=CUT_EVERY)
+    except SampleError as error:
+        raise AnalyticsError(f"cannot simplify the track: {error}") from error
+
+
+def significance_numpy(lat_deg: Floats, lon_deg: Floats, forced: Mask | None = None, *,
+                       floor_m: float = 0.0) -> Significance:
+    """`significance` vectorised level by level with numpy (the test oracle and bench baseline);
+    the same inputs are refused with the same errors."""
+    lat_deg, lon_deg, forced = _checked(lat_deg, lon_deg, forced, floor_m)
     n = len(lat_deg)
     value = np.zeros(n, dtype=np.float64)
     if n == 0:
         return value
-    keep = np.zeros(n, dtype=bool) if forced is None else forced.copy()
+    keep = forced.copy()
     keep[::CUT_EVERY] = True
     keep[-1] = True
     value[keep] = np.inf
@@ -100,6 +119,14 @@ def track_significance(lat_deg: Floats, lon_deg: Floats, has_fix: Mask, *,
     forced[0] = forced[-1] = True
     out[fixed] = significance(lat_deg[fixed], lon_deg[fixed], forced, floor_m=floor_m)
     return out
+
+
+def _checked(lat_deg: Floats, lon_deg: Floats, forced: Mask | None,
+             floor_m: float) -> tuple[Floats, Floats, Mask]:
+    try:
+        return _compiled.checked(lat_deg, lon_deg, forced, floor_m=floor_m, cut_every=CUT_EVERY)
+    except SampleError as error:
+        raise AnalyticsError(f"cannot simplify the track: {error}") from error
 
 
 def _take(xyz: Vectors, index: npt.NDArray[np.intp]) -> Vectors:

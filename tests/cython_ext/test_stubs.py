@@ -23,7 +23,10 @@ def test_stub_classes_match_runtime(stub: Path) -> None:
     module = importlib.import_module(f"cython_ext.{stub.stem}")
     tree = ast.parse(stub.read_text())
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
-    assert classes
+    functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert classes or functions
+    for name in functions:
+        assert callable(getattr(module, name)), name
     for cls in classes:
         runtime = getattr(module, cls.name)
         declared = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
