@@ -78,7 +78,8 @@ def _commute(rng: np.random.Generator, days: int) -> tuple[Floats, Floats]:
 SHAPES = {"random_walk": _random_walk, "parked": _parked, "loop": _loop, "duplicates": _duplicates}
 
 
-def _assert_same(lat: Floats, lon: Floats, forced: npt.NDArray[np.bool_] | None, floor_m: float = 0.0) -> None:
+def _assert_same(lat: Floats, lon: Floats, forced: npt.NDArray[np.bool_] | None,
+                 floor_m: float = 0.0) -> None:
     fast = significance(lat, lon, forced, floor_m=floor_m)
     slow = significance_numpy(lat, lon, forced, floor_m=floor_m)
     assert fast.dtype == np.float64 and fast.shape == slow.shape
@@ -115,10 +116,12 @@ def test_values_are_bit_identical_on_this_build() -> None:
 
 
 def test_points_on_the_line_are_never_split_at_and_exact_ties_agree() -> None:
-    lat, lon = np.zeros(9), np.arange(9) * 0.001  # on the equator, a great circle: distance 0
+    # On the equator, a great circle: every distance 0.
+    lat, lon = np.zeros(9), np.arange(9, dtype=np.float64) * 0.001
     for version in (significance, significance_numpy):
         assert version(lat, lon).tolist() == [math.inf] + [0.0] * 7 + [math.inf]
-    lat, lon = np.full(40, 48.0), np.full(40, 11.0)  # all one position: every distance 0
+    # All one position: every distance 0.
+    lat, lon = np.full(40, 48.0, dtype=np.float64), np.full(40, 11.0, dtype=np.float64)
     lat[[7, 21]] = 48.001  # two bumps exactly as far from the (degenerate) segment: the first wins
     fast, slow = significance(lat, lon), significance_numpy(lat, lon)
     assert np.array_equal(fast, slow)
@@ -166,7 +169,8 @@ GARBAGE = [
 
 
 @pytest.mark.parametrize(("arrays", "options"), GARBAGE)
-def test_garbage_is_refused_by_both_versions_alike(arrays: tuple[object, object], options: dict[str, object]) -> None:
+def test_garbage_is_refused_by_both_versions_alike(arrays: tuple[object, object],
+                                                   options: dict[str, object]) -> None:
     messages = []
     for version in (significance, significance_numpy):
         with pytest.raises(AnalyticsError, match="cannot simplify the track") as error:

@@ -1,4 +1,5 @@
-"""bench/features.py keeps working (tiny sizes, no timing assertions: speed lives in bench/)."""
+"""bench/features.py and bench/simplify.py keep working (tiny sizes, no timing assertions: speed
+lives in bench/)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,10 @@ def test_every_benchmark_path_runs_on_a_tiny_stream() -> None:
     assert all(rate > 0 for rate in rates)
     river = bench.river_rolling(700)
     assert river is not None and river > 0
+
+
+def test_the_simplify_benchmark_runs_on_one_day() -> None:
+    from bench import simplify as bench_simplify
+
+    result = bench_simplify.measure(1, 10.0, repeats=1)  # also checks the versions agree
+    assert result["cython"] > 0 and result["numpy"] > 0 and result["kept_10m"] > 2
