@@ -10,8 +10,9 @@ and the first and last point, and any `forced` point, are kept.
 
 A long segment that spans a parked day stays open for many levels (its farthest point is rarely a
 parking boundary), so the line is cut every `CUT_EVERY` points first: the cuts are kept points,
-at most n / 256 more vertices (often fewer in total: Douglas-Peucker is not optimal), and a month
-at one fix a minute is simplified in tens of milliseconds instead of hundreds.
+at most n / 256 more vertices (often fewer in total: Douglas-Peucker is not optimal), and bounds
+the work of either version. bench/simplify.py (one fix a minute, commutes and parked jitter):
+a day ~0.3 ms compiled vs ~5 ms numpy, a month ~10 ms vs ~80 ms (floor 0, the full tree).
 """
 
 from __future__ import annotations
