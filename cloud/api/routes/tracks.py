@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel
 
 from cloud.analytics.errors import AnalyticsError
-from cloud.analytics.track import MAX_TOLERANCE_M, playback, to_json
+from cloud.analytics.track import MAX_TOLERANCE_M, playback_json
 from cloud.analytics.trips import TripRules, trips_and_stops
 from cloud.api.auth import Caller, get_caller, require_device_access
 from cloud.api.keys import Role
@@ -89,14 +89,11 @@ def get_track(
 ) -> Response:
     require_device_access(caller, device_id, action="track", location=True, range_from=start, range_to=end)
     try:
-        collection = playback(caller.conn, device_id, start, end, tolerance_m=tolerance_m, events=events)
+        body = playback_json(caller.conn, device_id, start, end, tolerance_m=tolerance_m, events=events,
+                             event_detail=caller.principal.role is not Role.ACCOUNT_MANAGER)
     except AnalyticsError as error:
         raise _unprocessable(error) from None
-    if events and caller.principal.role is Role.ACCOUNT_MANAGER:
-        for feature in collection["features"]:
-            if feature["properties"]["kind"] == "event":
-                feature["properties"]["detail"] = None
-    return Response(to_json(collection), media_type=GEOJSON)
+    return Response(body, media_type=GEOJSON)
 
 
 def _rules(trip_min_m: float | None, trip_min_s: float | None, stop_min_s: float | None,
