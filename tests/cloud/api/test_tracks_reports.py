@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.api.conftest import NOW_NS, Api, register
+from tests.cloud.api.conftest import NOW_NS, Api, event, register, store
 from tests.cloud.seed import Scenario, write
 
 NOW = datetime.fromtimestamp(NOW_NS / 1e9, UTC)
@@ -40,6 +40,19 @@ def test_track_is_geojson_simplified_and_audited(api: Api) -> None:
     assert len(rows) == 2 and all(r["allowed"] and r["status"] == 200 for r in rows)
     assert rows[0]["range_from"] == DAY_AGO and rows[0]["range_to"] == NOW
     assert rows[0]["user_name"] == "risk-officer-1" and rows[0]["path"] == "/devices/veh-1/track"
+
+
+def test_events_on_the_track_carry_detail_except_for_account_managers(api: Api) -> None:
+    seed(api, "veh-mine", assign_to="account-manager-1")
+    at_ns = NOW_NS - 3600 * 10**9
+    store(api.conn, [event("veh-mine", 1, 77, at_ns)])
+    api.conn.execute("UPDATE events SET detail = 'driver door opened, cabin camera on' WHERE event_id = 77")
+    params = q(DAY_AGO, NOW, events="true", tolerance_m=10)
+    for role, detail in (("risk_officer", "driver door opened, cabin camera on"), ("account_manager", None)):
+        answer = api.get("/devices/veh-mine/track", role, params=params)
+        assert answer.status_code == 200, answer.text
+        shown = [f["properties"] for f in answer.json()["features"] if f["properties"]["kind"] == "event"]
+        assert [(p["event_id"], p["detector"], p["detail"]) for p in shown] == [(77, "tow", detail)]
 
 
 def test_trips_and_stops_endpoints(api: Api) -> None:
