@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.api.auth import (
@@ -19,6 +19,7 @@ from cloud.api.auth import (
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
 from cloud.api.problems import Problem
+from cloud.api.responses import json_answer
 from cloud.store import fleet
 from cloud.store.devices import Device, PointOfInterest, add_device, check_device
 from cloud.store.errors import DeviceError
@@ -213,7 +214,7 @@ def list_devices(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> DevicePage:
+) -> Response:
     after = decode_cursor(cursor, str)[0] if cursor else None
     limit = min(limit, caller.state.config.api.max_page_size)
     principal = caller.principal
@@ -234,10 +235,10 @@ def list_devices(
         timedelta(seconds=caller.state.config.api.online_window_s),
     )
     page = rows[:limit]
-    return DevicePage(
+    return json_answer(DevicePage(
         items=[DeviceSummary(**row) for row in page],
         next_cursor=encode_cursor(page[-1]["device_id"]) if len(rows) > limit else None,
-    )
+    ))
 
 
 @router.get(
@@ -245,7 +246,11 @@ def list_devices(
     response_model=DeviceDetail,
     summary="One device: registration and latest state (the position read is audited)",
 )
-def get_device(device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)]) -> DeviceDetail:
+def get_device(device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)]) -> Response:
+    return json_answer(_device_detail(device_id, caller))
+
+
+def _device_detail(device_id: str, caller: Caller) -> DeviceDetail:
     require_device_access(caller, device_id, action="device.detail", location=True)
     detail = fleet.device_detail(
         caller.conn,
@@ -306,7 +311,7 @@ def register_device(
             )
     except DeviceError as error:
         raise _device_problem(error) from None
-    return get_device(device.device_id, caller)
+    return _device_detail(device.device_id, caller)
 
 
 @router.patch("/{device_id}", response_model=DeviceDetail, summary="Change a device's registration")
@@ -338,7 +343,7 @@ def update_device(
             fleet.update_registration(caller.conn, device_id, changes)
     except DeviceError as error:
         raise _device_problem(error) from None
-    return get_device(device_id, caller)
+    return _device_detail(device_id, caller)
 
 
 def _registered(caller: Caller, device_id: str) -> list[Device]:

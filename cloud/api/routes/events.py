@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from cloud.api.auth import DEVICE_ROLES, Caller, raw_track_start, require_device_access, role_caller
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
 from cloud.api.problems import Problem
+from cloud.api.responses import json_answer
 from cloud.api.routes.devices import DEVICE_ID_PATTERN, DeviceId, Severity, Strict
 from cloud.store import alerts
 
@@ -114,7 +115,7 @@ def list_events(
     until: Annotated[AwareDatetime | None, Query(description="raised before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> EventPage:
+) -> Response:
     if device_id is not None:
         require_device_access(caller, device_id, action="events.list")
     after = decode_cursor(cursor, datetime, str, int) if cursor else None
@@ -138,12 +139,12 @@ def list_events(
     )
     page = rows[:limit]
     last = page[-1] if page else None
-    return EventPage(
+    return json_answer(EventPage(
         items=[EventOut(**_shown(caller, row)) for row in page],
         next_cursor=encode_cursor(last["raised_at"], last["device_id"], last["event_id"])
         if last is not None and len(rows) > limit
         else None,
-    )
+    ))
 
 
 @router.get(
@@ -154,12 +155,12 @@ def count_events(
     state: Annotated[list[State] | None, Query()] = None,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
     since: Annotated[AwareDatetime | None, Query()] = None,
-) -> Counts:
+) -> Response:
     if device_id is not None:
         require_device_access(caller, device_id, action="events.counts")
     states = tuple(state) if state else ("open", "acknowledged")
     counts = alerts.count_events(caller.conn, _filter(caller, device_id=device_id, since=since), states)
-    return Counts(**counts, total=sum(counts.values()))
+    return json_answer(Counts(**counts, total=sum(counts.values())))
 
 
 @router.get(
