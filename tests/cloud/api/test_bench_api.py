@@ -15,8 +15,8 @@ KEYS = {"track_30d_ms", "trips_30d_ms", "device_list_ms", "event_list_ms"}
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench.api", "--devices", "3", "--days", "2", "--events", "2",
-                           "--requests", "8", "--clients", "2", *args],
+    return subprocess.run([sys.executable, "-m", "bench.api", "--devices", "3", "--days", "2",
+                           "--events", "2", "--requests", "8", "--clients", "2", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
 
 
