@@ -1,9 +1,10 @@
 """The packaged agent in a Debian target root (arm64 under qemu-user): install, provision, drive, upgrade.
 
 `make gateway-test` runs this after `deploy/gateway/gateway.sh deb ARCH`. In the root
-(.gateway/root-ARCH, made by debootstrap) it installs lienwatch-agent_*.deb with dpkg, provisions
-the device there (`lienwatch edge provision`: key and CSR made in the root; the CSR signed on the
-host with the test device CA, as the cloud would; `edge install-cert`), then runs the installed
+($GATEWAY_ROOTS/root-ARCH, by default /var/cache/lienwatch/gateway/root-ARCH, made by debootstrap)
+it installs lienwatch-agent_*.deb with dpkg, provisions the device there (`lienwatch edge
+provision`: key and CSR made in the root; the CSR signed on the host with the test device CA, as
+the cloud would; `edge install-cert`), then runs the installed
 `lienwatch edge run` as the package's system user for `--seconds` against the HIL car on the host
 (hil.vehicle.EmulatedVehicle: OBD-II ECUs over udp_multicast on ff11::, GNSS on a pty, fake sysfs)
 and the shipped mosquitto config on loopback (mutual TLS). A chroot shares the host's network and,
@@ -233,7 +234,7 @@ def main() -> int:
     parser.add_argument("--arch", default="arm64", choices=["amd64", "arm64", "armhf"])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window of the agent's run")
     args = parser.parse_args()
-    root = REPO / ".gateway" / f"root-{args.arch}"
+    root = Path(os.environ.get("GATEWAY_ROOTS", "/var/cache/lienwatch/gateway")) / f"root-{args.arch}"
     debs = sorted((REPO / "build/gateway").glob(f"lienwatch-agent_*_{args.arch}.deb"), key=os.path.getmtime)
     if not root.is_dir() or not debs:
         print(f"no root {root} or package for {args.arch}: run `make gateway` first", file=sys.stderr)

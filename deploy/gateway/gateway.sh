@@ -1,28 +1,43 @@
 #!/bin/sh
-# Gateway artefacts, built and tested inside Debian target roots (docs/gateway.md says why).
+# Gateway artefacts for Debian bookworm targets (docs/gateway.md says how and why this way).
 #
-#   deploy/gateway/gateway.sh host-deps           debootstrap, qemu-user-static, binfmt_misc (root)
-#   deploy/gateway/gateway.sh root ARCH           .gateway/root-ARCH: Debian bookworm for ARCH
+#   deploy/gateway/gateway.sh host-deps           debootstrap, qemu-user-static, binfmt_misc, cross gcc (root)
+#   deploy/gateway/gateway.sh root ARCH           $GATEWAY_ROOTS/root-ARCH: Debian bookworm for ARCH
 #   deploy/gateway/gateway.sh build ARCH          wheel + [edge] wheelhouse -> build/gateway/ARCH/
 #   deploy/gateway/gateway.sh deb ARCH            build/gateway/lienwatch-agent_VERSION_ARCH.deb
 #   deploy/gateway/gateway.sh run ARCH CMD...     CMD inside the root (with /proc, /dev mounted)
-#   deploy/gateway/gateway.sh edge-tests ARCH ARGS  pytest ARGS in the root, sources compiled there
+#   deploy/gateway/gateway.sh edge-tests ARCH ARGS  pytest ARGS in the root with the wheel's extensions
+#   deploy/gateway/gateway.sh clean               unmount the roots, remove .gateway/ and build/gateway/
+#                                                 (GATEWAY_CLEAN_ROOTS=1: the cached roots too)
 #
-# ARCH is a Debian architecture: amd64, arm64 or armhf. A foreign root runs under qemu-user
-# through binfmt_misc (qemu-user-static registers its interpreters with the F flag, so the
-# emulator is opened once by the kernel and works inside the chroot without being copied there).
-# Everything is written below .gateway/ and build/gateway/ (both ignored by git).
+# ARCH is a Debian architecture: amd64, arm64 or armhf. The wheel's extensions are compiled on this
+# host by Debian's cross gcc with the root as sysroot and the root's _sysconfigdata (GATEWAY_BUILD=root:
+# by the root's own gcc instead, emulated for a foreign root: slow, kept as the oracle); pip in the
+# root resolves the wheelhouse. A foreign root runs under qemu-user through binfmt_misc
+# (qemu-user-static registers its interpreters with the F flag, so the emulator is opened once by
+# the kernel and works inside the chroot without being copied there). The roots are per machine,
+# in $GATEWAY_ROOTS (/var/cache/lienwatch/gateway); the rest below .gateway/ and build/gateway/
+# (both ignored by git).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 state="$repo/.gateway"
+# The target roots are per machine, not per clone: debootstrap runs once, a fresh clone reuses them.
+roots="${GATEWAY_ROOTS:-/var/cache/lienwatch/gateway}"
 out="$repo/build/gateway"
 suite=bookworm
 mirror="${GATEWAY_MIRROR:-http://deb.debian.org/debian}"
 version="${GATEWAY_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml" | head -n1)-1}"
 # What the root needs to build the Cython extensions and run the agent and its tests.
+# The root's python3-dev and libc6-dev are also the sysroot of the host's cross compiler.
 packages=python3,python3-venv,python3-dev,gcc,libc6-dev,openssl,ca-certificates
+root_packages() {  # root_packages ARCH: armhf takes numpy from Debian (PyPI has no armv7 wheel)
+    case "$1" in
+        armhf) echo "$packages,python3-numpy" ;;
+        *) echo "$packages" ;;
+    esac
+}
 
 log() { printf '%s gateway: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'gateway: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +53,10 @@ host_deps() {
     [ -x /usr/bin/qemu-aarch64-static ] || missing="$missing qemu-user-static"
     command -v update-binfmts >/dev/null 2>&1 || missing="$missing binfmt-support"
     command -v dpkg-deb >/dev/null 2>&1 || missing="$missing dpkg"
+    command -v flock >/dev/null 2>&1 || missing="$missing util-linux"
+    # The cross compilers for the extensions (the roots' headers and libc are their sysroots).
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing="$missing gcc-aarch64-linux-gnu"
+    command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || missing="$missing gcc-arm-linux-gnueabihf"
     if [ -n "$missing" ]; then
         log "installing$missing"
         apt-get update -qq
@@ -64,27 +83,43 @@ check_arch() {
 }
 
 make_root() {  # make_root ARCH
-    arch="$1" root="$state/root-$1"
+    arch="$1" root="$roots/root-$1"
     check_arch "$arch"
     if [ -f "$root/.lienwatch-root" ]; then
         return
     fi
     host_deps
-    rm -rf "$root"
-    mkdir -p "$state"
-    log "debootstrap $suite $arch into $root (minbase + $packages)"
+    mkdir -p "$roots"
+    # One debootstrap at a time per root, whichever clone asks (flock on the cache's lock file).
+    exec 9> "$roots/root-$arch.lock"
+    flock 9
+    if [ -f "$root/.lienwatch-root" ]; then
+        exec 9>&-
+        return
+    fi
+    umount_root "$root"
+    rm -rf --one-file-system "$root"
+    include=$(root_packages "$arch")
+    log "debootstrap $suite $arch into $root (minbase + $include)"
     started=$(date +%s)
-    debootstrap --arch="$arch" --variant=minbase --include="$packages" "$suite" "$root" "$mirror" \
-        > "$state/debootstrap-$arch.log" 2>&1 || { tail -n 20 "$state/debootstrap-$arch.log" >&2; die "debootstrap failed"; }
+    debootstrap --arch="$arch" --variant=minbase --include="$include" "$suite" "$root" "$mirror" \
+        > "$roots/debootstrap-$arch.log" 2>&1 || { tail -n 20 "$roots/debootstrap-$arch.log" >&2; die "debootstrap failed"; }
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     echo "$(( $(date +%s) - started ))" > "$root/.lienwatch-root"
+    exec 9>&-
     log "root $arch made in $(cat "$root/.lienwatch-root") s"
 }
 
 mounted() { grep -q " $1 " /proc/mounts; }
 
+umount_root() {  # umount_root ROOT: whatever in_root mounted there, innermost first
+    for path in "$1/dev/shm" "$1/dev/pts" "$1/dev" "$1/proc"; do
+        if mounted "$path"; then umount "$path" || umount -l "$path"; fi
+    done
+}
+
 in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/pts mounted for it
-    arch="$1" root="$state/root-$1"
+    arch="$1" root="$roots/root-$1"
     shift
     make_root "$arch"
     mounted "$root/proc" || mount -t proc proc "$root/proc"
@@ -110,40 +145,159 @@ in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/p
     return $code
 }
 
-build() {  # build ARCH: the lienwatch wheel and the [edge] wheelhouse, built in the target root
-    arch="$1" root="$state/root-$1"
-    make_root "$arch"
-    rm -rf "$root/src" "$root/out"
-    mkdir -p "$root/src" "$root/out"
-    # The checkout as git sees it (tracked and new files, nothing ignored: no .venv, no build/).
-    (cd "$repo" && git ls-files -z -co --exclude-standard | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$root/src"
-    log "building the wheel and the [edge] wheelhouse for $arch"
-    started=$(date +%s)
+triplet() {  # triplet ARCH: Debian's multiarch triplet (the cross compiler's prefix)
+    case "$1" in
+        amd64) echo x86_64-linux-gnu ;;
+        arm64) echo aarch64-linux-gnu ;;
+        armhf) echo arm-linux-gnueabihf ;;
+    esac
+}
+
+wheel_machine() {  # wheel_machine ARCH: the wheel's platform tag as pip on that machine wants it
+    case "$1" in
+        amd64) echo x86_64 ;;
+        arm64) echo aarch64 ;;
+        armhf) echo armv7l ;;
+    esac
+}
+
+# What Debian provides in the armhf root and package instead of PyPI (no armv7 wheel there).
+debian_provided() {
+    case "$1" in
+        armhf) echo numpy ;;
+        *) echo "" ;;
+    esac
+}
+
+host_python="${GATEWAY_HOST_PYTHON:-$repo/.venv/bin/python}"
+
+copy_sources() {  # copy_sources DIR: the checkout as git sees it (tracked and new files, nothing ignored)
+    mkdir -p "$1"
+    (cd "$repo" && git ls-files -z -co --exclude-standard | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$1"
+}
+
+cross_wheel() {  # cross_wheel ARCH DIST: the lienwatch wheel, its extensions compiled on the host
+    arch="$1" root="$roots/root-$1" dist="$2"
+    triple=$(triplet "$arch")
+    cc="$triple-gcc"
+    command -v "$cc" >/dev/null 2>&1 || die "no cross compiler $cc (gateway.sh host-deps installs it)"
+    [ -x "$host_python" ] || die "no host Python $host_python (make install)"
+    # The target's build-time configuration (EXT_SUFFIX, CC, CFLAGS, LDSHARED) and headers.
+    target_version=$(cd "$root/usr/lib" && ls -d python3.* | sort -V | tail -n1)
+    sysconfigdata=$(cd "$root/usr/lib/$target_version" && ls _sysconfigdata__*"$triple".py | head -n1)
+    [ -n "$sysconfigdata" ] || die "the $arch root has no _sysconfigdata for $triple (python3-dev)"
+    host_version=$("$host_python" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')
+    [ "$host_version" = "$target_version" ] \
+        || die "the host's $host_version cannot build extensions for the root's $target_version"
+    conf="$state/sysconfig-$arch"
+    rm -rf "$conf" && mkdir -p "$conf"
+    cp "$root/usr/lib/$target_version/$sysconfigdata" "$conf/"
+    # One source tree for all architectures: the Cython output is the same C for each (cythonize
+    # skips a .pyx whose .c is newer; tar keeps the checkout's times), only the compiler changes.
+    src="$state/src"
+    copy_sources "$src"
+    rm -rf "$src/build" "$src"/*.egg-info
+    find "$src/cython_ext" "$src/protocol" -name '*.so' -delete
+    log "cross-compiling the extensions for $arch on the host ($cc, sysroot $root)"
+    (cd "$src" && env _PYTHON_SYSCONFIGDATA_NAME="${sysconfigdata%.py}" PYTHONPATH="$conf" \
+        _PYTHON_HOST_PLATFORM="linux-$(wheel_machine "$arch")" \
+        CC="$cc --sysroot=$root" \
+        CFLAGS="-g0 -I$root/usr/include/$target_version -I$root/usr/include/$triple/$target_version" \
+        LDFLAGS="-s" \
+        nice -n 10 "$host_python" setup.py --quiet bdist_wheel --dist-dir "$dist" >"$state/cross-$arch.log" 2>&1) \
+        || { tail -n 30 "$state/cross-$arch.log" >&2; die "cross build for $arch failed ($state/cross-$arch.log)"; }
+    wheel=$(ls "$dist"/lienwatch-*.whl)
+    case "$wheel" in
+        *-cp3*-linux_"$(wheel_machine "$arch")".whl) ;;
+        *) die "the cross build made $wheel, not a linux_$(wheel_machine "$arch") wheel" ;;
+    esac
+    cp "$src/deploy/agent.example.toml" "$root/out/agent.example.toml"
+}
+
+root_wheel() {  # root_wheel ARCH: the lienwatch wheel built in the root by its own (emulated) gcc
+    arch="$1" root="$roots/root-$1"
+    rm -rf "$root/src" && copy_sources "$root/src"
     in_root "$arch" /bin/sh -eu -c '
-        test -x /opt/build-venv/bin/pip || python3 -m venv /opt/build-venv
         cd /src
         # No debug info and stripped: the extensions are a few hundred kB instead of several MB.
         CFLAGS=-g0 LDFLAGS=-s /opt/build-venv/bin/pip wheel --quiet --no-deps -w /out/dist .
-        wheel=$(ls /out/dist/lienwatch-*.whl)
-        /opt/build-venv/bin/pip wheel --quiet -w /out/wheelhouse "lienwatch[edge] @ file://$wheel"
     '
+    cp "$root/src/deploy/agent.example.toml" "$root/out/agent.example.toml"
+}
+
+build() {  # build ARCH: the lienwatch wheel and the [edge] wheelhouse for ARCH
+    arch="$1" root="$roots/root-$1"
+    method="${GATEWAY_BUILD:-cross}"
+    case "$method" in cross|root) ;; *) die "GATEWAY_BUILD is cross or root, not '$method'" ;; esac
+    make_root "$arch"
+    rm -rf "$root/out"
+    mkdir -p "$root/out/dist" "$root/out/wheelhouse"
+    started=$(date +%s)
+    # pip in the root: the target's Python resolves and downloads the target's wheels.
+    in_root "$arch" /bin/sh -eu -c "test -x /opt/build-venv/bin/pip || python3 -m venv /opt/build-venv"
+    if [ "$method" = cross ]; then
+        cross_wheel "$arch" "$root/out/dist"
+    else
+        log "building the wheel in the $arch root (its own gcc; emulated for a foreign root)"
+        root_wheel "$arch"
+    fi
+    wheel_seconds=$(( $(date +%s) - started ))
+    wheel=$(ls "$root/out/dist"/lienwatch-*.whl)
+    cp "$wheel" "$root/out/wheelhouse/"
+    # The wheel's own requirements (core and [edge]), less what Debian provides on this arch.
+    "$host_python" - "$wheel" "$(debian_provided "$arch")" > "$root/out/requirements.txt" <<'PY'
+import re
+import sys
+import zipfile
+
+wheel, skip = zipfile.ZipFile(sys.argv[1]), set(sys.argv[2].split())
+meta = next(name for name in wheel.namelist() if name.endswith(".dist-info/METADATA"))
+for line in wheel.read(meta).decode().splitlines():
+    if not line.startswith("Requires-Dist: "):
+        continue
+    requirement, _, marker = line[len("Requires-Dist: "):].partition(";")
+    if marker and marker.strip() != 'extra == "edge"':
+        continue
+    name = re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0)
+    if name.lower() not in skip:
+        print(requirement.strip())
+PY
+    log "downloading the [edge] wheelhouse for $arch in the root (binary wheels only)"
+    cp "$here/smoke.py" "$root/out/smoke.py"
+    in_root "$arch" /bin/sh -eu -c "
+        /opt/build-venv/bin/pip download --quiet --only-binary=:all: -d /out/wheelhouse -r /out/requirements.txt
+        # The wheelhouse installs with no index, and the extensions load and compute right here.
+        rm -rf /opt/check-venv
+        python3 -m venv --without-pip $(venv_flags "$arch") /opt/check-venv
+        /opt/build-venv/bin/pip --python /opt/check-venv/bin/python install --quiet --no-index \
+            --find-links /out/wheelhouse 'lienwatch[edge]'
+        cd / && /opt/check-venv/bin/python /out/smoke.py
+        rm -rf /opt/check-venv
+    " > "$root/out/smoke.log" || { cat "$root/out/smoke.log" >&2; die "the $arch wheelhouse failed its check in the root"; }
     rm -rf "$out/$arch"
     mkdir -p "$out/$arch"
     cp -r "$root/out/dist" "$root/out/wheelhouse" "$out/$arch/"
     # The config template of the sources just built (the package ships it: it matches their schema).
-    cp "$root/src/deploy/agent.example.toml" "$out/$arch/agent.example.toml"
+    cp "$root/out/agent.example.toml" "$out/$arch/agent.example.toml"
+    tail -n1 "$root/out/smoke.log" > "$out/$arch/smoke.json"
+    echo "$method" > "$out/$arch/build-method"
+    echo "$wheel_seconds" > "$out/$arch/wheel-seconds"
     echo "$(( $(date +%s) - started ))" > "$out/$arch/build-seconds"
-    log "$arch wheel and wheelhouse in $out/$arch ($(cat "$out/$arch/build-seconds") s)"
+    log "$arch: $(basename "$wheel") ($method, $wheel_seconds s), wheelhouse of $(ls "$out/$arch/wheelhouse" | wc -l) wheels, checked in the root: $(cat "$out/$arch/smoke.json") ($(cat "$out/$arch/build-seconds") s in all)"
+}
+
+venv_flags() {  # venv_flags ARCH: Debian's numpy (armhf) is seen from the venv
+    [ -n "$(debian_provided "$1")" ] && echo --system-site-packages || true
 }
 
 deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/lienwatch in the root
-    arch="$1" root="$state/root-$1"
+    arch="$1" root="$roots/root-$1"
     [ -f "$out/$arch/agent.example.toml" ] || build "$arch"
     rm -rf "$root/out" && mkdir -p "$root/out" && cp -r "$out/$arch/wheelhouse" "$root/out/"
     log "installing the agent into /opt/lienwatch in the $arch root to package it"
     in_root "$arch" /bin/sh -eu -c '
         rm -rf /opt/lienwatch
-        python3 -m venv --without-pip /opt/lienwatch
+        python3 -m venv --without-pip '"$(venv_flags "$arch")"' /opt/lienwatch
         /opt/build-venv/bin/pip --python /opt/lienwatch/bin/python install --quiet --no-index \
             --find-links /out/wheelhouse "lienwatch[edge]"
         # Flash is scarce: no test suites of the dependencies (numpy ships its own), no C headers.
@@ -179,6 +333,9 @@ deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/
     echo /etc/logrotate.d/lienwatch-agent > "$stage/DEBIAN/conffiles"
     installed_kb=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
     python_dep="python3 (>= 3.11), python3 (<< 3.12)"
+    for name in $(debian_provided "$arch"); do
+        python_dep="$python_dep, python3-$name"
+    done
     sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_KB@/$installed_kb/" \
         -e "s/@PYTHON@/$python_dep/" "$here/debian/control" > "$stage/DEBIAN/control"
     package="$out/lienwatch-agent_${version}_$arch.deb"
@@ -187,21 +344,21 @@ deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/
     log "$package: $(du -k "$package" | cut -f1) kB, installed $installed_kb kB"
 }
 
-edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset, compiled and run in the root
-    arch="$1" root="$state/root-$1"
+edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset in the root, with the wheel's extensions
+    arch="$1" root="$roots/root-$1"
     shift
     [ -d "$out/$arch/wheelhouse" ] || build "$arch"
-    rm -rf "$root/src" "$root/out" && mkdir -p "$root/src" "$root/out"
-    (cd "$repo" && git ls-files -z -co --exclude-standard | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$root/src"
+    rm -rf "$root/src" "$root/out" && mkdir -p "$root/out"
+    copy_sources "$root/src"
     cp -r "$out/$arch/wheelhouse" "$root/out/"
     log "edge tests in the $arch root: $*"
     started=$(date +%s)
-    # The sources compiled in place for the target (the same setup.py as the wheel), the wheelhouse's
-    # dependencies for it, and the test tools; mosquitto for the tests that talk to a broker.
+    # The checkout with the extensions of the wheel just built, the wheelhouse's dependencies, and
+    # the test tools; mosquitto for the tests that talk to a broker.
     in_root "$arch" /bin/sh -eu -c '
         command -v mosquitto >/dev/null || { apt-get update -qq && \
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
-        test -x /opt/test-venv/bin/pytest || python3 -m venv /opt/test-venv
+        test -x /opt/test-venv/bin/pytest || python3 -m venv '"$(venv_flags "$arch")"' /opt/test-venv
         /opt/test-venv/bin/pip install --quiet --find-links /out/wheelhouse \
             "$(ls /out/wheelhouse/lienwatch-*.whl)[edge]" "Cython>=3.0" "setuptools>=69" \
             pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" "obd==0.7.3" msgpack pycddl
@@ -221,8 +378,20 @@ for name in wheel.namelist():
     log "edge tests in the $arch root took $(( $(date +%s) - started )) s"
 }
 
+clean() {  # clean: unmount whatever is mounted in the roots, remove this clone's build state
+    for mount_point in $(awk '{print $2}' /proc/mounts | grep -E "^($roots|$state)/" | sort -r); do
+        umount "$mount_point" || umount -l "$mount_point"
+    done
+    # --one-file-system: never into a host directory that is still bound in a root.
+    rm -rf --one-file-system "$state" "$out"
+    if [ "${GATEWAY_CLEAN_ROOTS:-0}" = 1 ]; then
+        rm -rf --one-file-system "$roots"
+        log "removed the cached roots in $roots"
+    fi
+}
+
 command="${1:-}"
-[ -n "$command" ] || die "usage: $0 host-deps | root ARCH | build ARCH | deb ARCH | run ARCH CMD..."
+[ -n "$command" ] || die "usage: $0 host-deps | root ARCH | build ARCH | deb ARCH | run ARCH CMD... | edge-tests ARCH ARGS | clean"
 shift
 case "$command" in
     host-deps) host_deps ;;
@@ -230,6 +399,7 @@ case "$command" in
     build) need_root; check_arch "$1"; build "$1" ;;
     deb) need_root; check_arch "$1"; deb "$1" ;;
     run) need_root; arch="$1"; shift; in_root "$arch" "$@" ;;
+    clean) need_root; clean ;;
     edge-tests) need_root; arch="$1"; shift; check_arch "$arch"; edge_tests "$arch" "$@" ;;
     *) die "unknown command '$command'" ;;
 esac
