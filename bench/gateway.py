@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -43,8 +44,11 @@ DEVICE = "gw-hil-1"
 
 @contextlib.contextmanager
 def mounted(root: Path) -> Iterator[None]:
-    """/proc, /dev and /dev/pts of the host inside `root` while the block runs."""
+    """/proc, /dev and /dev/pts of the host inside `root` while the block runs, holding the root's
+    lock (gateway.sh's: the roots are shared by the clones on this machine)."""
     done: list[Path] = []
+    lock = open(root.parent / f"{root.name}.use", "w")  # noqa: SIM115 (held until the finally)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         for target, args in ((root / "proc", ["-t", "proc", "proc"]), (root / "dev", ["--bind", "/dev"]),
                              (root / "dev/pts", ["--bind", "/dev/pts"])):
@@ -54,6 +58,7 @@ def mounted(root: Path) -> Iterator[None]:
     finally:
         for target in reversed(done):
             subprocess.run(["umount", str(target)], check=False)
+        lock.close()
 
 
 def chroot(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,9 @@ anything is built, the package's control template is complete, and the HIL templ
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -54,3 +56,13 @@ def test_hil_template_renders_to_a_valid_agent_config(tmp_path: Path) -> None:
     assert rendered["detectors"] and rendered["agent"]["status_interval_s"] == 1.0
     assert rendered["uplink"]["mqtt"]["port"] == 18883
     assert rendered["uplink"]["telemetry"]["batch_interval_s"] == 5.0
+
+
+def test_the_smoke_check_passes_here() -> None:
+    """deploy/gateway/smoke.py, which every gateway build runs in its target root, passes on the
+    host's own compiled extensions."""
+    result = subprocess.run([sys.executable, str(GATEWAY / "smoke.py")], capture_output=True, text=True,
+                            check=False, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["ok"] and report["extensions"] == 5

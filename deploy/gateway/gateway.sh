@@ -32,11 +32,12 @@ version="${GATEWAY_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproje
 # What the root needs to build the Cython extensions and run the agent and its tests.
 # The root's python3-dev and libc6-dev are also the sysroot of the host's cross compiler.
 packages=python3,python3-venv,python3-dev,gcc,libc6-dev,openssl,ca-certificates
-root_packages() {  # root_packages ARCH: armhf takes numpy from Debian (PyPI has no armv7 wheel)
-    case "$1" in
-        armhf) echo "$packages,python3-numpy" ;;
-        *) echo "$packages" ;;
-    esac
+root_packages() {  # root_packages ARCH: debootstrap's --include for that root
+    list="$packages"
+    for pair in $(debian_provided "$1") $(debian_test_packages "$1"); do
+        list="$list,${pair#*:}"
+    done
+    echo "$list"
 }
 
 log() { printf '%s gateway: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -122,6 +123,11 @@ in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/p
     arch="$1" root="$roots/root-$1"
     shift
     make_root "$arch"
+    # One command at a time in a root (the roots are shared by the clones on this machine): the
+    # mounts below are made and undone around each.
+    exec 8> "$roots/root-$arch.use"
+    flock 8
+    trap 'umount_root "$root"' EXIT INT TERM
     mounted "$root/proc" || mount -t proc proc "$root/proc"
     mounted "$root/dev" || mount --bind /dev "$root/dev"
     mounted "$root/dev/pts" || mount --bind /dev/pts "$root/dev/pts"
@@ -139,9 +145,9 @@ in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/p
         ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} chroot "$root" "$@"
     code=$?
     set -e
-    for path in "$root/dev/shm" "$root/dev/pts" "$root/dev" "$root/proc"; do
-        mounted "$path" && umount "$path"
-    done
+    umount_root "$root"
+    trap - EXIT INT TERM
+    exec 8>&-
     return $code
 }
 
@@ -161,12 +167,31 @@ wheel_machine() {  # wheel_machine ARCH: the wheel's platform tag as pip on that
     esac
 }
 
-# What Debian provides in the armhf root and package instead of PyPI (no armv7 wheel there).
+# What Debian provides on an architecture instead of PyPI, as PYPI-NAME:DEBIAN-PACKAGE pairs: PyPI
+# has no armv7 wheel of numpy or pynacl, and compiling them under emulation takes hours (numpy) or
+# needs libsodium's build (pynacl). Everything else on armhf comes as a pure-Python wheel.
 debian_provided() {
     case "$1" in
-        armhf) echo numpy ;;
+        armhf) echo numpy:python3-numpy pynacl:python3-nacl ;;
         *) echo "" ;;
     esac
+}
+
+# What the tests and bench/gateway.py need in that root from Debian for the same reason (msgpack:
+# python-can's udp_multicast, the emulated CAN bus).
+debian_test_packages() {
+    case "$1" in
+        armhf) echo msgpack:python3-msgpack ;;
+        *) echo "" ;;
+    esac
+}
+
+debian_names() {  # debian_names PAIRS...: the Debian package of each pair
+    for pair in "$@"; do printf '%s ' "${pair#*:}"; done
+}
+
+pypi_names() {  # pypi_names PAIRS...: the PyPI name of each pair
+    for pair in "$@"; do printf '%s ' "${pair%%:*}"; done
 }
 
 host_python="${GATEWAY_HOST_PYTHON:-$repo/.venv/bin/python}"
@@ -234,18 +259,29 @@ build() {  # build ARCH: the lienwatch wheel and the [edge] wheelhouse for ARCH
     mkdir -p "$root/out/dist" "$root/out/wheelhouse"
     started=$(date +%s)
     # pip in the root: the target's Python resolves and downloads the target's wheels.
-    in_root "$arch" /bin/sh -eu -c "test -x /opt/build-venv/bin/pip || python3 -m venv /opt/build-venv"
+    debian=$(debian_names $(debian_provided "$arch") $(debian_test_packages "$arch"))
+    in_root "$arch" /bin/sh -eu -c "
+        test -x /opt/build-venv/bin/pip || python3 -m venv /opt/build-venv
+        # A root made before a package joined the list gets it now.
+        for package in $debian; do
+            dpkg -s \$package >/dev/null 2>&1 || missing=\"\${missing:-} \$package\"
+        done
+        if [ -n \"\${missing:-}\" ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \$missing >/dev/null
+        fi
+    "
+    venv_seconds=$(( $(date +%s) - started ))
     if [ "$method" = cross ]; then
         cross_wheel "$arch" "$root/out/dist"
     else
         log "building the wheel in the $arch root (its own gcc; emulated for a foreign root)"
         root_wheel "$arch"
     fi
-    wheel_seconds=$(( $(date +%s) - started ))
+    wheel_seconds=$(( $(date +%s) - started - venv_seconds ))
     wheel=$(ls "$root/out/dist"/lienwatch-*.whl)
     cp "$wheel" "$root/out/wheelhouse/"
     # The wheel's own requirements (core and [edge]), less what Debian provides on this arch.
-    "$host_python" - "$wheel" "$(debian_provided "$arch")" > "$root/out/requirements.txt" <<'PY'
+    "$host_python" - "$wheel" "$(pypi_names $(debian_provided "$arch"))" > "$root/out/requirements.txt" <<'PY'
 import re
 import sys
 import zipfile
@@ -281,9 +317,10 @@ PY
     cp "$root/out/agent.example.toml" "$out/$arch/agent.example.toml"
     tail -n1 "$root/out/smoke.log" > "$out/$arch/smoke.json"
     echo "$method" > "$out/$arch/build-method"
-    echo "$wheel_seconds" > "$out/$arch/wheel-seconds"
-    echo "$(( $(date +%s) - started ))" > "$out/$arch/build-seconds"
-    log "$arch: $(basename "$wheel") ($method, $wheel_seconds s), wheelhouse of $(ls "$out/$arch/wheelhouse" | wc -l) wheels, checked in the root: $(cat "$out/$arch/smoke.json") ($(cat "$out/$arch/build-seconds") s in all)"
+    total=$(( $(date +%s) - started ))
+    printf '{"build_venv_s": %d, "wheel_s": %d, "wheelhouse_and_check_s": %d, "total_s": %d}\n' \
+        "$venv_seconds" "$wheel_seconds" "$(( total - venv_seconds - wheel_seconds ))" "$total" > "$out/$arch/build-seconds.json"
+    log "$arch: $(basename "$wheel") ($method), wheelhouse of $(ls "$out/$arch/wheelhouse" | wc -l) wheels, checked in the root: $(cat "$out/$arch/smoke.json"); $(cat "$out/$arch/build-seconds.json")"
 }
 
 venv_flags() {  # venv_flags ARCH: Debian's numpy (armhf) is seen from the venv
@@ -333,8 +370,8 @@ deb() {  # deb ARCH: the agent package from the wheelhouse, installed into /opt/
     echo /etc/logrotate.d/lienwatch-agent > "$stage/DEBIAN/conffiles"
     installed_kb=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
     python_dep="python3 (>= 3.11), python3 (<< 3.12)"
-    for name in $(debian_provided "$arch"); do
-        python_dep="$python_dep, python3-$name"
+    for name in $(debian_names $(debian_provided "$arch")); do
+        python_dep="$python_dep, $name"
     done
     sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_KB@/$installed_kb/" \
         -e "s/@PYTHON@/$python_dep/" "$here/debian/control" > "$stage/DEBIAN/control"
@@ -390,16 +427,22 @@ clean() {  # clean: unmount whatever is mounted in the roots, remove this clone'
     fi
 }
 
-command="${1:-}"
-[ -n "$command" ] || die "usage: $0 host-deps | root ARCH | build ARCH | deb ARCH | run ARCH CMD... | edge-tests ARCH ARGS | clean"
-shift
-case "$command" in
-    host-deps) host_deps ;;
-    root) need_root; make_root "$1" ;;
-    build) need_root; check_arch "$1"; build "$1" ;;
-    deb) need_root; check_arch "$1"; deb "$1" ;;
-    run) need_root; arch="$1"; shift; in_root "$arch" "$@" ;;
-    clean) need_root; clean ;;
-    edge-tests) need_root; arch="$1"; shift; check_arch "$arch"; edge_tests "$arch" "$@" ;;
-    *) die "unknown command '$command'" ;;
-esac
+# The whole dispatch is one function read before it runs, so editing this file while a build
+# runs cannot change what the running shell reads next.
+main() {
+    command="${1:-}"
+    [ -n "$command" ] || die "usage: $0 host-deps | root ARCH | build ARCH | deb ARCH | run ARCH CMD... | edge-tests ARCH ARGS | clean"
+    shift
+    case "$command" in
+        host-deps) host_deps ;;
+        root) need_root; make_root "$1" ;;
+        build) need_root; check_arch "$1"; build "$1" ;;
+        deb) need_root; check_arch "$1"; deb "$1" ;;
+        run) need_root; arch="$1"; shift; in_root "$arch" "$@" ;;
+        clean) need_root; clean ;;
+        edge-tests) need_root; arch="$1"; shift; check_arch "$arch"; edge_tests "$arch" "$@" ;;
+        *) die "unknown command '$command'" ;;
+    esac
+}
+
+main "$@"; exit $?
