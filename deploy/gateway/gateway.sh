@@ -391,14 +391,15 @@ edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset in the roo
     log "edge tests in the $arch root: $*"
     started=$(date +%s)
     # The checkout with the extensions of the wheel just built, the wheelhouse's dependencies, and
-    # the test tools; mosquitto for the tests that talk to a broker.
+    # the test tools (binary wheels or pure Python: not pycddl, a Rust build, nor atheris, so the
+    # subset leaves out test_cddl and test_fuzz); mosquitto for the tests that talk to a broker.
     in_root "$arch" /bin/sh -eu -c '
         command -v mosquitto >/dev/null || { apt-get update -qq && \
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
         test -x /opt/test-venv/bin/pytest || python3 -m venv '"$(venv_flags "$arch")"' /opt/test-venv
         /opt/test-venv/bin/pip install --quiet --find-links /out/wheelhouse \
             "$(ls /out/wheelhouse/lienwatch-*.whl)[edge]" "Cython>=3.0" "setuptools>=69" \
-            pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" "obd==0.7.3" msgpack pycddl
+            pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" "obd==0.7.3" msgpack
         /opt/test-venv/bin/pip uninstall --quiet -y lienwatch
         # The tests import the checkout (tests/ and deploy/ are not in the wheel), with the
         # extensions of the wheel just built for this architecture put beside their sources.
