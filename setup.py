@@ -26,11 +26,12 @@ def _require_c_compiler() -> None:
         )
 
 
-# canframe decodes DBC signals as `raw * factor + offset` and must round as CPython does: two
-# roundings, never one fused multiply-add (GCC contracts them by default where FMA exists, AArch64).
-# simplify computes the distances numpy does (cloud/analytics/geo.py), operation by operation.
-_EXTRA_ARGS = {os.path.join("cython_ext", name): ["-ffp-contract=off"]
-               for name in ("canframe.pyx", "simplify.pyx")}
+# The extensions must round as CPython (and their pure-Python or numpy oracles) do: two roundings,
+# never one fused multiply-add. GCC contracts `a * b + c` by default where FMA exists (AArch64, and
+# x86-64 with -march=native): canframe's `raw * factor + offset` and features' EWMA were 1 ulp off
+# on arm64 (found by `make gateway-test`), and simplify computes numpy's distances operation by
+# operation (cloud/analytics/geo.py), so no extension may contract.
+_FP_ARGS = ["-ffp-contract=off"]
 _PYX = glob(os.path.join("cython_ext", "*.pyx")) + glob(os.path.join("protocol", "*.pyx"))
 
 
@@ -40,7 +41,7 @@ def _extensions() -> list[Extension]:
 
     # Portable by default so the same sources build on ARM gateways; LIENWATCH_NATIVE=1 opts in
     # to -march=native for a board-specific build.
-    compile_args = ["-O3"]
+    compile_args = ["-O3", *_FP_ARGS]
     if os.environ.get("LIENWATCH_NATIVE") == "1":
         compile_args.append("-march=native")
     extensions = [
@@ -48,7 +49,7 @@ def _extensions() -> list[Extension]:
             name=path[:-4].replace(os.sep, "."),
             sources=[path],
             include_dirs=[numpy.get_include()],
-            extra_compile_args=compile_args + _EXTRA_ARGS.get(path, []),
+            extra_compile_args=compile_args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for path in sorted(_PYX)

@@ -169,10 +169,11 @@ wheel_machine() {  # wheel_machine ARCH: the wheel's platform tag as pip on that
 
 # What Debian provides on an architecture instead of PyPI, as PYPI-NAME:DEBIAN-PACKAGE pairs: PyPI
 # has no armv7 wheel of numpy or pynacl, and compiling them under emulation takes hours (numpy) or
-# needs libsodium's build (pynacl). Everything else on armhf comes as a pure-Python wheel.
+# needs libsodium's build (pynacl); Debian's PyNaCl needs Debian's cffi (its pip metadata asks for
+# the cffi distribution). Everything else on armhf has an armv7l or a pure-Python wheel.
 debian_provided() {
     case "$1" in
-        armhf) echo numpy:python3-numpy pynacl:python3-nacl ;;
+        armhf) echo numpy:python3-numpy pynacl:python3-nacl cffi:python3-cffi ;;
         *) echo "" ;;
     esac
 }
