@@ -83,7 +83,7 @@ clean:
 # ones run under qemu-user through binfmt_misc), the wheelhouse resolved in the root by the target's
 # pip; outputs in build/gateway/. As root, gateway.sh installs debootstrap, qemu-user-static and the
 # cross compilers when missing. GATEWAY_BUILD=root builds the wheel in the root instead (slow).
-GATEWAY_ARCHES    ?= amd64 arm64 armhf
+GATEWAY_ARCHES    ?= amd64 arm64
 GATEWAY_TEST_ARCH ?= arm64
 # The edge subset under emulation (docs/gateway.md: why these, how long): the tests of what can
 # differ by architecture: the compiled extensions against their oracles, the wire format (golden
