@@ -113,8 +113,8 @@ make_root() {  # make_root ARCH
 
 mounted() { grep -q " $1 " /proc/mounts; }
 
-umount_root() {  # umount_root ROOT: whatever in_root mounted there, innermost first
-    for path in "$1/dev/shm" "$1/dev/pts" "$1/dev" "$1/proc"; do
+umount_root() {  # umount_root ROOT: whatever in_root (or a failed debootstrap) mounted there
+    for path in "$1/dev/shm" "$1/dev/pts" "$1/dev" "$1/proc" "$1/sys"; do
         if mounted "$path"; then umount "$path" || umount -l "$path"; fi
     done
 }
@@ -127,7 +127,8 @@ in_root() {  # in_root ARCH CMD... : CMD in the root's chroot, /proc /dev /dev/p
     # mounts below are made and undone around each.
     exec 8> "$roots/root-$arch.use"
     flock 8
-    trap 'umount_root "$root"' EXIT INT TERM
+    trap 'umount_root "$root"' EXIT
+    trap 'umount_root "$root"; exit 130' INT TERM
     mounted "$root/proc" || mount -t proc proc "$root/proc"
     mounted "$root/dev" || mount --bind /dev "$root/dev"
     mounted "$root/dev/pts" || mount --bind /dev/pts "$root/dev/pts"
