@@ -224,6 +224,13 @@ cross_wheel() {  # cross_wheel ARCH DIST: the lienwatch wheel, its extensions co
     src="$state/src"
     copy_sources "$src"
     rm -rf "$src/build" "$src"/*.egg-info
+    # What the checkout no longer has goes (a removed module must not be built), Cython's output stays.
+    (cd "$src" && find . -type f ! -name '*.c' | sort) > "$state/src-files"
+    (cd "$repo" && git ls-files -co --exclude-standard | sed 's|^|./|' | sort) > "$state/repo-files"
+    comm -23 "$state/src-files" "$state/repo-files" | (cd "$src" && xargs -r rm -f)
+    for generated in "$src"/cython_ext/*.c "$src"/protocol/*.c; do
+        [ -f "${generated%.c}.pyx" ] || rm -f "$generated"
+    done
     find "$src/cython_ext" "$src/protocol" -name '*.so' -delete
     log "cross-compiling the extensions for $arch on the host ($cc, sysroot $root)"
     (cd "$src" && env _PYTHON_SYSCONFIGDATA_NAME="${sysconfigdata%.py}" PYTHONPATH="$conf" \
