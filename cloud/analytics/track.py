@@ -164,7 +164,7 @@ def _fix_points(lon: list[float], lat: list[float], times: list[str], speeds: li
     """The Point features of the kept fixes as JSON text (comma-separated): formatted from the
     columns instead of three dicts a point for orjson, a third of the cost on a month's thousands
     of points. Floats are written by repr (shortest round-trip form, valid JSON)."""
-    return ",".join([_FIX_POINT % (x, y, t, "null" if v != v else repr(round(v, 1)))
+    return ",".join([_FIX_POINT % (x, y, t, "null" if (speed := _speed(v)) is None else repr(speed))
                      for x, y, t, v in zip(lon, lat, times, speeds, strict=True)]).encode()
 
 
