@@ -104,10 +104,13 @@ def screenshot(driver: Any, name: str) -> Path:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout_s: float = 20, what: str = "") -> Any:
-    """Poll a condition on the driver until it is truthy (short polling, bounded)."""
+    """Poll a condition on the driver until it is truthy (short polling, bounded). An element the
+    console re-rendered between finding and reading it (stale) is polled again, not an error."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition, what)
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, what)
 
 
 _REFUSED = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
