@@ -23,7 +23,7 @@ from cloud.api import problems
 from cloud.api.config import AppConfig
 from cloud.api.context import ApiState
 from cloud.api.metrics import ApiMetrics
-from cloud.api.ratelimit import RateLimiter
+from cloud.api.ratelimit import RateLimiter, SharedRateLimiter
 from cloud.console import mount_console
 from cloud.store.db import Conn
 from cloud.store.partitions import PartitionKeeper
@@ -78,7 +78,9 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
         config=config,
         clock=clock,
         metrics=ApiMetrics(),
-        limiter=RateLimiter(config.rate_limit.per_minute, config.rate_limit.burst, clock),
+        # Several worker processes share their buckets in the database (cloud/api/workers.py).
+        limiter=(SharedRateLimiter if config.api.workers > 1 else RateLimiter)(
+            config.rate_limit.per_minute, config.rate_limit.burst, clock),
         signing_key=config.signing_key(),
     )
 

@@ -135,7 +135,7 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
         )
         # Failed authentications share one bucket per client address, so a flood of bad keys is
         # refused with 429 (counted, not audited row by row) instead of filling the audit log.
-        wait_s = state.limiter.take(f"address:{_client(request)}")
+        wait_s = state.limiter.take(f"address:{_client(request)}", conn)
         if wait_s:
             state.metrics.rate_limited.inc()
             raise Problem(429, "Too Many Requests", f"too many failed authentications from this address; "
@@ -161,7 +161,7 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
             kind="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="lienwatch"'},
         )
-    wait_s = state.limiter.take(key.key_id)
+    wait_s = state.limiter.take(key.key_id, conn)
     if wait_s:
         state.metrics.rate_limited.inc()
         raise Problem(

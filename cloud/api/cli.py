@@ -41,7 +41,12 @@ def run_api(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(create_app(config), config.api)
+    if config.api.workers > 1:
+        from cloud.api.workers import serve_workers
+
+        serve_workers(args.config, config.api)
+    else:
+        serve(create_app(config), config.api)
     return 0
 
 

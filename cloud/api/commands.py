@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloud.api.context import ApiState
 from cloud.api.publish import CommandPublisher
-from cloud.store.db import Conn
+from cloud.store.db import COMMAND_SWEEP_LOCK, Conn, exclusive
 from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -292,7 +293,9 @@ def start_publishing(state: ApiState) -> Callable[[], None]:
     """With `[mqtt]`: connect the publisher and start the sweeper thread; returns what stops both."""
     if state.config.mqtt is None:
         return lambda: None
-    publisher = CommandPublisher(state.config.mqtt, state.config.api.publish_timeout_s)
+    suffix = f"-{os.getpid()}" if state.config.api.workers > 1 else ""
+    publisher = CommandPublisher(state.config.mqtt, state.config.api.publish_timeout_s,
+                                 client_id_suffix=suffix)
     publisher.start()
     state.publisher = publisher
     stop = threading.Event()
@@ -303,8 +306,10 @@ def start_publishing(state: ApiState) -> Callable[[], None]:
             if pool is None:
                 continue
             try:
-                with pool.connection(timeout=5.0) as conn:
-                    sweep(state, conn)
+                # One API process at a time sweeps (`[api] workers`): none publishes a command twice.
+                with pool.connection(timeout=5.0) as conn, exclusive(conn, COMMAND_SWEEP_LOCK) as held:
+                    if held:
+                        sweep(state, conn)
             except Exception as error:
                 log.warning("command sweep failed: %s", error)
 

@@ -71,6 +71,9 @@ class ApiConfig:
     publish_timeout_s: float = 5.0
     allow_non_loopback: bool = False  # binding elsewhere is a deliberate choice (behind a TLS proxy)
     access_log: bool = True  # uvicorn's line per request (method, path, status; never the key)
+    # Processes serving requests (one per core: one Python process answers on one core at a time);
+    # above 1 they share the rate limits in PostgreSQL and their metrics (cloud/api/workers.py).
+    workers: int = 1
 
 
 _POSITIVE = (
@@ -84,7 +87,9 @@ _POSITIVE = (
     "per_minute",
     "burst",
     "max_age_s",
+    "workers",
 )
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ def parse_config(data: dict[str, Any]) -> AppConfig:
         )
     if not 1 <= api.port < 65536:
         raise ConfigError(f"api.port must be a TCP port 1..65535 (got {api.port!r})")
+    if api.workers > MAX_WORKERS:
+        raise ConfigError(f"api.workers must be <= {MAX_WORKERS} (got {api.workers!r})")
     if api.pool_min_size > api.pool_max_size:
         raise ConfigError("api.pool_min_size must be <= api.pool_max_size")
     if api.command_ttl_s * 10**9 > DEFAULT_MAX_LIFETIME_NS:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud.api.config import AppConfig
 from cloud.api.metrics import ApiMetrics
 from cloud.api.problems import Problem
-from cloud.api.ratelimit import RateLimiter
+from cloud.api.ratelimit import Limiter
 from cloud.store.db import Conn
 from lienwatch.clock import Clock
 from protocol.signing import PrivateKey
@@ -28,7 +28,7 @@ class ApiState:
     config: AppConfig
     clock: Clock
     metrics: ApiMetrics
-    limiter: RateLimiter
+    limiter: Limiter
     signing_key: PrivateKey | None
     pool: ConnectionPool[Conn] | None = None
     publisher: Any = None  # cloud.api.publish.CommandPublisher once started

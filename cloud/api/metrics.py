@@ -1,8 +1,15 @@
-"""Prometheus metrics of one API instance (its own registry, served at /metrics)."""
+"""Prometheus metrics of one API instance (its own registry, served at /metrics).
+
+With several worker processes (`[api] workers`, cloud/api/workers.py) prometheus_client's
+multiprocess mode keeps each process's values in files under `PROMETHEUS_MULTIPROC_DIR` (set
+before the workers start) and /metrics sums them, whichever process answers.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 
 class ApiMetrics:
@@ -35,3 +42,11 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format: this process's, or every worker's summed."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

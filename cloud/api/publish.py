@@ -29,11 +29,14 @@ log = logging.getLogger(__name__)
 class CommandPublisher:
     """A connected-in-the-background MQTT client that publishes command payloads."""
 
-    def __init__(self, config: MqttConfig, timeout_s: float) -> None:
+    def __init__(self, config: MqttConfig, timeout_s: float, *, client_id_suffix: str = "") -> None:
+        """`client_id_suffix` tells apart the clients of several API processes (a broker drops
+        the older of two connections with one client id)."""
         self.config = config
         self.timeout_s = timeout_s
         self.connected = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id + client_id_suffix,
+                             protocol=mqtt.MQTTv5)
         if config.username:
             client.username_pw_set(config.username, config.password or None)
         if config.tls is not None:

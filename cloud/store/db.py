@@ -9,6 +9,8 @@ server that accepts TCP but never answers cannot hang a command.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeAlias
 
 import psycopg
@@ -76,3 +78,23 @@ def describe(conn: Conn) -> str:
     """Where an open connection writes: `database D on HOST:PORT as USER` (never the password)."""
     info = conn.info
     return f"database {info.dbname!r} on {info.host}:{info.port} as {info.user}"
+
+
+# Advisory lock keys of the jobs that one process at a time may run (`exclusive`).
+WATCHERS_LOCK = 0x6C77_0002  # the server-side watchers (cloud/watchers), in any API or receiver
+COMMAND_SWEEP_LOCK = 0x6C77_0003  # the API's command sweeper (expire, publish again)
+
+
+@contextlib.contextmanager
+def exclusive(conn: Conn, lock: int) -> Iterator[bool]:
+    """Hold the session advisory lock `lock` on `conn` for the block, if no other session does:
+    yields whether it is held here (the block should then do the job, else skip it). The lock
+    goes with the session if the connection breaks."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
+    held = bool(row and row[0])
+    try:
+        yield held
+    finally:
+        if held and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from cloud.store.db import Conn
+from cloud.store.db import WATCHERS_LOCK, Conn, exclusive
 from cloud.watchers import conditions
 from cloud.watchers.config import WatchersConfig
 from cloud.watchers.store import EventWriter
@@ -67,10 +67,11 @@ class WatcherJob:
         return datetime.fromtimestamp(self.clock.wall_ns() / 1e9, UTC)
 
     def tick(self) -> RunResult | None:
-        """One run; a database error is logged and the next tick tries again."""
+        """One run, unless another process is running the watchers (None then); a database
+        error is logged and the next tick tries again."""
         try:
-            with self.connect() as conn:
-                return run_once(conn, self.config, self.now())
+            with self.connect() as conn, exclusive(conn, WATCHERS_LOCK) as held:
+                return run_once(conn, self.config, self.now()) if held else None
         except psycopg.Error as error:
             log.warning("watchers failed (%s); will retry in %g s", error, self.config.interval_s)
             return None

@@ -26,6 +26,9 @@ GRANT INSERT, UPDATE ON event_lifecycle, commands TO lienwatch_api;
 GRANT INSERT, UPDATE ON devices, api_keys TO lienwatch_api;
 GRANT INSERT, UPDATE, DELETE ON points_of_interest, device_assignments TO lienwatch_api;
 GRANT INSERT ON event_actions, audit_log TO lienwatch_api;
+-- Rate-limit buckets shared by the API's processes (migration 0012): upserted per request, idle
+-- ones deleted.
+GRANT INSERT, UPDATE, DELETE ON api_rate_buckets TO lienwatch_api;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO lienwatch_api;
 
 -- Server-side watchers (cloud/watchers, migration 0007), run by the receiver or the API: they

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
@@ -63,4 +63,4 @@ def readyz(request: Request) -> Ready:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(api_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(api_state(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -117,9 +118,11 @@ def test_a_revoked_key_is_refused_at_once(api: Api) -> None:
     is_problem(api.get("/me", role="risk_officer"), 401)
 
 
-def test_rate_limit_per_key_with_retry_after(migrated_db: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "shared-in-postgres"])
+def test_rate_limit_per_key_with_retry_after(migrated_db: str, workers: int) -> None:
     clock = ManualClock(wall_ns=NOW_NS)
-    app = create_app(config_for(migrated_db, rate_limit={"per_minute": 60, "burst": 3}), clock=clock)
+    app = create_app(config_for(migrated_db, rate_limit={"per_minute": 60, "burst": 3}, workers=workers),
+                     clock=clock)
     with connect(migrated_db) as conn, TestClient(app) as client:
         _, one = create_key(conn, "one", "risk_officer")
         _, two = create_key(conn, "two", "risk_officer")

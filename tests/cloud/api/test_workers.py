@@ -1,0 +1,135 @@
+"""`[api] workers = 2`: the real `lienwatch cloud api` with two uvicorn worker processes on one
+socket. Both answer; a key's rate limit holds whichever answers (buckets in PostgreSQL); /metrics
+counts every worker's requests; the jobs that must run once take their advisory lock."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloud.api.keys import create_key
+from cloud.api.ratelimit import SharedRateLimiter
+from cloud.store.db import WATCHERS_LOCK, connect, exclusive
+from hil.services import free_port, wait_for_port
+from lienwatch.clock import ManualClock
+
+REQUESTS = 48
+BURST = 30
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.fixture
+def two_workers(migrated_db: str, tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    config = tmp_path / "api.toml"
+    config.write_text(f'[database]\ndsn = "{migrated_db}"\n[api]\nport = {port}\nworkers = 2\n'
+                      f"access_log = false\n[api.rate_limit]\nper_minute = 1\nburst = {BURST}\n")
+    with connect(migrated_db) as conn:
+        _, token = create_key(conn, "two-workers", "risk_officer")
+    log = (tmp_path / "api.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "lienwatch", "cloud", "api", "--config", str(config)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, 60, process)
+        deadline = time.monotonic() + 60  # the port opens before both workers have their app
+        while len([c for c in _children(process.pid) if _cpu_ticks(c) > 0]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for _ in range(100):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", token, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    assert not [c for c in _children(process.pid)], "a worker outlived the supervisor"
+
+
+def test_two_workers_share_the_rate_limit_and_the_metrics(
+        two_workers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
+    base, token, process = two_workers
+    workers = _children(process.pid)
+    before = {pid: _cpu_ticks(pid) for pid in workers}
+
+    def one(_: int) -> int:
+        # A connection per request, so the kernel hands them to either worker.
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+            status = client.get("/me").status_code
+            for _ in range(20):  # some CPU in the worker that took this connection
+                client.get("/healthz")
+            return status
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(one, range(REQUESTS)))
+    busy = [pid for pid in workers if _cpu_ticks(pid) > before[pid]]
+    assert len(busy) >= 2, f"only {busy} of the workers {workers} answered"
+    # One bucket for the key across both processes: exactly `burst` requests pass (per process
+    # buckets would have let up to twice as many through).
+    assert codes.count(200) == BURST and codes.count(429) == REQUESTS - BURST
+    with httpx.Client(base_url=base) as client:
+        text = client.get("/metrics").text
+    served = sum(float(value) for value in re.findall(
+        r'^lienwatch_api_requests_total\{[^}]*route="/me"[^}]*\} (\S+)$', text, re.MULTILINE))
+    assert served == REQUESTS
+    limited = re.search(r"^lienwatch_api_rate_limited_total (\S+)$", text, re.MULTILINE)
+    assert limited is not None and float(limited[1]) == REQUESTS - BURST
+
+
+def test_the_shared_buckets_refill_and_are_forgotten_when_full(migrated_db: str) -> None:
+    clock = ManualClock(wall_ns=1_800_000_000 * 10**9)
+    limiter = SharedRateLimiter(per_minute=60, burst=2, clock=clock)
+    with connect(migrated_db) as conn:
+        assert [limiter.take("k", conn) for _ in range(3)] == [0, 0, 1]
+        assert limiter.take("other", conn) == 0
+        clock.advance(0.5)
+        assert limiter.take("k", conn) == 1
+        clock.advance(0.5)
+        assert limiter.take("k", conn) == 0
+        clock.set_wall_ns(clock.wall_ns() - 30 * 10**9)  # another host's clock behind: no negative refill
+        assert limiter.take("k", conn) == 1
+        clock.advance(60.0)
+        assert limiter.forget_idle(conn) == 2
+        assert conn.execute("SELECT count(*) FROM api_rate_buckets").fetchone() == (0,)
+        with pytest.raises(ValueError, match="connection"):
+            limiter.take("k")
+
+
+def test_only_one_session_holds_a_job_lock(migrated_db: str) -> None:
+    with connect(migrated_db) as one, connect(migrated_db) as two:
+        with exclusive(one, WATCHERS_LOCK) as first:
+            with exclusive(two, WATCHERS_LOCK) as second:
+                assert first and not second
+        with exclusive(two, WATCHERS_LOCK) as again:
+            assert again
