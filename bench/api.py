@@ -18,8 +18,9 @@ microseconds of client CPU a request, so the client does not take the cores it m
 baseline, measured in the same run, is one client alone on the same endpoint (the ratio shows what
 concurrency costs on this machine); the table also gives the answers a second under load and the
 CPU the API processes and the database server spent per answer (from /proc), which bound what the
-machine can serve: 16 clients back to back wait about 16 x the CPU per answer / the cores. Goals: track p99 <= 100 ms, trips p99 <= 200 ms, device list p99 <= 50 ms.
-The last line is the JSON of the 16-client figures.
+machine can serve: 16 clients back to back wait about 16 x the CPU per answer / the cores.
+Goals: track p99 <= 100 ms, trips p99 <= 200 ms, device list p99 <= 50 ms. The last line is the
+JSON of the 16-client figures.
 """
 
 from __future__ import annotations

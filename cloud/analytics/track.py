@@ -71,16 +71,26 @@ class Fixes:
     fix_type: npt.NDArray[np.int16]
     significance: npt.NDArray[np.float64] | None = None
     pieces: tuple[Piece, ...] = ()
+    stored: int | None = None  # rows stored in the range (None: all are here)
 
     def __len__(self) -> int:
         return len(self.time_ns)
 
+    @property
+    def stored_rows(self) -> int:
+        """How many positions the range holds, also those a simplified read left out."""
+        return len(self) if self.stored is None else self.stored
 
-def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime) -> Fixes:
+
+def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
+                tolerance_m: float | None = None) -> Fixes:
     """The positions of `device_id` with start <= time < end, as numpy columns: whole local days
     from their packed rows (cloud/store/track_days.py) where those are exact, the rest from
-    `positions` in one query."""
-    packed = usable_days(conn, device_id, start, end)
+    `positions` in one query. With `tolerance_m` (a simplified read), a packed day without
+    fix-less rows brings only its fixes that may be kept at that tolerance: every fix a
+    simplification at `tolerance_m` or above keeps, each day's first and last fix among them
+    (they cut the line), so the rows on each side of a fix-less stretch are the same."""
+    packed = usable_days(conn, device_id, start, end, tolerance_m=tolerance_m)
     stretches: list[tuple[datetime, DayColumns, bool]] = [(day.t0, day.columns, True) for day in packed]
     holes: list[tuple[datetime, datetime]] = []
     at = start
@@ -116,8 +126,10 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime) -> F
         return np.concatenate([getattr(part, name) for part in parts]) if parts else \
             np.zeros(0, dtype=getattr(decode_raw(None), name).dtype)
 
+    left_out = sum(day.fix_count - len(day.columns) for day in packed)
     return Fixes(joined("time_us") * 1000, joined("lat_deg"), joined("lon_deg"), joined("speed_kmh"),
-                 joined("fix_type"), joined("significance"), tuple(pieces))
+                 joined("fix_type"), joined("significance"), tuple(pieces),
+                 stored=sum(len(part) for part in parts) + left_out)
 
 
 def _epoch_us(instant: datetime) -> int:
@@ -165,7 +177,8 @@ def playback_json(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     check_range(start, end)
     if tolerance_m is not None:
         check_number("tolerance_m", tolerance_m, 0.0, MAX_TOLERANCE_M)
-    fixes = fetch_fixes(conn, device_id, start, end)
+    # Events are placed at the last fix before them, so they need every fix.
+    fixes = fetch_fixes(conn, device_id, start, end, tolerance_m=None if events else tolerance_m)
     has_fix = fixes.fix_type != NO_FIX
     fixed = np.flatnonzero(has_fix)
     gaps: list[dict[str, Any]] = []
@@ -201,7 +214,7 @@ def playback_json(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     parts.extend(orjson.dumps(feature) for feature in extra)
     collection: dict[str, Any] = {"type": "FeatureCollection",
                                   "features": orjson.Fragment(b"[" + b",".join(parts) + b"]"), "properties": {
-        "device_id": device_id, "from": iso(start), "to": iso(end), "fixes": len(fixes),
+        "device_id": device_id, "from": iso(start), "to": iso(end), "fixes": fixes.stored_rows,
         "points": len(kept), "tolerance_m": tolerance_m or 0.0, "no_fix_stretches": len(no_fix)}}
     if len(kept):
         collection["bbox"] = [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())]

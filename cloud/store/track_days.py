@@ -14,6 +14,12 @@ time zone (its `t0` is the local midnight). Anything else in a range is read fro
 Format 1, little-endian, column after column for `fix_count` rows in time order:
 time (int64 microseconds since 1970), lat_deg, lon_deg, significance (float64: compared with a
 tolerance, so never rounded), speed_kmh (float32, NaN = none), fix_type (int16, -1 = none).
+
+Beside it (migration 0013) the rows a simplified track can keep: `kept`, the day's fixes with a
+significance above `KEPT_MIN_M`, row after row (`ROW`, the same fields) from the most
+significant; `kept_ladder`, how many of them lie above each step of `LADDER_M`; `no_fix_rows`.
+A track at tolerance t >= `KEPT_MIN_M` reads of a day without fix-less rows only the prefix of
+`kept` down to the ladder step at or below t (~5 % of the day at 10 m), not the whole value.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("time_us", "<i8"), ("lat_deg", "<f8"), ("lon_deg", "<f8"), ("significance", "<f8"),
     ("speed_kmh", "<f4"), ("fix_type", "<i2"))
 ROW_BYTES = sum(np.dtype(kind).itemsize for _, kind in _COLUMNS)
+ROW = np.dtype(list(_COLUMNS))  # one row of `kept` (packed: ROW_BYTES)
+KEPT_MIN_M = 1.0  # `kept` holds the fixes above this significance: tolerances below read whole days
+LADDER_M = 2.0 ** (np.arange(57) / 4.0)  # 1 m, 1.19 m, ... 16,384 m (> analytics' 10 km maximum)
 PACK_BATCH = 200  # days fetched and written per statement (~8 MB at one fix a minute)
 
 # The server packs rows with the binary `*send` functions (big-endian, microseconds since 2000).
@@ -62,11 +71,14 @@ class DayColumns:
 
 @dataclass(frozen=True)
 class PackedDay:
-    """One usable packed row: its local day's bounds [t0, t1) and its rows."""
+    """One usable packed row: its local day's bounds [t0, t1), its rows (all of them, or with
+    `complete` False only its kept rows above the tolerance asked for) and how many it holds."""
 
     t0: datetime
     t1: datetime
     columns: DayColumns
+    fix_count: int
+    complete: bool = True
 
 
 def decode_raw(data: bytes | None) -> DayColumns:
@@ -86,6 +98,33 @@ def pack(columns: DayColumns) -> bytes:
                     for name, kind in _COLUMNS)
 
 
+def kept_rows(columns: DayColumns) -> tuple[bytes, list[int], int]:
+    """`kept`, `kept_ladder` and `no_fix_rows` of a day's columns (see the module)."""
+    has_fix = columns.fix_type != 0
+    chosen = np.flatnonzero(has_fix & (columns.significance > KEPT_MIN_M))
+    order = chosen[np.argsort(-columns.significance[chosen], kind="stable")]  # inf first
+    rows = np.empty(len(order), dtype=ROW)
+    for name, _ in _COLUMNS:
+        rows[name] = getattr(columns, name)[order]
+    descending = -columns.significance[order]  # ascending
+    ladder = np.searchsorted(descending, -LADDER_M, side="left")  # how many lie above each step
+    return rows.tobytes(), [int(n) for n in ladder], int(np.count_nonzero(~has_fix))
+
+
+def unpack_kept(data: bytes) -> DayColumns:
+    """Rows of a `kept` prefix as columns in time order (refused if not whole rows)."""
+    if len(data) % ROW_BYTES:
+        raise StoreError(f"a kept prefix of {len(data)} bytes is not whole {ROW_BYTES}-byte rows")
+    rows = np.frombuffer(data, dtype=ROW)
+    rows = rows[np.argsort(rows["time_us"], kind="stable")]
+    return DayColumns(**{name: np.ascontiguousarray(rows[name]) for name, _ in _COLUMNS})  # type: ignore[arg-type]
+
+
+def ladder_step(tolerance_m: float) -> int:
+    """The 1-based `kept_ladder` index of the highest step at or below `tolerance_m` (>= KEPT_MIN_M)."""
+    return int(np.searchsorted(LADDER_M, tolerance_m, side="right"))
+
+
 def unpack(data: bytes, fix_count: int) -> DayColumns:
     """The columns of a format 1 value of `fix_count` rows (refused if its size disagrees)."""
     if fix_count < 0 or len(data) != fix_count * ROW_BYTES:
@@ -99,14 +138,21 @@ def unpack(data: bytes, fix_count: int) -> DayColumns:
     return DayColumns(**out)  # type: ignore[arg-type]
 
 
-_USABLE: LiteralString = """
-    SELECT t.t0, t.t1, t.fix_count, t.fixes
+_USABLE_WHERE: LiteralString = """
     FROM track_days t JOIN devices d ON d.device_id = t.device_id
     WHERE t.device_id = %(device)s AND t.day BETWEEN %(first_day)s AND %(last_day)s
         AND t.t0 >= %(start)s AND t.t1 <= %(end)s AND t.format = %(format)s
         AND t.t0 = (t.day::timestamp AT TIME ZONE d.time_zone)
         AND NOT EXISTS (SELECT 1 FROM summary_dirty s WHERE s.device_id = t.device_id AND s.day = t.day)
     ORDER BY t.t0"""
+_USABLE: LiteralString = "SELECT t.t0, t.t1, t.fix_count, t.fixes, NULL::bytea" + _USABLE_WHERE
+# A day without fix-less rows and with `kept`: the prefix of `kept` above the ladder step only.
+_FAST: LiteralString = ("coalesce(t.kept IS NOT NULL AND t.no_fix_rows = 0 "
+                        "AND array_length(t.kept_ladder, 1) >= %(step)s::int, false)")
+_USABLE_KEPT: LiteralString = (
+    f"SELECT t.t0, t.t1, t.fix_count, CASE WHEN NOT {_FAST} THEN t.fixes END, "
+    f"CASE WHEN {_FAST} THEN substring(t.kept FROM 1 FOR %(row)s::int * t.kept_ladder[%(step)s::int]) END"
+    + _USABLE_WHERE)
 
 
 _MIDNIGHTS: LiteralString = """
@@ -118,13 +164,22 @@ _MIDNIGHTS: LiteralString = """
     WHERE d.device_id = %(device)s"""
 
 
-def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[PackedDay]:
-    """The packed days of `device_id` that lie wholly inside [start, end) and are exact."""
+def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime, *,
+                tolerance_m: float | None = None) -> list[PackedDay]:
+    """The packed days of `device_id` that lie wholly inside [start, end) and are exact. With a
+    `tolerance_m` of at least `KEPT_MIN_M`, a day without fix-less rows comes as its kept rows
+    above the ladder step at or below it (`complete` False), a superset of what the tolerance keeps."""
     # A local day lies within 14 h of its UTC date: the day bounds only help partition pruning.
-    params = {"device": device_id, "start": start, "end": end, "format": FORMAT,
-              "first_day": (start - timedelta(days=2)).date(), "last_day": (end + timedelta(days=2)).date()}
-    return [PackedDay(t0, t1, unpack(bytes(data), count))
-            for t0, t1, count, data in conn.execute(_USABLE, params, binary=True).fetchall()]
+    params: dict[str, object] = {
+        "device": device_id, "start": start, "end": end, "format": FORMAT,
+        "first_day": (start - timedelta(days=2)).date(), "last_day": (end + timedelta(days=2)).date()}
+    query = _USABLE
+    if tolerance_m is not None and tolerance_m >= KEPT_MIN_M:
+        query = _USABLE_KEPT
+        params.update(row=ROW_BYTES, step=ladder_step(tolerance_m))
+    return [PackedDay(t0, t1, unpack(bytes(data), count), count) if data is not None
+            else PackedDay(t0, t1, unpack_kept(bytes(prefix or b"")), count, complete=False)
+            for t0, t1, count, data, prefix in conn.execute(query, params, binary=True).fetchall()]
 
 
 def local_midnights(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[datetime]:
@@ -144,11 +199,13 @@ _RAW_DAYS: LiteralString = f"""
                                ((c.day + 1)::timestamp AT TIME ZONE d.time_zone) AS t1) b"""
 
 _UPSERT: LiteralString = """
-    INSERT INTO track_days AS t (device_id, day, t0, t1, format, fix_count, fixes)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    INSERT INTO track_days AS t (device_id, day, t0, t1, format, fix_count, fixes, kept, kept_ladder,
+                                 no_fix_rows)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (device_id, day) DO UPDATE SET
         t0 = EXCLUDED.t0, t1 = EXCLUDED.t1, format = EXCLUDED.format, fix_count = EXCLUDED.fix_count,
-        fixes = EXCLUDED.fixes, packed_at = now()"""
+        fixes = EXCLUDED.fixes, kept = EXCLUDED.kept, kept_ladder = EXCLUDED.kept_ladder,
+        no_fix_rows = EXCLUDED.no_fix_rows, packed_at = now()"""
 
 
 def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
@@ -167,7 +224,9 @@ def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
             columns = DayColumns(raw.time_us, raw.lat_deg, raw.lon_deg,
                                  track_significance(raw.lat_deg, raw.lon_deg, has_fix),
                                  raw.speed_kmh, raw.fix_type)
-            values.append((device_id, day, t0, t1, FORMAT, len(columns), pack(columns)))
+            kept, ladder, no_fix_rows = kept_rows(columns)
+            values.append((device_id, day, t0, t1, FORMAT, len(columns), pack(columns), kept, ladder,
+                           no_fix_rows))
         if values:
             with conn.cursor() as cursor:
                 cursor.executemany(_UPSERT, values)

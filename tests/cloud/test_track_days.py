@@ -178,3 +178,92 @@ def test_packed_days_of_another_time_zone_are_not_used(db: Conn) -> None:
     fixes = fetch_fixes(db, device_id, start - timedelta(days=1), start + timedelta(days=4))
     assert not any(p.packed for p in fixes.pieces)
     assert len(fixes) == len(_three_days(device_id))
+
+
+def _columns(rng: np.random.Generator, n: int) -> track_days.DayColumns:
+    lat, lon = _random_track(rng, n)
+    fix_type = np.where(rng.random(n) < 0.05, 0, 2).astype(np.int16)
+    from cloud.analytics.simplify import track_significance
+    return track_days.DayColumns(
+        np.arange(n, dtype=np.int64) * 60_000_000 + 1_780_000_000_000_000, lat, lon,
+        track_significance(lat, lon, fix_type != 0), rng.uniform(0, 90, n).astype(np.float32), fix_type)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kept_rows_are_the_fixes_above_a_metre_most_significant_first(seed: int) -> None:
+    columns = _columns(np.random.default_rng(seed), 1440)
+    kept, ladder, no_fix_rows = track_days.kept_rows(columns)
+    assert no_fix_rows == int(np.count_nonzero(columns.fix_type == 0))
+    rows = np.frombuffer(kept, dtype=track_days.ROW)
+    wanted = (columns.fix_type != 0) & (columns.significance > track_days.KEPT_MIN_M)
+    assert len(rows) == np.count_nonzero(wanted) and len(rows) < len(columns)
+    value = rows["significance"]
+    assert np.all(value[:-1] >= value[1:]) and np.isinf(value[0])
+    assert sorted(rows["time_us"].tolist()) == columns.time_us[wanted].tolist()
+    assert len(ladder) == len(track_days.LADDER_M)
+    for step, count in zip(track_days.LADDER_M, ladder, strict=True):
+        assert count == np.count_nonzero(rows["significance"] > step)
+    for tolerance in (1.0, 1.1, 3.0, 10.0, 150.0, 9999.0):
+        step = track_days.ladder_step(tolerance)
+        assert track_days.LADDER_M[step - 1] <= tolerance < track_days.LADDER_M[step]
+        prefix = track_days.unpack_kept(kept[:track_days.ROW_BYTES * ladder[step - 1]])
+        assert np.all(np.diff(prefix.time_us) > 0)  # back in time order
+        keeps = set(columns.time_us[wanted & (columns.significance > tolerance)].tolist())
+        assert keeps <= set(prefix.time_us.tolist())
+    with pytest.raises(StoreError, match="whole"):
+        track_days.unpack_kept(kept[:track_days.ROW_BYTES + 5])
+
+
+def _gaps_at_midnights(device_id: str) -> list[Fix]:
+    """A fix-less stretch ending the first local day and one starting the third; the second is
+    clean, so a simplified read takes only its kept rows between them."""
+    start = T0 - timedelta(hours=1)  # local midnight of 2026-03-02
+    s = Scenario(start, 48.1, 11.5, step_s=60.0).park(7 * 3600).drive_north(3600, 50).park(15 * 3600)
+    s.park(3600, fix_type=0)  # until the first midnight
+    s.drive_north(2 * 3600, 60).park(22 * 3600)  # the clean day
+    s.park(2 * 3600, fix_type=0).drive_north(3600, 40).park(21 * 3600)
+    return sorted(s.fixes, key=lambda f: f.time)
+
+
+def test_a_simplified_track_reads_the_kept_rows_of_clean_days_and_answers_the_same(db: Conn) -> None:
+    device_id = "gw-kept"
+    register(db, device_id, BERLIN)
+    write_fixes(db, device_id, _gaps_at_midnights(device_id))
+    start = T0 - timedelta(hours=1)
+    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    from_positions = _answers(db, device_id, start)
+    _pack_all(db, device_id, days)
+    assert _answers(db, device_id, start) == from_positions
+    stored = db.execute("SELECT day, no_fix_rows, fix_count, length(kept) / %s FROM track_days "
+                        "WHERE device_id = %s AND fix_count > 0 ORDER BY day",
+                        (track_days.ROW_BYTES, device_id)).fetchall()
+    assert [(row[1] > 0, row[3] < row[2] / 3) for row in stored] == \
+        [(True, True), (False, True), (True, True)]
+    # The clean day's full value is not what a simplified read uses: spoiled, only the
+    # unsimplified answers change.
+    clean_day = stored[1][0]
+    db.execute("UPDATE track_days SET fixes = decode(repeat('00', length(fixes)), 'hex') "
+               "WHERE device_id = %s AND day = %s", (device_id, clean_day))
+    spoiled = _answers(db, device_id, start)
+    tolerances = (None, 0.0, 3.0, 10.0, 150.0)
+    for i, (answer, before) in enumerate(zip(spoiled, from_positions, strict=True)):
+        tolerance = tolerances[i % len(tolerances)]  # every range holds the clean day whole
+        assert (answer == before) == (tolerance is not None and tolerance >= track_days.KEPT_MIN_M)
+    parsed = json.loads(spoiled[3])
+    gaps = [f for f in parsed["features"] if f["properties"]["kind"] == "no_fix"]
+    assert len(gaps) == 2 and parsed["properties"]["fixes"] == sum(row[2] for row in stored)
+
+
+def test_days_packed_before_the_kept_rows_are_read_whole(db: Conn) -> None:
+    device_id = "gw-old-pack"
+    register(db, device_id, BERLIN)
+    write_fixes(db, device_id, _gaps_at_midnights(device_id))
+    start = T0 - timedelta(hours=1)
+    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    from_positions = _answers(db, device_id, start)
+    _pack_all(db, device_id, days)
+    db.execute("UPDATE track_days SET kept = NULL, kept_ladder = NULL, no_fix_rows = NULL "
+               "WHERE device_id = %s", (device_id,))
+    fixes = fetch_fixes(db, device_id, start, start + timedelta(days=3), tolerance_m=10.0)
+    assert [p.packed for p in fixes.pieces] == [True, True, True] and len(fixes) == fixes.stored_rows
+    assert _answers(db, device_id, start) == from_positions

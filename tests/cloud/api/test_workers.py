@@ -59,7 +59,8 @@ def two_workers(migrated_db: str, tmp_path: Path) -> Iterator[tuple[str, str, su
     try:
         wait_for_port(port, 60, process)
         deadline = time.monotonic() + 60  # the port opens before both workers have their app
-        while len([c for c in _children(process.pid) if _cpu_ticks(c) > 0]) < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline and \
+                len([c for c in _children(process.pid) if _cpu_ticks(c) > 0]) < 2:
             time.sleep(0.2)
         for _ in range(100):
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
@@ -128,8 +129,7 @@ def test_the_shared_buckets_refill_and_are_forgotten_when_full(migrated_db: str)
 
 def test_only_one_session_holds_a_job_lock(migrated_db: str) -> None:
     with connect(migrated_db) as one, connect(migrated_db) as two:
-        with exclusive(one, WATCHERS_LOCK) as first:
-            with exclusive(two, WATCHERS_LOCK) as second:
-                assert first and not second
+        with exclusive(one, WATCHERS_LOCK) as first, exclusive(two, WATCHERS_LOCK) as second:
+            assert first and not second
         with exclusive(two, WATCHERS_LOCK) as again:
             assert again
