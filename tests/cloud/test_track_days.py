@@ -89,6 +89,7 @@ def test_a_value_is_packed_and_unpacked_unchanged_and_a_wrong_size_is_refused() 
 
 
 BERLIN = "Europe/Berlin"  # local midnight is 23:00 UTC in winter
+TOLERANCES = (None, 0.0, 3.0, track_days.KEPT_MIN_M, 10.0, 150.0)
 
 
 def _three_days(device_id: str) -> list[Fix]:
@@ -107,7 +108,7 @@ def _answers(db: Conn, device_id: str, start: datetime) -> list[str]:
               (start + timedelta(hours=5), start + timedelta(days=2, hours=7)),
               (start - timedelta(days=1), start + timedelta(days=4))]
     return [to_json(playback(db, device_id, a, b, tolerance_m=t, events=False)).decode()
-            for a, b in ranges for t in (None, 0.0, 3.0, 10.0, 150.0)]
+            for a, b in ranges for t in TOLERANCES]
 
 
 def _pack_all(db: Conn, device_id: str, days: list[Any]) -> None:
@@ -136,7 +137,7 @@ def test_a_track_is_the_same_packed_or_read_from_positions(db: Conn) -> None:
     fixes = fetch_fixes(db, device_id, start, start + timedelta(days=3))
     assert [p.packed for p in fixes.pieces] == [True, True, True]
     assert _answers(db, device_id, start) == from_positions
-    parsed = json.loads(from_positions[3])  # the whole 3 days at 10 m: simplified, gaps marked
+    parsed = json.loads(from_positions[TOLERANCES.index(10.0)])  # the 3 days at 10 m: simplified, gaps marked
     assert parsed["properties"]["points"] < parsed["properties"]["fixes"] / 5
     assert any(f["properties"]["kind"] == "no_fix" for f in parsed["features"])
 
@@ -190,7 +191,7 @@ def _columns(rng: np.random.Generator, n: int) -> track_days.DayColumns:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_kept_rows_are_the_fixes_above_a_metre_most_significant_first(seed: int) -> None:
+def test_kept_rows_are_the_fixes_above_the_floor_most_significant_first(seed: int) -> None:
     columns = _columns(np.random.default_rng(seed), 1440)
     kept, ladder, no_fix_rows = track_days.kept_rows(columns)
     assert no_fix_rows == int(np.count_nonzero(columns.fix_type == 0))
@@ -203,7 +204,8 @@ def test_kept_rows_are_the_fixes_above_a_metre_most_significant_first(seed: int)
     assert len(ladder) == len(track_days.LADDER_M)
     for step, count in zip(track_days.LADDER_M, ladder, strict=True):
         assert count == np.count_nonzero(rows["significance"] > step)
-    for tolerance in (1.0, 1.1, 3.0, 10.0, 150.0, 9999.0):
+    floor = track_days.KEPT_MIN_M
+    for tolerance in (floor, floor * 1.1, floor * 3, 10.0, 150.0, 9999.0, 10_000.0):
         step = track_days.ladder_step(tolerance)
         assert track_days.LADDER_M[step - 1] <= tolerance < track_days.LADDER_M[step]
         prefix = track_days.unpack_kept(kept[:track_days.ROW_BYTES * ladder[step - 1]])
@@ -245,11 +247,10 @@ def test_a_simplified_track_reads_the_kept_rows_of_clean_days_and_answers_the_sa
     db.execute("UPDATE track_days SET fixes = decode(repeat('00', length(fixes)), 'hex') "
                "WHERE device_id = %s AND day = %s", (device_id, clean_day))
     spoiled = _answers(db, device_id, start)
-    tolerances = (None, 0.0, 3.0, 10.0, 150.0)
     for i, (answer, before) in enumerate(zip(spoiled, from_positions, strict=True)):
-        tolerance = tolerances[i % len(tolerances)]  # every range holds the clean day whole
+        tolerance = TOLERANCES[i % len(TOLERANCES)]  # every range holds the clean day whole
         assert (answer == before) == (tolerance is not None and tolerance >= track_days.KEPT_MIN_M)
-    parsed = json.loads(spoiled[3])
+    parsed = json.loads(spoiled[TOLERANCES.index(10.0)])
     gaps = [f for f in parsed["features"] if f["properties"]["kind"] == "no_fix"]
     assert len(gaps) == 2 and parsed["properties"]["fixes"] == sum(row[2] for row in stored)
 

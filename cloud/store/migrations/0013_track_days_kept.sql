@@ -2,9 +2,9 @@
 -- (cloud/store/track_days.py).
 --
 -- A simplified month read the whole of 30 packed days (~54 kB each) to keep ~5 % of their rows.
--- `kept` holds the day's fixes whose Douglas-Peucker significance is above 1 m, in the format-1
+-- `kept` holds the day's fixes whose Douglas-Peucker significance is above 5 m, in the format-1
 -- row layout, sorted by significance (highest first); `kept_ladder[i]` counts those above
--- 2^((i - 1) / 4) m, so a read at tolerance t takes only `substring(kept, 1, 38 * count)` for the
+-- 5 x 2^((i - 1) / 4) m, so a read at tolerance t takes only `substring(kept, 1, 38 * count)` for the
 -- ladder step at or below t, and out-of-line storage without compression (EXTERNAL) reads only
 -- the TOAST chunks of that prefix. `no_fix_rows` counts the day's rows without a GNSS fix: a day
 -- that has any is read whole (its no-fix stretches need every row). NULL in rows packed before
