@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, LiteralString
 
 import numpy as np
@@ -30,11 +30,10 @@ import orjson
 from cloud.analytics.common import check_number, check_range, iso, iso_times
 from cloud.analytics.simplify import track_significance
 from cloud.store.db import Conn
-from cloud.store.track_days import RAW_FIX_SQL, DayColumns, decode_raw, local_midnights, usable_days
+from cloud.store.track_days import RAW_FIX_SQL, DayColumns, decode_raw, epoch_us, local_midnights, usable_days
 from cython_ext.geojson import fix_points
 
 MAX_TOLERANCE_M = 10_000.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_FIX = 0
 MAX_EVENTS = 5000
 _RAW: LiteralString = f"""
@@ -91,7 +90,10 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     simplification at `tolerance_m` or above keeps, each day's first and last fix among them
     (they cut the line), so the rows on each side of a fix-less stretch are the same."""
     packed = usable_days(conn, device_id, start, end, tolerance_m=tolerance_m)
-    stretches: list[tuple[datetime, DayColumns, bool]] = [(day.t0, day.columns, True) for day in packed]
+    # (start, rows, their stored significance applies, cut at local midnights): a day cut to the
+    # range is simplified as the same rows read from positions would be, in one piece.
+    stretches: list[tuple[datetime, DayColumns, bool, bool]] = [
+        (day.t0, day.columns, day.whole, False) for day in packed]
     holes: list[tuple[datetime, datetime]] = []
     at = start
     for day in packed:  # in time order, never overlapping (one time zone's local days)
@@ -103,24 +105,24 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     if holes:
         rows = conn.execute(_RAW, {"device": device_id, "a": [h[0] for h in holes],
                                    "b": [h[1] for h in holes]}, binary=True).fetchall()
-        stretches.extend((hole[0], decode_raw(None if row[0] is None else bytes(row[0])), False)
+        stretches.extend((hole[0], decode_raw(None if row[0] is None else bytes(row[0])), False, True)
                          for hole, row in zip(holes, rows, strict=True))
     stretches.sort(key=lambda item: item[0])
     # Rows read from positions are cut at the device's local midnights too, so a range is
     # simplified day by day whether or not its days are packed yet: the answer does not change
     # when the receiver packs a day.
-    midnights_us = np.array([_epoch_us(m) for m in local_midnights(conn, device_id, start, end)]
-                            if any(not is_packed for _, _, is_packed in stretches) else [], dtype=np.int64)
+    midnights_us = np.array([epoch_us(m) for m in local_midnights(conn, device_id, start, end)]
+                            if any(cut for *_, cut in stretches) else [], dtype=np.int64)
     pieces: list[Piece] = []
     first = 0
-    for _, columns, is_packed in stretches:
-        cuts = [0, len(columns)] if is_packed else \
-            [0, *np.searchsorted(columns.time_us, midnights_us).tolist(), len(columns)]
+    for _, columns, is_packed, cut in stretches:
+        cuts = [0, *np.searchsorted(columns.time_us, midnights_us).tolist(), len(columns)] if cut else \
+            [0, len(columns)]
         for lo, hi in itertools.pairwise(cuts):
             if hi > lo:
                 pieces.append(Piece(first + lo, first + hi, is_packed))
         first += len(columns)
-    parts = [columns for _, columns, _ in stretches]
+    parts = [columns for _, columns, *_ in stretches]
 
     def joined(name: str) -> Any:
         return np.concatenate([getattr(part, name) for part in parts]) if parts else \
@@ -130,10 +132,6 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     return Fixes(joined("time_us") * 1000, joined("lat_deg"), joined("lon_deg"), joined("speed_kmh"),
                  joined("fix_type"), joined("significance"), tuple(pieces),
                  stored=sum(len(part) for part in parts) + left_out)
-
-
-def _epoch_us(instant: datetime) -> int:
-    return (instant - _EPOCH) // timedelta(microseconds=1)
 
 
 def _significance(fixes: Fixes, has_fix: npt.NDArray[np.bool_],

@@ -9,7 +9,8 @@ one value per day and simplifies by comparing numbers.
 
 A packed row is used only while it is exact: its day is not dirty (ingest marks a day dirty in
 the same transaction that stores its new fixes) and it was packed under the device's current
-time zone (its `t0` is the local midnight). Anything else in a range is read from `positions`.
+time zone (its `t0` is the local midnight). A day partly inside a range is cut to it; anything
+else in a range is read from `positions`.
 
 Format 1, little-endian, column after column for `fix_count` rows in time order:
 time (int64 microseconds since 1970), lat_deg, lon_deg, significance (float64: compared with a
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import LiteralString
 
 import numpy as np
@@ -75,14 +76,31 @@ class DayColumns:
 
 @dataclass(frozen=True)
 class PackedDay:
-    """One usable packed row: its local day's bounds [t0, t1), its rows (all of them, or with
-    `complete` False only its kept rows above the tolerance asked for) and how many it holds."""
+    """One usable packed row: its local day's bounds [t0, t1) (cut to the range asked for: then
+    not `whole`), its rows in them (all, or with `complete` False only its kept rows above the
+    tolerance asked for) and how many rows it holds in them."""
 
     t0: datetime
     t1: datetime
     columns: DayColumns
     fix_count: int
     complete: bool = True
+    whole: bool = True
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(instant: datetime) -> int:
+    """Microseconds since 1970 of an aware datetime (the packed rows' time)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def _cut(t0: datetime, t1: datetime, columns: DayColumns, start: datetime, end: datetime) -> PackedDay:
+    """A whole day's rows cut to [start, end)."""
+    lo, hi = np.searchsorted(columns.time_us, [epoch_us(start), epoch_us(end)], side="left").tolist()
+    rows = DayColumns(*(getattr(columns, name)[lo:hi] for name, _ in _COLUMNS))
+    return PackedDay(max(t0, start), min(t1, end), rows, hi - lo, whole=False)
 
 
 def decode_raw(data: bytes | None) -> DayColumns:
@@ -145,14 +163,14 @@ def unpack(data: bytes, fix_count: int) -> DayColumns:
 _USABLE_WHERE: LiteralString = """
     FROM track_days t JOIN devices d ON d.device_id = t.device_id
     WHERE t.device_id = %(device)s AND t.day BETWEEN %(first_day)s AND %(last_day)s
-        AND t.t0 >= %(start)s AND t.t1 <= %(end)s AND t.format = %(format)s
+        AND t.t1 > %(start)s AND t.t0 < %(end)s AND t.format = %(format)s
         AND t.t0 = (t.day::timestamp AT TIME ZONE d.time_zone)
         AND NOT EXISTS (SELECT 1 FROM summary_dirty s WHERE s.device_id = t.device_id AND s.day = t.day)
     ORDER BY t.t0"""
 _USABLE: LiteralString = "SELECT t.t0, t.t1, t.fix_count, t.fixes, NULL::bytea" + _USABLE_WHERE
 # A day without fix-less rows and with `kept`: the prefix of `kept` above the ladder step only.
-_FAST: LiteralString = ("coalesce(t.kept IS NOT NULL AND t.no_fix_rows = 0 "
-                        "AND array_length(t.kept_ladder, 1) >= %(step)s::int, false)")
+_FAST: LiteralString = ("coalesce(t.kept IS NOT NULL AND t.no_fix_rows = 0 AND t.t0 >= %(start)s "
+                        "AND t.t1 <= %(end)s AND array_length(t.kept_ladder, 1) >= %(step)s::int, false)")
 _USABLE_KEPT: LiteralString = (
     f"SELECT t.t0, t.t1, t.fix_count, CASE WHEN NOT {_FAST} THEN t.fixes END, "
     f"CASE WHEN {_FAST} THEN substring(t.kept FROM 1 FOR %(row)s::int * t.kept_ladder[%(step)s::int]) END"
@@ -170,9 +188,10 @@ _MIDNIGHTS: LiteralString = """
 
 def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime, *,
                 tolerance_m: float | None = None) -> list[PackedDay]:
-    """The packed days of `device_id` that lie wholly inside [start, end) and are exact. With a
-    `tolerance_m` of at least `KEPT_MIN_M`, a day without fix-less rows comes as its kept rows
-    above the ladder step at or below it (`complete` False), a superset of what the tolerance keeps."""
+    """The exact packed days of `device_id` that overlap [start, end), in time order, those
+    partly inside cut to it. With a `tolerance_m` of at least `KEPT_MIN_M`, a day wholly inside
+    without fix-less rows comes as its kept rows above the ladder step at or below it
+    (`complete` False), a superset of what the tolerance keeps."""
     # A local day lies within 14 h of its UTC date: the day bounds only help partition pruning.
     params: dict[str, object] = {
         "device": device_id, "start": start, "end": end, "format": FORMAT,
@@ -181,9 +200,15 @@ def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     if tolerance_m is not None and tolerance_m >= KEPT_MIN_M:
         query = _USABLE_KEPT
         params.update(row=ROW_BYTES, step=ladder_step(tolerance_m))
-    return [PackedDay(t0, t1, unpack(bytes(data), count), count) if data is not None
-            else PackedDay(t0, t1, unpack_kept(bytes(prefix or b"")), count, complete=False)
-            for t0, t1, count, data, prefix in conn.execute(query, params, binary=True).fetchall()]
+    days = []
+    for t0, t1, count, data, prefix in conn.execute(query, params, binary=True).fetchall():
+        if data is None:
+            days.append(PackedDay(t0, t1, unpack_kept(bytes(prefix or b"")), count, complete=False))
+        elif t0 < start or t1 > end:
+            days.append(_cut(t0, t1, unpack(bytes(data), count), start, end))
+        else:
+            days.append(PackedDay(t0, t1, unpack(bytes(data), count), count))
+    return days
 
 
 def local_midnights(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[datetime]:

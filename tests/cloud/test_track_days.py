@@ -268,3 +268,21 @@ def test_days_packed_before_the_kept_rows_are_read_whole(db: Conn) -> None:
     fixes = fetch_fixes(db, device_id, start, start + timedelta(days=3), tolerance_m=10.0)
     assert [p.packed for p in fixes.pieces] == [True, True, True] and len(fixes) == fixes.stored_rows
     assert _answers(db, device_id, start) == from_positions
+
+
+def test_days_partly_inside_a_range_are_cut_from_their_packed_rows(db: Conn) -> None:
+    device_id = "gw-cut"
+    register(db, device_id, BERLIN)
+    write_fixes(db, device_id, _three_days(device_id))
+    start = T0 - timedelta(hours=1)
+    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    a, b = start + timedelta(hours=5), start + timedelta(days=2, hours=7)
+    from_positions = [to_json(playback(db, device_id, a, b, tolerance_m=t)).decode() for t in TOLERANCES]
+    _pack_all(db, device_id, days)
+    fixes = fetch_fixes(db, device_id, a, b)
+    assert [p.packed for p in fixes.pieces] == [False, True, False]  # cut days: simplified anew
+    # Not read from positions: without those rows the answers stay the same.
+    db.execute("DELETE FROM positions WHERE device_id = %s", (device_id,))
+    answers = [to_json(playback(db, device_id, a, b, tolerance_m=t)).decode() for t in TOLERANCES]
+    assert answers == from_positions
+    assert fetch_fixes(db, device_id, a, b).stored_rows == len(fixes) > 0
