@@ -9,8 +9,8 @@ which is what costs; no library formats numpy columns as GeoJSON features.
 The text is what `cloud.analytics.track` wrote before, value for value: coordinates rounded to 6
 decimals as numpy rounds them (`rint(x * 1e6) / 1e6`), written as that integer of micro-degrees
 with the point put in and trailing zeros dropped (the decimal that double is nearest to, which
-is what `repr` shows, though never in exponent form); speeds rounded to one decimal as Python's `round` does (glibc's `%.1f` rounds the exact
-binary value, half to even, as `round` does), `null` when NaN or infinite; times as UTC ISO 8601
+is what `repr` shows, though never in exponent form); speeds rounded to one decimal as Python's `round` does (half to even on the exact
+value), `null` when NaN or infinite; times as UTC ISO 8601
 with a Z, to the second or, when `millis`, to the millisecond (`numpy.datetime_as_string`'s text).
 """
 
@@ -86,6 +86,26 @@ cdef inline Py_ssize_t _micro_degrees(char* out, double value) noexcept nogil:
     return at + _digits(out + at, whole, digits)
 
 
+cdef inline Py_ssize_t _tenths(char* out, float value) noexcept nogil:
+    """A finite float32 rounded to one decimal as Python's `round(value, 1)` and written as its
+    `repr`: value * 10 is exact in a double (24 + 4 bits), so `rint` (half to even) rounds the
+    exact value as `round` does; beyond 1e15 (never a speed) glibc's `%.1f` does the same."""
+    cdef double tenths = rint(<double>value * 10.0)
+    cdef Py_ssize_t at = 0
+    cdef int64_t whole
+    if not -1e15 < tenths < 1e15:
+        return snprintf(out, 48, b"%.1f", <double>value)
+    if signbit(tenths):
+        out[0] = b'-'
+        at = 1
+        tenths = -tenths
+    whole = <int64_t>tenths
+    at += _digits(out + at, whole // 10, 1)
+    out[at] = b'.'
+    out[at + 1] = <char>(48 + whole % 10)
+    return at + 2
+
+
 cdef inline Py_ssize_t _text(char* out, const char* text) noexcept nogil:
     cdef Py_ssize_t n = 0
     while text[n]:
@@ -130,8 +150,7 @@ cdef Py_ssize_t _write(const double* lon, const double* lat, const int64_t* time
         v = speed[i]
         if isfinite(v):
             at += _text(out + at, b'Z","speed_kmh":')
-            # one decimal as Python's round: glibc rounds the exact binary value, half to even
-            at += snprintf(out + at, 48, b"%.1f", v)
+            at += _tenths(out + at, speed[i])
         else:
             at += _text(out + at, b'Z","speed_kmh":null')
         out[at] = b'}'

@@ -65,6 +65,15 @@ def test_edge_values_match_the_oracle() -> None:
         [math.copysign(1, p["geometry"]["coordinates"][0]) for p in theirs]
 
 
+def test_speeds_round_half_to_even_on_the_exact_value_as_round_does() -> None:
+    speed = np.array([0.25, 0.75, 2.25, 0.05, -0.05, 0.35, 12.45, 99.95, -0.04, 1e15, 3.4e38, -1e16,
+                      16777215.0], dtype=np.float32)
+    n = len(speed)
+    ours = parsed(fix_points(np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), speed))
+    assert [p["properties"]["speed_kmh"] for p in ours] == [round(float(v), 1) for v in speed]
+    assert [math.copysign(1, p["properties"]["speed_kmh"]) for p in ours][8] == -1  # -0.0 as round gives
+
+
 def test_times_to_the_millisecond_when_asked() -> None:
     time_us = np.array([1_780_000_000_123_456, 1_780_000_001_000_000], dtype=np.int64)
     text = fix_points([8.0, 8.1], [47.0, 47.1], time_us, [1.0, 2.0], millis=True)
