@@ -157,8 +157,9 @@ _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
-                    rules: TripRules | None = None) -> TripsAndStops:
-    """The trips and stops of `device_id` in [start, end) under `rules` (see the module)."""
+                    rules: TripRules | None = None, *, stops: bool = True) -> TripsAndStops:
+    """The trips and stops of `device_id` in [start, end) under `rules` (see the module);
+    `stops=False` leaves the stops out (no points-of-interest query: the trips alone)."""
     check_range(start, end)
     rules = rules or TripRules()
     sample_ns, sample_value = _ignition_samples(conn, device_id, start, end) if rules.use_ignition \
@@ -186,8 +187,9 @@ def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
         (candidates.distance_m >= rules.trip_min_m)
         & (candidates.end_ns - candidates.start_ns >= _ns(rules.trip_min_s))))
     result.trips.extend(_trip_list(trips))
-    result.stops.extend(_stops(conn, device_id, segments, trips, runs.take(np.flatnonzero(run_state == GAP)),
-                               rules))
+    if stops:
+        result.stops.extend(_stops(conn, device_id, segments, trips,
+                                   runs.take(np.flatnonzero(run_state == GAP)), rules))
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel
@@ -19,6 +20,7 @@ from cloud.analytics.trips import TripRules, trips_and_stops
 from cloud.api.auth import Caller, get_caller, require_device_access
 from cloud.api.keys import Role
 from cloud.api.problems import Problem
+from cloud.api.responses import JSON
 from cloud.api.routes.devices import DeviceId
 
 router = APIRouter(prefix="/devices", tags=["tracks"])
@@ -114,7 +116,7 @@ def _motion(caller: Caller, device_id: str, start: datetime, end: datetime, rule
             action: str) -> dict[str, Any]:
     require_device_access(caller, device_id, action=action, location=True, range_from=start, range_to=end)
     try:
-        return trips_and_stops(caller.conn, device_id, start, end, rules).as_json()
+        return trips_and_stops(caller.conn, device_id, start, end, rules, stops=action == "stops").as_json()
     except AnalyticsError as error:
         raise _unprocessable(error) from None
 
@@ -125,10 +127,11 @@ def get_trips(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)], start: From, end: To,
     trip_min_m: Number = None, trip_min_s: Number = None, stop_min_s: Number = None, gap_s: Number = None,
     moving_kmh: Number = None, use_ignition: bool = True,
-) -> JSONResponse:
+) -> Response:
     rules = _rules(trip_min_m, trip_min_s, stop_min_s, gap_s, moving_kmh, use_ignition)
     body = _motion(caller, device_id, start, end, rules, "trips")
-    return JSONResponse({"motion_from": body["motion_from"], "trips": body["trips"]})
+    return Response(orjson.dumps({"motion_from": body["motion_from"], "trips": body["trips"]}),
+                    media_type=JSON)
 
 
 @router.get("/{device_id}/stops", response_class=JSONResponse, responses={200: {"model": StopsOut}},
@@ -137,7 +140,8 @@ def get_stops(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)], start: From, end: To,
     trip_min_m: Number = None, trip_min_s: Number = None, stop_min_s: Number = None, gap_s: Number = None,
     moving_kmh: Number = None, use_ignition: bool = True,
-) -> JSONResponse:
+) -> Response:
     rules = _rules(trip_min_m, trip_min_s, stop_min_s, gap_s, moving_kmh, use_ignition)
     body = _motion(caller, device_id, start, end, rules, "stops")
-    return JSONResponse({"motion_from": body["motion_from"], "stops": body["stops"]})
+    return Response(orjson.dumps({"motion_from": body["motion_from"], "stops": body["stops"]}),
+                    media_type=JSON)
