@@ -1,10 +1,15 @@
-"""`[api] workers = 2`: the real `lienwatch cloud api` with two uvicorn worker processes on one
-socket. Both answer; a key's rate limit holds whichever answers (buckets in PostgreSQL); /metrics
-counts every worker's requests; the jobs that must run once take their advisory lock."""
+"""`[api] workers = 2`: the real `lienwatch cloud api` with two uvicorn worker processes, each on
+its own SO_REUSEPORT socket. Connections made at once are spread over both; a key's rate limit
+holds whichever answers (buckets in PostgreSQL); /metrics counts every worker's requests; a
+worker that dies is replaced, workers that cannot start stop the API with an error; the jobs that
+must run once take their advisory lock."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,6 +111,57 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
     assert served == REQUESTS
     limited = re.search(r"^lienwatch_api_rate_limited_total (\S+)$", text, re.MULTILINE)
     assert limited is not None and float(limited[1]) == REQUESTS - BURST
+
+
+def _connections_by_pid(port: int) -> dict[int, int]:
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    counts: dict[int, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[int(pid)] = counts.get(int(pid), 0) + 1
+    return counts
+
+
+def test_connections_made_at_once_are_spread_and_a_dead_worker_is_replaced(
+        two_workers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
+    base, _, process = two_workers
+    port = int(base.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+    try:
+        for client in clients:  # one request each, answered: every connection is accepted by now
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        counts = _connections_by_pid(port)
+        assert sum(counts.values()) == 32 and len(counts) == 2
+        assert min(counts.values()) >= 6, counts  # one shared socket gave one worker nearly all
+    finally:
+        for client in clients:
+            client.close()
+    workers = [pid for pid in _children(process.pid) if pid in counts]
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        alive = set(_children(process.pid))
+        if workers[0] not in alive and len(alive - {workers[0]}) >= len(workers):
+            break
+        time.sleep(0.2)
+    answered = [httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code for _ in range(20)]
+    assert answered == [200] * 20 and process.poll() is None
+
+
+def test_workers_that_cannot_start_stop_the_api_with_an_error(migrated_db: str, tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))  # listening, without SO_REUSEPORT: no worker can bind
+    try:
+        config = tmp_path / "api.toml"
+        config.write_text(f'[database]\ndsn = "{migrated_db}"\n[api]\nport = {taken.getsockname()[1]}\n'
+                          "workers = 2\n")
+        done = subprocess.run([sys.executable, "-m", "lienwatch", "cloud", "api", "--config", str(config)],
+                              capture_output=True, text=True, timeout=180)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "API workers exit as they start" in done.stderr
+    assert "Address already in use" in done.stderr
 
 
 def test_the_shared_buckets_refill_and_are_forgotten_when_full(migrated_db: str) -> None:
