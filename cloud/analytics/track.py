@@ -82,14 +82,15 @@ class Fixes:
 
 
 def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
-                tolerance_m: float | None = None) -> Fixes:
+                tolerance_m: float | None = None, significance: bool = True) -> Fixes:
     """The positions of `device_id` with start <= time < end, as numpy columns: whole local days
     from their packed rows (cloud/store/track_days.py) where those are exact, the rest from
     `positions` in one query. With `tolerance_m` (a simplified read), a packed day without
     fix-less rows brings only its fixes that may be kept at that tolerance: every fix a
     simplification at `tolerance_m` or above keeps, each day's first and last fix among them
-    (they cut the line), so the rows on each side of a fix-less stretch are the same."""
-    packed = usable_days(conn, device_id, start, end, tolerance_m=tolerance_m)
+    (they cut the line), so the rows on each side of a fix-less stretch are the same.
+    `significance=False` (trips) leaves the stored significance unread: NaN."""
+    packed = usable_days(conn, device_id, start, end, tolerance_m=tolerance_m, significance=significance)
     # (start, rows, their stored significance applies, cut at local midnights): a day cut to the
     # range is simplified as the same rows read from positions would be, in one piece.
     stretches: list[tuple[datetime, DayColumns, bool, bool]] = [
@@ -175,8 +176,10 @@ def playback_json(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     check_range(start, end)
     if tolerance_m is not None:
         check_number("tolerance_m", tolerance_m, 0.0, MAX_TOLERANCE_M)
-    # Events are placed at the last fix before them, so they need every fix.
-    fixes = fetch_fixes(conn, device_id, start, end, tolerance_m=None if events else tolerance_m)
+    # Events are placed at the last fix before them, so they need every fix; only a simplified
+    # track needs the stored significance.
+    fixes = fetch_fixes(conn, device_id, start, end, tolerance_m=None if events else tolerance_m,
+                        significance=bool(tolerance_m))
     has_fix = fixes.fix_type != NO_FIX
     fixed = np.flatnonzero(has_fix)
     gaps: list[dict[str, Any]] = []

@@ -165,7 +165,7 @@ def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
     sample_ns, sample_value = _ignition_samples(conn, device_id, start, end) if rules.use_ignition \
         else (np.zeros(0, np.int64), np.zeros(0))
     ignition = len(sample_ns) > 0
-    fixes = fetch_fixes(conn, device_id, start, end)
+    fixes = fetch_fixes(conn, device_id, start, end, significance=False)
     fixed = fixes.fix_type != NO_FIX
     time_ns, lat, lon = fixes.time_ns[fixed], fixes.lat_deg[fixed], fixes.lon_deg[fixed]
     result = TripsAndStops(ignition=ignition)

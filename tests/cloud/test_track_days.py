@@ -84,6 +84,14 @@ def test_a_value_is_packed_and_unpacked_unchanged_and_a_wrong_size_is_refused() 
     for bad, count in ((data[:-1], n), (data, n + 1), (data, -1), (b"garbage", 1)):
         with pytest.raises(StoreError, match="does not hold"):
             track_days.unpack(bad, count)
+    # What the server sends for a read without significance (two slices of the value).
+    motion = data[:24 * n] + data[32 * n:]
+    back = track_days.unpack(motion, n, significance=False)
+    for name in ("time_us", "lat_deg", "lon_deg", "speed_kmh", "fix_type"):
+        assert np.array_equal(getattr(back, name), getattr(columns, name))
+    assert np.isnan(back.significance).all() and len(back.significance) == n
+    with pytest.raises(StoreError, match="does not hold"):
+        track_days.unpack(data, n, significance=False)
     with pytest.raises(StoreError, match="width"):
         track_days.decode_raw(b"\x00" * 7)
 
