@@ -221,12 +221,12 @@ def _postgres_pids(server_pid: int | None) -> list[int]:
 
 def _postmaster_pid(dsn: str) -> int | None:
     """The pid of the server at `dsn` if it runs on this machine (a backend's parent)."""
-    with connect(dsn) as conn:
+    with connect(dsn) as conn:  # read while the backend lives: it exits with the connection
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    try:
-        return int(Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]) if row else None
-    except (OSError, ValueError, IndexError):
-        return None
+        try:
+            return int(Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]) if row else None
+        except (OSError, ValueError, IndexError):
+            return None
 
 
 @dataclass
