@@ -101,6 +101,7 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
         try:
             yield
         finally:
+            gc.unfreeze()  # an app stopped in a process that goes on (tests) can be collected
             if watchers is not None:
                 watchers.stop()
             stop_publishing()

@@ -18,6 +18,7 @@ it starts (a wrong database address, say) stops the API with an error instead of
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -65,6 +66,15 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _stop_with_parent() -> None:
+    """SIGTERM this process when the supervisor dies, even by SIGKILL (Linux prctl
+    PR_SET_PDEATHSIG): a worker never serves on without it."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(config_path: str, metrics_dir: str) -> None:
     """One worker process: its own socket on [api] host:port and uvicorn serving the app on it."""
     import uvicorn
@@ -73,6 +83,7 @@ def _worker(config_path: str, metrics_dir: str) -> None:
 
     os.environ[CONFIG_ENV] = config_path
     os.environ[METRICS_ENV] = metrics_dir
+    _stop_with_parent()
     config = load_config(config_path).api
     sock = _listening_socket(config.host, config.port)
     uvicorn.Server(uvicorn.Config(
@@ -89,6 +100,7 @@ def _worker(config_path: str, metrics_dir: str) -> None:
     )).run(sockets=[sock])
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 QUICK_EXIT_S = 10.0  # a worker that dies sooner after its start counts as failing to start
 MAX_QUICK_EXITS = 3  # in a row: then the API stops
 STOP_TIMEOUT_S = 30.0  # graceful shutdown of a worker, then SIGKILL

@@ -189,3 +189,32 @@ def test_only_one_session_holds_a_job_lock(migrated_db: str) -> None:
             assert first and not second
         with exclusive(two, WATCHERS_LOCK) as again:
             assert again
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+        two_workers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
+    _, _, process = two_workers
+    workers = [pid for pid in _children(process.pid) if "lienwatch-api" in _cmdline(pid)
+               or "multiprocessing" in _cmdline(pid)]
+    assert workers
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and _cpu_ticks(pid) >= 0
+                                              and _state(pid) != "Z" for pid in workers):
+        time.sleep(0.2)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"] == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
