@@ -63,27 +63,33 @@ cdef inline Py_ssize_t _digits(char* out, int64_t value, int width) noexcept nog
     return n
 
 
-cdef inline Py_ssize_t _micro_degrees(char* out, double value) noexcept nogil:
-    """`value` rounded to 6 decimals as numpy rounds (|value| <= 180), as `repr` writes the
-    result but never in exponent form: the integer part, the point, the fraction less its
-    trailing zeros (one digit kept); a rounded negative zero keeps its sign."""
-    cdef double k = rint(value * 1e6)
+cdef inline Py_ssize_t _scaled(char* out, double scaled, int decimals) noexcept nogil:
+    """An integral `scaled` (|scaled| < 1e15) / 10^decimals as `repr` writes it, never in exponent
+    form: the sign (a negative zero's too), the integer part, the point, the fraction less its
+    trailing zeros (one digit kept)."""
     cdef Py_ssize_t at = 0
-    cdef int64_t whole
-    cdef int digits = 6
-    if signbit(k):
+    cdef int64_t whole, unit = 1
+    cdef int digits = decimals, i
+    for i in range(decimals):
+        unit *= 10
+    if signbit(scaled):
         out[0] = b'-'
         at = 1
-        k = -k
-    whole = <int64_t>k
-    at += _digits(out + at, whole // 1000000, 1)
+        scaled = -scaled
+    whole = <int64_t>scaled
+    at += _digits(out + at, whole // unit, 1)
     out[at] = b'.'
     at += 1
-    whole %= 1000000
+    whole %= unit
     while digits > 1 and whole % 10 == 0:
         whole //= 10
         digits -= 1
     return at + _digits(out + at, whole, digits)
+
+
+cdef inline Py_ssize_t _micro_degrees(char* out, double value) noexcept nogil:
+    """`value` (|value| <= 180) rounded to 6 decimals as numpy rounds, written as `repr` would."""
+    return _scaled(out, rint(value * 1e6), 6)
 
 
 cdef inline Py_ssize_t _tenths(char* out, float value) noexcept nogil:
@@ -91,19 +97,9 @@ cdef inline Py_ssize_t _tenths(char* out, float value) noexcept nogil:
     `repr`: value * 10 is exact in a double (24 + 4 bits), so `rint` (half to even) rounds the
     exact value as `round` does; beyond 1e15 (never a speed) glibc's `%.1f` does the same."""
     cdef double tenths = rint(<double>value * 10.0)
-    cdef Py_ssize_t at = 0
-    cdef int64_t whole
     if not -1e15 < tenths < 1e15:
         return snprintf(out, 48, b"%.1f", <double>value)
-    if signbit(tenths):
-        out[0] = b'-'
-        at = 1
-        tenths = -tenths
-    whole = <int64_t>tenths
-    at += _digits(out + at, whole // 10, 1)
-    out[at] = b'.'
-    out[at + 1] = <char>(48 + whole % 10)
-    return at + 2
+    return _scaled(out, tenths, 1)
 
 
 cdef inline Py_ssize_t _text(char* out, const char* text) noexcept nogil:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,14 @@ def _answers(db: Conn, device_id: str, start: datetime) -> list[str]:
             for a, b in ranges for t in TOLERANCES]
 
 
+def _seeded(db: Conn, device_id: str, track: Callable[[str], list[Fix]]) -> tuple[datetime, list[date]]:
+    """`device_id` registered in Berlin with the fixes of `track`: the first local midnight and
+    the days to pack (one each side of the three)."""
+    register(db, device_id, BERLIN)
+    write_fixes(db, device_id, track(device_id))
+    return T0 - timedelta(hours=1), [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+
+
 def _pack_all(db: Conn, device_id: str, days: list[Any]) -> None:
     PartitionKeeper().ensure(db, "track_days", days[0], days[-1])
     PartitionKeeper().ensure(db, "daily_summaries", days[0], days[-1])
@@ -129,10 +138,7 @@ def _pack_all(db: Conn, device_id: str, days: list[Any]) -> None:
 
 def test_a_track_is_the_same_packed_or_read_from_positions(db: Conn) -> None:
     device_id = "gw-packed"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _three_days(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _three_days)
     from_positions = _answers(db, device_id, start)
     fixes = fetch_fixes(db, device_id, start, start + timedelta(days=3))
     assert {p.packed for p in fixes.pieces} == {False} and len(fixes.pieces) == 3  # cut at midnights
@@ -152,10 +158,7 @@ def test_a_track_is_the_same_packed_or_read_from_positions(db: Conn) -> None:
 
 def test_a_day_that_gets_new_fixes_is_read_from_positions_until_it_is_packed_again(db: Conn) -> None:
     device_id = "gw-late"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _three_days(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _three_days)
     _pack_all(db, device_id, days)
     # A late fix far away on the second day, stored the way ingest stores it: with its day dirty.
     late = start + timedelta(days=1, hours=3, seconds=30)
@@ -178,10 +181,7 @@ def test_a_day_that_gets_new_fixes_is_read_from_positions_until_it_is_packed_aga
 
 def test_packed_days_of_another_time_zone_are_not_used(db: Conn) -> None:
     device_id = "gw-moved"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _three_days(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _three_days)
     _pack_all(db, device_id, days)
     db.execute("UPDATE devices SET time_zone = 'Asia/Tokyo' WHERE device_id = %s", (device_id,))
     fixes = fetch_fixes(db, device_id, start - timedelta(days=1), start + timedelta(days=4))
@@ -237,10 +237,7 @@ def _gaps_at_midnights(device_id: str) -> list[Fix]:
 
 def test_a_simplified_track_reads_the_kept_rows_of_clean_days_and_answers_the_same(db: Conn) -> None:
     device_id = "gw-kept"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _gaps_at_midnights(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _gaps_at_midnights)
     from_positions = _answers(db, device_id, start)
     _pack_all(db, device_id, days)
     assert _answers(db, device_id, start) == from_positions
@@ -265,10 +262,7 @@ def test_a_simplified_track_reads_the_kept_rows_of_clean_days_and_answers_the_sa
 
 def test_days_packed_before_the_kept_rows_are_read_whole(db: Conn) -> None:
     device_id = "gw-old-pack"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _gaps_at_midnights(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _gaps_at_midnights)
     from_positions = _answers(db, device_id, start)
     _pack_all(db, device_id, days)
     db.execute("UPDATE track_days SET kept = NULL, kept_ladder = NULL, no_fix_rows = NULL "
@@ -280,10 +274,7 @@ def test_days_packed_before_the_kept_rows_are_read_whole(db: Conn) -> None:
 
 def test_days_partly_inside_a_range_are_cut_from_their_packed_rows(db: Conn) -> None:
     device_id = "gw-cut"
-    register(db, device_id, BERLIN)
-    write_fixes(db, device_id, _three_days(device_id))
-    start = T0 - timedelta(hours=1)
-    days = [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    start, days = _seeded(db, device_id, _three_days)
     a, b = start + timedelta(hours=5), start + timedelta(days=2, hours=7)
     from_positions = [to_json(playback(db, device_id, a, b, tolerance_m=t)).decode() for t in TOLERANCES]
     _pack_all(db, device_id, days)
