@@ -37,6 +37,9 @@ root_packages() {  # root_packages ARCH: debootstrap's --include for that root
     for pair in $(debian_provided "$1") $(debian_test_packages "$1"); do
         list="$list,${pair#*:}"
     done
+    for package in $(debootstrap_extra "$1"); do
+        list="$list,$package"
+    done
     echo "$list"
 }
 
@@ -184,6 +187,16 @@ debian_provided() {
 debian_test_packages() {
     case "$1" in
         armhf) echo msgpack:python3-msgpack ;;
+        *) echo "" ;;
+    esac
+}
+
+# debootstrap does not resolve virtual packages: python3-cffi's python3-pycparser depends on
+# python3-ply-lex-3.10 and python3-ply-yacc-3.10, which python3-ply provides (without it the
+# armhf debootstrap fails configuring python3-pycparser).
+debootstrap_extra() {
+    case "$1" in
+        armhf) echo python3-ply ;;
         *) echo "" ;;
     esac
 }
