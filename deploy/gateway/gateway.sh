@@ -211,6 +211,200 @@ pypi_names() {  # pypi_names PAIRS...: the PyPI name of each pair
 
 host_python="${GATEWAY_HOST_PYTHON:-$repo/.venv/bin/python}"
 
+# PyPI packages with no wheel for an architecture, built here from their sdist once per machine
+# (cached in $roots/wheels-ARCH, which the root's pip download sees through --find-links), as
+# NAME==VERSION. cbor2 6 is a Rust (PyO3) extension with no armv7 wheel on PyPI; it is
+# cross-compiled on the host by Debian's rustc-web with the crates Debian packages (crates.io is
+# not reachable from here or from CI). The newest cbor2 that those crates build: 6.1.2 needs
+# pyo3 0.28 (Debian unstable's librust-pyo3-dev, with which Debian builds its own
+# python3-cbor2 6.1.2); 6.2 and later need pyo3 0.30, which Debian does not have yet.
+built_from_sdist() {
+    case "$1" in
+        armhf) echo "cbor2==${GATEWAY_CBOR2_ARMHF:-6.1.2}" ;;
+        *) echo "" ;;
+    esac
+}
+
+rust_target() {  # rust_target ARCH: Rust's target triple
+    case "$1" in
+        amd64) echo x86_64-unknown-linux-gnu ;;
+        arm64) echo aarch64-unknown-linux-gnu ;;
+        armhf) echo armv7-unknown-linux-gnueabihf ;;
+    esac
+}
+
+# Rust for the sdist builds: Debian's rustc-web and cargo-web (bookworm-security) on the host, and
+# in $roots/rust (per machine) what apt fetches for it without installing anything on the host: the
+# target's Rust standard library (libstd-rust-web-dev of the target architecture, the host
+# compiler's exact version) and the crates (Debian's librust-*-dev source packages from
+# $GATEWAY_CRATES_SUITE), unpacked into a directory registry that replaces crates.io for cargo.
+rust="$roots/rust"
+crates_suite="${GATEWAY_CRATES_SUITE:-sid}"
+security_mirror="${GATEWAY_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+
+rust_apt() {  # rust_apt COMMAND ARGS...: apt-get/apt-cache on $rust/apt's own sources, lists and (empty) status
+    tool="$1"
+    shift
+    "$tool" -o Dir::Etc::SourceList="$rust/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::State::Lists="$rust/apt/lists" -o Dir::Cache="$rust/apt/cache" \
+        -o Dir::State::status="$rust/apt/status" -o Acquire::Languages=none \
+        -o APT::Architectures::="$(dpkg --print-architecture)" -o APT::Architectures::=armhf \
+        -o APT::Architectures::=arm64 "$@"
+}
+
+host_rust() {  # host_rust: Debian's rustc-web and cargo-web on the host, private apt lists for the rest
+    if ! dpkg -s rustc-web cargo-web >/dev/null 2>&1; then
+        log "installing rustc-web cargo-web"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+            --no-install-recommends rustc-web cargo-web
+    fi
+    mkdir -p "$rust/apt/lists/partial" "$rust/apt/cache/archives/partial" "$rust/registry"
+    key=/usr/share/keyrings/debian-archive-keyring.gpg
+    cat > "$rust/apt/sources.list.new" <<SOURCES
+deb [arch=armhf,arm64 signed-by=$key] $mirror $suite main
+deb [arch=armhf,arm64 signed-by=$key] $security_mirror $suite-security main
+deb [arch=$(dpkg --print-architecture) signed-by=$key] $mirror $crates_suite main
+SOURCES
+    mv "$rust/apt/sources.list.new" "$rust/apt/sources.list"
+    : > "$rust/apt/status"
+    # Fresh lists once a day at most (the crates suite moves).
+    if [ -z "$(find "$rust/apt/lists" -maxdepth 1 -name '*Packages*' -mtime -1 | head -n1)" ]; then
+        rust_apt apt-get update -qq || die "apt-get update of $rust/apt failed"
+    fi
+}
+
+rust_std() {  # rust_std ARCH: $rust/sysroot-ARCH, the host's Rust libraries beside the target's
+    arch="$1" target=$(rust_target "$1")
+    std_version=$(dpkg-query -W -f '${Version}' rustc-web)
+    sysroot="$rust/sysroot-$arch"
+    if [ "$(cat "$sysroot/.version" 2>/dev/null)" = "$std_version" ]; then
+        return
+    fi
+    log "fetching libstd-rust-web-dev:$arch $std_version (the $target standard library)"
+    tmp=$(mktemp -d "$rust/std.XXXXXX")
+    (cd "$tmp" && rust_apt apt-get download -qq "libstd-rust-web-dev:$arch=$std_version") \
+        || die "Debian has no libstd-rust-web-dev:$arch $std_version (the host's rustc-web)"
+    dpkg-deb -x "$tmp"/libstd-rust-web-dev_*.deb "$tmp/x"
+    [ -d "$tmp/x/usr/lib/rustlib/$target/lib" ] || die "libstd-rust-web-dev:$arch has no $target libraries"
+    rm -rf "$sysroot" && mkdir -p "$sysroot/lib/rustlib"
+    mv "$tmp/x/usr/lib/rustlib/$target" "$sysroot/lib/rustlib/"
+    host_target=$(/usr/bin/rustc -vV | sed -n 's/^host: //p')
+    ln -s "/usr/lib/rustlib/$host_target" "$sysroot/lib/rustlib/$host_target"
+    echo "$std_version" > "$sysroot/.version"
+    rm -rf "$tmp"
+}
+
+# rust_crates CARGO.LOCK: Debian's packages of the crates the lock names and of what those need, in
+# $rust/registry (deploy/gateway/crates.py picks them); prints PACKAGE=VERSION of each.
+rust_crates() {
+    tmp=$(mktemp -d "$rust/crates.XXXXXX")
+    rust_apt apt-cache dumpavail | awk '/^Package: librust-/ { package = $2 } /^Version: / && package { print package, $2; package = "" }' \
+        > "$tmp/index"
+    "$host_python" "$here/crates.py" locked "$tmp/index" "$1" > "$tmp/wanted" || die "the crates of $1 are not all in Debian $crates_suite"
+    : > "$tmp/fetched"
+    mkdir -p "$tmp/debs" "$tmp/x/usr/share/cargo/registry"
+    while :; do
+        LC_ALL=C sort -u "$tmp/wanted" | LC_ALL=C comm -23 - "$tmp/fetched" > "$tmp/new"
+        [ -s "$tmp/new" ] || break
+        rm -f "$tmp/debs"/*.deb
+        # shellcheck disable=SC2046
+        (cd "$tmp/debs" && rust_apt apt-get download -qq $(cat "$tmp/new") 2>&1 | grep -v unsandboxed >&2 || true)
+        before=$(ls "$tmp/x/usr/share/cargo/registry" | tr '\n' ' ')
+        for package in $(cat "$tmp/new"); do
+            deb=$(ls "$tmp/debs/${package}_"*.deb 2>/dev/null) || die "apt-get download of $package failed"
+            dpkg-deb -x "$deb" "$tmp/x"
+            dpkg-deb -f "$deb" Package Version | sed 's/^[A-Za-z]*: //' | paste -sd= -
+        done
+        LC_ALL=C sort -u "$tmp/fetched" "$tmp/new" -o "$tmp/fetched"
+        added=""
+        for crate_dir in "$tmp/x/usr/share/cargo/registry"/*; do
+            case " $before " in *" $(basename "$crate_dir") "*) ;; *) added="$added $crate_dir" ;; esac
+        done
+        # shellcheck disable=SC2086
+        "$host_python" "$here/crates.py" needs "$tmp/index" $added >> "$tmp/wanted" \
+            || die "what Debian's crates need is not all in Debian $crates_suite"
+    done
+    cp -a "$tmp"/x/usr/share/cargo/registry/. "$rust/registry/"
+    rm -rf "$tmp"
+}
+
+sdist_wheels() {  # sdist_wheels ARCH: $roots/wheels-ARCH has a wheel of each of built_from_sdist ARCH
+    arch="$1" root="$roots/root-$1"
+    cache="$roots/wheels-$arch"
+    todo=""
+    for requirement in $(built_from_sdist "$arch"); do
+        name="${requirement%%==*}" want="${requirement#*==}"
+        ls "$cache/$name-$want-"*"-linux_$(wheel_machine "$arch").whl" >/dev/null 2>&1 || todo="$todo $requirement"
+    done
+    [ -n "$todo" ] || return 0
+    mkdir -p "$rust" "$cache"
+    exec 7> "$rust/lock"
+    flock 7
+    host_rust
+    rust_std "$arch"
+    target=$(rust_target "$arch") triple=$(triplet "$arch")
+    target_env=$(echo "$target" | tr 'a-z-' 'A-Z_')
+    target_version=$(cd "$root/usr/lib" && ls -d python3.* | sort -V | tail -n1)
+    sysconfigdata=$(cd "$root/usr/lib/$target_version" && ls _sysconfigdata__*"$triple".py | head -n1)
+    # The build tools (setuptools-rust and the rest of the sdist's build requirements) in a venv of
+    # the host's Python; the backend runs with the target's build configuration, as cross_wheel's does.
+    venv="$rust/venv"
+    "$venv/bin/python" -c 'import setuptools_rust, setuptools_scm' 2>/dev/null || {
+        rm -rf "$venv"
+        "$host_python" -m venv "$venv"
+        "$venv/bin/pip" install --quiet "setuptools>=77" setuptools-rust "setuptools_scm[toml]>=6.4" wheel
+    }
+    for requirement in $todo; do
+        name="${requirement%%==*}" want="${requirement#*==}"
+        sdist_started=$(date +%s)
+        work=$(mktemp -d "$rust/build.XXXXXX")
+        log "building $requirement for $arch from its sdist (Debian's rustc-web, target $target)"
+        "$venv/bin/pip" download --quiet --no-deps --no-binary :all: -d "$work" "$requirement"
+        tar -xzf "$work/$name-$want.tar.gz" -C "$work"
+        src="$work/$name-$want"
+        # The lock file pins crates.io's versions; cargo resolves against Debian's instead.
+        for lock in $(find "$src" -name Cargo.lock); do
+            rust_crates "$lock" > "$work/crates.txt"
+            rm -f "$lock"
+        done
+        mkdir -p "$work/cargo-home"
+        cat > "$work/cargo-home/config.toml" <<CONFIG
+[source.crates-io]
+replace-with = "debian"
+[source.debian]
+directory = "$rust/registry"
+[net]
+offline = true
+CONFIG
+        mkdir -p "$work/conf" && cp "$root/usr/lib/$target_version/$sysconfigdata" "$work/conf/"
+        (cd "$src" && env -i PATH=/usr/bin:/bin HOME="$work" LANG=C.UTF-8 \
+            CARGO_HOME="$work/cargo-home" CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
+            CARGO_TARGET_DIR="$work/target" CARGO_BUILD_TARGET="$target" \
+            "CARGO_TARGET_${target_env}_LINKER=$triple-gcc" \
+            "CARGO_TARGET_${target_env}_RUSTFLAGS=--sysroot=$rust/sysroot-$arch -C strip=symbols" \
+            PYO3_CROSS_LIB_DIR="$root/usr/lib/$target_version" \
+            _PYTHON_SYSCONFIGDATA_NAME="${sysconfigdata%.py}" PYTHONPATH="$work/conf" \
+            _PYTHON_HOST_PLATFORM="linux-$(wheel_machine "$arch")" \
+            nice -n 10 "$venv/bin/python" -c '
+import sys
+from setuptools import build_meta
+print(build_meta.build_wheel(sys.argv[1]))
+' "$work/dist" > "$work/build.log" 2>&1) \
+            || { tail -n 40 "$work/build.log" >&2; die "building $requirement for $arch failed ($work/build.log)"; }
+        wheel=$(ls "$work/dist/$name-$want-"*.whl)
+        case "$wheel" in
+            *-cp3*-linux_"$(wheel_machine "$arch")".whl) ;;
+            *) die "the $name build made $wheel, not a linux_$(wheel_machine "$arch") wheel" ;;
+        esac
+        mv "$wheel" "$cache/"
+        echo "$(( $(date +%s) - sdist_started ))" > "$cache/$(basename "$wheel").seconds"
+        log "$(basename "$wheel") in $(cat "$cache/$(basename "$wheel").seconds") s, crates from Debian $crates_suite: $(tr '\n' ' ' < "$work/crates.txt")"
+        rm -rf "$work"
+    done
+    exec 7>&-
+}
+
 copy_sources() {  # copy_sources DIR: the checkout as git sees it (tracked and new files, nothing ignored)
     mkdir -p "$1"
     (cd "$repo" && git ls-files -z -co --exclude-standard | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$1"
