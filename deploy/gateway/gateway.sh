@@ -3,6 +3,7 @@
 #
 #   deploy/gateway/gateway.sh host-deps           debootstrap, qemu-user-static, binfmt_misc, cross gcc (root)
 #   deploy/gateway/gateway.sh root ARCH           $GATEWAY_ROOTS/root-ARCH: Debian bookworm for ARCH
+#   deploy/gateway/gateway.sh sdist-wheels ARCH   the dependencies PyPI has no ARCH wheel of -> $GATEWAY_ROOTS/wheels-ARCH
 #   deploy/gateway/gateway.sh build ARCH          wheel + [edge] wheelhouse -> build/gateway/ARCH/
 #   deploy/gateway/gateway.sh deb ARCH            build/gateway/lienwatch-agent_VERSION_ARCH.deb
 #   deploy/gateway/gateway.sh run ARCH CMD...     CMD inside the root (with /proc, /dev mounted)
@@ -247,7 +248,7 @@ rust_apt() {  # rust_apt COMMAND ARGS...: apt-get/apt-cache on $rust/apt's own s
     shift
     "$tool" -o Dir::Etc::SourceList="$rust/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
         -o Dir::State::Lists="$rust/apt/lists" -o Dir::Cache="$rust/apt/cache" \
-        -o Dir::State::status="$rust/apt/status" -o Acquire::Languages=none \
+        -o Dir::State::status="$rust/apt/status" -o Acquire::Languages=none -o APT::Sandbox::User=root \
         -o APT::Architectures::="$(dpkg --print-architecture)" -o APT::Architectures::=armhf \
         -o APT::Architectures::=arm64 "$@"
 }
@@ -471,8 +472,15 @@ build() {  # build ARCH: the lienwatch wheel and the [edge] wheelhouse for ARCH
     method="${GATEWAY_BUILD:-cross}"
     case "$method" in cross|root) ;; *) die "GATEWAY_BUILD is cross or root, not '$method'" ;; esac
     make_root "$arch"
+    # The dependencies PyPI has no wheel of for this architecture, built from their sdists (cached).
+    sdist_started=$(date +%s)
+    sdist_wheels "$arch"
+    sdist_seconds=$(( $(date +%s) - sdist_started ))
     rm -rf "$root/out"
-    mkdir -p "$root/out/dist" "$root/out/wheelhouse"
+    mkdir -p "$root/out/dist" "$root/out/wheelhouse" "$root/out/prebuilt"
+    for requirement in $(built_from_sdist "$arch"); do
+        cp "$roots/wheels-$arch/${requirement%%==*}-${requirement#*==}-"*"-linux_$(wheel_machine "$arch").whl" "$root/out/prebuilt/"
+    done
     started=$(date +%s)
     # pip in the root: the target's Python resolves and downloads the target's wheels.
     debian=$(debian_names $(debian_provided "$arch") $(debian_test_packages "$arch"))
@@ -517,7 +525,8 @@ PY
     log "downloading the [edge] wheelhouse for $arch in the root (binary wheels only)"
     cp "$here/smoke.py" "$root/out/smoke.py"
     in_root "$arch" /bin/sh -eu -c "
-        /opt/build-venv/bin/pip download --quiet --only-binary=:all: -d /out/wheelhouse -r /out/requirements.txt
+        /opt/build-venv/bin/pip download --quiet --only-binary=:all: --find-links /out/prebuilt \
+            -d /out/wheelhouse -r /out/requirements.txt
         # The wheelhouse installs with no index, and the extensions load and compute right here.
         rm -rf /opt/check-venv
         python3 -m venv --without-pip $(venv_flags "$arch") /opt/check-venv
@@ -534,9 +543,16 @@ PY
     tail -n1 "$root/out/smoke.log" > "$out/$arch/smoke.json"
     echo "$method" > "$out/$arch/build-method"
     total=$(( $(date +%s) - started ))
-    printf '{"build_venv_s": %d, "wheel_s": %d, "wheelhouse_and_check_s": %d, "total_s": %d}\n' \
-        "$venv_seconds" "$wheel_seconds" "$(( total - venv_seconds - wheel_seconds ))" "$total" > "$out/$arch/build-seconds.json"
+    printf '{"sdist_wheels_s": %d, "build_venv_s": %d, "wheel_s": %d, "wheelhouse_and_check_s": %d, "total_s": %d}\n' \
+        "$sdist_seconds" "$venv_seconds" "$wheel_seconds" "$(( total - venv_seconds - wheel_seconds ))" "$total" \
+        > "$out/$arch/build-seconds.json"
     log "$arch: $(basename "$wheel") ($method), wheelhouse of $(ls "$out/$arch/wheelhouse" | wc -l) wheels, checked in the root: $(cat "$out/$arch/smoke.json"); $(cat "$out/$arch/build-seconds.json")"
+}
+
+only_binary() {  # only_binary ARCH: pip's option that keeps it to the wheelhouse's builds of the sdists
+    names=""
+    for requirement in $(built_from_sdist "$1"); do names="${names:+$names,}${requirement%%==*}"; done
+    [ -n "$names" ] && echo "--only-binary=$names" || true
 }
 
 venv_flags() {  # venv_flags ARCH: Debian's numpy (armhf) is seen from the venv
@@ -613,7 +629,7 @@ edge_tests() {  # edge_tests ARCH [PYTEST ARGS]: the edge test subset in the roo
         command -v mosquitto >/dev/null || { apt-get update -qq && \
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
         test -x /opt/test-venv/bin/pytest || python3 -m venv '"$(venv_flags "$arch")"' /opt/test-venv
-        /opt/test-venv/bin/pip install --quiet --find-links /out/wheelhouse \
+        /opt/test-venv/bin/pip install --quiet --find-links /out/wheelhouse '"$(only_binary "$arch")"' \
             "$(ls /out/wheelhouse/lienwatch-*.whl)[edge]" "Cython>=3.0" "setuptools>=69" \
             pytest pytest-timeout hypothesis "pynmeagps>=1.0.40" "obd==0.7.3" msgpack
         /opt/test-venv/bin/pip uninstall --quiet -y lienwatch
@@ -648,12 +664,13 @@ clean() {  # clean: unmount whatever is mounted in the roots, remove this clone'
 # runs cannot change what the running shell reads next.
 main() {
     command="${1:-}"
-    [ -n "$command" ] || die "usage: $0 host-deps | root ARCH | build ARCH | deb ARCH | run ARCH CMD... | edge-tests ARCH ARGS | clean"
+    [ -n "$command" ] || die "usage: $0 host-deps | root ARCH | sdist-wheels ARCH | build ARCH | deb ARCH | run ARCH CMD... | edge-tests ARCH ARGS | clean"
     shift
     case "$command" in
         host-deps) host_deps ;;
         root) need_root; make_root "$1" ;;
         build) need_root; check_arch "$1"; build "$1" ;;
+        sdist-wheels) need_root; check_arch "$1"; make_root "$1"; sdist_wheels "$1" ;;
         deb) need_root; check_arch "$1"; deb "$1" ;;
         run) need_root; arch="$1"; shift; in_root "$arch" "$@" ;;
         clean) need_root; clean ;;

@@ -28,6 +28,25 @@ def check() -> list[str]:
         if not str(module.__file__).endswith(suffix):
             failures.append(f"{name} is {module.__file__}, not a compiled {suffix}")
 
+    # cbor2 (a Rust extension; built by gateway.sh from its sdist where PyPI has no wheel) is the
+    # one compiled for this machine, and the hardened decoder still refuses what it must.
+    import cbor2._cbor2
+
+    from protocol import cbor
+    from protocol.errors import MalformedMessageError
+
+    if not str(cbor2._cbor2.__file__).endswith(suffix):
+        failures.append(f"cbor2 is {cbor2._cbor2.__file__}, not a compiled {suffix}")
+    if cbor.loads(cbor.dumps({1: [2.5, "x", b"y"]})) != {1: [2.5, "x", b"y"]}:
+        failures.append("cbor2 does not round-trip a plain map")
+    for hostile, what in ((b"\xc1\x00", "a tag"), (b"\x9f\x01\xff", "an indefinite array"),
+                          (b"\xa2\x01\x01\x01\x02", "a duplicate key"), (b"\x01\x02", "trailing bytes")):
+        try:
+            cbor.loads(hostile)
+            failures.append(f"the CBOR decoder accepted {what}")
+        except MalformedMessageError:
+            pass
+
     # The fix-block kernel decodes the committed telemetry vector as its numpy oracle does.
     import protocol
     from protocol import golden, telemetry_codec
