@@ -118,9 +118,11 @@ def _table(table: dict[str, Any], required: bool) -> list[tuple[str, str, bool]]
 def needs(crate: Path) -> list[tuple[str, str, bool]]:
     """(crate, requirement, required on every target) for each non-optional dependency."""
     manifest = tomllib.loads((crate / "Cargo.toml").read_text())
-    found = _table(manifest.get("dependencies", {}), True) + _table(manifest.get("build-dependencies", {}), True)
-    for target in manifest.get("target", {}).values():
-        found += _table(target.get("dependencies", {}), False) + _table(target.get("build-dependencies", {}), False)
+    targets = [(target, False) for target in manifest.get("target", {}).values()]
+    found = []
+    for tables, required in [(manifest, True), *targets]:
+        for kind in ("dependencies", "build-dependencies"):
+            found += _table(tables.get(kind, {}), required)
     return found
 
 
@@ -128,12 +130,17 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] not in ("locked", "needs"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
-    index = Index(Path(argv[1]).read_text().splitlines())
-    wanted = locked(Path(argv[2])) if argv[0] == "locked" else \
-        [dependency for directory in argv[2:] for dependency in needs(Path(directory))]
+    try:
+        index = Index(Path(argv[1]).read_text().splitlines())
+        wanted = locked(Path(argv[2])) if argv[0] == "locked" else \
+            [dependency for directory in argv[2:] for dependency in needs(Path(directory))]
+        picks = [(crate, requirement, required, index.pick(crate, requirement))
+                 for crate, requirement, required in wanted]
+    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as error:
+        print(f"crates.py: {argv[0]} {' '.join(argv[2:])}: {error!r}", file=sys.stderr)
+        return 2
     picked, missing = set(), []
-    for crate, requirement, required in wanted:
-        package = index.pick(crate, requirement)
+    for crate, requirement, required, package in picks:
         if package is not None:
             picked.add(package)
         elif required:
@@ -141,7 +148,8 @@ def main(argv: list[str]) -> int:
     for package in sorted(picked):
         print(package)
     if missing:
-        print(f"crates.py: Debian has no package of the crate {', '.join(sorted(set(missing)))}", file=sys.stderr)
+        names = ", ".join(sorted(set(missing)))
+        print(f"crates.py: Debian has no package of the crate {names}", file=sys.stderr)
         return 1
     return 0
 
