@@ -83,7 +83,8 @@ clean:
 # ones run under qemu-user through binfmt_misc), the wheelhouse resolved in the root by the target's
 # pip; outputs in build/gateway/. As root, gateway.sh installs debootstrap, qemu-user-static and the
 # cross compilers when missing. GATEWAY_BUILD=root builds the wheel in the root instead (slow).
-GATEWAY_ARCHES    ?= amd64 arm64
+# armhf's cbor2 (no armv7 wheel on PyPI) is cross-built once per machine with Debian's Rust.
+GATEWAY_ARCHES    ?= amd64 arm64 armhf
 GATEWAY_TEST_ARCH ?= arm64
 # The edge subset under emulation (docs/gateway.md: why these, how long): the tests of what can
 # differ by architecture: the compiled extensions against their oracles, the wire format (golden

@@ -28,7 +28,8 @@ def test_scripts_parse(script: str) -> None:
     assert (GATEWAY / script).stat().st_mode & 0o111, f"{script} is not executable"
 
 
-@pytest.mark.parametrize("args", [["build", "sparc"], ["deb", "x86_64"], ["frobnicate"], []])
+@pytest.mark.parametrize("args", [["build", "sparc"], ["deb", "x86_64"], ["sdist-wheels", "mips"],
+                                  ["frobnicate"], []])
 def test_gateway_sh_refuses_bad_arguments(args: list[str]) -> None:
     result = subprocess.run([str(GATEWAY / "gateway.sh"), *args], capture_output=True, text=True, check=False,
                             timeout=30)
