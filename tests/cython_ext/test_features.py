@@ -160,10 +160,11 @@ def test_slope_and_rate_of_change_of_an_irregular_ramp(impl: type[FeatureSet]) -
 
 def test_median_and_mad_known_values(impl: type[FeatureSet]) -> None:
     fs = impl([sp.Median(), sp.MAD()], 5)
-    fs.push_many(np.arange(5) * S, [4.0, 1.0, 100.0, 3.0, 2.0])
+    # int64 ns: numpy's default integer is 32-bit on armhf, where arange(5) * S wraps at 2**31 ns.
+    fs.push_many(np.arange(5, dtype=np.int64) * S, [4.0, 1.0, 100.0, 3.0, 2.0])
     assert fs.as_dict() == {"median": 3.0, "mad": 1.0}
     fs.clear()
-    fs.push_many(np.arange(10, 14) * S, [1.0, 2.0, 3.0, 4.0])
+    fs.push_many(np.arange(10, 14, dtype=np.int64) * S, [1.0, 2.0, 3.0, 4.0])
     assert fs.as_dict() == {"median": 2.5, "mad": 1.0}
 
 
