@@ -358,7 +358,7 @@ sdist_wheels() {  # sdist_wheels ARCH: $roots/wheels-ARCH has a wheel of each of
     }
     for requirement in $todo; do
         name="${requirement%%==*}" want="${requirement#*==}"
-        sdist_started=$(date +%s)
+        wheel_started=$(date +%s)
         work=$(mktemp -d "$rust/build.XXXXXX")
         log "building $requirement for $arch from its sdist (Debian's rustc-web, target $target)"
         "$venv/bin/pip" download --quiet --no-deps --no-binary :all: -d "$work" "$requirement"
@@ -399,7 +399,7 @@ print(build_meta.build_wheel(sys.argv[1]))
             *) die "the $name build made $wheel, not a linux_$(wheel_machine "$arch") wheel" ;;
         esac
         mv "$wheel" "$cache/"
-        echo "$(( $(date +%s) - sdist_started ))" > "$cache/$(basename "$wheel").seconds"
+        echo "$(( $(date +%s) - wheel_started ))" > "$cache/$(basename "$wheel").seconds"
         log "$(basename "$wheel") in $(cat "$cache/$(basename "$wheel").seconds") s, crates from Debian $crates_suite: $(tr '\n' ' ' < "$work/crates.txt")"
         rm -rf "$work"
     done
