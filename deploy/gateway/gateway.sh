@@ -300,9 +300,11 @@ rust_std() {  # rust_std ARCH: $rust/sysroot-ARCH, the host's Rust libraries bes
 # $rust/registry (deploy/gateway/crates.py picks them); prints PACKAGE=VERSION of each.
 rust_crates() {
     tmp=$(mktemp -d "$rust/crates.XXXXXX")
-    rust_apt apt-cache dumpavail | awk '/^Package: librust-/ { package = $2 } /^Version: / && package { print package, $2; package = "" }' \
-        > "$tmp/index"
-    "$host_python" "$here/crates.py" locked "$tmp/index" "$1" > "$tmp/wanted" || die "the crates of $1 are not all in Debian $crates_suite"
+    # What the crates suite offers: PACKAGE VERSION of each librust-*-dev.
+    rust_apt apt-cache dumpavail \
+        | awk '/^Package: librust-/ { p = $2 } /^Version: / && p { print p, $2; p = "" }' > "$tmp/index"
+    "$host_python" "$here/crates.py" locked "$tmp/index" "$1" > "$tmp/wanted" \
+        || die "the crates of $1 are not all in Debian $crates_suite"
     : > "$tmp/fetched"
     mkdir -p "$tmp/debs" "$tmp/x/usr/share/cargo/registry"
     while :; do
@@ -365,8 +367,9 @@ sdist_wheels() {  # sdist_wheels ARCH: $roots/wheels-ARCH has a wheel of each of
         tar -xzf "$work/$name-$want.tar.gz" -C "$work"
         src="$work/$name-$want"
         # The lock file pins crates.io's versions; cargo resolves against Debian's instead.
+        : > "$work/crates.txt"
         for lock in $(find "$src" -name Cargo.lock); do
-            rust_crates "$lock" > "$work/crates.txt"
+            rust_crates "$lock" >> "$work/crates.txt"
             rm -f "$lock"
         done
         mkdir -p "$work/cargo-home"
