@@ -377,12 +377,14 @@ def test_a_version_2_database_with_data_and_old_policies_is_upgraded_in_place(ts
             assert after[refresh][1]["start_offset"] == "90 days"
             retained = {r for (r, p) in after if p == "policy_retention"}
             assert retained == {t.name for t in TIME_SERIES} | {AGGREGATE}
-            # The default indexes are gone from the hypertable and its existing chunks.
+            # The default indexes are gone from the hypertable and its existing chunks; the
+            # hypertable has the unique key and migration 0007's sparse index.
             assert _indexes(conn, "signal_samples") == {
-                "signal_samples_device_time_key": (True, UNIQUE_KEYS["signal_samples"])}
+                "signal_samples_device_time_key": (True, UNIQUE_KEYS["signal_samples"]),
+                "signal_samples_sparse": SPARSE["signal_samples"]}
             (chunk, compressed), = chunks(conn, "signal_samples")
-            assert compressed and [v for v in _indexes(conn, chunk).values()] == \
-                [(True, UNIQUE_KEYS["signal_samples"])]
+            assert compressed and sorted(_indexes(conn, chunk).values()) == \
+                sorted([(True, UNIQUE_KEYS["signal_samples"]), SPARSE["signal_samples"]])
             # The old compressed chunk still takes a redelivery exactly once, and new rows.
             assert write(conn, [old[1], telemetry("gw-u", 3, start_ns=hours_ago_ns(10 * 24))]) == (100, 100)
             assert conn.execute("SELECT count(*) FROM signal_samples").fetchone() == (300,)
@@ -410,3 +412,39 @@ def test_redelivery_into_compressed_chunks_is_stored_exactly_once(tdb: Conn, mer
     assert tdb.execute("SELECT count(*), count(DISTINCT (device_id, time, boot_id, seq, row_idx)) "
                        "FROM signal_samples").fetchone() == (300, 300)
     assert tdb.execute("SELECT count(*) FROM positions").fetchone() == (15,)
+
+
+def test_packed_tracks_and_shared_rate_limits_on_hypertables(tdb: Conn) -> None:
+    """Migrations 0009-0013 on hypertables: a day packed with its kept rows (read in part at a
+    tolerance, cut when partly inside a range) answers as the positions do; the rate-limit
+    buckets of several API processes (UNLOGGED api_rate_buckets) count."""
+    from cloud.analytics.track import fetch_fixes
+    from cloud.api.ratelimit import SharedRateLimiter
+    from cloud.store import summaries
+    from lienwatch.clock import ManualClock
+    from tests.cloud.conftest import register
+    from tests.cloud.seed import T0
+    from tests.cloud.test_track_days import BERLIN, TOLERANCES, _answers, _gaps_at_midnights
+
+    device_id = "gw-tsdb"
+    register(tdb, device_id, BERLIN)
+    fixes = _gaps_at_midnights(device_id)
+    with tdb.cursor().copy("COPY positions (device_id, time, boot_id, seq, row_idx, lat_deg, lon_deg, "
+                           "speed_kmh, fix_type, clock_quality) FROM STDIN") as copy:
+        for i, f in enumerate(fixes):
+            copy.write_row((device_id, f.time, 1, i, 0, f.lat, f.lon, f.speed_kmh, f.fix_type, 3))
+    start, days = T0 - timedelta(hours=1), [(T0 + timedelta(days=k)).date() for k in range(-1, 4)]
+    from_positions = _answers(tdb, device_id, start)
+    tdb.execute("INSERT INTO summary_dirty (device_id, day) SELECT %s, d FROM unnest(%s::date[]) d "
+                "ON CONFLICT DO NOTHING", (device_id, days))
+    summaries.refresh_dirty(tdb, oldest_day=days[0] - timedelta(days=400))
+    kept = tdb.execute("SELECT count(*) FILTER (WHERE kept IS NOT NULL), count(*) FROM track_days "
+                       "WHERE fix_count > 0").fetchone()
+    assert kept is not None and kept[0] == kept[1] >= 3
+    pieces = fetch_fixes(tdb, device_id, start, start + timedelta(days=3), tolerance_m=10.0).pieces
+    assert [p.packed for p in pieces] == [True, True, True]
+    assert _answers(tdb, device_id, start) == from_positions and len(from_positions) == 3 * len(TOLERANCES)
+    limiter = SharedRateLimiter(per_minute=60, burst=2, clock=ManualClock())
+    assert [limiter.take("k", tdb) for _ in range(3)] == [0, 0, 1]
+    persistence = tdb.execute("SELECT relpersistence FROM pg_class WHERE relname = 'api_rate_buckets'")
+    assert persistence.fetchone() == ("u",)
