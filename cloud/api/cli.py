@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloud.api.keys import ApiKeyError, check_role, check_user_name, create_key, list_keys, revoke_key
 from cloud.store.db import connect, describe
@@ -17,21 +17,29 @@ if TYPE_CHECKING:
     from cloud.api.config import ApiConfig
 
 
+def uvicorn_options(config: ApiConfig) -> dict[str, Any]:
+    """How uvicorn serves the API on [api] host:port (one process or each worker)."""
+    return {
+        "host": config.host,
+        "port": config.port,
+        "log_level": "info",
+        "access_log": config.access_log,
+        "http": "httptools",  # the C parser: h11, uvicorn's default, costs ~3x the CPU a request
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": True,
+    }
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def serve(app: FastAPI, config: ApiConfig) -> None:
     """Serve `app` with uvicorn on [api] host:port until interrupted."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level="info",
-        access_log=config.access_log,
-        http="httptools",  # the C parser: h11, uvicorn's default, costs ~3x the CPU a request
-        proxy_headers=False,
-        server_header=False,
-        date_header=True,
-    )
+    uvicorn.run(app, **uvicorn_options(config))
 
 
 def run_api(args: argparse.Namespace) -> int:
@@ -40,7 +48,7 @@ def run_api(args: argparse.Namespace) -> int:
     from cloud.api.config import load_config
 
     config = load_config(args.config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if config.api.workers > 1:
         from cloud.api.workers import serve_workers
 

@@ -35,23 +35,11 @@ from typing import TYPE_CHECKING
 from lienwatch.errors import ServiceError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from cloud.api.config import ApiConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "LIENWATCH_API_CONFIG"  # the config file each worker loads
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess directory
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process (uvicorn's factory): the config file named by the environment."""
-    from cloud.api.app import create_app
-    from cloud.api.config import load_config
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(load_config(os.environ[CONFIG_ENV]))
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -79,25 +67,16 @@ def _worker(config_path: str, metrics_dir: str) -> None:
     """One worker process: its own socket on [api] host:port and uvicorn serving the app on it."""
     import uvicorn
 
+    os.environ[METRICS_ENV] = metrics_dir  # before prometheus_client is imported (with the app)
+    _stop_with_parent()
+    from cloud.api.app import create_app
+    from cloud.api.cli import configure_logging, uvicorn_options
     from cloud.api.config import load_config
 
-    os.environ[CONFIG_ENV] = config_path
-    os.environ[METRICS_ENV] = metrics_dir
-    _stop_with_parent()
-    config = load_config(config_path).api
-    sock = _listening_socket(config.host, config.port)
-    uvicorn.Server(uvicorn.Config(
-        "cloud.api.workers:app_from_environment",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        log_level="info",
-        access_log=config.access_log,
-        http="httptools",
-        proxy_headers=False,
-        server_header=False,
-        date_header=True,
-    )).run(sockets=[sock])
+    configure_logging()
+    config = load_config(config_path)
+    sock = _listening_socket(config.api.host, config.api.port)
+    uvicorn.Server(uvicorn.Config(create_app(config), **uvicorn_options(config.api))).run(sockets=[sock])
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
