@@ -243,6 +243,7 @@ class BatchWriter:
                 self._copy_rows("stage_device_status", STATUS_COLUMNS, statuses)
                 self._merge("device_status", ", ".join(STATUS_COLUMNS), len(statuses), result)
                 conn.execute(summaries.merge_status_sql("stage_device_status"), params)
+                conn.execute(_LATEST_STATUS)
             if batch.driving:
                 conn.execute(summaries.MERGE_DRIVING_SQL,
                              {**summaries.driving_params(batch.driving), **params})
@@ -403,6 +404,16 @@ _LATEST_POSITION = """
         last_position_at = EXCLUDED.last_position_at, lat_deg = EXCLUDED.lat_deg,
         lon_deg = EXCLUDED.lon_deg, speed_kmh = EXCLUDED.speed_kmh
     WHERE t.last_position_at IS NULL OR EXCLUDED.last_position_at > t.last_position_at"""
+
+# The device list's power state (migration 0014): the newest status of each device in the batch,
+# unless a newer one is stored already. In device id order, as the other upserts of device_latest.
+_LATEST_STATUS = """
+    INSERT INTO device_latest AS t (device_id, status_time, power_state)
+    SELECT DISTINCT ON (device_id) device_id, time, power_state FROM stage_device_status
+    ORDER BY device_id, time DESC
+    ON CONFLICT (device_id) DO UPDATE SET
+        status_time = EXCLUDED.status_time, power_state = EXCLUDED.power_state
+    WHERE t.status_time IS NULL OR EXCLUDED.status_time > t.status_time"""
 
 _LATEST_MESSAGE = """
     INSERT INTO device_latest AS t (device_id, last_message_at, last_received_at)

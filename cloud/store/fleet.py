@@ -1,9 +1,9 @@
 """The fleet as the API shows it: device list with filters and keyset pagination, one device's
 latest state (position, ignition, power, versions, open events), provisioning fields.
 
-Every query is per device or bounded by a page: the device list reads device_latest, the newest
-device_status row and the open lifecycle rows of each listed device by index, never a scan of
-the time series.
+Every query is per device or bounded by a page: the device list reads device_latest and the open
+events of each listed device (open_events, event_ranks: migration 0014) by index, never the time
+series.
 """
 
 from __future__ import annotations
@@ -95,22 +95,26 @@ class DeviceFilter:
     limit: int = 100
 
 
-_LIST = f"""
-SELECT d.device_id, d.vin, d.time_zone, d.contract_region, d.monitoring_state, d.registered_at,
-       l.last_received_at, s.power_state, coalesce(o.open_count, 0), o.max_rank
-FROM devices d
-LEFT JOIN device_latest l ON l.device_id = d.device_id
-LEFT JOIN LATERAL (SELECT power_state FROM device_status s WHERE s.device_id = d.device_id
-                   ORDER BY s.time DESC LIMIT 1) s ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS open_count, max(x.rank) AS max_rank FROM (
-        SELECT (SELECT max({_SEVERITY_RANK}) FROM events e
-                WHERE e.device_id = lc.device_id AND e.event_id = lc.event_id) AS rank
-        FROM event_lifecycle lc WHERE lc.device_id = d.device_id AND lc.state IN ('open', 'acknowledged')
-    ) x) o ON true
-WHERE {{where}}
-ORDER BY d.device_id
-LIMIT %(limit)s"""
+# Power state and open events come from rows kept current as they are written (migration 0014:
+# device_latest, open_events, event_ranks), not from the time series. The page is chosen first;
+# its open events are then read in one range of device ids and grouped, not probed device by device.
+_LIST = """
+WITH page AS (
+    SELECT d.device_id, d.vin, d.time_zone, d.contract_region, d.monitoring_state, d.registered_at,
+           l.last_received_at, l.power_state
+    FROM devices d LEFT JOIN device_latest l ON l.device_id = d.device_id
+    WHERE {where}
+    ORDER BY d.device_id
+    LIMIT %(limit)s
+), open AS (
+    SELECT x.device_id, count(*) AS open_count, max(r.rank) AS max_rank FROM open_events x
+    LEFT JOIN event_ranks r ON r.device_id = x.device_id AND r.event_id = x.event_id
+    WHERE x.device_id BETWEEN (SELECT min(device_id) FROM page) AND (SELECT max(device_id) FROM page)
+    GROUP BY x.device_id
+)
+SELECT p.*, coalesce(o.open_count, 0), o.max_rank
+FROM page p LEFT JOIN open o ON o.device_id = p.device_id
+ORDER BY p.device_id"""
 
 
 def list_fleet(
@@ -132,7 +136,7 @@ def list_fleet(
         where.append("d.monitoring_state = %(monitoring_state)s")
         params["monitoring_state"] = flt.monitoring_state
     if flt.power_state is not None:
-        where.append("s.power_state = %(power_state)s")
+        where.append("l.power_state = %(power_state)s")
         params["power_state"] = flt.power_state
     if flt.online is True:
         where.append("l.last_received_at >= %(online_since)s")
@@ -145,7 +149,10 @@ def list_fleet(
         where.append("(l.last_received_at IS NULL OR l.last_received_at < %(seen_before)s)")
         params["seen_before"] = flt.seen_before
     if flt.min_severity is not None:
-        where.append("o.max_rank >= %(min_rank)s")
+        where.append(
+            "EXISTS (SELECT 1 FROM open_events x JOIN event_ranks r ON r.device_id = x.device_id "
+            "AND r.event_id = x.event_id WHERE x.device_id = d.device_id AND r.rank >= %(min_rank)s)"
+        )
         params["min_rank"] = SEVERITIES.index(flt.min_severity) + 1
     rows = conn.execute(_LIST.format(where=" AND ".join(where)), params).fetchall()
     online_since = params["online_since"]
@@ -165,6 +172,22 @@ def list_fleet(
         }
         for r in rows
     ]
+
+
+def reconcile_open_events(conn: Conn) -> tuple[int, int]:
+    """Remove the device list's open events whose lifecycle row is no longer open or stored (its
+    partition or chunk dropped by retention: triggers do not see that) and the ranks no open event
+    needs (an event and its lifecycle row are written in one transaction, so an uncommitted one is
+    invisible here together with its rank); returns (open events, ranks) removed. Run by
+    `lienwatch cloud maintain` as the owner."""
+    gone = conn.execute(
+        "DELETE FROM open_events o WHERE NOT EXISTS (SELECT 1 FROM event_lifecycle l "
+        "WHERE l.device_id = o.device_id AND l.event_time = o.event_time AND l.boot_id = o.boot_id "
+        "AND l.seq = o.seq AND l.state IN ('open', 'acknowledged'))").rowcount
+    ranks = conn.execute(
+        "DELETE FROM event_ranks r WHERE NOT EXISTS (SELECT 1 FROM open_events o "
+        "WHERE o.device_id = r.device_id AND o.event_id = r.event_id)").rowcount
+    return max(gone, 0), max(ranks, 0)
 
 
 def open_events(conn: Conn, device_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from cloud.config import MaintenanceConfig, load_config
 from cloud.store.db import Conn, connect, describe
 from cloud.store.errors import StoreError
+from cloud.store.fleet import reconcile_open_events
 from cloud.store.migrate import check_schema
 from cloud.store.partitions import PartitionKeeper
 from cloud.store.retention import RetentionPolicy, RetentionResult, apply_retention, owns_time_series
@@ -24,17 +25,20 @@ from lienwatch.clock import Clock, SystemClock
 class MaintenanceRun:
     created: int
     retention: RetentionResult
+    reconciled: tuple[int, int] = (0, 0)  # device-list open events and event ranks removed
 
 
 def maintain(conn: Conn, policy: RetentionPolicy, ahead_days: int, clock: Clock) -> MaintenanceRun:
-    """Create partitions `ahead_days` ahead (plain storage) and apply the retention policy."""
+    """Create partitions `ahead_days` ahead (plain storage), apply the retention policy, and drop the
+    device list's open events whose lifecycle rows retention removed (migration 0014)."""
     mode = check_schema(conn)
     if not owns_time_series(conn):
         raise StoreError("this role does not own the lienwatch tables: run maintenance as the owner "
                          "(lienwatch_migrate, deploy/postgres/roles.sql)")
     now = datetime.fromtimestamp(clock.wall_ns() // 10**9, UTC)
     created = PartitionKeeper().ensure_ahead(conn, now.date(), ahead_days) if mode == "plain" else 0
-    return MaintenanceRun(created=created, retention=apply_retention(conn, policy, now, mode))
+    retention = apply_retention(conn, policy, now, mode)
+    return MaintenanceRun(created=created, retention=retention, reconciled=reconcile_open_events(conn))
 
 
 def run_maintain(args: argparse.Namespace) -> int:
@@ -50,5 +54,6 @@ def run_maintain(args: argparse.Namespace) -> int:
     print(f"{where}: created {run.created} partition(s) ahead ({ahead} days); "
           f"retention removed {len(removed)} "
           f"partition(s){': ' + ', '.join(removed) if removed else ''}, kept {run.retention.kept}"
-          + (f"; jobs changed: {', '.join(run.retention.changed)}" if run.retention.changed else ""))
+          + (f"; jobs changed: {', '.join(run.retention.changed)}" if run.retention.changed else "")
+          + f"; device list: {run.reconciled[0]} closed open event(s), {run.reconciled[1]} rank(s) removed")
     return 0
