@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from cloud.store.db import Conn
 from cloud.store.partitions import PartitionKeeper
@@ -49,13 +50,21 @@ _INSERT = """INSERT INTO audit_log (time, key_id, user_name, role, action, devic
 
 
 def write(conn: Conn, record: AuditRecord) -> None:
-    """Append `record`; a missing partition (plain mode) is created and the insert retried once."""
+    """Append `record`; a missing partition (plain mode) is created and the insert retried once.
+
+    On an autocommit connection outside a transaction (a request's) the INSERT is its own
+    transaction: one round trip, not three (BEGIN, INSERT, COMMIT). Inside a caller's transaction
+    it runs in a savepoint, so that a missing partition does not abort the caller's work."""
     params: dict[str, Any] = {name: getattr(record, name) for name in AuditRecord.__slots__}
     params["path"] = params["path"][:512]
     params["detail"] = params["detail"][:512]
+    alone = conn.autocommit and conn.info.transaction_status is TransactionStatus.IDLE
     try:
-        with conn.transaction():
+        if alone:
             conn.execute(_INSERT, params)
+        else:
+            with conn.transaction():
+                conn.execute(_INSERT, params)
     except psycopg.errors.CheckViolation as error:
         if "no partition" not in str(error):
             raise

@@ -85,3 +85,23 @@ def test_audit_records_expire_with_the_audit_data_class(migrated_db: str) -> Non
         shorter = _retention({"audit_days": 365})
         assert shorter.days["audit"] == 365
         assert partition_for(table, two_years).name in apply_retention(conn, shorter, now, "plain").removed
+
+
+def test_a_record_for_a_month_without_partition_is_stored_alone_and_inside_a_transaction(
+        migrated_db: str) -> None:
+    """The missing-partition path of `audit.write`: on an autocommit connection (a request's) and
+    inside a caller's transaction, which goes on and commits its own work too."""
+    from cloud.api import audit
+
+    def record(year: int) -> audit.AuditRecord:
+        return audit.AuditRecord(time=datetime(year, 3, 5, tzinfo=UTC), action="track", allowed=True,
+                                 status=200, device_id="veh-x", detail=f"year {year}")
+
+    with connect(migrated_db) as conn:
+        audit.write(conn, record(2031))
+        with conn.transaction():
+            register(conn, "veh-in-tx")
+            audit.write(conn, record(2032))
+        rows = conn.execute("SELECT detail FROM audit_log WHERE time >= '2031-01-01' ORDER BY time").fetchall()
+        assert rows == [("year 2031",), ("year 2032",)]
+        assert conn.execute("SELECT 1 FROM devices WHERE device_id = 'veh-in-tx'").fetchone() == (1,)
