@@ -102,6 +102,7 @@ def test_a_record_for_a_month_without_partition_is_stored_alone_and_inside_a_tra
         with conn.transaction():
             register(conn, "veh-in-tx")
             audit.write(conn, record(2032))
-        rows = conn.execute("SELECT detail FROM audit_log WHERE time >= '2031-01-01' ORDER BY time").fetchall()
+        rows = conn.execute("SELECT detail FROM audit_log WHERE time >= '2031-01-01' "
+                            "ORDER BY time").fetchall()
         assert rows == [("year 2031",), ("year 2032",)]
         assert conn.execute("SELECT 1 FROM devices WHERE device_id = 'veh-in-tx'").fetchone() == (1,)
