@@ -2,8 +2,7 @@
 latest state (position, ignition, power, versions, open events), provisioning fields.
 
 Every query is per device or bounded by a page: the device list reads device_latest and the open
-events of each listed device (open_events, event_ranks: migration 0014) by index, never the time
-series.
+events of each listed device (open_events: migration 0014) by index, never the time series.
 """
 
 from __future__ import annotations
@@ -95,9 +94,10 @@ class DeviceFilter:
     limit: int = 100
 
 
-# Power state and open events come from rows kept current as they are written (migration 0014:
-# device_latest, open_events, event_ranks), not from the time series. The page is chosen first;
-# its open events are then read in one range of device ids and grouped, not probed device by device.
+# Power state and open events (with their event's highest severity) come from rows kept current as
+# they are written (migration 0014: device_latest, open_events), not from the time series. The page
+# is chosen first; its open events are then read in one range of device ids and grouped, not
+# probed device by device.
 _LIST = """
 WITH page AS (
     SELECT d.device_id, d.vin, d.time_zone, d.contract_region, d.monitoring_state, d.registered_at,
@@ -107,8 +107,7 @@ WITH page AS (
     ORDER BY d.device_id
     LIMIT %(limit)s
 ), open AS (
-    SELECT x.device_id, count(*) AS open_count, max(r.rank) AS max_rank FROM open_events x
-    LEFT JOIN event_ranks r ON r.device_id = x.device_id AND r.event_id = x.event_id
+    SELECT x.device_id, count(*) AS open_count, max(x.rank) AS max_rank FROM open_events x
     WHERE x.device_id BETWEEN (SELECT min(device_id) FROM page) AND (SELECT max(device_id) FROM page)
     GROUP BY x.device_id
 )
@@ -150,8 +149,8 @@ def list_fleet(
         params["seen_before"] = flt.seen_before
     if flt.min_severity is not None:
         where.append(
-            "EXISTS (SELECT 1 FROM open_events x JOIN event_ranks r ON r.device_id = x.device_id "
-            "AND r.event_id = x.event_id WHERE x.device_id = d.device_id AND r.rank >= %(min_rank)s)"
+            "EXISTS (SELECT 1 FROM open_events x WHERE x.device_id = d.device_id "
+            "AND x.rank >= %(min_rank)s)"
         )
         params["min_rank"] = SEVERITIES.index(flt.min_severity) + 1
     rows = conn.execute(_LIST.format(where=" AND ".join(where)), params).fetchall()

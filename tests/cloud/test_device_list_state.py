@@ -133,6 +133,27 @@ def test_two_writers_of_one_event_never_lose_the_highest_severity(migrated_db: s
         second.close()
 
 
+def test_an_escalation_while_an_operator_acknowledges_keeps_its_severity(migrated_db: str) -> None:
+    """The API acknowledges (lifecycle row locked, open -> acknowledged) while a receiver stores an
+    escalation of the same event in another transaction: both commit, the rank is the escalation's."""
+    with connect(migrated_db) as setup:
+        register(setup, "veh-k")
+        store(setup, [event("veh-k", 1, 5, NOW_NS - 60 * S, Severity.WARNING)])
+    operator, receiver = connect(migrated_db), connect(migrated_db)
+    try:
+        operator.autocommit = receiver.autocommit = False
+        operator.execute("UPDATE event_lifecycle SET state = 'acknowledged' WHERE device_id = 'veh-k'")
+        store(receiver, [event("veh-k", 2, 5, NOW_NS - 30 * S, Severity.EMERGENCY,
+                               transition=Transition.ESCALATED)])
+        receiver.commit()
+        operator.commit()
+        with connect(migrated_db) as check:
+            assert listed(check) == oracle(check) == [("veh-k", None, 1, 3)]
+    finally:
+        operator.close()
+        receiver.close()
+
+
 def test_maintain_removes_open_events_retention_dropped(db: Conn, migrated_db: str) -> None:
     """Dropping a lifecycle partition fires no trigger: `reconcile_open_events` (run by
     `lienwatch cloud maintain`) removes what it left in the list; ranks of closed events go too."""
