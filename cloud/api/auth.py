@@ -26,6 +26,7 @@ from cloud.api import audit
 from cloud.api.context import ApiState, api_state, db_conn
 from cloud.api.keys import Role, authenticate
 from cloud.api.problems import Problem
+from cloud.api.ratelimit import SharedRateLimiter
 from cloud.store.db import Conn
 
 ALL_DEVICES = frozenset({Role.ADMIN, Role.RISK_OFFICER})
@@ -126,7 +127,14 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
     state = api_state(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    key = authenticate(conn, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    limiter, wait_s = state.limiter, None
+    if not token:
+        key = None
+    elif isinstance(limiter, SharedRateLimiter):  # the key and its token in one round trip
+        key, wait_s = limiter.authenticate_and_take(conn, token)
+    else:
+        key = authenticate(conn, token)
     if key is None:
         detail = (
             "no API key: send `Authorization: Bearer lw_...`"
@@ -161,7 +169,8 @@ def get_principal(request: Request, conn: Annotated[Conn, Depends(db_conn)]) -> 
             kind="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="lienwatch"'},
         )
-    wait_s = state.limiter.take(key.key_id, conn)
+    if wait_s is None:
+        wait_s = limiter.take(key.key_id, conn)
     if wait_s:
         state.metrics.rate_limited.inc()
         raise Problem(

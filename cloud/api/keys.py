@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 
@@ -109,22 +110,34 @@ def revoke_key(conn: Conn, key_id: str) -> bool:
     return row is not None
 
 
-def authenticate(conn: Conn, token: str) -> ApiKey | None:
-    """The live key a bearer token belongs to, or None (malformed, unknown, wrong secret, revoked)."""
+def parse_token(token: str) -> tuple[str, bytes] | None:
+    """(key id, SHA-256 of the secret) of a well-formed bearer token, else None."""
     match = _TOKEN.fullmatch(token)
-    if match is None:
-        return None
-    try:
-        row = conn.execute(
-            "SELECT key_id, user_name, role, created_at, created_by, revoked_at, secret_sha256 "
-            "FROM api_keys WHERE key_id = %s",
-            (match[1],),
-        ).fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
+    return None if match is None else (match[1], _hash(match[2]))
+
+
+KEY_COLUMNS = "key_id, user_name, role, created_at, created_by, revoked_at, secret_sha256"
+
+
+def live_key(row: tuple[Any, ...] | None, secret_sha256: bytes) -> ApiKey | None:
+    """The key of a `KEY_COLUMNS` row if the secret's hash matches (constant time) and it is not
+    revoked; None otherwise (no row included, at the same cost)."""
     if row is None:
-        hmac.compare_digest(_hash(match[2]), bytes(32))  # the same work whether the id exists or not
+        hmac.compare_digest(secret_sha256, bytes(32))  # the same work whether the id exists or not
         return None
-    if not hmac.compare_digest(_hash(match[2]), bytes(row[6])) or row[5] is not None:
+    if not hmac.compare_digest(secret_sha256, bytes(row[6])) or row[5] is not None:
         return None
     return ApiKey(row[0], row[1], Role(row[2]), row[3], row[4], row[5])
+
+
+def authenticate(conn: Conn, token: str) -> ApiKey | None:
+    """The live key a bearer token belongs to, or None (malformed, unknown, wrong secret, revoked)."""
+    parsed = parse_token(token)
+    if parsed is None:
+        return None
+    try:
+        row = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = %s",  # type: ignore[arg-type]
+                           (parsed[0],)).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return live_key(row, parsed[1])

@@ -15,6 +15,7 @@ import math
 import threading
 from typing import LiteralString, Protocol
 
+from cloud.api.keys import KEY_COLUMNS, ApiKey, live_key, parse_token
 from cloud.store.db import Conn
 from lienwatch.clock import Clock
 
@@ -65,16 +66,26 @@ class RateLimiter:
 
 # Refill by the time since the bucket was last touched (never negative: another host's clock may be
 # behind), take a token if there is one; `allowed` says whether one was taken. Every SET
-# expression reads the row as it was before this statement.
+# expression reads the row as it was before this statement. `{source}` gives the bucket's row.
 _REFILLED = "least(%(burst)s::float8, b.tokens + greatest(0, %(now)s::int8 - b.at_ns) * %(rate)s::float8)"
-_TAKE: LiteralString = f"""
+_UPSERT = f"""
     INSERT INTO api_rate_buckets AS b (bucket, tokens, at_ns, allowed)
-    VALUES (%(bucket)s, %(burst)s::float8 - 1, %(now)s::int8, true)
+    {{source}}
     ON CONFLICT (bucket) DO UPDATE SET
         tokens = CASE WHEN {_REFILLED} >= 1 THEN {_REFILLED} - 1 ELSE {_REFILLED} END,
         at_ns = greatest(b.at_ns, %(now)s::int8),
         allowed = {_REFILLED} >= 1
     RETURNING allowed, tokens"""
+_TAKE: LiteralString = _UPSERT.format(  # type: ignore[assignment]
+    source="VALUES (%(bucket)s, %(burst)s::float8 - 1, %(now)s::int8, true)")
+# A request's key and its token in one round trip: the key's row, and a token from its bucket
+# only when the secret's hash matches and the key is live (a wrong secret spends nothing of the
+# key's; the caller then checks the row again in constant time, keys.live_key).
+_AUTHENTICATE_AND_TAKE: LiteralString = f"""
+    WITH k AS (SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = %(bucket)s),
+    t AS ({_UPSERT.format(source="SELECT k.key_id, %(burst)s::float8 - 1, %(now)s::int8, true FROM k "
+                                 "WHERE k.revoked_at IS NULL AND k.secret_sha256 = %(secret_sha256)s")})
+    SELECT k.*, t.allowed, t.tokens FROM k LEFT JOIN t ON true"""  # type: ignore[assignment]
 
 
 class SharedRateLimiter:
@@ -98,7 +109,29 @@ class SharedRateLimiter:
             self.forget_idle(conn)
         if row is None or row[0]:
             return 0
-        return max(1, math.ceil((1.0 - float(row[1])) / self.rate_per_ns / 1e9))
+        return self._wait_s(float(row[1]))
+
+    def authenticate_and_take(self, conn: Conn, token: str) -> tuple[ApiKey | None, int]:
+        """keys.authenticate and `take(key_id)` in one statement: (the live key or None, seconds
+        to wait: 0 when a token was taken; 0 too when there is no live key, nothing was taken)."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None, 0
+        row = conn.execute(_AUTHENTICATE_AND_TAKE, {
+            "bucket": parsed[0], "secret_sha256": parsed[1], "burst": self.burst,
+            "now": self.clock.wall_ns(), "rate": self.rate_per_ns}).fetchone()
+        key = live_key(row[:7] if row is not None else None, parsed[1])
+        if key is None or row is None:
+            return None, 0
+        self._takes += 1
+        if self._takes % _FORGET_AFTER == 0:
+            self.forget_idle(conn)
+        if row[7] is None:  # the row was matched by hash in SQL and not here: refuse, spend nothing
+            return None, 0
+        return key, 0 if row[7] else self._wait_s(float(row[8]))
+
+    def _wait_s(self, tokens: float) -> int:
+        return max(1, math.ceil((1.0 - tokens) / self.rate_per_ns / 1e9))
 
     def forget_idle(self, conn: Conn) -> int:
         """Delete the buckets that are full again (as `RateLimiter` forgets them); returns how many."""

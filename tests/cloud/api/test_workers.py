@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud.api.keys import create_key
+from cloud.api.keys import authenticate, create_key, revoke_key
 from cloud.api.ratelimit import SharedRateLimiter
 from cloud.store.db import WATCHERS_LOCK, connect, exclusive
 from hil.services import free_port, wait_for_port
@@ -181,6 +181,28 @@ def test_the_shared_buckets_refill_and_are_forgotten_when_full(migrated_db: str)
         assert conn.execute("SELECT count(*) FROM api_rate_buckets").fetchone() == (0,)
         with pytest.raises(ValueError, match="connection"):
             limiter.take("k")
+
+
+def test_the_key_and_its_token_in_one_statement(migrated_db: str) -> None:
+    """SharedRateLimiter.authenticate_and_take: a live key spends a token of its own bucket; a
+    wrong secret, a revoked or unknown key or a malformed token is refused and spends nothing."""
+    clock = ManualClock(wall_ns=1_800_000_000 * 10**9)
+    limiter = SharedRateLimiter(per_minute=60, burst=2, clock=clock)
+    with connect(migrated_db) as conn:
+        key, token = create_key(conn, "ops", "risk_officer")
+        wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        assert limiter.authenticate_and_take(conn, wrong) == (None, 0)
+        assert limiter.authenticate_and_take(conn, "lw_nonsense") == (None, 0)
+        assert limiter.authenticate_and_take(conn, f"lw_{'z' * 12}_{'A' * 43}") == (None, 0)
+        assert conn.execute("SELECT count(*) FROM api_rate_buckets").fetchone() == (0,)  # none spent
+        answers = [limiter.authenticate_and_take(conn, token) for _ in range(3)]
+        assert [a[0].key_id if a[0] else None for a in answers] == [key.key_id] * 3
+        assert [a[1] for a in answers] == [0, 0, 1]  # burst 2, then a second to wait
+        assert authenticate(conn, token) == answers[0][0]  # the same key as the two-step path
+        revoke_key(conn, key.key_id)
+        assert limiter.authenticate_and_take(conn, token) == (None, 0)
+        assert conn.execute("SELECT tokens < 1 FROM api_rate_buckets WHERE bucket = %s",
+                            (key.key_id,)).fetchone() == (True,)
 
 
 def test_only_one_session_holds_a_job_lock(migrated_db: str) -> None:
