@@ -323,12 +323,12 @@ def main() -> int:
             table = []
             db_pid = server.pid if server is not None else _postmaster_pid(dsn)
             for key, make in endpoints.items():
-                # Warm-up, as a server that has been up a while: every pooled connection has run the
-                # endpoint's statements more than psycopg's prepare threshold and PostgreSQL's five
-                # custom plans, so they are prepared (planning a query over the partitions costs
-                # as much as running it).
-                measure(base, token, [make() for _ in range(args.clients * 12)], args.clients, api.pid,
-                        db_pid)
+                # Warm-up, as a server that has been up a while: every pooled connection (up to 16 per
+                # worker) has run the endpoint's statements more than psycopg's prepare threshold
+                # and PostgreSQL's five custom plans, so they are prepared (planning a query over
+                # the partitions costs as much as running it).
+                measure(base, token, [make() for _ in range(args.clients * 16 * args.workers)],
+                        args.clients, api.pid, db_pid)
                 alone = measure(base, token, [make() for _ in range(max(30, args.requests // 4))], 1,
                                 api.pid, db_pid)
                 loaded = measure(base, token, [make() for _ in range(args.requests)], args.clients,

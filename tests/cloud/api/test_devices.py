@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -176,3 +177,22 @@ def test_only_admins_and_risk_officers_register(api: Api) -> None:
     assert [r["user_name"] for r in api.audit_rows(action="device.register")] == ["account-manager-1",
                                                                                    "auditor-1"]
     assert api.post("/devices", role="admin", json={"device_id": "veh-admin"}).status_code == 201
+
+
+@pytest.mark.parametrize("at", [datetime(2026, 12, 3, 15, 12, 41, tzinfo=UTC),
+                                datetime(2026, 12, 3, 15, 12, 41, 123456, tzinfo=UTC),
+                                datetime(2026, 12, 3, 15, 12, 41, 500, tzinfo=timezone(timedelta(hours=2)))])
+def test_the_list_page_is_written_as_its_model_would_be(at: datetime) -> None:
+    """devices.page_json (orjson) writes byte for byte what DevicePage.model_dump_json writes."""
+    from cloud.api.routes.devices import DevicePage, DeviceSummary, page_json
+
+    rows = [{"device_id": "veh-1", "vin": "WVWZZZ1KZAW000042", "time_zone": "Europe/Berlin",
+             "contract_region": "DE-BE", "monitoring_state": "active", "registered_at": at,
+             "last_seen_at": None, "online": False, "power_state": "SLEEP", "open_events": 2,
+             "open_max_severity": "EMERGENCY"},
+            {"device_id": "veh-2", "vin": None, "time_zone": "UTC", "contract_region": "",
+             "monitoring_state": "retired", "registered_at": at, "last_seen_at": at, "online": True,
+             "power_state": None, "open_events": 0, "open_max_severity": None}]
+    for cursor in (None, "abc"):
+        model = DevicePage(items=[DeviceSummary(**r) for r in rows], next_cursor=cursor)
+        assert page_json(rows, cursor) == model.model_dump_json().encode()
