@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import ConnectionPool
@@ -88,6 +89,7 @@ def create_app(config: AppConfig, *, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.pool = open_pool(config)
+        state.read_limiter = anyio.CapacityLimiter(config.api.read_threads)
         _audit_partitions_ahead(state.pool, datetime.fromtimestamp(clock.wall_ns() / 1e9, UTC))
         from cloud.api.commands import start_publishing
 

@@ -74,6 +74,9 @@ class ApiConfig:
     # Processes serving requests (one per core: one Python process answers on one core at a time);
     # above 1 they share the rate limits in PostgreSQL and their metrics (cloud/api/workers.py).
     workers: int = 1
+    # Threads per process running the read endpoints (lists, tracks, trips: cloud/api/reads.py):
+    # one runs Python while another waits for PostgreSQL; more only take turns at the GIL.
+    read_threads: int = 2
 
 
 _POSITIVE = (
@@ -88,8 +91,10 @@ _POSITIVE = (
     "burst",
     "max_age_s",
     "workers",
+    "read_threads",
 )
 MAX_WORKERS = 64
+MAX_READ_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ def parse_config(data: dict[str, Any]) -> AppConfig:
         raise ConfigError(f"api.port must be a TCP port 1..65535 (got {api.port!r})")
     if api.workers > MAX_WORKERS:
         raise ConfigError(f"api.workers must be <= {MAX_WORKERS} (got {api.workers!r})")
+    if api.read_threads > MAX_READ_THREADS:
+        raise ConfigError(f"api.read_threads must be <= {MAX_READ_THREADS} (got {api.read_threads!r})")
     if api.pool_min_size > api.pool_max_size:
         raise ConfigError("api.pool_min_size must be <= api.pool_max_size")
     if api.command_ttl_s * 10**9 > DEFAULT_MAX_LIFETIME_NS:

@@ -32,6 +32,7 @@ class ApiState:
     signing_key: PrivateKey | None
     pool: ConnectionPool[Conn] | None = None
     publisher: Any = None  # cloud.api.publish.CommandPublisher once started
+    read_limiter: Any = None  # anyio.CapacityLimiter of `[api] read_threads` once started (reads.py)
     extra: dict[str, Any] = field(default_factory=dict)  # other helpers' per-app state, by name
 
 

@@ -20,6 +20,7 @@ from cloud.api.auth import (
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
 from cloud.api.problems import Problem
+from cloud.api.reads import read_endpoint
 from cloud.api.responses import JSON, json_answer
 from cloud.store import fleet
 from cloud.store.devices import Device, PointOfInterest, add_device, check_device
@@ -203,6 +204,7 @@ def _polygon(polygon: Polygon | None) -> dict[str, Any] | None:
 
 
 @router.get("", response_model=DevicePage, summary="List devices (filters, keyset pages by device id)")
+@read_endpoint
 def list_devices(
     caller: Annotated[Caller, Depends(role_caller(*DEVICE_ROLES, action="devices.list"))],
     state: Annotated[MonitoringState | None, Query(description="the lender's monitoring state")] = None,
@@ -252,6 +254,7 @@ def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> bytes:
     response_model=DeviceDetail,
     summary="One device: registration and latest state (the position read is audited)",
 )
+@read_endpoint
 def get_device(device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)]) -> Response:
     return json_answer(_device_detail(device_id, caller))
 

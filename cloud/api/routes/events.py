@@ -17,6 +17,7 @@ from cloud.api.auth import DEVICE_ROLES, Caller, raw_track_start, require_device
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
 from cloud.api.problems import Problem
+from cloud.api.reads import read_endpoint
 from cloud.api.responses import json_answer
 from cloud.api.routes.devices import DEVICE_ID_PATTERN, DeviceId, Severity, Strict
 from cloud.store import alerts
@@ -105,6 +106,7 @@ def _filter(caller: Caller, **kwargs: Any) -> alerts.EventFilter:
 
 
 @router.get("/events", response_model=EventPage, summary="List events (newest first; audited)")
+@read_endpoint
 def list_events(
     caller: DeviceCaller,
     severity: Annotated[Severity | None, Query(description="at least this severity")] = None,

@@ -20,6 +20,7 @@ from cloud.analytics.trips import TripRules, trips_and_stops
 from cloud.api.auth import Caller, get_caller, require_device_access
 from cloud.api.keys import Role
 from cloud.api.problems import Problem
+from cloud.api.reads import read_endpoint
 from cloud.api.responses import JSON
 from cloud.api.routes.devices import DeviceId
 
@@ -79,6 +80,7 @@ def _unprocessable(error: AnalyticsError) -> Problem:
                      "position, from, to) and, with events=true, event"}},
     summary="Track playback as GeoJSON, simplified on request (audited)",
 )
+@read_endpoint
 def get_track(
     device_id: DeviceId,
     caller: Annotated[Caller, Depends(get_caller)],
@@ -123,6 +125,7 @@ def _motion(caller: Caller, device_id: str, start: datetime, end: datetime, rule
 
 @router.get("/{device_id}/trips", response_class=JSONResponse, responses={200: {"model": TripsOut}},
             summary="Trips from positions and ignition (audited); defaults 500 m, 300 s, gap 1 h")
+@read_endpoint
 def get_trips(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)], start: From, end: To,
     trip_min_m: Number = None, trip_min_s: Number = None, stop_min_s: Number = None, gap_s: Number = None,
@@ -136,6 +139,7 @@ def get_trips(
 
 @router.get("/{device_id}/stops", response_class=JSONResponse, responses={200: {"model": StopsOut}},
             summary="Stops between trips, where and how long (audited); a stop lasts >= 300 s")
+@read_endpoint
 def get_stops(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)], start: From, end: To,
     trip_min_m: Number = None, trip_min_s: Number = None, stop_min_s: Number = None, gap_s: Number = None,
