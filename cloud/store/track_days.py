@@ -73,6 +73,11 @@ class DayColumns:
     def __len__(self) -> int:
         return len(self.time_us)
 
+    def rows(self, lo: int, hi: int) -> DayColumns:
+        """Rows lo..hi-1 (views, no copy)."""
+        return DayColumns(self.time_us[lo:hi], self.lat_deg[lo:hi], self.lon_deg[lo:hi],
+                          self.significance[lo:hi], self.speed_kmh[lo:hi], self.fix_type[lo:hi])
+
 
 @dataclass(frozen=True)
 class PackedDay:
@@ -134,7 +139,8 @@ def kept_rows(columns: DayColumns) -> tuple[bytes, list[int], int]:
 
 
 def unpack_kept(data: bytes) -> DayColumns:
-    """Rows of a `kept` prefix as columns in time order (refused if not whole rows)."""
+    """Rows of a `kept` prefix (or of several days' prefixes, joined in day order: days do not
+    overlap) as columns in time order (refused if not whole rows)."""
     if len(data) % ROW_BYTES:
         raise StoreError(f"a kept prefix of {len(data)} bytes is not whole {ROW_BYTES}-byte rows")
     rows = np.frombuffer(data, dtype=ROW)
@@ -212,15 +218,23 @@ def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     if tolerance_m is not None and tolerance_m >= KEPT_MIN_M:
         query = _USABLE_KEPT
         params.update(row=ROW_BYTES, step=ladder_step(tolerance_m))
-    days = []
+    days: list[PackedDay | None] = []
+    kept: list[tuple[int, datetime, datetime, int, bytes]] = []  # (index in days, t0, t1, count, prefix)
     for t0, t1, count, data, prefix in conn.execute(query, params, binary=True).fetchall():
         if data is None:
-            days.append(PackedDay(t0, t1, unpack_kept(bytes(prefix or b"")), count, complete=False))
+            kept.append((len(days), t0, t1, count, bytes(prefix or b"")))
+            days.append(None)
         elif t0 < start or t1 > end:
             days.append(_cut(t0, t1, unpack(bytes(data), count, significance=significance), start, end))
         else:
             days.append(PackedDay(t0, t1, unpack(bytes(data), count, significance=significance), count))
-    return days
+    if kept:
+        # The kept prefixes of all days at once: one sort and one set of columns, each day a slice.
+        columns = unpack_kept(b"".join(k[4] for k in kept))
+        bounds = np.cumsum([0, *(len(k[4]) // ROW_BYTES for k in kept)]).tolist()
+        for (at, t0, t1, count, _), lo, hi in zip(kept, bounds[:-1], bounds[1:], strict=True):
+            days[at] = PackedDay(t0, t1, columns.rows(lo, hi), count, complete=False)
+    return [day for day in days if day is not None]
 
 
 def local_midnights(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[datetime]:
