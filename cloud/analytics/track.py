@@ -89,7 +89,7 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     fix-less rows brings only its fixes that may be kept at that tolerance: every fix a
     simplification at `tolerance_m` or above keeps, each day's first and last fix among them
     (they cut the line), so the rows on each side of a fix-less stretch are the same.
-    `significance=False` (trips) leaves the stored significance unread: NaN."""
+    `significance=False` (trips) leaves the stored significance unread: None."""
     packed = usable_days(conn, device_id, start, end, tolerance_m=tolerance_m, significance=significance)
     # (start, rows, their stored significance applies, cut at local midnights): a day cut to the
     # range is simplified as the same rows read from positions would be, in one piece.
@@ -131,7 +131,7 @@ def fetch_fixes(conn: Conn, device_id: str, start: datetime, end: datetime, *,
 
     left_out = sum(day.fix_count - len(day.columns) for day in packed)
     return Fixes(joined("time_us") * 1000, joined("lat_deg"), joined("lon_deg"), joined("speed_kmh"),
-                 joined("fix_type"), joined("significance"), tuple(pieces),
+                 joined("fix_type"), joined("significance") if significance else None, tuple(pieces),
                  stored=sum(len(part) for part in parts) + left_out)
 
 

@@ -163,7 +163,7 @@ def unpack(data: bytes, fix_count: int, *, significance: bool = True) -> DayColu
     offset = 0
     for name, kind in _COLUMNS:
         if name == "significance" and not significance:
-            out[name] = np.full(fix_count, np.nan)
+            out[name] = np.broadcast_to(np.nan, fix_count)  # a read-only view: nothing allocated
             continue
         dtype = np.dtype(kind)
         out[name] = np.frombuffer(data, dtype=dtype, count=fix_count, offset=offset)
