@@ -153,6 +153,15 @@ def ladder_step(tolerance_m: float) -> int:
     return int(np.searchsorted(LADDER_M, tolerance_m, side="right"))
 
 
+_NANS = np.full(2 * 86_400, np.nan)  # two days at 1 Hz; read-only, shared by every unpack
+_NANS.flags.writeable = False
+
+
+def _nans(count: int) -> npt.NDArray[np.float64]:
+    """`count` NaN, a read-only view of a shared array where it is long enough (nothing allocated)."""
+    return _NANS[:count] if count <= len(_NANS) else np.full(count, np.nan)
+
+
 def unpack(data: bytes, fix_count: int, *, significance: bool = True) -> DayColumns:
     """The columns of a format 1 value of `fix_count` rows (refused if its size disagrees);
     `significance=False`: a value read without that column (`_MOTION_FIXES`), NaN in its place."""
@@ -163,7 +172,7 @@ def unpack(data: bytes, fix_count: int, *, significance: bool = True) -> DayColu
     offset = 0
     for name, kind in _COLUMNS:
         if name == "significance" and not significance:
-            out[name] = np.broadcast_to(np.nan, fix_count)  # a read-only view: nothing allocated
+            out[name] = _nans(fix_count)
             continue
         dtype = np.dtype(kind)
         out[name] = np.frombuffer(data, dtype=dtype, count=fix_count, offset=offset)
