@@ -186,13 +186,14 @@ def test_the_list_page_is_written_as_its_model_would_be(at: datetime) -> None:
     """devices.page_json (orjson) writes byte for byte what DevicePage.model_dump_json writes."""
     from cloud.api.routes.devices import DevicePage, DeviceSummary, page_json
 
-    rows = [{"device_id": "veh-1", "vin": "WVWZZZ1KZAW000042", "time_zone": "Europe/Berlin",
-             "contract_region": "DE-BE", "monitoring_state": "active", "registered_at": at,
-             "last_seen_at": None, "online": False, "power_state": "SLEEP", "open_events": 2,
-             "open_max_severity": "EMERGENCY"},
-            {"device_id": "veh-2", "vin": None, "time_zone": "UTC", "contract_region": "",
-             "monitoring_state": "retired", "registered_at": at, "last_seen_at": at, "online": True,
-             "power_state": None, "open_events": 0, "open_max_severity": None}]
+    rows: list[dict[str, Any]] = [
+        {"device_id": "veh-1", "vin": "WVWZZZ1KZAW000042", "time_zone": "Europe/Berlin",
+         "contract_region": "DE-BE", "monitoring_state": "active", "registered_at": at,
+         "last_seen_at": None, "online": False, "power_state": "SLEEP", "open_events": 2,
+         "open_max_severity": "EMERGENCY"},
+        {"device_id": "veh-2", "vin": None, "time_zone": "UTC", "contract_region": "",
+         "monitoring_state": "retired", "registered_at": at, "last_seen_at": at, "online": True,
+         "power_state": None, "open_events": 0, "open_max_severity": None}]
     for cursor in (None, "abc"):
         model = DevicePage(items=[DeviceSummary(**r) for r in rows], next_cursor=cursor)
         assert page_json(rows, cursor) == model.model_dump_json().encode()
