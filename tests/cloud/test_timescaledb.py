@@ -448,3 +448,37 @@ def test_packed_tracks_and_shared_rate_limits_on_hypertables(tdb: Conn) -> None:
     assert [limiter.take("k", tdb) for _ in range(3)] == [0, 0, 1]
     persistence = tdb.execute("SELECT relpersistence FROM pg_class WHERE relname = 'api_rate_buckets'")
     assert persistence.fetchone() == ("u",)
+
+
+def test_the_device_list_state_on_hypertables(tdb: Conn) -> None:
+    """Migration 0014 on hypertables: the triggers on `events` and `event_lifecycle` (and on every
+    chunk made later) keep open events and their highest severity as the time series say; a
+    chunk dropped by retention fires no trigger, and `reconcile_open_events` removes what it left."""
+    from cloud.store import alerts, fleet
+    from protocol.messages import PowerState, Severity, Transition
+    from tests.cloud.api.conftest import event, register, status
+    from tests.cloud.test_device_list_state import listed, oracle
+
+    def store(messages: list[Any]) -> None:
+        writer = BatchWriter(tdb, mode="timescaledb", receiver_id="t", policy=RetentionPolicy())
+        outcomes = [Accepted(Incoming("t", b"", i, 1, time.time_ns()), m, 1) for i, m in enumerate(messages)]
+        writer.write(outcomes, datetime.now(UTC))  # type: ignore[arg-type]
+
+    now_ns = time.time_ns() // 10**9 * 10**9
+    old_ns = now_ns - 40 * 86_400 * 10**9  # a chunk of its own, dropped below
+    register(tdb, "veh-h")
+    store([event("veh-h", 1, 1, old_ns, Severity.EMERGENCY), event("veh-h", 2, 2, now_ns - 60 * 10**9,
+                                                                   Severity.WARNING),
+           status("veh-h", 3, now_ns - 10 * 10**9, PowerState.DEEP_SLEEP)])
+    store([event("veh-h", 4, 2, now_ns - 30 * 10**9, Severity.ALERT, transition=Transition.ESCALATED),
+           status("veh-h", 5, now_ns - 3600 * 10**9, PowerState.ACTIVE)])  # late and older: ignored
+    assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 2, 3)]
+    now = datetime.fromtimestamp(now_ns / 10**9, UTC)
+    assert alerts.transition(tdb, "veh-h", 2, "acknowledge", "ops", "", now)
+    assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 2, 3)]
+    tdb.execute("SELECT drop_chunks('event_lifecycle', older_than => now() - interval '25 days')")
+    assert listed(tdb) != oracle(tdb)  # what a trigger cannot see
+    assert fleet.reconcile_open_events(tdb) == (1, 1)
+    assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 1, 2)]
+    assert alerts.transition(tdb, "veh-h", 2, "resolve", "ops", "", now)
+    assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 0, None)]
