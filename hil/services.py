@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -37,9 +38,38 @@ _PG_SYSTEM_USER = "lienwatch-pg"
 _BROKER_USERS = ("mosquitto", "nobody")  # whom mosquitto started as root drops to, in order
 
 
+_LOWEST_PORT = 10_000  # below: well-known and registered services' usual ports
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux; 32768-60999 if unknown)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) comes from that range, from which every outgoing
+    connection (to PostgreSQL, to the broker) takes its local port too: one may take it between
+    this call and the server's bind, and the server exits before it listens (EADDRINUSE; seen in
+    the HIL run). Below the range only another caller of this function can collide, and a bind
+    checks that nothing holds the port now."""
+    low, _ = ephemeral_ports()
+    if low - _LOWEST_PORT >= 1000:
+        rng = random.SystemRandom()
+        for _ in range(100):
+            port = rng.randrange(_LOWEST_PORT, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -130,3 +130,20 @@ def test_a_file_the_broker_cannot_read_is_named_before_it_starts() -> None:
             assert int(uid) == user.uid
     finally:
         shutil.rmtree(etc, ignore_errors=True)
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_are_free() -> None:
+    """hil.services.free_port: not a port an outgoing connection may be given meanwhile."""
+    import socket
+
+    from hil.services import ephemeral_ports, free_port
+
+    low, high = ephemeral_ports()
+    assert 0 < low <= high
+    ports = {free_port() for _ in range(50)}
+    assert len(ports) > 40  # random, not one port again and again
+    if low >= 11_000:  # room below the range (else the kernel's choice is taken)
+        assert max(ports) < low
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # free now
