@@ -214,7 +214,12 @@ summaries_interval_s = 3600.0
         self.api = subprocess.Popen([sys.executable, "-m", "hil.bench_api", str(config),
                                      str(self.clock_offset_file)], stdout=log, stderr=log, cwd=REPO)
         self._stack.callback(self.stop_api)
-        wait_for_port(port, 60, self.api)
+        try:
+            wait_for_port(port, 60, self.api)
+        except ServiceError as error:  # the scratch directory goes with the run: say why here
+            log.flush()
+            tail = (self.work / "api.log").read_text(errors="replace")[-3000:]
+            raise ServiceError(f"the API did not start: {error}; its log ends:\n{tail}") from None
         self.api_url, self.api_key = f"http://127.0.0.1:{port}", token
         return ApiView(self.api_url, token)
 
