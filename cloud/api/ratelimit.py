@@ -121,13 +121,11 @@ class SharedRateLimiter:
             "bucket": parsed[0], "secret_sha256": parsed[1], "burst": self.burst,
             "now": self.clock.wall_ns(), "rate": self.rate_per_ns}).fetchone()
         key = live_key(row[:7] if row is not None else None, parsed[1])
-        if key is None or row is None:
+        if key is None or row is None or row[7] is None:  # no live key: no token was taken
             return None, 0
         self._takes += 1
         if self._takes % _FORGET_AFTER == 0:
             self.forget_idle(conn)
-        if row[7] is None:  # the row was matched by hash in SQL and not here: refuse, spend nothing
-            return None, 0
         return key, 0 if row[7] else self._wait_s(float(row[8]))
 
     def _wait_s(self, tokens: float) -> int:

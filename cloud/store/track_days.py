@@ -231,7 +231,10 @@ def usable_days(conn: Conn, device_id: str, start: datetime, end: datetime, *,
     kept: list[tuple[int, datetime, datetime, int, bytes]] = []  # (index in days, t0, t1, count, prefix)
     for t0, t1, count, data, prefix in conn.execute(query, params, binary=True).fetchall():
         if data is None:
-            kept.append((len(days), t0, t1, count, bytes(prefix or b"")))
+            data = bytes(prefix or b"")
+            if len(data) % ROW_BYTES:  # checked day by day: joined, two bad ones could look whole
+                raise StoreError(f"a kept prefix of {len(data)} bytes is not whole {ROW_BYTES}-byte rows")
+            kept.append((len(days), t0, t1, count, data))
             days.append(None)
         elif t0 < start or t1 > end:
             days.append(_cut(t0, t1, unpack(bytes(data), count, significance=significance), start, end))

@@ -260,6 +260,18 @@ def test_a_simplified_track_reads_the_kept_rows_of_clean_days_and_answers_the_sa
     assert len(gaps) == 2 and parsed["properties"]["fixes"] == sum(row[2] for row in stored)
 
 
+def test_a_damaged_kept_prefix_is_refused(db: Conn) -> None:
+    """A kept value that is not whole rows is refused day by day (the days' prefixes are unpacked
+    together, where two damaged ones could add up to whole rows)."""
+    device_id = "gw-kept-bad"
+    start, days = _seeded(db, device_id, _gaps_at_midnights)
+    _pack_all(db, device_id, days)
+    db.execute("UPDATE track_days SET kept = substring(kept FROM 2) WHERE device_id = %s AND no_fix_rows = 0",
+               (device_id,))
+    with pytest.raises(StoreError, match="not whole"):
+        fetch_fixes(db, device_id, start, start + timedelta(days=3), tolerance_m=10.0)
+
+
 def test_days_packed_before_the_kept_rows_are_read_whole(db: Conn) -> None:
     device_id = "gw-old-pack"
     start, days = _seeded(db, device_id, _gaps_at_midnights)
