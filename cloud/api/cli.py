@@ -26,6 +26,7 @@ def uvicorn_options(config: ApiConfig) -> dict[str, Any]:
         "access_log": config.access_log,
         "http": "httptools",  # the C parser: h11, uvicorn's default, costs ~3x the CPU a request
         "loop": "uvloop",  # libuv's event loop: less CPU a request than asyncio's (bench/api.py)
+        "ws": "none",  # no WebSocket routes: an Upgrade request is plain HTTP (and counted, workers.py)
         "proxy_headers": False,
         "server_header": False,
         "date_header": True,

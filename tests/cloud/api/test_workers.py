@@ -1,11 +1,13 @@
-"""`[api] workers = 2`: the real `lienwatch cloud api` with two uvicorn worker processes, each on
-its own SO_REUSEPORT socket. Connections made at once are spread over both; a key's rate limit
+"""`[api] workers = 2`: the real `lienwatch cloud api` with two uvicorn worker processes, each
+serving the connections the supervisor hands it. Connections made at once are spread evenly, a
+new one goes to the worker with the fewest open; a key's rate limit
 holds whichever answers (buckets in PostgreSQL); /metrics counts every worker's requests; a
 worker that dies is replaced, workers that cannot start stop the API with an error; the jobs that
 must run once take their advisory lock."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -40,6 +42,16 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(stat.parent.name))
     return out
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the API `pid` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -113,55 +125,114 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
     assert limited is not None and float(limited[1]) == REQUESTS - BURST
 
 
-def _connections_by_pid(port: int) -> dict[int, int]:
+def _request(client: socket.socket) -> None:
+    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def _worker_of(port: int) -> dict[int, int]:
+    """The worker pid serving each client port connected to the API's `port` (from ss)."""
     out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
                          capture_output=True, text=True, check=True).stdout
+    pairs = re.findall(r":\d+\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)", out)
+    return {int(peer): int(pid) for peer, pid in pairs}
+
+
+def _closing(port: int) -> bool:
+    """Whether a connection to `port` is closed by its client but not yet by the API."""
+    out = subprocess.run(["ss", "-tnH", "state", "close-wait", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return bool(out.strip())
+
+
+def _spread(port: int) -> list[int]:
     counts: dict[int, int] = {}
-    for pid in re.findall(r"pid=(\d+)", out):
-        counts[int(pid)] = counts.get(int(pid), 0) + 1
-    return counts
+    for pid in _worker_of(port).values():
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values())
 
 
-def test_connections_made_at_once_are_spread_and_a_dead_worker_is_replaced(
+def test_connections_are_spread_evenly_and_a_dead_worker_is_replaced(
         two_workers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
     base, _, process = two_workers
     port = int(base.rsplit(":", 1)[1])
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
     try:
-        for client in clients:  # one request each, answered: every connection is accepted by now
-            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert client.recv(4096).startswith(b"HTTP/1.1 200")
-        counts = _connections_by_pid(port)
-        assert sum(counts.values()) == 32 and len(counts) == 2
-        assert min(counts.values()) >= 6, counts  # one shared socket gave one worker nearly all
+        for client in clients:  # one request each, answered: every connection is with a worker by now
+            _request(client)
+        assert _spread(port) == [16, 16]  # the kernel's SO_REUSEPORT hash split 32 as 22/10 at times
+        # Ten of one worker's connections close: the next ten new ones go to it, not half of them.
+        served_by = _worker_of(port)
+        busy = served_by[clients[0].getsockname()[1]]
+        leaving = [c for c in clients if served_by[c.getsockname()[1]] == busy][:10]
+        for client in leaving:
+            clients.remove(client)
+            client.close()
+        deadline = time.monotonic() + 10
+        while _closing(port) and time.monotonic() < deadline:  # the worker has closed its side
+            time.sleep(0.05)
+        assert _spread(port) == [6, 16]
+        time.sleep(0.1)  # it counts the close in connection_lost, right after the socket is gone
+        arriving = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+        clients += arriving
+        for client in arriving:
+            _request(client)
+        served_by = _worker_of(port)
+        assert [served_by[c.getsockname()[1]] for c in arriving] == [busy] * 10
+        assert _spread(port) == [16, 16]
     finally:
         for client in clients:
             client.close()
-    workers = [pid for pid in _children(process.pid) if pid in counts]
-    os.kill(workers[0], signal.SIGKILL)
+    workers = _children(process.pid)
+    os.kill(busy, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         alive = set(_children(process.pid))
-        if workers[0] not in alive and len(alive - {workers[0]}) >= len(workers):
+        if busy not in alive and len(alive) >= len(workers):
             break
         time.sleep(0.2)
     answered = [httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code for _ in range(20)]
     assert answered == [200] * 20 and process.poll() is None
 
 
-def test_workers_that_cannot_start_stop_the_api_with_an_error(migrated_db: str, tmp_path: Path) -> None:
-    taken = socket.create_server(("127.0.0.1", 0))  # listening, without SO_REUSEPORT: no worker can bind
+def test_a_taken_port_stops_the_api_with_an_error(migrated_db: str, tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
     try:
         config = tmp_path / "api.toml"
-        config.write_text(f'[database]\ndsn = "{migrated_db}"\n[api]\nport = {taken.getsockname()[1]}\n'
+        config.write_text(f'[database]\ndsn = "{migrated_db}"\n[api]\nport = {port}\n'
                           "workers = 2\n")
         done = subprocess.run([sys.executable, "-m", "lienwatch", "cloud", "api", "--config", str(config)],
                               capture_output=True, text=True, timeout=180)
     finally:
         taken.close()
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "API workers exit as they start" in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Address already in use" in done.stderr
+
+
+def test_workers_that_die_as_they_start_stop_the_api_with_an_error(migrated_db: str, tmp_path: Path) -> None:
+    config = tmp_path / "api.toml"
+    config.write_text(f'[database]\ndsn = "{migrated_db}"\n[api]\nport = {free_port()}\nworkers = 2\n')
+    process = subprocess.Popen([sys.executable, "-m", "lienwatch", "cloud", "api", "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            for pid in set(_workers(process.pid)) - killed:  # each worker, as soon as it is seen
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.05)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 2, stderr[-2000:]
+    assert "API workers exit as they start" in stderr
+    assert len(killed) >= 3
 
 
 def test_the_shared_buckets_refill_and_are_forgotten_when_full(migrated_db: str) -> None:
