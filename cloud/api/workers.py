@@ -216,7 +216,8 @@ class _Dispatcher:
     def stop(self) -> None:
         """Stop accepting (connections handed over stay with their workers)."""
         self.stopping.set()
-        self.thread.join()
+        if self.thread.ident is not None:  # started
+            self.thread.join()
         self.listener.close()
 
 
