@@ -88,6 +88,7 @@ class _HandedServer(uvicorn.Server):
         super().__init__(config)
         self.channel = channel
         self.closed = closed
+        self.connecting: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan, no listener
@@ -128,7 +129,9 @@ class _HandedServer(uvicorn.Server):
                 self.should_exit = True
                 return
             for fd in fds:
-                loop.create_task(self._connect(loop, socket.socket(fileno=fd), protocol))
+                task = loop.create_task(self._connect(loop, socket.socket(fileno=fd), protocol))
+                self.connecting.add(task)
+                task.add_done_callback(self.connecting.discard)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                      protocol: Callable[[], asyncio.Protocol]) -> None:
