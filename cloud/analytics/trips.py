@@ -18,14 +18,17 @@ Definitions (the field's defaults, every one overridable in `TripRules`):
   first and last fix) of at least `stop_min_s` (300 s), located where the earlier trip ended, with
   the nearest registered point of interest it lies in, if any, and whether a data gap lies inside it.
 
-How: the fixes come as numpy columns from `cloud.analytics.track.fetch_fixes`; the ignition
-samples of the range and the last one before it from one small query (the partial index of
-migration 0007), carried onto the fixes with `np.searchsorted`. Every segment is classified at
-once with array operations, the trigonometry only where it is needed (distances of moving
-segments; the implied speed where a fix has no speed); state changes cut the segments into runs
-(`reduceat`), and the few runs make the candidates, trips and stops. A month at one fix a minute
-is about 5 ms of numpy after `fetch_fixes`; the one SQL statement with window functions that did
-this before (#16; now the oracle of tests/cloud/test_analytics_trips_sql_oracle.py) took 240-320 ms.
+How: under the default classification (1 h gap, 5 km/h, ignition used) the days wholly inside
+the range come as the runs packed with each (cloud/analytics/motion.py: a few hundred bytes a day
+instead of its every fix), where they are exact for the range: not dirty, packed in the device's
+time zone, and the ignition value the day started with is one the range's lookback reaches. The
+rest of the range (the days it cuts, and any other) comes as fixes from
+`cloud.analytics.track.fetch_fixes`, with the ignition samples of the range and the last one before
+it carried onto them (`np.searchsorted`), classified segment by segment with array operations and
+cut into runs (`reduceat`); the segment joining two pieces is classified the same way. The runs,
+merged where equal, make the candidates, trips and stops. The one SQL statement with window
+functions that did this before (#16; now the oracle of tests/cloud/test_analytics_trips_sql_oracle.py
+and tests/cloud/test_trip_runs.py) took 240-320 ms for a month at one fix a minute.
 """
 
 from __future__ import annotations
@@ -39,17 +42,32 @@ import numpy.typing as npt
 
 from cloud.analytics.common import check_number, check_range, iso
 from cloud.analytics.errors import AnalyticsError
-from cloud.analytics.track import NO_FIX, fetch_fixes
-from cloud.store.copybin import PG_EPOCH_US
+from cloud.analytics.motion import (
+    EARTH_DIAMETER_KM,
+    GAP,
+    MOVING,
+    RUNS_GAP_S,
+    RUNS_MOVING_KMH,
+    STOPPED,
+    FloatArray,
+    Spans,
+    TimeArray,
+    Track,
+    carry_forward,
+    changes,
+    decode_ignition,
+    half_angle,
+    ns,
+    runs_of,
+)
+from cloud.analytics.motion import (
+    IGNITION_LOOKBACK as IGNITION_LOOKBACK,
+)
+from cloud.analytics.track import NO_FIX, Fixes, fetch_fixes
+from cloud.store import track_days
 from cloud.store.db import Conn
-from cloud.store.errors import StoreError
+from cloud.store.track_days import epoch_us
 
-IGNITION_SIGNAL_ID = 42  # Vehicle.LowVoltageSystemState: 0 UNDEFINED, 1 LOCK, 2 OFF, 3 ACC, 4 ON, 5 START
-IGNITION_ON = 4
-IGNITION_LOOKBACK = timedelta(days=7)  # how far before `from` the last ignition value is looked for
-# lienwatch_haversine_km (migration 0001): 2 x the mean Earth radius, 6371.0088 km
-EARTH_DIAMETER_KM = 2 * 6371.0088
-EARTH_DIAMETER_M = 12_742_017.6
 
 @dataclass(frozen=True)
 class TripRules:
@@ -58,8 +76,8 @@ class TripRules:
     trip_min_m: float = 500.0
     trip_min_s: float = 300.0
     stop_min_s: float = 300.0
-    gap_s: float = 3600.0
-    moving_kmh: float = 5.0
+    gap_s: float = RUNS_GAP_S
+    moving_kmh: float = RUNS_MOVING_KMH
     use_ignition: bool = True
 
     def __post_init__(self) -> None:
@@ -133,13 +151,6 @@ class TripsAndStops:
 
 
 
-# Segment states.
-STOPPED, MOVING, GAP = 0, 1, 2
-
-FloatArray = npt.NDArray[np.float64]
-TimeArray = npt.NDArray[np.int64]
-
-_SAMPLE = np.dtype([("time", ">i8"), ("value", ">f8")])
 # The last ignition value before the range and those inside it, packed like cloud.analytics.track's
 # fixes; the literal 42 (IGNITION_SIGNAL_ID) lets the planner prove the partial index of 0007.
 _IGNITION: LiteralString = """
@@ -165,70 +176,81 @@ def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
     sample_ns, sample_value = _ignition_samples(conn, device_id, start, end) if rules.use_ignition \
         else (np.zeros(0, np.int64), np.zeros(0))
     ignition = len(sample_ns) > 0
-    fixes = fetch_fixes(conn, device_id, start, end, significance=False)
-    fixed = fixes.fix_type != NO_FIX
-    time_ns, lat, lon = fixes.time_ns[fixed], fixes.lat_deg[fixed], fixes.lon_deg[fixed]
+    default = (rules.gap_s, rules.moving_kmh, rules.use_ignition) == (RUNS_GAP_S, RUNS_MOVING_KMH, True)
+    # Days wholly inside the range come as their packed runs where those are exact for it: the
+    # ignition value the day started with is one this range's lookback reaches (or there is none).
+    lookback_ns = epoch_us(start - IGNITION_LOOKBACK) * 1000
+    packed = [day for day in track_days.usable_runs(conn, device_id, start, end)
+              if day.runs.carried_ns is None or day.runs.carried_ns >= lookback_ns] if default else []
+    pieces: list[tuple[Spans, npt.NDArray[np.int8], Track, Track]] = []
+    at = start
+    for day in [*packed, None]:
+        stop_at = end if day is None else day.t0
+        if stop_at > at:  # the rest of the range from its fixes
+            track = _track(fetch_fixes(conn, device_id, at, stop_at, significance=False), sample_ns,
+                           sample_value if ignition else None)
+            if len(track):
+                runs, state = runs_of(track, rules.gap_s, rules.moving_kmh)
+                pieces.append((runs, state, _row(track, 0), _row(track, -1)))
+        if day is not None:
+            if day.runs.fixes:
+                pieces.append((day.runs.runs, day.runs.run_state, day.runs.first, day.runs.last))
+            at = day.t1
     result = TripsAndStops(ignition=ignition)
-    if len(time_ns) < 2:
+    parts: list[Spans] = []
+    states: list[npt.NDArray[np.int8]] = []
+    for i, (runs, state, first, _) in enumerate(pieces):
+        if i:  # the segment from the piece before's last fixed row to this one's first
+            before = pieces[i - 1][3]
+            joint = Track(np.r_[before.time_ns, first.time_ns], np.r_[before.lat, first.lat],
+                          np.r_[before.lon, first.lon], np.r_[before.speed, first.speed],
+                          np.r_[_on(before), _on(first)] if ignition else None)
+            joint_runs, joint_state = runs_of(joint, rules.gap_s, rules.moving_kmh)
+            parts.append(joint_runs)
+            states.append(joint_state)
+        parts.append(runs)
+        states.append(state)
+    if not parts or not sum(len(s) for s in states):
         return result  # no segment: neither trip nor stop
-    speed = fixes.speed_kmh[fixed].astype(np.float64)
-    state_on = _carry_forward(sample_ns, sample_value, time_ns) if ignition else None
-    state, distance_m = _classify(time_ns, lat, lon, speed, state_on, rules)
-    segments = _Spans(time_ns[:-1], time_ns[1:], lat[:-1], lon[:-1], lat[1:], lon[1:], distance_m,
-                      np.fmax(speed[:-1], speed[1:]))
-    first = _changes(state)
-    runs, run_state = segments.merged(first), state[first]
-    long_stop = (run_state == STOPPED) & (runs.end_ns - runs.start_ns >= _ns(rules.stop_min_s))
+    spans, state = Spans.joined(parts), np.concatenate(states)
+    first_run = changes(state)
+    runs, run_state = spans.merged(first_run), state[first_run]
+    long_stop = (run_state == STOPPED) & (runs.end_ns - runs.start_ns >= ns(rules.stop_min_s))
     breaker = (run_state == GAP) | long_stop
     moving = np.flatnonzero(run_state == MOVING)
     # moving runs with no breaker between them (a short stop inside is no distance) make a candidate
-    candidates = runs.take(moving).merged(_changes(np.cumsum(breaker)[moving]))
+    candidates = runs.take(moving).merged(changes(np.cumsum(breaker)[moving]))
     trips = candidates.take(np.flatnonzero(
         (candidates.distance_m >= rules.trip_min_m)
-        & (candidates.end_ns - candidates.start_ns >= _ns(rules.trip_min_s))))
+        & (candidates.end_ns - candidates.start_ns >= ns(rules.trip_min_s))))
     result.trips.extend(_trip_list(trips))
     if stops:
-        result.stops.extend(_stops(conn, device_id, segments, trips,
+        result.stops.extend(_stops(conn, device_id, runs, trips,
                                    runs.take(np.flatnonzero(run_state == GAP)), rules))
     return result
 
 
-@dataclass(frozen=True)
-class _Spans:
-    """Spans of time over the segments (segments, runs, trips) as columns."""
-
-    start_ns: TimeArray
-    end_ns: TimeArray
-    start_lat: FloatArray
-    start_lon: FloatArray
-    end_lat: FloatArray
-    end_lon: FloatArray
-    distance_m: FloatArray
-    max_speed_kmh: FloatArray  # NaN: no speed reported
-
-    def take(self, index: npt.NDArray[np.intp]) -> _Spans:
-        return _Spans(self.start_ns[index], self.end_ns[index], self.start_lat[index], self.start_lon[index],
-                      self.end_lat[index], self.end_lon[index], self.distance_m[index],
-                      self.max_speed_kmh[index])
-
-    def merged(self, first: npt.NDArray[np.intp]) -> _Spans:
-        """One span per group of consecutive spans, the groups starting at the indices `first`."""
-        if not len(first):
-            return self.take(first)
-        last = np.r_[first[1:] - 1, len(self.start_ns) - 1]
-        return _Spans(self.start_ns[first], self.end_ns[last], self.start_lat[first], self.start_lon[first],
-                      self.end_lat[last], self.end_lon[last], np.add.reduceat(self.distance_m, first),
-                      np.fmax.reduceat(self.max_speed_kmh, first))
+def _track(fixes: Fixes, sample_ns: TimeArray, sample_value: FloatArray | None) -> Track:
+    """The fixed rows of `fixes` with the ignition carried onto them (None: not used)."""
+    fixed = fixes.fix_type != NO_FIX
+    time_ns = fixes.time_ns[fixed]
+    on = None if sample_value is None else carry_forward(sample_ns, sample_value, time_ns)
+    speed = fixes.speed_kmh[fixed].astype(np.float64)
+    return Track(time_ns, fixes.lat_deg[fixed], fixes.lon_deg[fixed], speed, on)
 
 
-def _changes(key: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-    """Indices where `key` differs from the element before it (0 included when not empty)."""
-    if not len(key):
-        return np.zeros(0, np.intp)
-    return np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+def _row(track: Track, at: int) -> Track:
+    """Row `at` of `track` alone."""
+    rows = slice(at, at + 1 if at != -1 else None)
+    return Track(track.time_ns[rows], track.lat[rows], track.lon[rows], track.speed[rows],
+                 None if track.state_on is None else track.state_on[rows])
 
 
-def _trip_list(trips: _Spans) -> list[Trip]:
+def _on(row: Track) -> FloatArray:
+    return row.state_on if row.state_on is not None else np.full(len(row), np.nan)
+
+
+def _trip_list(trips: Spans) -> list[Trip]:
     return [Trip(_instant(t0), _instant(t1), d, Place(lat0, lon0), Place(lat1, lon1), _speed(v))
             for t0, t1, d, lat0, lon0, lat1, lon1, v in zip(
                 trips.start_ns.tolist(), trips.end_ns.tolist(), trips.distance_m.tolist(),
@@ -241,14 +263,14 @@ def _speed(value: float) -> float | None:
     return None if value != value else float(str(np.float32(value)))
 
 
-def _stops(conn: Conn, device_id: str, segments: _Spans, trips: _Spans, gaps: _Spans,
+def _stops(conn: Conn, device_id: str, segments: Spans, trips: Spans, gaps: Spans,
            rules: TripRules) -> list[Stop]:
     """The stops before, between and after the trips, bounded by the first and the last fix."""
     start_ns = np.r_[segments.start_ns[:1], trips.end_ns]
     end_ns = np.r_[trips.start_ns, segments.end_ns[-1:]]
     lat, lon = np.r_[segments.start_lat[:1], trips.end_lat], np.r_[segments.start_lon[:1], trips.end_lon]
     last = np.arange(len(start_ns)) == len(start_ns) - 1
-    kept = np.flatnonzero(end_ns - start_ns >= _ns(rules.stop_min_s))
+    kept = np.flatnonzero(end_ns - start_ns >= ns(rules.stop_min_s))
     start_ns, end_ns, lat, lon, last = start_ns[kept], end_ns[kept], lat[kept], lon[kept], last[kept]
     # gap runs are disjoint and in order: the first one starting inside a stop ends first
     at = np.searchsorted(gaps.start_ns, start_ns)
@@ -268,16 +290,11 @@ def _points_of_interest(conn: Conn, device_id: str, lat: FloatArray,
     if not rows:
         return [(None, None)] * len(lat)
     names, kinds, poi_lat, poi_lon, radius_m = zip(*rows, strict=True)
-    km = EARTH_DIAMETER_KM * _half_angle(np.array(poi_lat)[None, :], np.array(poi_lon)[None, :],
+    km = EARTH_DIAMETER_KM * half_angle(np.array(poi_lat)[None, :], np.array(poi_lon)[None, :],
                                          lat[:, None], lon[:, None])
     km = np.where(km * 1000 <= np.array(radius_m)[None, :], km, np.inf)
     nearest = np.argmin(km, axis=1).tolist()
     return [(names[k], kinds[k]) if km[i, k] < np.inf else (None, None) for i, k in enumerate(nearest)]
-
-
-def _ns(seconds: float) -> int:
-    """A rule's duration in nanoseconds, rounded to the microsecond as PostgreSQL's interval was."""
-    return timedelta(seconds=seconds) // timedelta(microseconds=1) * 1000
 
 
 def _instant(ns: int) -> datetime:
@@ -289,57 +306,4 @@ def _ignition_samples(conn: Conn, device_id: str, start: datetime,
     """Ignition sample times (ns, ascending, one per instant) and values; empty: none is sent."""
     row = conn.execute(_IGNITION, {"device": device_id, "start": start, "end": end,
                                    "ign_from": start - IGNITION_LOOKBACK}, binary=True).fetchone()
-    data = bytes(row[0]) if row is not None and row[0] is not None else b""
-    if len(data) % _SAMPLE.itemsize:
-        raise StoreError("trips_and_stops(): packed ignition samples are not of the expected width")
-    samples = np.frombuffer(data, dtype=_SAMPLE)
-    time_ns = (samples["time"].astype(np.int64) + PG_EPOCH_US) * 1000
-    # PostgreSQL orders NaN above every number (so NaN >= ON): as +inf here
-    value = np.nan_to_num(samples["value"].astype(np.float64), nan=np.inf)
-    last_of_instant = np.flatnonzero(np.r_[time_ns[1:] != time_ns[:-1], True][:len(time_ns)])
-    return time_ns[last_of_instant], value[last_of_instant]  # sorted by value: the largest of an instant
-
-
-def _carry_forward(sample_ns: TimeArray, value: FloatArray, time_ns: TimeArray) -> FloatArray:
-    """The last sample value at or before each time; NaN before the first sample."""
-    at = np.searchsorted(sample_ns, time_ns, side="right") - 1
-    return np.where(at >= 0, value[np.maximum(at, 0)], np.nan)
-
-
-def _half_angle(lat0: FloatArray, lon0: FloatArray, lat1: FloatArray, lon1: FloatArray) -> FloatArray:
-    """Half the central angle (radians) between the points: the haversine of the SQL function."""
-    h = (np.square(np.sin(np.radians(lat1 - lat0) / 2)) + np.cos(np.radians(lat0)) * np.cos(np.radians(lat1))
-         * np.square(np.sin(np.radians(lon1 - lon0) / 2)))
-    angle: FloatArray = np.arcsin(np.sqrt(np.minimum(h, 1.0)))  # min: rounding past 1 (antipodes)
-    return angle
-
-
-def _classify(time_ns: TimeArray, lat: FloatArray, lon: FloatArray, speed: FloatArray,
-              state_on: FloatArray | None, rules: TripRules) -> tuple[npt.NDArray[np.int8], FloatArray]:
-    """Each segment's state (STOPPED, MOVING, GAP) and driven distance (m, moving segments only)."""
-    dt_ns = np.diff(time_ns)
-    gap = dt_ns >= _ns(rules.gap_s)
-    state = np.where(gap, GAP, STOPPED).astype(np.int8)
-    by_speed = ~gap
-    if state_on is not None:
-        on0, on1 = state_on[:-1], state_on[1:]
-        by_ignition = by_speed & ~(np.isnan(on0) & np.isnan(on1))
-        state[by_ignition & ((on0 >= IGNITION_ON) | (on1 >= IGNITION_ON))] = MOVING
-        by_speed &= ~by_ignition
-    v0, v1 = speed[:-1].copy(), speed[1:].copy()
-    # the implied speed (and its trigonometry) only where a fix has no speed
-    implied_at = np.flatnonzero(by_speed & (np.isnan(v0) | np.isnan(v1)))
-    if len(implied_at):
-        i, j = implied_at, implied_at + 1
-        dt_s = dt_ns[implied_at] / 1e9
-        km = EARTH_DIAMETER_KM * _half_angle(lat[i], lon[i], lat[j], lon[j])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            implied = np.where(dt_s > 0, km * 3600 / dt_s, np.nan)
-        v0[i] = np.where(np.isnan(v0[i]), implied, v0[i])
-        v1[i] = np.where(np.isnan(v1[i]), implied, v1[i])
-    state[by_speed & (np.fmax(v0, v1) >= rules.moving_kmh)] = MOVING
-    distance_m = np.zeros(len(dt_ns))
-    moving = np.flatnonzero(state == MOVING)
-    distance_m[moving] = EARTH_DIAMETER_M * _half_angle(lat[moving], lon[moving], lat[moving + 1],
-                                                        lon[moving + 1])
-    return state, distance_m
+    return decode_ignition(bytes(row[0]) if row is not None and row[0] is not None else b"")

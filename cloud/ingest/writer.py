@@ -26,6 +26,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cloud.analytics.motion import IGNITION_SIGNAL_ID
 from cloud.ingest.validate import Incoming, Outcome, Rejected, time_ranges_ns
 from cloud.store import summaries
 from cloud.store.copybin import HEADER, TRAILER, RowLayout
@@ -101,6 +102,7 @@ class PreparedBatch:
     position_rows: int = 0
     day_figures: dict[tuple[str, int], summaries.DayFigures] = field(default_factory=dict)
     dirty_days: set[tuple[str, int]] = field(default_factory=set)
+    ignition_spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # device: first, last (ns)
     driving: dict[tuple[str, str], DrivingDay] = field(default_factory=dict)
     latest_fix: dict[str, tuple[int, float, float, float | None]] = field(default_factory=dict)
 
@@ -229,6 +231,12 @@ class BatchWriter:
         with conn.transaction():
             if signals:
                 self._store_telemetry("signal_samples", SIGNALS, signals, batch.signal_rows, result)
+            if batch.ignition_spans:  # the days whose packed runs they change (cloud/analytics/motion.py)
+                devices = sorted(batch.ignition_spans)
+                spans = [batch.ignition_spans[d] for d in devices]
+                conn.execute(summaries.MARK_IGNITION_DIRTY_SQL, {
+                    "device": devices, "first_at": [_ts(s[0]) for s in spans],
+                    "last_at": [_ts(s[1]) for s in spans], "now": now, **params})
             if batch.day_figures:
                 conn.execute(summaries.MERGE_DAY_FIGURES_SQL,
                              {**summaries.day_figures_params(batch.day_figures), **params})
@@ -289,6 +297,12 @@ class BatchWriter:
             signals.append(SIGNALS.encode(n, (device, times, header.boot_id, header.seq,
                                               np.arange(n, dtype=np.int32), ids, values)))
             summaries.aggregate_samples(batch.day_figures, header.device_id, time_zone, times, ids, values)
+            ignition = times[ids == IGNITION_SIGNAL_ID]
+            if len(ignition):
+                span = batch.ignition_spans.get(header.device_id)
+                first, last = int(ignition.min()), int(ignition.max())
+                batch.ignition_spans[header.device_id] = (first, last) if span is None else \
+                    (min(first, span[0]), max(last, span[1]))
         fixes = message.fixes
         if len(fixes):
             n = len(fixes)

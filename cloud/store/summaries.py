@@ -62,6 +62,25 @@ MARK_DIRTY_SQL: LiteralString = """
         ON CONFLICT DO NOTHING"""
 
 
+# An ignition sample changes the motion runs packed with every day from its own to the day of the
+# next sample (the value is carried forward; none later: to today). The literal 42 is
+# motion.IGNITION_SIGNAL_ID, for the partial index of migration 0007.
+MARK_IGNITION_DIRTY_SQL: LiteralString = """
+        INSERT INTO summary_dirty (device_id, day)
+        SELECT s.device_id, g::date
+        FROM unnest(%(device)s::text[], %(first_at)s::timestamptz[], %(last_at)s::timestamptz[])
+            AS s(device_id, first_at, last_at)
+        JOIN devices d ON d.device_id = s.device_id
+        CROSS JOIN LATERAL (SELECT min(x.time) AS next_at FROM signal_samples x
+                            WHERE x.device_id = s.device_id AND x.signal_id = 42 AND x.time > s.last_at) n
+        CROSS JOIN LATERAL generate_series(
+            (s.first_at AT TIME ZONE d.time_zone)::date,
+            (coalesce(n.next_at, greatest(s.last_at, %(now)s)) AT TIME ZONE d.time_zone)::date,
+            interval '1 day') g
+        WHERE g::date >= %(oldest_day)s
+        ON CONFLICT DO NOTHING"""
+
+
 def dirty_days(into: set[tuple[str, int]], device_id: str, time_zone: str,
                fix_time_ns: npt.NDArray[np.int64]) -> None:
     """Mark the local days of a message's fixes, and the day on each side (a segment joining a

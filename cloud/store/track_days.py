@@ -21,6 +21,9 @@ significance above `KEPT_MIN_M`, row after row (`ROW`, the same fields) from the
 significant; `kept_ladder`, how many of them lie above each step of `LADDER_M`; `no_fix_rows`.
 A track at tolerance t >= `KEPT_MIN_M` reads of a day without fix-less rows only the prefix of
 `kept` down to the ladder step at or below t (~5 % of the day at 10 m), not the whole value.
+
+And (migration 0015) `runs`: the day's motion runs for trips and stops (`cloud.analytics.motion`),
+computed from the day's fixes and ignition samples (with the last sample before the day).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import LiteralString
 import numpy as np
 import numpy.typing as npt
 
+from cloud.analytics import motion
 from cloud.analytics.simplify import track_significance
 from cloud.store.copybin import PG_EPOCH_US
 from cloud.store.db import Conn
@@ -180,13 +184,13 @@ def unpack(data: bytes, fix_count: int, *, significance: bool = True) -> DayColu
     return DayColumns(**out)  # type: ignore[arg-type]
 
 
-_USABLE_WHERE: LiteralString = """
+_USABLE_FILTER: LiteralString = """
     FROM track_days t JOIN devices d ON d.device_id = t.device_id
     WHERE t.device_id = %(device)s AND t.day BETWEEN %(first_day)s AND %(last_day)s
         AND t.t1 > %(start)s AND t.t0 < %(end)s AND t.format = %(format)s
         AND t.t0 = (t.day::timestamp AT TIME ZONE d.time_zone)
-        AND NOT EXISTS (SELECT 1 FROM summary_dirty s WHERE s.device_id = t.device_id AND s.day = t.day)
-    ORDER BY t.t0"""
+        AND NOT EXISTS (SELECT 1 FROM summary_dirty s WHERE s.device_id = t.device_id AND s.day = t.day)"""
+_USABLE_WHERE: LiteralString = _USABLE_FILTER + "\n    ORDER BY t.t0"
 _USABLE: LiteralString = "SELECT t.t0, t.t1, t.fix_count, t.fixes, NULL::bytea" + _USABLE_WHERE
 # The columns but significance (time, lat, lon | significance | speed, fix_type): two slices of the
 # out-of-line value, so the server reads a fifth fewer TOAST chunks (trips need no significance).
@@ -256,10 +260,19 @@ def local_midnights(conn: Conn, device_id: str, start: datetime, end: datetime) 
     return list(row[0]) if row is not None and row[0] is not None else []
 
 
+# Each day's fixes, and its ignition samples with the last one before it (motion.SAMPLE rows; the
+# literal 42, motion.IGNITION_SIGNAL_ID, lets the planner use the partial index of migration 0007).
 _RAW_DAYS: LiteralString = f"""
     SELECT c.device_id, c.day, b.t0, b.t1, (
         SELECT {RAW_FIX_SQL} FROM positions p
-        WHERE p.device_id = c.device_id AND p.time >= b.t0 AND p.time < b.t1)
+        WHERE p.device_id = c.device_id AND p.time >= b.t0 AND p.time < b.t1), (
+        SELECT string_agg(timestamptz_send(i.time) || float8send(i.value), ''::bytea ORDER BY i.time, i.value)
+        FROM ((SELECT s.time, s.value FROM signal_samples s
+               WHERE s.device_id = c.device_id AND s.signal_id = 42 AND s.time < b.t0
+               ORDER BY s.time DESC, s.value DESC LIMIT 1)
+              UNION ALL
+              SELECT s.time, s.value FROM signal_samples s
+              WHERE s.device_id = c.device_id AND s.signal_id = 42 AND s.time >= b.t0 AND s.time < b.t1) i)
     FROM unnest(%(device)s::text[], %(day)s::date[]) AS c(device_id, day)
     JOIN devices d ON d.device_id = c.device_id
     CROSS JOIN LATERAL (SELECT (c.day::timestamp AT TIME ZONE d.time_zone) AS t0,
@@ -267,12 +280,45 @@ _RAW_DAYS: LiteralString = f"""
 
 _UPSERT: LiteralString = """
     INSERT INTO track_days AS t (device_id, day, t0, t1, format, fix_count, fixes, kept, kept_ladder,
-                                 no_fix_rows)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                 no_fix_rows, runs)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (device_id, day) DO UPDATE SET
         t0 = EXCLUDED.t0, t1 = EXCLUDED.t1, format = EXCLUDED.format, fix_count = EXCLUDED.fix_count,
         fixes = EXCLUDED.fixes, kept = EXCLUDED.kept, kept_ladder = EXCLUDED.kept_ladder,
-        no_fix_rows = EXCLUDED.no_fix_rows, packed_at = now()"""
+        no_fix_rows = EXCLUDED.no_fix_rows, runs = EXCLUDED.runs, packed_at = now()"""
+
+
+def _day_runs(raw: DayColumns, ignition: bytes, t0_ns: int) -> bytes:
+    """`motion.pack_runs` of a day's rows and its ignition samples (the first may lie before it)."""
+    sample_ns, value = motion.decode_ignition(ignition)
+    fixed = raw.fix_type != 0
+    time_ns = raw.time_us[fixed] * 1000
+    speed = raw.speed_kmh[fixed].astype(np.float64)
+    track = motion.Track(time_ns, raw.lat_deg[fixed], raw.lon_deg[fixed], speed,
+                         motion.carry_forward(sample_ns, value, time_ns))
+    before = sample_ns[sample_ns < t0_ns]
+    return motion.pack_runs(track, int(before[-1]) if len(before) else None)
+
+
+@dataclass(frozen=True)
+class RunsDay:
+    """A packed day wholly inside a range, [t0, t1), with its runs."""
+
+    t0: datetime
+    t1: datetime
+    runs: motion.DayRuns
+
+
+_USABLE_RUNS: LiteralString = ("SELECT t.t0, t.t1, t.runs" + _USABLE_FILTER + " AND t.runs IS NOT NULL"
+                               " AND t.t0 >= %(start)s AND t.t1 <= %(end)s ORDER BY t.t0")
+
+
+def usable_runs(conn: Conn, device_id: str, start: datetime, end: datetime) -> list[RunsDay]:
+    """The exact packed days of `device_id` wholly inside [start, end) that have runs, in time order."""
+    params = {"device": device_id, "start": start, "end": end, "format": FORMAT,
+              "first_day": (start - timedelta(days=2)).date(), "last_day": (end + timedelta(days=2)).date()}
+    return [RunsDay(t0, t1, motion.unpack_runs(bytes(data)))
+            for t0, t1, data in conn.execute(_USABLE_RUNS, params, binary=True).fetchall()]
 
 
 def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
@@ -285,7 +331,7 @@ def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
         rows = conn.execute(_RAW_DAYS, {"device": [d for d, _ in chunk], "day": [day for _, day in chunk]},
                             binary=True).fetchall()
         values = []
-        for device_id, day, t0, t1, data in rows:
+        for device_id, day, t0, t1, data, ignition in rows:
             raw = decode_raw(None if data is None else bytes(data))
             has_fix = raw.fix_type != 0
             columns = DayColumns(raw.time_us, raw.lat_deg, raw.lon_deg,
@@ -293,7 +339,7 @@ def pack_days(conn: Conn, days: Sequence[tuple[str, date]]) -> int:
                                  raw.speed_kmh, raw.fix_type)
             kept, ladder, no_fix_rows = kept_rows(columns)
             values.append((device_id, day, t0, t1, FORMAT, len(columns), pack(columns), kept, ladder,
-                           no_fix_rows))
+                           no_fix_rows, _day_runs(raw, bytes(ignition or b""), epoch_us(t0) * 1000)))
         if values:
             with conn.cursor() as cursor:
                 cursor.executemany(_UPSERT, values)
