@@ -113,6 +113,19 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], timeout_s: float = 20
                          ignored_exceptions=(StaleElementReferenceException,)).until(condition, what)
 
 
+def text_of(driver: Any, css: str, what: str, *, has: tuple[str, ...] = ()) -> str:
+    """The text of the first element `css` matches once it holds each of `has`, found and read in
+    the same poll: the console re-renders panels as answers arrive, and an element found in one
+    step and read in the next may be gone (StaleElementReferenceException)."""
+    def read(d: Any) -> list[str] | None:
+        found = d.find_elements("css selector", css)
+        text = found[0].text if found else None
+        return [text] if text is not None and all(part in text for part in has) else None
+
+    text: str = wait_for(driver, read, what=what)[0]
+    return text
+
+
 _REFUSED = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 
 

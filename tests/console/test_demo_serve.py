@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from tests.console.browser import chromium, page_errors, screenshot, wait_for
+from tests.console.browser import chromium, page_errors, screenshot, text_of, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -51,8 +51,7 @@ def test_demo_serve_prints_the_console_url_and_serves_the_demo_car() -> None:
             wait_for(driver, lambda d: d.find_elements("css selector", car), what="the demo car in the list")
             screenshot(driver, "05-demo-devices")
             driver.get(url + "#/device/demo-car-1")
-            state = wait_for(driver, lambda d: d.find_elements("id", "device-state"), what="device page")[0]
-            wait_for(driver, lambda d: "V" in state.text, what="the demo car's supply voltage")
+            text_of(driver, "#device-state", "the demo car's supply voltage", has=("V",))
             screenshot(driver, "06-demo-device")
             assert page_errors(driver) == []
     finally:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from cloud.console import STATIC_DIR, ConsoleConfig, console_app, mount_console, parse_console_config
 from lienwatch.errors import ConfigError
-from tests.console.browser import chromium, page_errors, screenshot, serving, wait_for
+from tests.console.browser import chromium, page_errors, screenshot, serving, text_of, wait_for
 
 IMPORT = re.compile(r"""^import\s+(?:[\w*{}\s,]+\s+from\s+)?['"](\./[\w./-]+)['"];""", re.M)
 
@@ -95,11 +95,11 @@ def test_panels_without_their_endpoint_say_so_in_the_browser() -> None:
         screenshot(driver, "00-sign-in")
         key.send_keys("lw_000000000000_not-a-real-key")
         driver.find_element("id", "sign-in").click()
-        panel = wait_for(driver, lambda d: d.find_elements(
-            "css selector", "[data-unavailable='Alert inbox']"),
-                         what="the inbox's unavailable panel")[0]
-        assert "the API does not offer GET /events" in panel.text
-        assert "does not say who you are" in driver.find_element("id", "notice").text
+        panel = text_of(driver, "[data-unavailable='Alert inbox']", "the inbox's unavailable panel",
+                        has=("the API does not offer GET /events",))
+        assert "the API does not offer GET /events" in panel
+        assert "does not say who you are" in text_of(driver, "#notice", "the notice",
+                                                     has=("does not say who you are",))
         screenshot(driver, "01-degraded-no-api")
         assert page_errors(driver) == []
 
