@@ -40,6 +40,7 @@ from typing import Any, LiteralString
 import numpy as np
 import numpy.typing as npt
 
+from cloud.analytics import motion
 from cloud.analytics.common import check_number, check_range, iso
 from cloud.analytics.errors import AnalyticsError
 from cloud.analytics.motion import (
@@ -59,9 +60,6 @@ from cloud.analytics.motion import (
     half_angle,
     ns,
     runs_of,
-)
-from cloud.analytics.motion import (
-    IGNITION_LOOKBACK as IGNITION_LOOKBACK,
 )
 from cloud.analytics.track import NO_FIX, Fixes, fetch_fixes
 from cloud.store import track_days
@@ -179,7 +177,7 @@ def trips_and_stops(conn: Conn, device_id: str, start: datetime, end: datetime,
     default = (rules.gap_s, rules.moving_kmh, rules.use_ignition) == (RUNS_GAP_S, RUNS_MOVING_KMH, True)
     # Days wholly inside the range come as their packed runs where those are exact for it: the
     # ignition value the day started with is one this range's lookback reaches (or there is none).
-    lookback_ns = epoch_us(start - IGNITION_LOOKBACK) * 1000
+    lookback_ns = epoch_us(start - motion.IGNITION_LOOKBACK) * 1000
     packed = [day for day in track_days.usable_runs(conn, device_id, start, end)
               if day.runs.carried_ns is None or day.runs.carried_ns >= lookback_ns] if default else []
     pieces: list[tuple[Spans, npt.NDArray[np.int8], Track, Track]] = []
@@ -241,7 +239,7 @@ def _track(fixes: Fixes, sample_ns: TimeArray, sample_value: FloatArray | None) 
 
 def _row(track: Track, at: int) -> Track:
     """Row `at` of `track` alone."""
-    rows = slice(at, at + 1 if at != -1 else None)
+    rows = slice(at, (at + 1) or None)
     return Track(track.time_ns[rows], track.lat[rows], track.lon[rows], track.speed[rows],
                  None if track.state_on is None else track.state_on[rows])
 
@@ -305,5 +303,5 @@ def _ignition_samples(conn: Conn, device_id: str, start: datetime,
                       end: datetime) -> tuple[TimeArray, FloatArray]:
     """Ignition sample times (ns, ascending, one per instant) and values; empty: none is sent."""
     row = conn.execute(_IGNITION, {"device": device_id, "start": start, "end": end,
-                                   "ign_from": start - IGNITION_LOOKBACK}, binary=True).fetchone()
+                                   "ign_from": start - motion.IGNITION_LOOKBACK}, binary=True).fetchone()
     return decode_ignition(bytes(row[0]) if row is not None and row[0] is not None else b"")

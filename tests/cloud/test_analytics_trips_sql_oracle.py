@@ -18,8 +18,8 @@ from typing import LiteralString
 import numpy as np
 import pytest
 
+from cloud.analytics.motion import IGNITION_LOOKBACK
 from cloud.analytics.trips import (
-    IGNITION_LOOKBACK,
     Place,
     Stop,
     Trip,
