@@ -138,11 +138,20 @@ def _worker_of(port: int) -> dict[int, int]:
     return {int(peer): int(pid) for peer, pid in pairs}
 
 
-def _closing(port: int) -> bool:
-    """Whether a connection to `port` is closed by its client but not yet by the API."""
-    out = subprocess.run(["ss", "-tnH", "state", "close-wait", f"( sport = :{port} )"],
-                         capture_output=True, text=True, check=True).stdout
-    return bool(out.strip())
+def _settle(port: int, open_clients: int) -> None:
+    """Wait until the API holds only the `open_clients` connections still open to `port`: those
+    closed by their clients are closed by the API too (none in close-wait), and then a moment
+    more, since a worker counts a close in connection_lost, right after its socket is gone.
+    Without this the fixture's last /healthz connection could still count as open when the test
+    begins: the dispatcher then rightly gave that worker one fewer (15/17, CI of db8429d)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-tnH", "state", "close-wait", f"( sport = :{port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        if not out.strip() and len(_worker_of(port)) == open_clients:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
 
 
 def _spread(port: int) -> list[int]:
@@ -156,6 +165,7 @@ def test_connections_are_spread_evenly_and_a_dead_worker_is_replaced(
         two_workers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
     base, _, process = two_workers
     port = int(base.rsplit(":", 1)[1])
+    _settle(port, 0)
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
     try:
         for client in clients:  # one request each, answered: every connection is with a worker by now
@@ -168,11 +178,8 @@ def test_connections_are_spread_evenly_and_a_dead_worker_is_replaced(
         for client in leaving:
             clients.remove(client)
             client.close()
-        deadline = time.monotonic() + 10
-        while _closing(port) and time.monotonic() < deadline:  # the worker has closed its side
-            time.sleep(0.05)
+        _settle(port, 22)
         assert _spread(port) == [6, 16]
-        time.sleep(0.1)  # it counts the close in connection_lost, right after the socket is gone
         arriving = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
         clients += arriving
         for client in arriving:
