@@ -14,6 +14,7 @@ import dataclasses
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -151,6 +152,13 @@ def test_an_ignition_sample_marks_the_days_it_reaches_dirty(db: Conn) -> None:
     validator = Validator(lambda d: d == device_id, lambda table: 0, 10**15, time.time_ns)
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def local_days(first: datetime, last: datetime) -> set[date]:
+        """The device's local days from `first` to `last` (its today is not UTC's for an hour
+        or two before UTC midnight: CI of 4e2a971 ran then)."""
+        start, end = first.astimezone(berlin).date(), last.astimezone(berlin).date()
+        return {start + timedelta(days=k) for k in range((end - start).days + 1)}
 
     def write(seq: int, samples: list[tuple[datetime, float]]) -> set[Any]:
         db.execute("DELETE FROM summary_dirty")
@@ -164,12 +172,13 @@ def test_an_ignition_sample_marks_the_days_it_reaches_dirty(db: Conn) -> None:
 
     noon = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=12)
     ten_days_ago = noon - timedelta(days=10)
-    assert write(1, [(ten_days_ago, 2.0)]) == {(ten_days_ago + timedelta(days=k)).date() for k in range(11)}
+    assert write(1, [(ten_days_ago, 2.0)]) == local_days(ten_days_ago, now)
     later = noon - timedelta(days=6)
     write(2, [(later, 4.0)])
     # a late sample between the two: its day to the next sample's day, no further
     between = noon - timedelta(days=8)
-    assert write(3, [(between, 4.0)]) == {(between + timedelta(days=k)).date() for k in range(3)}
+    assert write(3, [(between, 4.0)]) == local_days(between, later) == {(between + timedelta(days=k)).date()
+                                                                          for k in range(3)}
     # a batch without ignition samples marks nothing for them
     message = TelemetryBatch(Header(device_id, 5, 4, time.time_ns(), ClockQuality.GNSS),
                              FixColumns.from_fixes([]), SampleColumns((time.time_ns(),), (40,), (12.6,)))
