@@ -176,6 +176,7 @@ class MeasureMiddleware:
 
 
 def _install_middleware(app: FastAPI, state: ApiState) -> None:
+    app.add_middleware(problems.RefuseNulMiddleware)  # innermost: measured, with security headers
     app.add_middleware(MeasureMiddleware, state=state)
     cors = state.config.cors
     if cors.allow_origins:

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -140,3 +141,40 @@ def install(app: FastAPI) -> None:
                 kind="internal-error",
             ),
         )
+
+
+NUL_DETAIL = "the request holds U+0000 (NUL), which no parameter or field accepts"
+
+
+def holds_nul(value: object) -> bool:
+    """Whether `value` (a string, or lists, tuples and dicts of them) holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    return False
+
+
+class RefuseNulMiddleware:
+    """Answers 422 to a path or query string holding NUL (raw or `%00`), before any route runs.
+
+    PostgreSQL text cannot hold NUL: psycopg refuses such a parameter with a DataError, which a
+    route would otherwise answer as a 500. Checked here once for every parameter of every route;
+    request bodies are checked by their models (`holds_nul`, in `routes.devices.Strict`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope.get("query_string", b"")
+            in_query = b"%00" in query or b"\x00" in query
+            if in_query or "\x00" in scope.get("path", ""):
+                problem = Problem(422, "Unprocessable Content", NUL_DETAIL, kind="invalid-request",
+                                  extra={"errors": [{"field": "query" if in_query else "path",
+                                                     "message": NUL_DETAIL}]})
+                await problem_response(Request(scope), problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -28,6 +28,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 RESERVED_ID = re.compile(r"lienwatch(?:[._-].*)?|localhost", re.IGNORECASE)
 POI_KINDS = ("home", "work", "dealer", "other")
 MAX_POI_RADIUS_M = 100_000.0
+# No GNSS fix is better than a metre; radius_m is a REAL column, which cannot hold every tiny double.
+MIN_POI_RADIUS_M = 1.0
+# Coordinates are kept to 1e-7 degree (about 1 cm), the protocol's resolution (docs/protocol.md): a
+# subnormal double such as 5e-324 would make PostgreSQL's float arithmetic fail with "underflow".
+COORDINATE_DIGITS = 7
 MAX_POIS = 100
 _TEXT_MAX = 64
 
@@ -126,16 +131,17 @@ def _check_number(value: object, what: str, low: float, high: float, *, open_low
 
 
 def check_poi(poi: PointOfInterest) -> PointOfInterest:
-    """Validate a point of interest: name, kind, finite coordinates and radius in range."""
+    """Validate a point of interest: name, kind, finite coordinates (kept to 1e-7 degree) and a
+    radius of 1 m to 100 km."""
     name = _check_text(poi.name, "point of interest name", min_len=1)
     where = f"point of interest {name!r}"
     if poi.kind not in POI_KINDS:
         raise DeviceError(f"{where}: kind {poi.kind!r} is unknown (known: {', '.join(POI_KINDS)})")
     return PointOfInterest(
         name,
-        _check_number(poi.lat_deg, f"{where}: latitude", -90, 90),
-        _check_number(poi.lon_deg, f"{where}: longitude", -180, 180),
-        _check_number(poi.radius_m, f"{where}: radius_m", 0, MAX_POI_RADIUS_M, open_low=True),
+        round(_check_number(poi.lat_deg, f"{where}: latitude", -90, 90), COORDINATE_DIGITS) + 0.0,
+        round(_check_number(poi.lon_deg, f"{where}: longitude", -180, 180), COORDINATE_DIGITS) + 0.0,
+        _check_number(poi.radius_m, f"{where}: radius_m", MIN_POI_RADIUS_M, MAX_POI_RADIUS_M),
         poi.kind,
     )
 

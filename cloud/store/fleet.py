@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from cloud.store.db import Conn
-from cloud.store.devices import PointOfInterest, check_poi
+from cloud.store.devices import COORDINATE_DIGITS, PointOfInterest, check_poi
 from cloud.store.errors import DeviceError
 from protocol.catalog import default_catalog
 from protocol.messages import ClockQuality
@@ -32,7 +32,8 @@ _SEVERITY_RANK = "CASE e.severity WHEN 'WARNING' THEN 1 WHEN 'ALERT' THEN 2 ELSE
 
 
 def check_polygon(polygon: object) -> dict[str, Any]:
-    """A GeoJSON Polygon (RFC 7946): closed linear rings of >= 4 [lon, lat] positions in range."""
+    """A GeoJSON Polygon (RFC 7946): closed linear rings of >= 4 [lon, lat] positions in range,
+    kept to 1e-7 degree like a point of interest."""
     if (
         not isinstance(polygon, dict)
         or polygon.get("type") != "Polygon"
@@ -75,7 +76,8 @@ def check_polygon(polygon: object) -> dict[str, Any]:
         raise DeviceError(f"contract_polygon has {total} positions; at most {MAX_POLYGON_POINTS}")
     return {
         "type": "Polygon",
-        "coordinates": [[[float(v) for v in pos[:2]] for pos in ring] for ring in rings],
+        "coordinates": [[[round(float(v), COORDINATE_DIGITS) + 0.0 for v in pos[:2]] for pos in ring]
+                        for ring in rings],
     }
 
 

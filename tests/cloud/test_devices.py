@@ -69,6 +69,8 @@ def test_add_list_remove_round_trip(migrated_db: str, capsys: pytest.CaptureFixt
     (["--id", "ok", "--poi", "h:1,inf"], "finite"),
     (["--id", "ok", "--poi", "h:1,2,0"], "radius_m is out of range"),
     (["--id", "ok", "--poi", "h:1,2,1e-400"], "radius_m is out of range"),
+    (["--id", "ok", "--poi", "h:1,2,5e-324"], "radius_m is out of range"),
+    (["--id", "ok", "--poi", "h:1,2,0.5"], "radius_m is out of range"),
     (["--id", "ok", "--poi", "h:1,2,-5"], "radius_m is out of range"),
     (["--id", "ok", "--poi", "h:1,180.5"], "longitude is out of range"),
     (["--id", "ok", "--poi", "h:1,2,100,castle"], "kind 'castle' is unknown"),

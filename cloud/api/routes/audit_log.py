@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from cloud.api import audit
 from cloud.api.auth import Caller, role_caller
 from cloud.api.keys import USER_NAME, Role
 from cloud.api.pagination import decode_cursor, encode_cursor
 from cloud.api.routes.devices import DEVICE_ID_PATTERN
+from cloud.api.times import Instant
 
 router = APIRouter(tags=["audit"])
 
@@ -43,8 +44,8 @@ class AuditPage(BaseModel):
 @router.get("/audit", response_model=AuditPage, summary="Audit records, newest first (auditor, admin)")
 def read_audit(
     caller: Annotated[Caller, Depends(role_caller(Role.AUDITOR, Role.ADMIN, action="audit.read"))],
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     user_name: Annotated[str | None, Query(pattern=f"^{USER_NAME.pattern}$")] = None,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
     allowed: bool | None = None,

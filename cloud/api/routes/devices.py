@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloud.api.auth import (
     DEVICE_ROLES,
@@ -19,11 +19,19 @@ from cloud.api.auth import (
 )
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
-from cloud.api.problems import Problem
+from cloud.api.problems import NUL_DETAIL, Problem, holds_nul
 from cloud.api.reads import read_endpoint
 from cloud.api.responses import JSON, json_answer
+from cloud.api.times import Instant
 from cloud.store import fleet
-from cloud.store.devices import Device, PointOfInterest, add_device, check_device
+from cloud.store.devices import (
+    MAX_POI_RADIUS_M,
+    MIN_POI_RADIUS_M,
+    Device,
+    PointOfInterest,
+    add_device,
+    check_device,
+)
 from cloud.store.errors import DeviceError
 from cloud.store.interrupt import interrupt_state
 
@@ -38,7 +46,17 @@ Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
 class Strict(BaseModel):
+    """A request body: no unknown fields, no NaN or infinity, no NUL in any string (PostgreSQL
+    text cannot hold one)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if holds_nul(value):
+            raise ValueError(NUL_DETAIL)
+        return value
 
 
 class PointOfInterestIn(Strict):
@@ -46,7 +64,7 @@ class PointOfInterestIn(Strict):
     kind: Literal["home", "work", "dealer", "other"] = "other"
     lat_deg: Latitude
     lon_deg: Longitude
-    radius_m: float = Field(default=200.0, gt=0, le=100_000)
+    radius_m: float = Field(default=200.0, ge=MIN_POI_RADIUS_M, le=MAX_POI_RADIUS_M)
 
 
 class Polygon(Strict):
@@ -210,8 +228,8 @@ def list_devices(
     state: Annotated[MonitoringState | None, Query(description="the lender's monitoring state")] = None,
     power_state: Annotated[PowerState | None, Query(description="power state of the latest status")] = None,
     online: Annotated[bool | None, Query(description="heard from within api.online_window_s")] = None,
-    seen_after: Annotated[AwareDatetime | None, Query()] = None,
-    seen_before: Annotated[AwareDatetime | None, Query()] = None,
+    seen_after: Annotated[Instant | None, Query()] = None,
+    seen_before: Annotated[Instant | None, Query()] = None,
     severity: Annotated[
         Severity | None, Query(description="has an open event of at least this severity")
     ] = None,

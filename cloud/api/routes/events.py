@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from cloud.api.auth import DEVICE_ROLES, Caller, raw_track_start, require_device_access, role_caller
 from cloud.api.keys import Role
@@ -20,6 +20,7 @@ from cloud.api.problems import Problem
 from cloud.api.reads import read_endpoint
 from cloud.api.responses import json_answer
 from cloud.api.routes.devices import DEVICE_ID_PATTERN, DeviceId, Severity, Strict
+from cloud.api.times import Instant
 from cloud.store import alerts
 
 router = APIRouter(tags=["events"])
@@ -113,8 +114,8 @@ def list_events(
     detector: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[State | None, Query()] = None,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="raised at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="raised before")] = None,
+    since: Annotated[Instant | None, Query(description="raised at or after")] = None,
+    until: Annotated[Instant | None, Query(description="raised before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
@@ -156,7 +157,7 @@ def count_events(
     caller: DeviceCaller,
     state: Annotated[list[State] | None, Query()] = None,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
 ) -> Response:
     if device_id is not None:
         require_device_access(caller, device_id, action="events.counts")

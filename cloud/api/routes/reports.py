@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from cloud.analytics.reports import (
 from cloud.api.auth import Caller, get_caller, require_device_access
 from cloud.api.problems import Problem
 from cloud.api.routes.devices import DeviceId
+from cloud.api.times import Day
 
 router = APIRouter(prefix="/devices", tags=["reports"])
 
@@ -33,8 +34,8 @@ def _unprocessable(error: AnalyticsError) -> Problem:
             summary=f"Daily summaries for local days from..to (at most {MAX_SUMMARY_DAYS})")
 def get_summaries(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)],
-    first: Annotated[date, Query(alias="from", description="first local day, YYYY-MM-DD")],
-    last: Annotated[date, Query(alias="to", description="last local day (inclusive)")],
+    first: Annotated[Day, Query(alias="from", description="first local day, YYYY-MM-DD")],
+    last: Annotated[Day, Query(alias="to", description="last local day (inclusive)")],
 ) -> JSONResponse:
     require_device_access(caller, device_id, action="summaries")
     try:
@@ -54,7 +55,7 @@ def get_summaries(
 )
 def get_report(
     device_id: DeviceId, caller: Annotated[Caller, Depends(get_caller)],
-    last_day: Annotated[date | None, Query(description="last local day (default: today there)")] = None,
+    last_day: Annotated[Day | None, Query(description="last local day (default: today there)")] = None,
     days: Annotated[int, Query(ge=1, le=92)] = REPORT_DAYS,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
     part: Annotated[Literal["days", "stationary", "events"], Query(description="CSV part")] = "days",

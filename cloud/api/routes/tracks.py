@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from cloud.analytics.errors import AnalyticsError
 from cloud.analytics.track import MAX_TOLERANCE_M, playback_json
@@ -23,12 +23,13 @@ from cloud.api.problems import Problem
 from cloud.api.reads import read_endpoint
 from cloud.api.responses import JSON
 from cloud.api.routes.devices import DeviceId
+from cloud.api.times import Instant
 
 router = APIRouter(prefix="/devices", tags=["tracks"])
 GEOJSON = "application/geo+json"
-From = Annotated[AwareDatetime, Query(alias="from", description="start of the range (inclusive), ISO 8601 "
+From = Annotated[Instant, Query(alias="from", description="start of the range (inclusive), ISO 8601 "
                                                                  "with a zone")]
-To = Annotated[AwareDatetime, Query(alias="to", description="end of the range (exclusive)")]
+To = Annotated[Instant, Query(alias="to", description="end of the range (exclusive)")]
 
 
 class Place(BaseModel):

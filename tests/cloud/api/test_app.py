@@ -63,6 +63,63 @@ def test_every_error_is_problem_json_never_a_trace(api: Api) -> None:
                         headers={"content-type": "application/json"}), 422)
 
 
+def test_nul_anywhere_in_a_request_is_refused_not_a_500(api: Api) -> None:
+    """PostgreSQL text cannot hold U+0000; psycopg refuses it with a DataError, which would be a
+    500 (the OpenAPI fuzz found it in GET /events). Path, query and JSON bodies are refused as 422."""
+    register(api.conn, "gw-nul")
+    for path, params in [("/events", {"detector": "tow\x00"}), ("/devices", {"cursor": "a\x00b"}),
+                         ("/devices/gw-nul/track", {"from": "2026-01-01T00:00:00Z\x00"}),
+                         ("/audit", {"user_name": "\x00"})]:
+        body = is_problem(api.get(path, role="admin", params=params), 422)
+        assert body["errors"][0]["field"] == "query" and "NUL" in body["detail"]
+    body = is_problem(api.get("/devices/gw%00nul", role="admin"), 422)
+    assert body["errors"][0]["field"] == "path"
+    assert api.get("/devices/gw-nul", role="admin").status_code == 200
+    bodies = [
+        ("post", "/devices", {"device_id": "gw-nul-2", "vin": "WVWZZZ1JZXW00000\x00"}),
+        ("patch", "/devices/gw-nul", {"time_zone": "Europe/Berlin\x00"}),
+        ("patch", "/devices/gw-nul", {"points_of_interest": [{"name": "home\x00", "kind": "home",
+                                                               "lat": 1.0, "lon": 2.0}]}),
+        ("post", "/devices/gw-nul/events/1/acknowledge", {"comment": "seen\x00"}),
+        ("post", "/devices/gw-nul/commands", {"kind": "locate", "params": {"note": "x\x00"}}),
+    ]
+    for method, path, payload in bodies:
+        response = getattr(api, method)(path, role="admin", json=payload)
+        assert response.status_code == 422, (path, payload, response.text)
+        assert any("NUL" in e["message"] for e in is_problem(response, 422)["errors"]), (path, response.text)
+    added = api.conn.execute("SELECT count(*) FROM devices WHERE device_id = %s", ("gw-nul-2",)).fetchone()
+    assert added == (0,)
+    is_problem(api.post("/keys", role="admin", json={"user_name": "bob\x00", "role": "auditor"}), 422)
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/devices/gw-far/track", {"from": "0001-01-01T00:00:01Z", "to": "0001-01-01T01:00:01Z"}),
+    ("/devices/gw-far/track", {"from": "2026-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}),
+    ("/devices/gw-far/trips", {"from": "0001-01-01T00:00:00+14:00", "to": "2026-01-01T00:00:00Z"}),
+    ("/devices/gw-far/stops", {"from": "2199-12-31T00:00:00Z", "to": "2200-01-02T00:00:00Z"}),
+    ("/devices/gw-far/summaries", {"from": "0001-01-01", "to": "0001-01-03"}),
+    ("/devices/gw-far/report", {"last_day": "9999-12-31"}),
+    ("/devices/gw-far/report", {"last_day": "0001-01-01"}),
+    ("/events", {"since": "0001-01-01T00:00:00Z"}),
+    ("/events/counts", {"since": "9999-12-31T23:59:59-12:00"}),
+    ("/devices", {"seen_before": "1969-12-31T23:59:59Z"}),
+    ("/audit", {"until": "9999-01-01T00:00:00Z"}),
+])
+def test_instants_and_days_far_from_now_are_refused_not_a_500(api: Api, path: str,
+                                                               params: dict[str, str]) -> None:
+    """Year 1 or 9999 overflowed as soon as a range was widened by a day (the OpenAPI fuzz found
+    it in the track): every instant and day a request names is bounded to 1970..2200."""
+    register(api.conn, "gw-far")
+    body = is_problem(api.get(path, role="admin", params=params), 422)
+    assert any("out of range" in e["message"] and "1970-01-01 to 2200-01-01" in e["message"]
+               for e in body["errors"]), body
+    for edge in ({"from": "1970-01-01T00:00:00Z", "to": "1970-01-02T00:00:00Z"},
+                 {"from": "2199-12-31T00:00:00Z", "to": "2200-01-01T00:00:00Z"}):
+        assert api.get("/devices/gw-far/track", role="admin", params=edge).status_code == 200
+    assert api.get("/devices/gw-far/summaries", role="admin",
+                   params={"from": "2199-12-30", "to": "2200-01-01"}).status_code == 200
+
+
 def test_an_unexpected_error_is_a_500_without_detail(migrated_db: str) -> None:
     app = create_app(config_for(migrated_db))
 

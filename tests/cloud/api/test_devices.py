@@ -149,6 +149,25 @@ def test_register_and_provision_a_device(api: Api) -> None:
     is_problem(api.patch("/devices/veh-nope", json={"time_zone": "UTC"}), 404)
 
 
+def test_coordinates_are_kept_to_the_protocol_resolution(api: Api) -> None:
+    """1e-7 degree, as on the wire: a subnormal double (5e-324, from the OpenAPI fuzz) is stored as
+    0 instead of failing PostgreSQL's float arithmetic (haversine) with "underflow" later."""
+    tiny = 5e-324
+    ring = [[tiny, -tiny], [13.8, 52.3], [13.8, 52.123456789], [tiny, -tiny]]
+    created = api.post("/devices", json={
+        "device_id": "veh-tiny", "contract_polygon": {"type": "Polygon", "coordinates": [ring]},
+        "points_of_interest": [{"name": "home", "lat_deg": -tiny, "lon_deg": 13.123456789, "radius_m": 1}]})
+    assert created.status_code == 201, created.text
+    device = created.json()
+    assert device["points_of_interest"][0] | {"kind": None} == {
+        "name": "home", "kind": None, "lat_deg": 0.0, "lon_deg": 13.1234568, "radius_m": 1.0}
+    assert device["contract_polygon"]["coordinates"] == [[[0.0, 0.0], [13.8, 52.3], [13.8, 52.1234568],
+                                                          [0.0, 0.0]]]
+    row = api.conn.execute("SELECT lienwatch_haversine_km(lat_deg, lon_deg, 1e-7, 13.1234568) * 1000 "
+                           "FROM points_of_interest WHERE device_id = 'veh-tiny'").fetchone()
+    assert row is not None and row[0] == pytest.approx(0.011, abs=0.002)
+
+
 @pytest.mark.parametrize("change", [
     {"device_id": "Veh-Upper"},
     {"vin": "IOQ12345678901234"},
@@ -161,6 +180,8 @@ def test_register_and_provision_a_device(api: Api) -> None:
     {"contract_polygon": {"type": "Point", "coordinates": [13.0, 52.3]}},
     {"points_of_interest": [{"name": "home", "kind": "castle", "lat_deg": 1, "lon_deg": 1}]},
     {"points_of_interest": [{"name": "home", "lat_deg": 91, "lon_deg": 1}]},
+    {"points_of_interest": [{"name": "home", "lat_deg": 1, "lon_deg": 1, "radius_m": 5e-324}]},
+    {"points_of_interest": [{"name": "home", "lat_deg": 1, "lon_deg": 1, "radius_m": 0.5}]},
     {"points_of_interest": [{"name": "a", "lat_deg": 1, "lon_deg": 1},
                             {"name": "A", "lat_deg": 1, "lon_deg": 1}]},
     {"surprise": True},

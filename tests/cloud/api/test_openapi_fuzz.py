@@ -1,9 +1,11 @@
 """Property tests over the OpenAPI spec (schemathesis): requests generated from /openapi.json,
 valid and invalid, against the real server (uvicorn, a real database with data); no answer may be
-a 5xx, and documented answers must match their schema. Kept fast: few examples per operation."""
+a 5xx, and documented answers must match their schema. Kept fast: few examples per operation;
+LIENWATCH_FUZZ_EXAMPLES=200 runs a deeper search (random, not the fixed seed)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -30,6 +32,8 @@ from hil.services import MosquittoBroker, free_port
 from protocol.messages import Severity
 from protocol.signing import generate_key, private_key_to_pem
 from tests.cloud.api.conftest import NOW_NS, S, event, fixes, register, status, store
+
+EXAMPLES = int(os.environ.get("LIENWATCH_FUZZ_EXAMPLES", "6"))
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ def test_no_request_gets_a_server_error(served: Served, mode: GenerationMode) ->
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                  derandomize=EXAMPLES <= 6,
                   database=None)
         def run(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
             case.call_and_validate(base_url=served.base_url, headers=served.headers,
