@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cloud.api.problems import Problem
+from cloud.api.times import EARLIEST, LATEST
 
 MAX_CURSOR_CHARS = 512
 
@@ -50,14 +51,14 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
                 value: Any = datetime.fromisoformat(part)
             except (TypeError, ValueError):
                 raise bad() from None
-            if value.tzinfo is None:
+            if value.tzinfo is None or not EARLIEST <= value <= LATEST:
                 raise bad()
         elif kind is int:
             if not isinstance(part, int) or isinstance(part, bool) or not -(2**63) <= part < 2**63:
                 raise bad()
             value = part
         else:
-            if not isinstance(part, str) or not part or len(part) > 128:
+            if not isinstance(part, str) or not part or len(part) > 128 or "\x00" in part:
                 raise bad()
             value = part
         values.append(value)

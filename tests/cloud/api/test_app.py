@@ -120,6 +120,24 @@ def test_instants_and_days_far_from_now_are_refused_not_a_500(api: Api, path: st
                    params={"from": "2199-12-30", "to": "2200-01-01"}).status_code == 200
 
 
+@pytest.mark.parametrize("path, parts", [
+    ("/devices", ["gw\x00"]),
+    ("/events", ["2026-01-01T00:00:00+00:00", "gw\x00", 1]),
+    ("/events", ["0001-01-01T00:00:00+14:00", "gw-cur", 1]),
+    ("/events", ["2026-01-01T00:00:00+00:00", "gw-cur", 2**63]),
+    ("/devices/gw-cur/commands", ["9999-12-31T23:59:59-12:00", "cmd_1"]),
+    ("/devices/gw-cur/commands", ["2026-01-01T00:00:00+00:00", "cmd\x00"]),
+    ("/audit", ["0001-01-01T00:00:00+00:00", 5]),
+])
+def test_a_forged_cursor_is_refused_not_a_500(api: Api, path: str, parts: list[object]) -> None:
+    """A cursor is base64url JSON: a NUL (as \\u0000) or a far instant inside it is a 422 too."""
+    from cloud.api.pagination import encode_cursor
+
+    register(api.conn, "gw-cur")
+    body = is_problem(api.get(path, role="admin", params={"cursor": encode_cursor(*parts)}), 422)
+    assert body["type"].endswith("invalid-cursor")
+
+
 def test_an_unexpected_error_is_a_500_without_detail(migrated_db: str) -> None:
     app = create_app(config_for(migrated_db))
 
