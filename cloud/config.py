@@ -21,6 +21,7 @@ from cloud.watchers.config import WatchersConfig, parse_watchers_config
 from lienwatch.clock import SystemClock
 from lienwatch.errors import ConfigError
 from lienwatch.tls import check_ca_file, check_cert_and_key
+from lienwatch.tomlfile import parse_toml
 from protocol.limits import MAX_MESSAGE_BYTES
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -249,7 +250,7 @@ def load_config(path: str | Path, *, check_tls: bool = True) -> ReceiverConfig:
     except OSError as error:
         raise ConfigError(f"cannot read receiver config {path}: {error.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     config = parse_config(data)

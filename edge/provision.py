@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lienwatch.errors import LienwatchError
+from lienwatch.tomlfile import parse_toml
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # as cloud.store.devices (the broker's user name)
 VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
@@ -160,7 +161,7 @@ def render_config(template: Path, values: Mapping[str, str | int]) -> str:
     from edge.agent.config import parse_config
 
     try:
-        parse_config(tomllib.loads(rendered), template)
+        parse_config(parse_toml(rendered), template)
     except tomllib.TOMLDecodeError as error:
         raise ProvisionError(f"the config template {template} is not TOML: {error}") from None
     return rendered
@@ -199,7 +200,7 @@ def _toml_string(value: str) -> str:
 
 def _read_config(path: Path) -> dict[str, dict[str, object]]:
     try:
-        return tomllib.loads(path.read_text())
+        return parse_toml(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ProvisionError(f"cannot read {path}: {error} (run `lienwatch edge provision` first)") from None
 

@@ -37,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lienwatch.errors import LienwatchError
+from lienwatch.tomlfile import parse_toml
 
 SEVERITIES = ("WARNING", "ALERT", "EMERGENCY")
 DETECTORS = ("battery", "driving", "geofence", "gnss_jamming", "night_cabin", "odometer", "risky_places",
@@ -192,7 +193,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(text: str, path: Path = Path("<scenario>")) -> Scenario:
     check = _Checker(path, text)
     try:
-        doc = tomllib.loads(text)
+        doc = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         match = re.search(r"line (\d+)", str(error))
         raise check.fail(int(match.group(1)) if match else 0, f"not valid TOML: {error}") from None

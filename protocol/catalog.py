@@ -11,6 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from lienwatch.tomlfile import parse_toml
 from protocol.errors import ProtocolError, UnknownSignalError
 
 SignalType = Literal["float", "int", "bool", "string"]
@@ -62,7 +63,7 @@ class Catalog:
 def parse_catalog(text: str) -> Catalog:
     """Parse and check a catalog TOML document (unique ids and paths, known types)."""
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ProtocolError(f"signal catalog is not valid TOML: {error}") from None
     version = data.get("catalog_version")

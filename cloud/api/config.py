@@ -25,6 +25,7 @@ from cloud.store.db import check_dsn
 from cloud.store.errors import StoreError
 from cloud.watchers.config import WatchersConfig, parse_watchers_config
 from lienwatch.errors import ConfigError
+from lienwatch.tomlfile import parse_toml
 from protocol.signing import DEFAULT_MAX_LIFETIME_NS, KeyFormatError, PrivateKey, private_key_from_pem
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -209,7 +210,7 @@ def load_config(path: str | Path) -> AppConfig:
     except OSError as error:
         raise ConfigError(f"cannot read API config {path}: {error.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     return parse_config(data)

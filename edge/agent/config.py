@@ -22,6 +22,7 @@ from typing import Any
 from edge.detect.vehicle import VehicleProfile, parse_vehicle
 from lienwatch.errors import ConfigError
 from lienwatch.fmt import number
+from lienwatch.tomlfile import parse_toml
 from protocol.fields import DEVICE_ID_RE
 
 Scalar = bool | int | float | str
@@ -366,7 +367,7 @@ def load_config(path: Path) -> AgentConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     try:
-        document = tomllib.loads(text)
+        document = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     return parse_config(document, path)

@@ -13,13 +13,14 @@ from edge.power.battery import LeadAcidBattery
 from edge.power.planner import Plan, Planner, PlanSet, Policy, PowerMode
 from edge.power.profile import load_profile
 from lienwatch.errors import ConfigError
+from lienwatch.tomlfile import parse_toml
 
 
 def _policy(args: argparse.Namespace) -> Policy:
     table: dict[str, Any] = {}
     if args.policy:
         try:
-            data = tomllib.loads(Path(args.policy).read_text(encoding="utf-8"))
+            data = parse_toml(Path(args.policy).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read the policy file {args.policy}: {error}") from None
         except tomllib.TOMLDecodeError as error:

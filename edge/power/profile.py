@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lienwatch.errors import ConfigError
+from lienwatch.tomlfile import parse_toml
 
 BUILTIN_DIR = "profiles"
 BUILTIN_DEFAULT = "tbox-reference"
@@ -227,7 +228,7 @@ def load_profile(name_or_path: str) -> PowerProfile:
             raise ProfileError(f"cannot read power profile {path}: {error}") from None
         source = str(path)
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{source} is not valid TOML: {error}") from None
     return parse_profile(data, source)

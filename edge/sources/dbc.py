@@ -44,6 +44,7 @@ from edge.sources.dbc_reference import decode_frame, frame_entries
 from edge.sources.registry import Option, SourceContext, SourceSpec
 from lienwatch.clock import Clock
 from lienwatch.errors import ConfigError
+from lienwatch.tomlfile import parse_toml
 from protocol.catalog import Catalog, default_catalog
 from protocol.errors import UnknownSignalError
 
@@ -98,7 +99,7 @@ def load_manifest(path: str | Path, catalog: Catalog | None = None, *, isolate: 
     catalog = catalog or default_catalog()
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        data = parse_toml(path.read_text("utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read DBC manifest {path}: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -35,6 +35,7 @@ from typing import Any
 
 from edge.sources.obd.pids import Field
 from lienwatch.errors import ConfigError
+from lienwatch.tomlfile import parse_toml
 from protocol.catalog import Catalog, default_catalog
 
 SHIPPED = ("example-bev",)
@@ -105,7 +106,7 @@ def parse_table(text: str, where: str = "DID table", catalog: Catalog | None = N
     """Parse and check one table; `ConfigError` naming `where` and the key on any mistake."""
     catalog = catalog or default_catalog()
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where} is not valid TOML: {error}") from None
     unknown = set(data) - _TOP
