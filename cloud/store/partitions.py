@@ -82,13 +82,15 @@ def _bound(table: TimeSeriesTable, day: date) -> sql.Composable:
 
 def create_partition(conn: Conn, table: TimeSeriesTable, partition: Partition) -> bool:
     """Create one partition unless it exists; returns whether it was created. Runs in its own
-    transaction (or savepoint), serialised per table by an advisory lock."""
+    transaction (or savepoint), serialised per table by an advisory lock. A table that is not
+    declaratively partitioned (TimescaleDB mode: a hypertable, which makes its own chunks) needs
+    none: nothing is created, so callers are the same in both storage modes."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(table.name.encode()),))
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, pg_has_role(relowner, 'USAGE') "
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, pg_has_role(relowner, 'USAGE'), relkind "
                            "FROM pg_class WHERE oid = to_regclass(%s)",
                            (partition.name, table.name)).fetchone()
-        if row and row[0]:
+        if row and (row[0] or row[2] != "p"):
             return False
         if row and not row[1]:
             # Not the owner (the receiver as lienwatch_ingest, deploy/postgres/roles.sql): the

@@ -482,3 +482,56 @@ def test_the_device_list_state_on_hypertables(tdb: Conn) -> None:
     assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 1, 2)]
     assert alerts.transition(tdb, "veh-h", 2, "resolve", "ops", "", now)
     assert listed(tdb) == oracle(tdb) == [("veh-h", "DEEP_SLEEP", 0, None)]
+
+
+def test_the_api_on_hypertables_starts_clean_and_answers_every_read(
+        tsdb: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The API on a TimescaleDB-mode database: no partition is asked of a hypertable (it logged
+    "hypertables do not support inheritance" at every start, and an audit insert's missing
+    partition retry would fail the same way), every read answers, and each location read is
+    audited, also on a day whose chunk does not exist yet."""
+    from fastapi.testclient import TestClient
+
+    from cloud.api.app import create_app
+    from cloud.api.keys import create_key
+    from cloud.store.partitions import PartitionKeeper
+    from lienwatch.clock import ManualClock
+    from protocol.messages import PowerState, Severity
+    from tests.cloud.api.conftest import NOW_NS, config_for, event, register, status, store
+    from tests.cloud.seed import Scenario, write
+
+    now = datetime.fromtimestamp(NOW_NS / 1e9, UTC)
+    day_ago = now - timedelta(days=1)
+    clock = ManualClock(wall_ns=NOW_NS)
+    with connect(tsdb) as conn:
+        assert PartitionKeeper().ensure(conn, "positions", day_ago.date(), now.date()) == 0
+        register(conn, "veh-t", time_zone="Europe/Berlin")
+        write(conn, "veh-t", Scenario(day_ago, 52.5, 13.4).park(600).drive_north(900, 36).park(1200))
+        store(conn, [event("veh-t", 1, 1, NOW_NS - 3600 * 10**9, Severity.ALERT),
+                     status("veh-t", 2, NOW_NS - 60 * 10**9, PowerState.SLEEP)])
+        _, token = create_key(conn, "rita", "risk_officer")
+        app = create_app(config_for(tsdb), clock=clock)
+        with caplog.at_level(logging.WARNING), TestClient(app) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            span = {"from": day_ago.isoformat(), "to": now.isoformat()}
+            today = now.date().isoformat()
+            for path, params in [
+                ("/readyz", {}), ("/devices", {}), ("/devices/veh-t", {}), ("/events", {}),
+                ("/events/counts", {}), ("/devices/veh-t/track", span),
+                ("/devices/veh-t/track", {**span, "tolerance_m": "20", "events": "true"}),
+                ("/devices/veh-t/trips", span), ("/devices/veh-t/stops", span),
+                ("/devices/veh-t/summaries", {"from": today, "to": today}), ("/devices/veh-t/report", {}),
+            ]:
+                answer = client.get(path, params=params, headers=headers)
+                assert answer.status_code == 200, (path, answer.text)
+            assert client.get("/readyz").json()["storage"] == "timescaledb"
+            trips = client.get("/devices/veh-t/trips", params=span, headers=headers).json()["trips"]
+            assert len(trips) == 1 and trips[0]["distance_m"] > 8000
+            clock.advance(400 * 86_400)  # a month whose audit chunk does not exist yet
+            far = {"from": (now + timedelta(days=399)).isoformat(),
+                   "to": (now + timedelta(days=400)).isoformat()}
+            assert client.get("/devices/veh-t/track", params=far, headers=headers).status_code == 200
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        audited = conn.execute("SELECT count(*), max(time) FROM audit_log WHERE device_id = 'veh-t' "
+                               "AND allowed").fetchone()
+        assert audited is not None and audited[0] >= 6 and audited[1] > now + timedelta(days=399)
