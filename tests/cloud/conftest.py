@@ -1,24 +1,44 @@
 """Fixtures for the cloud tests: a migrated database (plain storage) and registered devices.
 
-The plain-mode tests force plain mode, so they test the same schema on any server, with or
+The cloud tests migrate in plain mode, so they test the same schema on any server, with or
 without TimescaleDB; tests/cloud/test_timescaledb.py tests TimescaleDB mode on purpose.
+`LIENWATCH_TEST_STORAGE=timescaledb` (with `LIENWATCH_TEST_DSN` naming a TimescaleDB server)
+runs them all in TimescaleDB mode instead; those marked `plain_only` (declarative partitions,
+their retention) are skipped there, as test_timescaledb.py covers chunks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from cloud.store.db import Conn, connect
 from cloud.store.devices import Device, add_device
-from cloud.store.migrate import migrate
+from cloud.store.migrate import StorageMode, migrate
+
+STORAGE = cast(StorageMode, os.environ.get("LIENWATCH_TEST_STORAGE", "plain"))
+if STORAGE not in ("plain", "timescaledb"):
+    raise pytest.UsageError(f"LIENWATCH_TEST_STORAGE={STORAGE!r}: use plain (the default) or timescaledb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if STORAGE == "plain":
+        return
+    skip = pytest.mark.skip(reason="plain storage only (declarative partitions); "
+                                   "LIENWATCH_TEST_STORAGE=timescaledb")
+    for item in items:
+        if item.get_closest_marker("plain_only"):
+            item.add_marker(skip)
 
 
 @pytest.fixture
 def migrated_db(fresh_db: str) -> str:
-    """DSN of a fresh database with the lienwatch schema applied in plain storage mode."""
-    migrate(fresh_db, mode="plain")
+    """DSN of a fresh database with the lienwatch schema applied in plain storage mode (or the
+    mode LIENWATCH_TEST_STORAGE names)."""
+    migrate(fresh_db, mode=STORAGE)
     return fresh_db
 
 

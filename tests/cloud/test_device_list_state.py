@@ -9,6 +9,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cloud.store import alerts, fleet
 from cloud.store.db import Conn, connect
 from cloud.watchers.store import EventWriter, Finding
@@ -154,6 +156,7 @@ def test_an_escalation_while_an_operator_acknowledges_keeps_its_severity(migrate
         receiver.close()
 
 
+@pytest.mark.plain_only
 def test_maintain_removes_open_events_retention_dropped(db: Conn, migrated_db: str) -> None:
     """Dropping a lifecycle partition fires no trigger: `reconcile_open_events` (run by
     `lienwatch cloud maintain`) removes what it left in the list; ranks of closed events go too."""

@@ -245,6 +245,7 @@ def test_qos0_statuses_beyond_the_queue_bound_are_counted_not_queued(
         receiver.stop()
 
 
+@pytest.mark.plain_only
 def test_receiver_keeps_partitions_ahead_and_drops_expired_ones_at_start(
     db: Conn, start_receiver: Callable[..., Receiver]
 ) -> None:

@@ -19,6 +19,7 @@ def _insert_signal(db: Conn, at: datetime, seq: int) -> None:
     db.execute("INSERT INTO signal_samples VALUES ('gw', %s, 1, %s, 0, 1, 42.0)", (at, seq))
 
 
+@pytest.mark.plain_only
 def test_expired_signal_partitions_are_dropped_and_the_rest_kept(db: Conn) -> None:
     keeper = PartitionKeeper()
     first, last = date(2026, 2, 1), date(2026, 6, 20)
@@ -39,6 +40,7 @@ def test_expired_signal_partitions_are_dropped_and_the_rest_kept(db: Conn) -> No
     assert db.execute("SELECT to_regclass('signal_samples_p20260201')").fetchone() == (None,)
 
 
+@pytest.mark.plain_only
 def test_positions_survive_where_signals_of_the_same_age_expire(db: Conn) -> None:
     keeper = PartitionKeeper()
     old = NOW - timedelta(days=200)
@@ -52,6 +54,7 @@ def test_positions_survive_where_signals_of_the_same_age_expire(db: Conn) -> Non
     assert db.execute("SELECT count(*) FROM positions").fetchone() == (1,)
 
 
+@pytest.mark.plain_only
 def test_detach_action_keeps_the_table_for_archiving(db: Conn) -> None:
     PartitionKeeper().ensure(db, "rejected_messages", date(2026, 1, 1), date(2026, 1, 1))
     result = apply_retention(db, RetentionPolicy(action="detach"), NOW, "plain")
@@ -60,6 +63,7 @@ def test_detach_action_keeps_the_table_for_archiving(db: Conn) -> None:
     assert not [p for p in list_partitions(db, BY_NAME["rejected_messages"]) if p.start == date(2026, 1, 1)]
 
 
+@pytest.mark.plain_only
 def test_retention_is_configurable_per_class(db: Conn) -> None:
     PartitionKeeper().ensure(db, "rejected_messages", date(2026, 6, 1), date(2026, 6, 14))
     days = dict(DEFAULT_DAYS)
@@ -68,6 +72,7 @@ def test_retention_is_configurable_per_class(db: Conn) -> None:
     assert sorted(result.removed) == [f"rejected_messages_p202606{d:02d}" for d in range(1, 8)]
 
 
+@pytest.mark.plain_only
 def test_partitions_ahead_and_repeat_calls_are_cheap(db: Conn) -> None:
     keeper = PartitionKeeper()
     made = keeper.ensure_ahead(db, NOW.date(), 3)

@@ -13,6 +13,7 @@ from cloud.api.keys import create_key
 from cloud.store.db import connect
 from lienwatch.clock import ManualClock
 from tests.cloud.api.conftest import NOW_NS, Api, config_for, register
+from tests.cloud.conftest import STORAGE
 
 PROBLEM = "application/problem+json"
 
@@ -30,7 +31,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["schema_version"] >= 6
-    assert ready.json()["storage"] == "plain"
+    assert ready.json()["storage"] == STORAGE
     api.get("/devices")
     text = api.client.get("/metrics").text
     assert 'lienwatch_api_requests_total{method="GET",route="/devices",status="200"} 1.0' in text

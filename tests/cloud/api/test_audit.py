@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import pytest
 from fastapi import Depends, FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import AwareDatetime
@@ -70,6 +71,7 @@ def test_a_read_that_cannot_be_audited_is_not_served(migrated_db: str) -> None:
         assert "time_zone" not in response.text and "CheckViolation" not in response.text
 
 
+@pytest.mark.plain_only
 def test_audit_records_expire_with_the_audit_data_class(migrated_db: str) -> None:
     now = datetime.now(UTC)
     six_years = (now - timedelta(days=6 * 365)).date()

@@ -32,6 +32,7 @@ from hil.services import MosquittoBroker, free_port
 from protocol.messages import Severity
 from protocol.signing import generate_key, private_key_to_pem
 from tests.cloud.api.conftest import NOW_NS, S, event, fixes, register, status, store
+from tests.cloud.conftest import STORAGE
 
 EXAMPLES = int(os.environ.get("LIENWATCH_FUZZ_EXAMPLES", "6"))
 
@@ -49,7 +50,7 @@ def served(postgres_dsn: str, mosquitto: MosquittoBroker, tmp_path_factory: pyte
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     dsn = make_conninfo(postgres_dsn, dbname=name)
-    migrate(dsn, mode="plain")
+    migrate(dsn, mode=STORAGE)
     with connect(dsn) as conn:
         _, token = create_key(conn, "fuzz-admin", "admin")
         register(conn, "veh-f1")
