@@ -224,7 +224,7 @@ def test_keys_are_managed_by_admins_only_and_stored_hashed(api: Api) -> None:
     assert api.client.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["user_name"] == "carol"
     stored = api.conn.execute("SELECT secret_sha256 FROM api_keys WHERE key_id = %s",
                               (created.json()["key_id"],)).fetchone()
-    assert stored is not None and token.split("_")[2].encode() not in bytes(stored[0])
+    assert stored is not None and token.split("_", 2)[2].encode() not in bytes(stored[0])
     listed = api.get("/keys", role="admin").json()
     assert {k["user_name"] for k in listed} >= {"carol", "admin-1"} and all("token" not in k for k in listed)
     for role in ("risk_officer", "account_manager", "auditor"):
