@@ -10,6 +10,8 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
+from lienwatch.text import nul_at
+
 
 class NulInTomlError(tomllib.TOMLDecodeError):
     """A key or string of a TOML document holds U+0000; every caller's TOML error handler
@@ -20,26 +22,8 @@ def parse_toml(text: str) -> dict[str, Any]:
     """`tomllib.loads(text)`; raises `NulInTomlError` (a `TOMLDecodeError`) naming the dotted key
     of the first key or string that holds U+0000."""
     document = tomllib.loads(text)
-    where = _nul_at(document, "")
+    where = nul_at(document)
     if where is not None:
         raise NulInTomlError(f"{where} holds U+0000 (NUL), which no setting accepts")
     return document
 
-
-def _nul_at(value: object, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return inner.replace("\x00", "\\u0000")
-            found = _nul_at(item, inner)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_at(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None

@@ -146,23 +146,12 @@ def install(app: FastAPI) -> None:
 NUL_DETAIL = "the request holds U+0000 (NUL), which no parameter or field accepts"
 
 
-def holds_nul(value: object) -> bool:
-    """Whether `value` (a string, or lists, tuples and dicts of them) holds U+0000."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, (list, tuple)):
-        return any(holds_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    return False
-
-
 class RefuseNulMiddleware:
     """Answers 422 to a path or query string holding NUL (raw or `%00`), before any route runs.
 
     PostgreSQL text cannot hold NUL: psycopg refuses such a parameter with a DataError, which a
     route would otherwise answer as a 500. Checked here once for every parameter of every route;
-    request bodies are checked by their models (`holds_nul`, in `routes.devices.Strict`)."""
+    request bodies are checked by their models (`routes.devices.Strict`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -30,9 +30,6 @@ POI_KINDS = ("home", "work", "dealer", "other")
 MAX_POI_RADIUS_M = 100_000.0
 # No GNSS fix is better than a metre; radius_m is a REAL column, which cannot hold every tiny double.
 MIN_POI_RADIUS_M = 1.0
-# Coordinates are kept to 1e-7 degree (about 1 cm), the protocol's resolution (docs/protocol.md): a
-# subnormal double such as 5e-324 would make PostgreSQL's float arithmetic fail with "underflow".
-COORDINATE_DIGITS = 7
 MAX_POIS = 100
 _TEXT_MAX = 64
 
@@ -130,6 +127,13 @@ def _check_number(value: object, what: str, low: float, high: float, *, open_low
     return float(value)
 
 
+def to_coordinate_resolution(degrees: float) -> float:
+    """`degrees` kept to 1e-7 degree (about 1 cm), the protocol's resolution (docs/protocol.md),
+    -0.0 as 0.0: a subnormal double such as 5e-324 would make PostgreSQL's float arithmetic fail
+    with "underflow"."""
+    return round(degrees, 7) + 0.0
+
+
 def check_poi(poi: PointOfInterest) -> PointOfInterest:
     """Validate a point of interest: name, kind, finite coordinates (kept to 1e-7 degree) and a
     radius of 1 m to 100 km."""
@@ -139,8 +143,8 @@ def check_poi(poi: PointOfInterest) -> PointOfInterest:
         raise DeviceError(f"{where}: kind {poi.kind!r} is unknown (known: {', '.join(POI_KINDS)})")
     return PointOfInterest(
         name,
-        round(_check_number(poi.lat_deg, f"{where}: latitude", -90, 90), COORDINATE_DIGITS) + 0.0,
-        round(_check_number(poi.lon_deg, f"{where}: longitude", -180, 180), COORDINATE_DIGITS) + 0.0,
+        to_coordinate_resolution(_check_number(poi.lat_deg, f"{where}: latitude", -90, 90)),
+        to_coordinate_resolution(_check_number(poi.lon_deg, f"{where}: longitude", -180, 180)),
         _check_number(poi.radius_m, f"{where}: radius_m", MIN_POI_RADIUS_M, MAX_POI_RADIUS_M),
         poi.kind,
     )

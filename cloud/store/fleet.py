@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from cloud.store.db import Conn
-from cloud.store.devices import COORDINATE_DIGITS, PointOfInterest, check_poi
+from cloud.store.devices import PointOfInterest, check_poi, to_coordinate_resolution
 from cloud.store.errors import DeviceError
 from protocol.catalog import default_catalog
 from protocol.messages import ClockQuality
@@ -76,7 +76,7 @@ def check_polygon(polygon: object) -> dict[str, Any]:
         raise DeviceError(f"contract_polygon has {total} positions; at most {MAX_POLYGON_POINTS}")
     return {
         "type": "Polygon",
-        "coordinates": [[[round(float(v), COORDINATE_DIGITS) + 0.0 for v in pos[:2]] for pos in ring]
+        "coordinates": [[[to_coordinate_resolution(float(v)) for v in pos[:2]] for pos in ring]
                         for ring in rings],
     }
 

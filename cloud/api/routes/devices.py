@@ -19,7 +19,7 @@ from cloud.api.auth import (
 )
 from cloud.api.keys import Role
 from cloud.api.pagination import decode_cursor, encode_cursor
-from cloud.api.problems import NUL_DETAIL, Problem, holds_nul
+from cloud.api.problems import NUL_DETAIL, Problem
 from cloud.api.reads import read_endpoint
 from cloud.api.responses import JSON, json_answer
 from cloud.api.times import Instant
@@ -34,6 +34,7 @@ from cloud.store.devices import (
 )
 from cloud.store.errors import DeviceError
 from cloud.store.interrupt import interrupt_state
+from lienwatch.text import nul_at
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -54,7 +55,7 @@ class Strict(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: object) -> object:
-        if holds_nul(value):
+        if nul_at(value) is not None:
             raise ValueError(NUL_DETAIL)
         return value
 
